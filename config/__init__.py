@@ -1,0 +1,183 @@
+"""Every setting of the service, read from the environment in one place.
+
+Defaults are safe for a developer machine: embedded PostgreSQL and Redis under
+``DATA_DIR``, services bound to loopback, signup off, CORS closed.
+Production sets ``FACEAPI_ENV=production``, ``DATABASE_URL``, ``REDIS_URL`` and
+``JWT_SECRET_KEY`` (the web app refuses to start without a strong secret there).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+# Secrets nobody may run production with (examples from docs and compose files).
+WELL_KNOWN_SECRETS = frozenset({"", "secret", "changeme", "change-me", "dev", "development", "test"})
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _bool(name: str, default: bool) -> bool:
+    return (_env(name, "1" if default else "0") or "").lower() in ("1", "true", "yes", "on")
+
+
+def _path(name: str, default: Path | None) -> Path | None:
+    value = _env(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _persistent_dev_secret(data_dir: Path) -> str:
+    """A random secret kept under DATA_DIR so tokens survive restarts in development."""
+    path = data_dir / "jwt_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"  # development | test | production
+    data_dir: Path = ROOT_DIR / ".data"
+
+    # Services. None means "start the embedded one" (see stack/embedded.py).
+    database_url: str | None = None
+    redis_url: str | None = None
+    embedded_redis_port: int = 6399
+    db_pool_size: int = 5
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 2
+    flower_port: int = 5555
+    cors_origins: tuple[str, ...] = ()
+
+    # Auth
+    jwt_secret_key: str = ""
+    jwt_access_minutes: int = 15
+    jwt_refresh_days: int = 30
+    bcrypt_rounds: int = 12
+    min_password_length: int = 10
+    admin_email: str | None = None
+    admin_password: str | None = None
+
+    # Rate limits (flask-limiter syntax), stored in Redis so all gunicorn workers share them.
+    ratelimit_enabled: bool = True
+    ratelimit_login: str = "10/minute"
+    ratelimit_submit: str = "120/minute"
+
+    # Uploads
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 32
+
+    # Matching. The threshold is cosine similarity between L2-normalised ArcFace embeddings.
+    match_threshold: float = 0.35
+    min_threshold: float = 0.1
+    max_threshold: float = 0.95
+    default_top_k: int = 5
+    max_top_k: int = 50
+    default_max_faces: int = 20
+    max_max_faces: int = 100
+    hnsw_ef_search: int = 64
+
+    # Engine
+    model_pack_dir: Path | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
+    det_size: int = 640
+    det_thresh: float = 0.5
+    ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    ort_threads: int = 0  # 0: cores divided by worker processes
+    worker_concurrency: int = 2
+
+    # Jobs
+    job_soft_time_limit: int = 120
+    job_max_retries: int = 3
+
+    # Datasets for tests and benchmarks (never copied into the repository)
+    faces_dataset_dir: Path | None = None
+    lfw_dir: Path | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.env not in ("development", "test")
+
+    def ort_intra_threads(self) -> int:
+        """Threads per onnxruntime session so that processes x threads matches the cores."""
+        if self.ort_threads > 0:
+            return self.ort_threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.worker_concurrency))
+
+
+def load_settings() -> Settings:
+    env = _env("FACEAPI_ENV", "development")
+    data_dir = _path("DATA_DIR", ROOT_DIR / ".data")
+    secret = _env("JWT_SECRET_KEY")
+    if secret is None and env in ("development", "test"):
+        secret = _persistent_dev_secret(data_dir)
+    return Settings(
+        env=env,
+        data_dir=data_dir,
+        database_url=_env("DATABASE_URL"),
+        redis_url=_env("REDIS_URL"),
+        embedded_redis_port=_int("EMBEDDED_REDIS_PORT", 6399),
+        db_pool_size=_int("DB_POOL_SIZE", 5),
+        host=_env("HOST", "127.0.0.1"),
+        port=_int("PORT", 8000),
+        web_workers=_int("WEB_WORKERS", 2),
+        flower_port=_int("FLOWER_PORT", 5555),
+        cors_origins=tuple(o.strip() for o in (_env("CORS_ORIGINS", "") or "").split(",") if o.strip()),
+        jwt_secret_key=secret or "",
+        jwt_access_minutes=_int("JWT_ACCESS_MINUTES", 15),
+        jwt_refresh_days=_int("JWT_REFRESH_DAYS", 30),
+        bcrypt_rounds=_int("BCRYPT_ROUNDS", 12),
+        min_password_length=_int("MIN_PASSWORD_LENGTH", 10),
+        admin_email=_env("ADMIN_EMAIL"),
+        admin_password=_env("ADMIN_PASSWORD"),
+        ratelimit_enabled=_bool("RATELIMIT_ENABLED", True),
+        ratelimit_login=_env("RATELIMIT_LOGIN", "10/minute"),
+        ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
+        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
+        max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
+        min_image_side=_int("MIN_IMAGE_SIDE", 32),
+        match_threshold=_float("MATCH_THRESHOLD", 0.35),
+        default_top_k=_int("DEFAULT_TOP_K", 5),
+        max_top_k=_int("MAX_TOP_K", 50),
+        default_max_faces=_int("DEFAULT_MAX_FACES", 20),
+        max_max_faces=_int("MAX_MAX_FACES", 100),
+        hnsw_ef_search=_int("HNSW_EF_SEARCH", 64),
+        model_pack_dir=_path("MODEL_PACK_DIR", None),
+        det_size=_int("DET_SIZE", 640),
+        det_thresh=_float("DET_THRESH", 0.5),
+        ort_providers=tuple(
+            p.strip() for p in (_env("ORT_PROVIDERS", "CPUExecutionProvider") or "").split(",") if p.strip()
+        ),
+        ort_threads=_int("ORT_THREADS", 0),
+        worker_concurrency=_int("WORKER_CONCURRENCY", 2),
+        job_soft_time_limit=_int("JOB_SOFT_TIME_LIMIT", 120),
+        job_max_retries=_int("JOB_MAX_RETRIES", 3),
+        faces_dataset_dir=_path("FACES_DATASET_DIR", None),
+        lfw_dir=_path("LFW_DIR", None),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Shared domain: models, database session, image validation and matching, used by web and workers."""

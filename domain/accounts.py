@@ -1,0 +1,88 @@
+"""Accounts: bcrypt password hashes and the first admin."""
+
+from __future__ import annotations
+
+import bcrypt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from config import get_settings
+from domain.errors import ServiceError
+from domain.models import Account, Role
+
+# bcrypt only looks at the first 72 bytes; longer passwords are refused rather than silently cut.
+MAX_PASSWORD_BYTES = 72
+
+# A real hash to compare against when the email is unknown, so that a failed login
+# takes the same time whether or not the account exists.
+_DUMMY_HASH: bytes | None = None
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_password_rules(password: str) -> None:
+    settings = get_settings()
+    if len(password) < settings.min_password_length:
+        raise ServiceError(
+            "weak_password", f"The password must have at least {settings.min_password_length} characters."
+        )
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ServiceError("password_too_long", f"The password must be at most {MAX_PASSWORD_BYTES} bytes.")
+
+
+def hash_password(password: str) -> str:
+    salt = bcrypt.gensalt(rounds=get_settings().bcrypt_rounds)
+    return bcrypt.hashpw(password.encode(), salt).decode()
+
+
+def _dummy_hash() -> bytes:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password("not-a-real-password").encode()
+    return _DUMMY_HASH
+
+
+def authenticate(session: Session, email: str, password: str) -> Account | None:
+    """The account for these credentials, or None; the same work is done either way."""
+    account = session.execute(
+        select(Account).where(Account.email == normalize_email(email))
+    ).scalar_one_or_none()
+    candidate = password.encode()[:MAX_PASSWORD_BYTES]
+    stored = account.password_hash.encode() if account else _dummy_hash()
+    valid = bcrypt.checkpw(candidate, stored)
+    return account if account and valid else None
+
+
+def create_account(session: Session, email: str, password: str, role: Role = Role.user) -> Account:
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 254:
+        raise ServiceError("invalid_email", "A valid email address is required.")
+    check_password_rules(password)
+    if session.execute(select(Account.id).where(Account.email == email)).first():
+        raise ServiceError("account_exists", "An account with this email already exists.", status=409)
+    account = Account(email=email, password_hash=hash_password(password), role=role)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def ensure_first_admin(session: Session, email: str | None, password: str | None) -> Account | None:
+    """Create the admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists yet."""
+    if not email or not password:
+        return None
+    admins = session.execute(select(func.count()).where(Account.role == Role.admin)).scalar_one()
+    if admins:
+        return None
+    return create_account(session, email, password, Role.admin)
+
+
+def bootstrap_admin() -> str | None:
+    """Create the first admin from settings if needed; returns its email when one was created."""
+    from domain.db import session_scope
+
+    settings = get_settings()
+    with session_scope() as session:
+        account = ensure_first_admin(session, settings.admin_email, settings.admin_password)
+        return account.email if account else None

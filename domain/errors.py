@@ -1,0 +1,33 @@
+"""Errors with a stable machine-readable code, shared by the API (as HTTP errors) and jobs (as job errors)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An expected failure a client can act on. `status` is the HTTP status the API answers with."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class InvalidImage(ServiceError):
+    """An upload that is not an image we accept."""
+
+
+class FaceError(ServiceError):
+    """A job-level failure about the faces in a photo (e.g. `no_face`)."""
+
+    status = 422

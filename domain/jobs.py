@@ -1,0 +1,98 @@
+"""Job lifecycle in the database: create, claim, finish, and the JSON document clients poll."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from domain.errors import ServiceError
+from domain.models import Job, JobStatus, JobType
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def create_job(
+    session: Session,
+    *,
+    job_type: JobType,
+    owner_id: uuid.UUID,
+    image: bytes,
+    params: dict[str, Any],
+    gallery_id: uuid.UUID | None = None,
+    person_id: uuid.UUID | None = None,
+) -> Job:
+    """A queued job holding the uploaded bytes; the caller commits, then enqueues its id."""
+    job = Job(
+        id=uuid.uuid4(),
+        type=job_type,
+        status=JobStatus.queued,
+        owner_id=owner_id,
+        gallery_id=gallery_id,
+        person_id=person_id,
+        params=params,
+        input_image=image,
+    )
+    session.add(job)
+    return job
+
+
+def claim(session: Session, job_id: uuid.UUID) -> Job | None:
+    """Mark a job running and return it, or None when it is unknown or already finished.
+
+    A job found `running` was claimed by a worker that died before acknowledging its
+    message; it is run again (every job's effects are idempotent).
+    """
+    job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
+    if job is None or job.status.finished:
+        return None
+    job.status = JobStatus.running
+    job.started_at = now()
+    return job
+
+
+def load_input(session: Session, job_id: uuid.UUID) -> bytes | None:
+    return session.execute(select(Job.input_image).where(Job.id == job_id)).scalar_one_or_none()
+
+
+def finish(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    result: dict[str, Any] | None = None,
+    error: ServiceError | None = None,
+) -> None:
+    """End a job and drop its raw upload, whatever the outcome."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status=JobStatus.failed if error else JobStatus.succeeded,
+            result=None if error else result,
+            error=error.as_dict() if error else None,
+            finished_at=now(),
+            input_image=None,
+        )
+    )
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "type": job.type.value,
+        "status": job.status.value,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "result": job.result,
+        "error": job.error,
+    }

@@ -1,0 +1,168 @@
+"""SQLAlchemy 2.0 typed models. The schema itself changes only through migrations/."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+EMBEDDING_DIM = 512
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    operator = "operator"
+    user = "user"
+
+
+class JobType(enum.StrEnum):
+    enroll = "enroll"
+    recognize = "recognize"
+
+
+class JobStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Account(Base):
+    """Credentials and role. Kept apart from Person, the biometric subject."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[Role] = mapped_column(Enum(Role, name="role"), nullable=False, default=Role.user)
+    created_at: Mapped[datetime] = _created_at()
+
+    galleries: Mapped[list[Gallery]] = relationship(back_populates="owner", passive_deletes=True)
+
+
+class Gallery(Base):
+    """A named collection of persons, owned by one account; names are unique per owner."""
+
+    __tablename__ = "galleries"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_galleries_owner_name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+    owner: Mapped[Account] = relationship(back_populates="galleries")
+
+
+class Person(Base):
+    """A biometric subject: a name, a consent record and the faces enrolled for it."""
+
+    __tablename__ = "persons"
+    __table_args__ = (
+        UniqueConstraint("gallery_id", "external_id", name="uq_persons_gallery_external_id"),
+        Index("ix_persons_gallery_created", "gallery_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
+    )
+    consent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    consent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+
+    gallery: Mapped[Gallery] = relationship()
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="person", passive_deletes=True, order_by="Face.created_at"
+    )
+
+
+class Face(Base):
+    """One enrolled photo of a person, reduced to its embedding (the photo itself is never kept)."""
+
+    __tablename__ = "faces"
+    __table_args__ = (
+        Index("ix_faces_gallery_model", "gallery_id", "model"),
+        Index(
+            "ix_faces_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("persons.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # Denormalised from the person so the vector search filters without a join.
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    # The enrollment job that produced this face: unique, so a redelivered job never adds a second face.
+    source_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    model: Mapped[str] = mapped_column(String(100), nullable=False)
+    det_score: Mapped[float] = mapped_column(Float, nullable=False)
+    bbox: Mapped[list[float]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+    person: Mapped[Person] = relationship(back_populates="faces")
+
+
+class Job(Base):
+    """A unit of asynchronous work. Holds the uploaded bytes only until the job ends."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    type: Mapped[JobType] = mapped_column(Enum(JobType, name="job_type"), nullable=False)
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, name="job_status"), nullable=False, default=JobStatus.queued
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"))
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    result: Mapped[dict | None] = mapped_column(JSONB)
+    error: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,106 @@
+"""What a finished job means for the gallery: store an enrolled face, or match every detected face.
+
+These functions take faces already detected and embedded by a worker's engine, so this
+package never needs the model (the web process imports it too).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from config import Settings
+from domain import matching
+from domain.errors import FaceError
+from domain.models import Face, Job, Person
+
+
+class EmbeddedFace(Protocol):
+    bbox: list[float]
+    det_score: float
+    embedding: np.ndarray | None
+
+
+def rounded_box(bbox: list[float]) -> list[float]:
+    return [round(float(v), 1) for v in bbox]
+
+
+def no_face_error() -> FaceError:
+    return FaceError("no_face", "No face was found in the photo.")
+
+
+def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str) -> dict[str, Any]:
+    """Store the largest face (faces arrive largest first) as a new face of the job's person.
+
+    Idempotent: the face row is keyed by the job id, so a redelivered job stores nothing new.
+    """
+    if not faces:
+        raise no_face_error()
+    person = session.get(Person, job.person_id) if job.person_id else None
+    if person is None:
+        raise FaceError("person_deleted", "The person was deleted before the photo was processed.")
+    face = faces[0]
+    session.execute(
+        insert(Face)
+        .values(
+            id=uuid.uuid4(),
+            person_id=person.id,
+            gallery_id=person.gallery_id,
+            source_job_id=job.id,
+            embedding=face.embedding,
+            model=model,
+            det_score=float(face.det_score),
+            bbox=rounded_box(face.bbox),
+        )
+        .on_conflict_do_nothing(index_elements=[Face.source_job_id])
+    )
+    face_id = session.execute(select(Face.id).where(Face.source_job_id == job.id)).scalar_one()
+    return {
+        "person_id": str(person.id),
+        "face_id": str(face_id),
+        "det_score": round(float(face.det_score), 4),
+        "bbox": rounded_box(face.bbox),
+        "faces_detected": len(faces),
+    }
+
+
+def discard_unfinished_person(session: Session, job: Job) -> None:
+    """A person created by a failed enrollment and left without any face is removed again."""
+    if not job.params.get("created_person") or job.person_id is None:
+        return
+    has_faces = session.execute(select(func.count()).where(Face.person_id == job.person_id)).scalar_one()
+    if not has_faces:
+        session.execute(delete(Person).where(Person.id == job.person_id))
+
+
+def recognize(
+    session: Session, job: Job, faces: list[EmbeddedFace], model: str, settings: Settings
+) -> dict[str, Any]:
+    """Match every detected face against the job's gallery."""
+    if not faces:
+        raise no_face_error()
+    params = job.params
+    results = []
+    for face in faces:
+        matches = matching.search(
+            session,
+            gallery_id=job.gallery_id,
+            model=model,
+            embedding=face.embedding,
+            top_k=params["top_k"],
+            threshold=params["threshold"],
+            ef_search=settings.hnsw_ef_search,
+        )
+        results.append(
+            {
+                "bbox": rounded_box(face.bbox),
+                "det_score": round(float(face.det_score), 4),
+                "matches": [m.as_dict() for m in matches],
+            }
+        )
+    return {"faces": results, "threshold": params["threshold"], "model": model}

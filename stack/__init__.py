@@ -1,0 +1,1 @@
+"""Running the whole stack locally: embedded services, migrations, the process supervisor, the CLI."""

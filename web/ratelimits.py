@@ -1,0 +1,7 @@
+"""Rate-limit values read from settings at request time (so tests and operators can change them)."""
+
+from config import get_settings
+
+
+def submit_limit() -> str:
+    return get_settings().ratelimit_submit

@@ -1,0 +1,237 @@
+"""What the API does, called by the handlers once input is parsed and the caller authorised."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from domain.errors import NotFound, ServiceError
+from domain.jobs import create_job, iso, now
+from domain.models import Account, Face, Gallery, Job, JobType, Person, Role
+from workers.celery_app import enqueue
+
+log = logging.getLogger(__name__)
+
+
+# --- galleries and access -------------------------------------------------------------
+
+def find_gallery(session: Session, owner: Account, name: str) -> Gallery | None:
+    return session.execute(
+        select(Gallery).where(Gallery.owner_id == owner.id, Gallery.name == name)
+    ).scalar_one_or_none()
+
+
+def get_or_create_gallery(session: Session, owner: Account, name: str) -> Gallery:
+    gallery = find_gallery(session, owner, name)
+    if gallery is None:
+        gallery = Gallery(owner_id=owner.id, name=name)
+        session.add(gallery)
+        session.flush()
+    return gallery
+
+
+def require_gallery(session: Session, owner: Account, name: str) -> Gallery:
+    gallery = find_gallery(session, owner, name)
+    if gallery is None:
+        raise NotFound("gallery_not_found", f"You have no gallery named '{name}'.")
+    return gallery
+
+
+def load_person(session: Session, account: Account, person_id: uuid.UUID, *, with_faces: bool = False) -> Person:
+    """The person if the caller may see it (admins: any; others: their galleries'); else 404."""
+    query = select(Person).join(Gallery).where(Person.id == person_id)
+    if account.role is not Role.admin:
+        query = query.where(Gallery.owner_id == account.id)
+    if with_faces:
+        query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
+    person = session.execute(query).scalar_one_or_none()
+    if person is None:
+        raise NotFound("person_not_found", "No such person.")
+    return person
+
+
+def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
+    query = select(Job).where(Job.id == job_id)
+    if account.role is not Role.admin:
+        query = query.where(Job.owner_id == account.id)
+    job = session.execute(query).scalar_one_or_none()
+    if job is None:
+        raise NotFound("job_not_found", "No such job.")
+    return job
+
+
+# --- submitting jobs --------------------------------------------------------------------
+
+def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
+    """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
+    session.commit()
+    try:
+        enqueue(job.id)
+    except Exception:  # kombu raises many types for an unreachable broker
+        log.exception("could not enqueue job %s", job.id)
+        session.execute(delete(Job).where(Job.id == job.id))
+        for row in created:
+            session.delete(row)
+        session.commit()
+        message = "The job queue is unavailable; try again shortly."
+        raise ServiceError("queue_unavailable", message, status=503) from None
+
+
+def submit_enrollment(
+    session: Session,
+    account: Account,
+    *,
+    name: str,
+    image: bytes,
+    gallery_name: str,
+    external_id: str | None,
+) -> tuple[Person, Job]:
+    gallery = get_or_create_gallery(session, account, gallery_name)
+    person = Person(
+        id=uuid.uuid4(),
+        gallery_id=gallery.id,
+        name=name,
+        external_id=external_id,
+        consent_at=now(),
+        consent_by_id=account.id,
+    )
+    session.add(person)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise ServiceError(
+            "person_exists",
+            f"A person with external_id '{external_id}' already exists in gallery '{gallery_name}'.",
+            status=409,
+        ) from None
+    job = create_job(
+        session,
+        job_type=JobType.enroll,
+        owner_id=account.id,
+        image=image,
+        gallery_id=gallery.id,
+        person_id=person.id,
+        params={"created_person": True},
+    )
+    _commit_and_enqueue(session, job, created=[person])
+    return person, job
+
+
+def submit_face(session: Session, account: Account, person: Person, image: bytes) -> Job:
+    job = create_job(
+        session,
+        job_type=JobType.enroll,
+        owner_id=account.id,
+        image=image,
+        gallery_id=person.gallery_id,
+        person_id=person.id,
+        params={"created_person": False},
+    )
+    _commit_and_enqueue(session, job, created=[])
+    return job
+
+
+def submit_recognition(
+    session: Session,
+    account: Account,
+    *,
+    image: bytes,
+    gallery_name: str,
+    threshold: float,
+    top_k: int,
+    max_faces: int,
+) -> Job:
+    gallery = require_gallery(session, account, gallery_name)
+    job = create_job(
+        session,
+        job_type=JobType.recognize,
+        owner_id=account.id,
+        image=image,
+        gallery_id=gallery.id,
+        params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces},
+    )
+    _commit_and_enqueue(session, job, created=[])
+    return job
+
+
+# --- persons ----------------------------------------------------------------------------
+
+def person_document(person: Person, *, faces: list[Face] | None = None, face_count: int | None = None) -> dict:
+    document: dict[str, Any] = {
+        "id": str(person.id),
+        "name": person.name,
+        "external_id": person.external_id,
+        "gallery": person.gallery.name,
+        "account_id": str(person.account_id) if person.account_id else None,
+        "consent": {
+            "given_at": iso(person.consent_at),
+            "given_by": str(person.consent_by_id) if person.consent_by_id else None,
+        },
+        "created_at": iso(person.created_at),
+    }
+    if faces is not None:
+        document["faces"] = [
+            {
+                "id": str(face.id),
+                "model": face.model,
+                "det_score": round(face.det_score, 4),
+                "bbox": face.bbox,
+                "created_at": iso(face.created_at),
+            }
+            for face in faces
+        ]
+        document["face_count"] = len(faces)
+    else:
+        document["face_count"] = face_count or 0
+    return document
+
+
+def encode_cursor(created_at: datetime, person_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{person_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, person_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(person_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ServiceError("invalid_cursor", "The cursor is not valid.") from None
+
+
+def list_persons(
+    session: Session, account: Account, *, gallery_name: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """Keyset pagination in creation order: stable while persons are added or deleted."""
+    gallery = find_gallery(session, account, gallery_name)
+    if gallery is None:
+        return {"items": [], "next_cursor": None}
+    face_count = (
+        select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
+    )
+    query = (
+        select(Person, face_count)
+        .where(Person.gallery_id == gallery.id)
+        .order_by(Person.created_at, Person.id)
+        .limit(limit + 1)
+    )
+    if cursor:
+        query = query.where(tuple_(Person.created_at, Person.id) > decode_cursor(cursor))
+    rows = session.execute(query.options(selectinload(Person.gallery))).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
+
+
+def delete_person(session: Session, person: Person) -> None:
+    """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE."""
+    session.execute(delete(Person).where(Person.id == person.id))
+    session.commit()

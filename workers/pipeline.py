@@ -1,0 +1,58 @@
+"""Run one job: load it, detect and embed faces, store or search, save the outcome."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from config import get_settings
+from domain import jobs, recognition
+from domain.db import session_scope
+from domain.errors import ServiceError
+from domain.images import decode_bgr
+from domain.models import Job, JobType
+from workers.engine import get_engine
+
+log = logging.getLogger(__name__)
+
+
+def process_job(job_id: str) -> None:
+    job_uuid = uuid.UUID(job_id)
+    with session_scope() as session:
+        claimed = jobs.claim(session, job_uuid)
+        image = jobs.load_input(session, job_uuid) if claimed else None
+    if claimed is None:
+        log.info("job %s is unknown or already finished; nothing to do", job_id)
+        return
+    try:
+        with session_scope() as session:
+            job = session.get(Job, job_uuid)
+            jobs.finish(session, job_uuid, result=_run(session, job, image))
+    except ServiceError as error:
+        with session_scope() as session:
+            if claimed.type is JobType.enroll:
+                recognition.discard_unfinished_person(session, claimed)
+            jobs.finish(session, job_uuid, error=error)
+        log.info("job %s failed: %s", job_id, error.code)
+    except OperationalError:
+        raise  # the database is unreachable: the task retries and the job stays `running`
+    except Exception:
+        log.exception("job %s crashed", job_id)
+        with session_scope() as session:
+            jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
+
+
+def _run(session: Session, job: Job, image: bytes | None) -> dict:
+    if image is None:
+        raise ServiceError("input_missing", "The job's photo is no longer available.")
+    engine = get_engine()
+    bgr = decode_bgr(image)
+    if job.type is JobType.enroll:
+        faces = engine.detect(bgr)
+        engine.embed(bgr, faces[:1])  # only the largest face is enrolled
+        return recognition.enroll(session, job, faces, engine.model_name)
+    faces = engine.analyze(bgr, max_faces=job.params["max_faces"])
+    return recognition.recognize(session, job, faces, engine.model_name, get_settings())
