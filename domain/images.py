@@ -67,7 +67,9 @@ def _open(data: bytes) -> Image.Image:
             # Our own pixel limit below is the guard; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage("image_too_large", "The image has too many pixels.") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InvalidImage("invalid_image", "The file could not be read as an image.") from exc
 
 
