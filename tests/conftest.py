@@ -7,12 +7,15 @@ The Flask app is exercised through its test client in this process.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,8 +34,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
+def data_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its rotation of old run directories could remove a live data directory.
+    path = Path(tempfile.mkdtemp(prefix="faceapi-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -190,3 +196,22 @@ def recognize(client, headers: dict, image: bytes, **fields: str) -> dict:
     response = client.post("/api/v1/recognize", data=form, headers=headers, content_type="multipart/form-data")
     assert response.status_code == 202, response.get_json()
     return wait_for_job(client, headers, response.get_json()["job_id"])
+
+
+@contextlib.contextmanager
+def override_settings(**values: str) -> Iterator[None]:
+    """Change settings (as environment variables) for the duration of a block."""
+    from config import get_settings
+
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()

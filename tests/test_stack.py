@@ -1,0 +1,150 @@
+"""The processes as an operator runs them: `make run`'s supervisor, the CLI, readiness, isolation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests import images
+from tests.conftest import ROOT, free_port, login
+
+RUN_START_TIMEOUT = 90
+
+
+def _stack_env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        {
+            "DATA_DIR": str(data_dir),
+            "PORT": str(port),
+            "FLOWER_PORT": str(free_port()),
+            "EMBEDDED_REDIS_PORT": str(free_port()),
+            "WEB_WORKERS": "1",
+            "WORKER_CONCURRENCY": "1",
+            "ADMIN_EMAIL": "root@example.com",
+            "ADMIN_PASSWORD": "a long admin password",
+        }
+    )
+    return env
+
+
+def _start_stack(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stack.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + RUN_START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("stack did not become ready:\n" + log_path.read_text()[-3000:])
+
+
+def _stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(60)
+
+
+def _wait_job(base: str, headers: dict, job_id: str) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        job = requests.get(f"{base}/api/v1/jobs/{job_id}", headers=headers, timeout=5).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _stack_env(tmp_path / "data", port)
+    log_path = tmp_path / "run.log"
+
+    process = _start_stack(env, log_path)
+    try:
+        _wait_ready(base, process, log_path)
+        tokens = requests.post(
+            f"{base}/api/v1/auth/login",
+            json={"email": "root@example.com", "password": "a long admin password"},
+            timeout=10,
+        ).json()
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        enrolled = requests.post(
+            f"{base}/api/v1/persons",
+            headers=headers,
+            data={"name": "Tom Hanks", "consent": "true"},
+            files={"image": ("tom.png", images.tom_hanks(), "image/png")},
+            timeout=10,
+        ).json()
+        assert _wait_job(base, headers, enrolled["job_id"])["status"] == "succeeded"
+        assert "Flower:" in log_path.read_text()
+    finally:
+        status = _stop(process)
+    assert status == 0, log_path.read_text()[-3000:]
+    assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists()  # PostgreSQL was stopped
+    assert "stopped" in log_path.read_text()
+
+    process = _start_stack(env, log_path)  # the same data directory
+    try:
+        _wait_ready(base, process, log_path)
+        person = requests.get(f"{base}/api/v1/persons/{enrolled['person_id']}", headers=headers, timeout=10)
+        assert person.status_code == 200  # tokens and data survived the restart
+        assert person.json()["face_count"] == 1
+    finally:
+        assert _stop(process) == 0
+
+
+def test_web_process_never_loads_the_model():
+    code = (
+        "import sys; from web import create_app; create_app(); "
+        "bad = [m for m in ('insightface', 'onnxruntime', 'cv2') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readiness_reports_services(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_cli_creates_an_admin(client, services):
+    env = dict(os.environ, ADMIN_PASSWORD="another long password")
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert login(client, "cli-admin@example.com", "another long password")["access_token"]
+    again = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+
+def test_openapi_document_lists_the_routes(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for path in ("/api/v1/auth/login", "/api/v1/persons", "/api/v1/persons/{person_id}", "/api/v1/recognize",
+                 "/api/v1/jobs/{job_id}"):
+        assert path in spec["paths"]
