@@ -46,9 +46,7 @@ def _dummy_hash() -> bytes:
 
 def authenticate(session: Session, email: str, password: str) -> Account | None:
     """The account for these credentials, or None; the same work is done either way."""
-    account = session.execute(
-        select(Account).where(Account.email == normalize_email(email))
-    ).scalar_one_or_none()
+    account = session.execute(select(Account).where(Account.email == normalize_email(email))).scalar_one_or_none()
     candidate = password.encode()[:MAX_PASSWORD_BYTES]
     stored = account.password_hash.encode() if account else _dummy_hash()
     valid = bcrypt.checkpw(candidate, stored)

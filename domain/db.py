@@ -20,7 +20,7 @@ def sqlalchemy_url(url: str) -> str:
     """Use the psycopg 3 driver whatever scheme the URL was given with."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

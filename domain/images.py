@@ -79,9 +79,7 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
     if not data:
         raise InvalidImage("empty_file", "The uploaded file is empty.")
     if len(data) > settings.max_upload_bytes:
-        raise InvalidImage(
-            "file_too_large", f"The image is larger than {settings.max_upload_bytes} bytes.", status=413
-        )
+        raise InvalidImage("file_too_large", f"The image is larger than {settings.max_upload_bytes} bytes.", status=413)
     fmt = sniff_format(data)
     if fmt is None:
         kind = _describe_unsupported(data)
@@ -92,9 +90,7 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
         )
     declared = (declared_type or "").split(";")[0].strip().lower()
     if declared.startswith("image/") and declared != _ACCEPTED[fmt] and declared != "image/jpg":
-        raise InvalidImage(
-            "content_type_mismatch", f"The file is {fmt} but was declared as {declared}."
-        )
+        raise InvalidImage("content_type_mismatch", f"The file is {fmt} but was declared as {declared}.")
     image = _open(data)
     if (image.format or "").upper() != fmt:
         raise InvalidImage("invalid_image", "The file could not be read as an image.")

@@ -59,9 +59,7 @@ def search(
     """The best-matching persons, best first, each at or above `threshold` cosine similarity."""
     candidates = top_k * CANDIDATES_PER_RESULT
     # HNSW returns at most ef_search rows, so it must cover the candidates we ask for.
-    session.execute(
-        text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(ef_search, candidates))}
-    )
+    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(ef_search, candidates))})
     rows = session.execute(
         _SEARCH,
         {

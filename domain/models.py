@@ -100,17 +100,13 @@ class Person(Base):
     gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     external_id: Mapped[str | None] = mapped_column(String(200))
-    account_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), unique=True
-    )
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
     consent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     consent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _created_at()
 
     gallery: Mapped[Gallery] = relationship()
-    faces: Mapped[list[Face]] = relationship(
-        back_populates="person", passive_deletes=True, order_by="Face.created_at"
-    )
+    faces: Mapped[list[Face]] = relationship(back_populates="person", passive_deletes=True, order_by="Face.created_at")
 
 
 class Face(Base):

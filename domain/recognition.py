@@ -78,9 +78,7 @@ def discard_unfinished_person(session: Session, job: Job) -> None:
         session.execute(delete(Person).where(Person.id == job.person_id))
 
 
-def recognize(
-    session: Session, job: Job, faces: list[EmbeddedFace], model: str, settings: Settings
-) -> dict[str, Any]:
+def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str, settings: Settings) -> dict[str, Any]:
     """Match every detected face against the job's gallery."""
     if not faces:
         raise no_face_error()

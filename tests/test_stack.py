@@ -130,13 +130,21 @@ def test_cli_creates_an_admin(client, services):
     env = dict(os.environ, ADMIN_PASSWORD="another long password")
     result = subprocess.run(
         [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert login(client, "cli-admin@example.com", "another long password")["access_token"]
     again = subprocess.run(
         [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 1
     assert "already exists" in again.stderr
@@ -145,6 +153,11 @@ def test_cli_creates_an_admin(client, services):
 def test_openapi_document_lists_the_routes(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    for path in ("/api/v1/auth/login", "/api/v1/persons", "/api/v1/persons/{person_id}", "/api/v1/recognize",
-                 "/api/v1/jobs/{job_id}"):
+    for path in (
+        "/api/v1/auth/login",
+        "/api/v1/persons",
+        "/api/v1/persons/{person_id}",
+        "/api/v1/recognize",
+        "/api/v1/jobs/{job_id}",
+    ):
         assert path in spec["paths"]

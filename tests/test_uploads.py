@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ def _count(db, model) -> int:
 
 def _bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A valid PNG header claiming huge dimensions, with a tiny compressed body."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -203,3 +205,16 @@ def test_security_headers_and_closed_cors(client):
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "Access-Control-Allow-Origin" not in response.headers
     assert response.headers["X-Request-ID"]
+
+
+def test_a_multi_megabyte_photo_is_accepted(client, operator_headers):
+    noise = np.random.default_rng(1).integers(0, 255, (1600, 1600, 3), dtype=np.uint8)
+    data = images.encode(Image.fromarray(noise), quality=95)
+    assert len(data) > 2 * 1024 * 1024
+    response = client.post(
+        "/api/v1/persons",
+        data={"name": "Big photo", "consent": "true", "image": upload(data)},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.get_json()

@@ -18,7 +18,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
     return {
         # A little room over the image limit for the multipart envelope and form fields.
         "MAX_CONTENT_LENGTH": settings.max_upload_bytes + MULTIPART_OVERHEAD,
-        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 512 * 1024,  # non-file fields; above werkzeug's 64 KiB parse buffer
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "JWT_ALGORITHM": "HS256",
         "JWT_DECODE_ALGORITHMS": ["HS256"],

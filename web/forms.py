@@ -71,9 +71,7 @@ def number_field(name: str, kind: type, default: Any, low: Any, high: Any) -> An
 
 def require_consent() -> None:
     if (request.form.get("consent") or "").strip().lower() != "true":
-        raise bad_request(
-            "consent_required", "Enrollment requires the person's consent: send consent=true."
-        )
+        raise bad_request("consent_required", "Enrollment requires the person's consent: send consent=true.")
 
 
 def image_field(name: str = "image") -> Upload:

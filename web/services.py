@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # --- galleries and access -------------------------------------------------------------
 
+
 def find_gallery(session: Session, owner: Account, name: str) -> Gallery | None:
     return session.execute(
         select(Gallery).where(Gallery.owner_id == owner.id, Gallery.name == name)
@@ -69,6 +70,7 @@ def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
 
 
 # --- submitting jobs --------------------------------------------------------------------
+
 
 def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
     """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
@@ -165,6 +167,7 @@ def submit_recognition(
 
 # --- persons ----------------------------------------------------------------------------
 
+
 def person_document(person: Person, *, faces: list[Face] | None = None, face_count: int | None = None) -> dict:
     document: dict[str, Any] = {
         "id": str(person.id),
@@ -211,20 +214,19 @@ def list_persons(
     session: Session, account: Account, *, gallery_name: str, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """Keyset pagination in creation order: stable while persons are added or deleted."""
+    after = decode_cursor(cursor) if cursor else None
     gallery = find_gallery(session, account, gallery_name)
     if gallery is None:
         return {"items": [], "next_cursor": None}
-    face_count = (
-        select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
-    )
+    face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
     query = (
         select(Person, face_count)
         .where(Person.gallery_id == gallery.id)
         .order_by(Person.created_at, Person.id)
         .limit(limit + 1)
     )
-    if cursor:
-        query = query.where(tuple_(Person.created_at, Person.id) > decode_cursor(cursor))
+    if after:
+        query = query.where(tuple_(Person.created_at, Person.id) > after)
     rows = session.execute(query.options(selectinload(Person.gallery))).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
