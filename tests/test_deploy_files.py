@@ -1,0 +1,513 @@
+"""Static checks of the deployment files: Dockerfile, docker-compose.yml and .dockerignore.
+
+No Docker engine and no services are needed, and no fixture is used: the compose file is parsed
+with PyYAML, every command it runs is resolved against this repository (modules findable, the
+gunicorn app factory callable, celery subcommands known), every environment variable is one that
+config/__init__.py reads, and the Dockerfile copies files that exist and runs as a non-root user.
+Imports of the application run in a subprocess with a container-like environment, so that the
+settings of other tests in the same session cannot leak in (nor these into them).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+CONFIG_SOURCE = ROOT / "config" / "__init__.py"
+
+REQUIRED_SERVICES = {"db", "redis", "migrate", "web", "worker", "flower"}
+APP_SERVICES = {"migrate", "web", "worker", "flower"}
+GUNICORN_APP = "web:create_app()"
+# Variables the image or compose file may set that are not application settings.
+NON_SETTING_ENV = {"PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR"}
+NON_SETTING_ENV |= {"PIP_DISABLE_PIP_VERSION_CHECK"}
+HEAVY_MODULES = ("insightface", "onnxruntime", "cv2")
+
+# A strong, throwaway secret for the subprocess that builds the app as production would.
+CONTAINER_ENV = {
+    "FACEAPI_ENV": "production",
+    "JWT_SECRET_KEY": "x" * 24 + "deploy-files-test-secret",
+    "DATABASE_URL": "postgresql://faceapi:unused@127.0.0.1:9/faceapi",
+    "REDIS_URL": "redis://127.0.0.1:9/0",
+    "HOST": "0.0.0.0",
+}
+
+_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def interpolate(value: str, environment: dict[str, str] | None = None) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` against `environment`; `$$` is a `$`."""
+    environment = environment or {}
+
+    def replace(match: re.Match) -> str:
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        if environment.get(name):
+            return environment[name]
+        if op in (":-", "-"):
+            return arg
+        if op in (":?", "?"):
+            return f"<{name}>"  # compose would refuse to start without it: any placeholder will do
+        return ""
+
+    return _INTERPOLATION.sub(replace, value).replace("$$", "$")
+
+
+def command_of(service: dict) -> list[str]:
+    command = service.get("command")
+    if command is None:
+        return []
+    words = shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
+    return [interpolate(word) for word in words]
+
+
+def environment_of(service: dict) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
+    return {str(key): "" if value is None else str(value) for key, value in environment.items()}
+
+
+def config_env_names() -> set[str]:
+    """Every variable config/__init__.py reads, from its source."""
+    source = CONFIG_SOURCE.read_text()
+    names = set(re.findall(r"""\b_(?:env|int|float|bool|path)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    names |= set(re.findall(r"""os\.environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    names |= set(re.findall(r"""os\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    return names
+
+
+def run_python(code: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `code` in the repository root with a clean, container-like environment."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)}
+    env.update(CONTAINER_ENV)
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, arguments = line.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    assert not pending, "the Dockerfile ends in a line continuation"
+    return instructions
+
+
+def exec_form_or_words(arguments: str) -> list[str]:
+    if arguments.startswith("["):
+        return [str(word) for word in json.loads(arguments)]
+    return shlex.split(arguments)
+
+
+def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    starts = [index for index, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    assert starts, "the Dockerfile has no FROM"
+    return instructions[starts[-1] :]
+
+
+def dockerignore_patterns() -> list[str]:
+    if not DOCKERIGNORE.exists():
+        return []
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def ignored_by_dockerignore(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, simplified: the last matching pattern wins; a pattern matches a path or its parents."""
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        variants = {pattern, pattern.removeprefix("**/")}
+        if any(fnmatch.fnmatch(candidate, variant) for candidate in candidates for variant in variants):
+            ignored = not negate
+    return ignored
+
+
+def gunicorn_app_spec(command: list[str]) -> str:
+    specs = [word for word in command if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(.*\))?", word)]
+    assert len(specs) == 1, f"expected one WSGI app spec in {command}"
+    return specs[0]
+
+
+def bind_of(command: list[str]) -> str:
+    for index, word in enumerate(command):
+        if word in ("-b", "--bind"):
+            return command[index + 1]
+        if word.startswith("--bind="):
+            return word.split("=", 1)[1]
+    return ""
+
+
+def option_value(command: list[str], option: str) -> str | None:
+    for index, word in enumerate(command):
+        if word == option and index + 1 < len(command):
+            return command[index + 1]
+        if word.startswith(option + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def resolve_command(command: list[str]) -> tuple[str, list[str]]:
+    """('python-module' | 'celery' | 'gunicorn', the words after the program) for a service's command."""
+    assert command, "empty command"
+    program, rest = command[0], command[1:]
+    if Path(program).name.startswith("python") and rest[:1] == ["-m"]:
+        module, arguments = rest[1], rest[2:]
+        if module in ("celery", "gunicorn"):
+            return module, arguments
+        return "python-module", [module, *arguments]
+    if program in ("celery", "gunicorn"):
+        return program, rest
+    raise AssertionError(f"unknown program in command {command}")
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+
+def test_compose_has_the_required_services():
+    services = load_compose()["services"]
+    missing = REQUIRED_SERVICES - set(services)
+    assert not missing, f"docker-compose.yml lacks {sorted(missing)}"
+
+
+def test_infrastructure_services():
+    compose = load_compose()
+    services, volumes = compose["services"], set(compose.get("volumes") or {})
+
+    db = services["db"]
+    assert db["image"].startswith("pgvector/pgvector:pg16")
+    assert "pg_isready" in json.dumps(db["healthcheck"]["test"])
+    assert environment_of(db).get("POSTGRES_DB") == "faceapi"
+    assert environment_of(db).get("POSTGRES_USER") == "faceapi"
+
+    redis = services["redis"]
+    assert redis["image"].split(":")[0] == "redis" and redis["image"].split(":")[1].startswith("7")
+    assert option_value(command_of(redis), "--appendonly") == "yes"
+    assert "redis-cli" in json.dumps(redis["healthcheck"]["test"])
+
+    for name in ("db", "redis"):
+        named = [str(volume).split(":")[0] for volume in services[name].get("volumes", [])]
+        assert named and all(volume in volumes for volume in named), f"{name} must keep its data in a named volume"
+
+
+def test_app_services_share_one_image_and_environment():
+    services = load_compose()["services"]
+    images = {services[name].get("image") for name in APP_SERVICES}
+    builds = {json.dumps(services[name].get("build"), sort_keys=True) for name in APP_SERVICES}
+    assert len(images) == 1 and None not in images, f"one image for all app services, got {images}"
+    assert len(builds) == 1 and builds != {"null"}, "every app service builds the same Dockerfile"
+    environments = [environment_of(services[name]) for name in APP_SERVICES]
+    assert all(environment == environments[0] for environment in environments)
+
+    environment = environments[0]
+    assert environment["FACEAPI_ENV"] == "production"
+    assert environment["HOST"] == "0.0.0.0"
+    assert interpolate(environment["REDIS_URL"]) == "redis://redis:6379/0"
+    assert re.fullmatch(
+        r"postgresql://faceapi:\$\{POSTGRES_PASSWORD:\?[^}]+\}@db:5432/faceapi", environment["DATABASE_URL"]
+    )
+    # Compose refuses to start without a secret, rather than production starting with none.
+    assert re.fullmatch(r"\$\{JWT_SECRET_KEY:\?[^}]+\}", environment["JWT_SECRET_KEY"])
+    assert {"ADMIN_EMAIL", "ADMIN_PASSWORD"} <= set(environment)
+
+
+def test_app_environment_is_spelled_the_way_config_reads_it():
+    config_names = config_env_names()
+    assert {"DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "FACEAPI_ENV", "WORKER_CONCURRENCY"} <= config_names
+    services = load_compose()["services"]
+    for name in APP_SERVICES:
+        unknown = set(environment_of(services[name])) - config_names - NON_SETTING_ENV
+        assert not unknown, f"{name}: {sorted(unknown)} are not read by config/__init__.py"
+
+    dockerfile_env: set[str] = set()
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            dockerfile_env |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", arguments))
+    unknown = dockerfile_env - config_names - NON_SETTING_ENV
+    assert not unknown, f"Dockerfile ENV {sorted(unknown)} are not read by config/__init__.py"
+
+
+def test_command_line_options_follow_the_same_variables_as_the_settings():
+    """`--concurrency` and WORKER_CONCURRENCY must agree: onnxruntime threads are cores / concurrency."""
+    services = load_compose()["services"]
+    worker, web = services["worker"], services["web"]
+    raw_worker = [str(word) for word in worker["command"]]
+    concurrency = raw_worker[raw_worker.index("--concurrency") + 1]
+    assert concurrency == environment_of(worker)["WORKER_CONCURRENCY"]
+    raw_web = [str(word) for word in web["command"]]
+    if "--workers" in raw_web:
+        assert raw_web[raw_web.index("--workers") + 1] == environment_of(web)["WEB_WORKERS"]
+
+
+def test_worker_can_be_scaled():
+    worker = load_compose()["services"]["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    command = command_of(worker)
+    program, arguments = resolve_command(command)
+    assert program == "celery"
+    assert "worker" in arguments
+    assert option_value(arguments, "--pool") == "prefork"
+    assert int(option_value(arguments, "--concurrency")) >= 1
+    assert "--task-events" in arguments or "-E" in arguments
+    hostname = option_value(arguments, "--hostname") or option_value(arguments, "-n")
+    assert hostname is None or "%h" in hostname, "each scaled worker needs its own node name"
+
+
+def test_service_dependencies():
+    services = load_compose()["services"]
+
+    def conditions(name: str) -> dict[str, str]:
+        depends = services[name].get("depends_on") or {}
+        if isinstance(depends, list):
+            return dict.fromkeys(depends, "service_started")
+        return {key: (value or {}).get("condition", "service_started") for key, value in depends.items()}
+
+    assert conditions("migrate").get("db") == "service_healthy"
+    assert services["migrate"].get("restart", "no") == "no"
+    for name in ("web", "worker"):
+        assert conditions(name).get("migrate") == "service_completed_successfully"
+        assert conditions(name).get("redis") == "service_healthy"
+    assert conditions("flower").get("redis") == "service_healthy"
+    assert command_of(services["migrate"]) == ["python", "-m", "stack.cli", "migrate"]
+
+
+def test_published_ports():
+    services = load_compose()["services"]
+
+    def container_ports(name: str) -> set[str]:
+        return {interpolate(str(port)).rsplit(":", 1)[-1] for port in services[name].get("ports", [])}
+
+    assert container_ports("web") == {"8000"}
+    assert container_ports("flower") == {"5555"}
+    assert bind_of(command_of(services["web"])) == "0.0.0.0:8000"
+    flower = command_of(services["flower"])
+    assert option_value(flower, "--port") == "5555"
+    assert option_value(flower, "--address") == "0.0.0.0"
+
+
+def test_the_image_healthcheck_is_replaced_where_nothing_serves_http():
+    """The Dockerfile's HEALTHCHECK probes gunicorn; the other app containers need their own or none."""
+    services = load_compose()["services"]
+    for name in ("migrate", "worker", "flower"):
+        healthcheck = services[name].get("healthcheck")
+        assert healthcheck, f"{name} would inherit the web HEALTHCHECK and be reported unhealthy"
+        assert healthcheck.get("disable") or "8000" not in json.dumps(healthcheck.get("test"))
+
+
+def test_compose_variables_used_by_app_services_have_defaults_or_errors():
+    """Every `${VAR}` either has a default or stops compose with a message, except the pass-throughs."""
+    text = COMPOSE_FILE.read_text()
+    bare = {match.group("name") for match in _INTERPOLATION.finditer(text) if match.group("op") is None}
+    assert not bare, f"{sorted(bare)} silently become empty when unset: give them a default or `:?`"
+
+
+# ---------------------------------------------------------------- commands resolve in this repository
+
+
+def service_commands() -> dict[str, list[str]]:
+    services = load_compose()["services"]
+    return {name: command_of(services[name]) for name in sorted(APP_SERVICES)}
+
+
+def test_every_app_command_resolves():
+    python_modules: set[str] = set()
+    celery_apps: set[str] = set()
+    celery_subcommands: set[str] = set()
+    gunicorn_specs: set[str] = set()
+    for name, command in service_commands().items():
+        program, arguments = resolve_command(command)
+        if program == "python-module":
+            python_modules.add(arguments[0])
+            if arguments[0] == "stack.cli":
+                source = (ROOT / "stack" / "cli.py").read_text()
+                for word in arguments[1:2]:
+                    assert f'add_parser("{word}"' in source, f"{name}: stack.cli has no `{word}` command"
+        elif program == "celery":
+            app = option_value(arguments, "-A") or option_value(arguments, "--app")
+            assert app, f"{name}: celery without -A"
+            celery_apps.add(app)
+            positional = [w for i, w in enumerate(arguments) if not w.startswith("-") and arguments[i - 1] != "-A"]
+            assert positional, f"{name}: celery without a subcommand"
+            celery_subcommands.add(positional[0])
+        else:
+            gunicorn_specs.add(gunicorn_app_spec(arguments))
+
+    code = f"""
+import importlib, importlib.util, json, sys
+result = {{"missing": [], "subcommands": []}}
+for module in {sorted(python_modules | {"gunicorn", "celery"})!r}:
+    if importlib.util.find_spec(module) is None:
+        result["missing"].append(module)
+for app in {sorted(celery_apps)!r}:
+    module = app.split(":")[0]
+    if importlib.util.find_spec(module) is None:
+        result["missing"].append(module)
+from celery.bin.celery import celery as cli
+result["subcommands"] = sorted(cli.commands)
+print(json.dumps(result))
+"""
+    completed = run_python(code)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert not result["missing"], f"not importable: {result['missing']}"
+    unknown = celery_subcommands - set(result["subcommands"])
+    assert not unknown, f"celery has no subcommand {sorted(unknown)} (known: {result['subcommands']})"
+    assert gunicorn_specs == {GUNICORN_APP}
+
+
+def test_gunicorn_app_factory_builds_without_the_models():
+    """`web:create_app()` imports, is callable and builds the app in production without loading a model."""
+    module, _, call = GUNICORN_APP.partition(":")
+    attribute = call.removesuffix("()")
+    code = f"""
+import json, sys
+import {module}
+factory = getattr({module}, {attribute!r}, None)
+assert callable(factory), "{module}.{attribute} is not callable"
+app = factory()
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in {HEAVY_MODULES!r})
+rules = sorted(rule.rule for rule in app.url_map.iter_rules())
+print(json.dumps({{"heavy": heavy, "rules": rules}}))
+"""
+    completed = run_python(code)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert not result["heavy"], f"the web process imports {result['heavy']}"
+    assert "/healthz" in result["rules"]
+
+
+# ---------------------------------------------------------------- Dockerfile and .dockerignore
+
+
+def test_dockerfile_base_image_and_install():
+    instructions = dockerfile_instructions()
+    bases = [arguments.split()[0] for keyword, arguments in instructions if keyword == "FROM"]
+    assert bases and all(base.startswith("python:3.11-slim") for base in bases)
+    runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
+    assert re.search(r"pip install[^&;]*-r \S*requirements\.txt", runs)
+
+
+def test_dockerfile_copies_files_that_exist_and_are_not_ignored():
+    patterns = dockerignore_patterns()
+    copied = []
+    for keyword, arguments in dockerfile_instructions():
+        if keyword not in ("COPY", "ADD"):
+            continue
+        words = exec_form_or_words(arguments)
+        flags = [word for word in words if word.startswith("--")]
+        if any(flag.startswith("--from") for flag in flags):
+            continue  # from another build stage
+        sources = [word for word in words if not word.startswith("--")][:-1]
+        assert sources, f"{keyword} {arguments} has no source"
+        for source in sources:
+            assert not re.match(r"^[a-z]+://", source), f"{keyword} from a URL: {source}"
+            matches = list(ROOT.glob(source)) if any(c in source for c in "*?[") else [ROOT / source]
+            assert matches and all(path.exists() for path in matches), f"{keyword} source {source} does not exist"
+            assert not ignored_by_dockerignore(source, patterns), f".dockerignore excludes {source}"
+            copied.append(source)
+    assert "requirements.txt" in copied or any("requirements" in source for source in copied)
+    for package in ("config", "domain", "web", "workers", "stack", "migrations", "alembic.ini"):
+        assert any(source.rstrip("/") == package or source == "." for source in copied), f"{package} is not copied"
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context():
+    patterns = dockerignore_patterns()
+    for path in (".venv", ".data", ".git"):
+        assert ignored_by_dockerignore(path, patterns), f"{path} would be sent to the Docker daemon"
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    users = [arguments.split()[0] for keyword, arguments in final_stage(dockerfile_instructions()) if keyword == "USER"]
+    assert users, "the final stage has no USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_dockerfile_default_command_serves_the_app():
+    stage = final_stage(dockerfile_instructions())
+    commands = [arguments for keyword, arguments in stage if keyword == "CMD"]
+    assert commands, "no CMD"
+    assert commands[-1].startswith("["), "CMD in exec form, so gunicorn gets the signals"
+    program, arguments = resolve_command(exec_form_or_words(commands[-1]))
+    assert program == "gunicorn"
+    assert gunicorn_app_spec(arguments) == GUNICORN_APP
+    assert bind_of(arguments) == "0.0.0.0:8000"
+    assert not [arguments for keyword, arguments in stage if keyword == "ENTRYPOINT"]
+
+
+def test_dockerfile_healthcheck_uses_python():
+    checks = [arguments for keyword, arguments in final_stage(dockerfile_instructions()) if keyword == "HEALTHCHECK"]
+    assert checks, "no HEALTHCHECK"
+    check = checks[-1]
+    assert "/healthz" in check
+    assert re.search(r"\bCMD\s+(\[\s*\"python|python)", check)
+    assert "curl" not in check and "wget" not in check
+
+
+# ---------------------------------------------------------------- external linters, when installed
+
+
+def test_hadolint_when_available():
+    hadolint = shutil.which("hadolint")
+    if not hadolint:
+        pytest.skip("hadolint is not installed")
+    completed = subprocess.run(
+        [hadolint, "--failure-threshold", "error", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_docker_compose_config_when_available():
+    docker = shutil.which("docker")
+    if not docker:
+        pytest.skip("docker is not installed")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"}
+    env |= {"POSTGRES_PASSWORD": "deploy-files-test", "JWT_SECRET_KEY": CONTAINER_ENV["JWT_SECRET_KEY"]}
+    completed = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
