@@ -42,6 +42,14 @@ def _path(name: str, default: Path | None) -> Path | None:
     return Path(value).expanduser().resolve() if value else default
 
 
+def available_cores() -> int:
+    """Cores this process may run on (respects CPU affinity, unlike os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _persistent_dev_secret(data_dir: Path) -> str:
     """A random secret kept under DATA_DIR so tokens survive restarts in development."""
     path = data_dir / "jwt_secret"
@@ -68,6 +76,8 @@ class Settings:
     port: int = 8000
     web_workers: int = 2
     flower_port: int = 5555
+    flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
+    proxy_hops: int = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
     cors_origins: tuple[str, ...] = ()
 
     # Auth
@@ -123,7 +133,7 @@ class Settings:
         """Threads per onnxruntime session so that processes x threads matches the cores."""
         if self.ort_threads > 0:
             return self.ort_threads
-        return max(1, (os.cpu_count() or 1) // max(1, self.worker_concurrency))
+        return max(1, available_cores() // max(1, self.worker_concurrency))
 
 
 def load_settings() -> Settings:
@@ -143,6 +153,8 @@ def load_settings() -> Settings:
         port=_int("PORT", 8000),
         web_workers=_int("WEB_WORKERS", 2),
         flower_port=_int("FLOWER_PORT", 5555),
+        flower_basic_auth=_env("FLOWER_BASIC_AUTH"),
+        proxy_hops=_int("PROXY_HOPS", 0),
         cors_origins=tuple(o.strip() for o in (_env("CORS_ORIGINS", "") or "").split(",") if o.strip()),
         jwt_secret_key=secret or "",
         jwt_access_minutes=_int("JWT_ACCESS_MINUTES", 15),

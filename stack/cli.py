@@ -10,7 +10,7 @@ import getpass
 import os
 import sys
 
-from domain.accounts import create_account
+from domain.accounts import bootstrap_admin, create_account
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.models import Role
@@ -21,7 +21,7 @@ from stack.embedded import ensure_services
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.cli")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("migrate", help="apply database migrations and create the first admin from settings")
     admin = commands.add_parser("create-admin", help="create an admin account")
     admin.add_argument("email")
     admin.add_argument("--role", choices=[r.value for r in Role], default=Role.admin.value)
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     services = ensure_services()
     try:
         upgrade()
+        if args.command == "migrate":
+            created = bootstrap_admin()  # ADMIN_EMAIL / ADMIN_PASSWORD, when no admin exists yet
+            if created:
+                print(f"created the first admin account {created}")
         if args.command == "create-admin":
             password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
             with session_scope() as session:

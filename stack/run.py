@@ -24,6 +24,7 @@ STOP_GRACE_SECONDS = 30
 def process_commands() -> dict[str, list[str]]:
     settings = get_settings()
     python = sys.executable
+    flower_auth = [f"--basic-auth={settings.flower_basic_auth}"] if settings.flower_basic_auth else []
     return {
         "web": [
             python,
@@ -65,6 +66,7 @@ def process_commands() -> dict[str, list[str]]:
             "flower",
             f"--address={settings.host}",
             f"--port={settings.flower_port}",
+            *flower_auth,
         ],
     }
 

@@ -55,6 +55,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(flask_config(settings))
     app.config.update(overrides or {})
 
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Client addresses (used by rate limits) come from X-Forwarded-For, set by our own proxies only.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     db.init_app(app)
     auth.init_jwt(app)
     limiter.init_app(app)
