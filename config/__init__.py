@@ -93,6 +93,8 @@ class Settings:
     ratelimit_enabled: bool = True
     ratelimit_login: str = "10/minute"
     ratelimit_submit: str = "120/minute"
+    ratelimit_signup: str = "10/hour"
+    signup_enabled: bool = True
 
     # Uploads
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -166,6 +168,8 @@ def load_settings() -> Settings:
         ratelimit_enabled=_bool("RATELIMIT_ENABLED", True),
         ratelimit_login=_env("RATELIMIT_LOGIN", "10/minute"),
         ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
+        ratelimit_signup=_env("RATELIMIT_SIGNUP", "10/hour"),
+        signup_enabled=_bool("SIGNUP_ENABLED", True),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
         max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
         min_image_side=_int("MIN_IMAGE_SIDE", 32),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import bcrypt
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from config import get_settings
@@ -66,6 +68,16 @@ def create_account(session: Session, email: str, password: str, role: Role = Rol
     return account
 
 
+def change_password(session: Session, account: Account, current: str, new: str) -> None:
+    """Set a new password and revoke every token issued before now."""
+    if not bcrypt.checkpw(current.encode()[:MAX_PASSWORD_BYTES], account.password_hash.encode()):
+        raise ServiceError("invalid_credentials", "The current password is wrong.", status=401)
+    check_password_rules(new)
+    account.password_hash = hash_password(new)
+    # JWT `iat` has one-second resolution: tokens from this second on stay valid.
+    account.tokens_valid_after = datetime.now(UTC).replace(microsecond=0)
+
+
 def ensure_first_admin(session: Session, email: str | None, password: str | None) -> Account | None:
     """Create the admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists yet."""
     if not email or not password:
@@ -84,3 +96,10 @@ def bootstrap_admin() -> str | None:
     with session_scope() as session:
         account = ensure_first_admin(session, settings.admin_email, settings.admin_password)
         return account.email if account else None
+
+
+def delete_account(session: Session, account: Account) -> None:
+    """Delete an account. The database cascades to its galleries, their persons and faces, its
+    linked person (its own face profile, wherever it is enrolled) and its jobs."""
+    session.execute(delete(Account).where(Account.id == account.id))
+    session.expunge(account)

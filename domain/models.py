@@ -69,6 +69,8 @@ class Account(Base):
     password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
     role: Mapped[Role] = mapped_column(Enum(Role, name="role"), nullable=False, default=Role.user)
     created_at: Mapped[datetime] = _created_at()
+    # Tokens issued before this instant are refused (set when the password changes).
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     galleries: Mapped[list[Gallery]] = relationship(back_populates="owner", passive_deletes=True)
 
@@ -162,3 +164,24 @@ class Job(Base):
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Who did what to which object, and when. Never holds image bytes or embeddings."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_at", "at", "id"),
+        Index("ix_audit_events_actor_at", "actor_id", "at"),
+        Index("ix_audit_events_action_at", "action", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    # Kept after the actor's account is deleted (as its id and email), so history stays readable.
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(50), nullable=False)
+    target_type: Mapped[str | None] = mapped_column(String(30))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)

@@ -18,13 +18,15 @@ from flask_jwt_extended import (
 )
 
 from config import get_settings
-from domain import accounts
+from domain import accounts, audit
 from domain.errors import ServiceError
 from domain.models import Account, Role
+from web import services
 from web.db import get_session
 from web.errors import error_response
 from web.extensions import jwt, limiter, login_email_key
-from web.forms import json_body
+from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field
+from web.ratelimits import login_limit, signup_limit, submit_limit
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -66,9 +68,22 @@ def _tokens(account: Account) -> dict[str, Any]:
     }
 
 
+@bp.post("/signup")
+@limiter.limit(signup_limit)
+def signup():
+    if not get_settings().signup_enabled:
+        raise ServiceError("signup_disabled", "Self-service signup is turned off.", status=403)
+    body = json_body(required=("email", "password"))
+    session = get_session()
+    account = accounts.create_account(session, body["email"], body["password"], Role.user)
+    audit.record(session, account, "account.signup", "account", account.id)
+    session.commit()
+    return jsonify(account_document(account)), 201
+
+
 @bp.post("/login")
-@limiter.limit(lambda: get_settings().ratelimit_login)
-@limiter.limit(lambda: get_settings().ratelimit_login, key_func=login_email_key)
+@limiter.limit(login_limit)
+@limiter.limit(login_limit, key_func=login_email_key)
 def login():
     body = json_body(required=("email", "password"))
     account = accounts.authenticate(get_session(), body["email"], body["password"])
@@ -101,8 +116,55 @@ def logout():
 @bp.get("/me")
 @jwt_required()
 def me():
+    return jsonify(account_document(current_account()))
+
+
+@bp.post("/password")
+@jwt_required()
+@limiter.limit(login_limit)
+def change_password():
+    """Change the password; every token issued before is revoked, fresh ones are returned."""
+    body = json_body(required=("current_password", "new_password"))
+    session = get_session()
     account = current_account()
-    return jsonify({"id": str(account.id), "email": account.email, "role": account.role.value})
+    accounts.change_password(session, account, body["current_password"], body["new_password"])
+    audit.record(session, account, "account.password_change", "account", account.id)
+    session.commit()
+    return jsonify(_tokens(account))
+
+
+@bp.delete("/me")
+@jwt_required()
+def delete_me():
+    """Erase the caller's account with its galleries, persons, faces and jobs."""
+    session = get_session()
+    account = current_account()
+    audit.record(session, account, "account.delete", "account", account.id, by="self")
+    accounts.delete_account(session, account)
+    session.commit()
+    return "", 204
+
+
+@bp.post("/me/face")
+@jwt_required()
+@limiter.limit(submit_limit)
+def enroll_me():
+    """Enroll a photo of the caller as its own face profile (a person linked to the account)."""
+    reject_unknown_fields({"image", "consent", "name"})
+    require_consent()
+    name = text_field("name")
+    upload = image_field()
+    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, name)
+    return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
+
+
+def account_document(account: Account) -> dict[str, Any]:
+    return {
+        "id": str(account.id),
+        "email": account.email,
+        "role": account.role.value,
+        "created_at": account.created_at.isoformat() if account.created_at else None,
+    }
 
 
 def init_jwt(app: Flask) -> None:
@@ -118,6 +180,9 @@ def init_jwt(app: Flask) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
+        account = load_account(_header, payload)
+        if account and account.tokens_valid_after and payload["iat"] < account.tokens_valid_after.timestamp():
+            return True  # issued before the last password change
         return bool(_redis().exists(REVOKED_PREFIX + payload["jti"]))
 
     def unauthorized(message: str):

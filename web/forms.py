@@ -94,3 +94,13 @@ def json_body(*, required: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(body.get(key), str) or not body[key]:
             raise bad_request("missing_field", f"The field '{key}' is required and must be a string.")
     return body
+
+
+def page_limit(default: int = 50, maximum: int = 200) -> int:
+    try:
+        limit = int(request.args.get("limit", default))
+    except ValueError:
+        raise bad_request("invalid_field", "limit must be an integer.") from None
+    if not 1 <= limit <= maximum:
+        raise bad_request("invalid_field", f"limit must be between 1 and {maximum}.")
+    return limit

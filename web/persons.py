@@ -12,9 +12,9 @@ from web.auth import current_account, roles_required
 from web.db import get_session
 from web.extensions import limiter
 from web.forms import (
-    bad_request,
     gallery_field,
     image_field,
+    page_limit,
     reject_unknown_fields,
     require_consent,
     text_field,
@@ -47,7 +47,7 @@ def enroll():
 
 
 @bp.post("/<uuid:person_id>/faces")
-@roles_required(*MANAGERS)
+@roles_required()  # any role; load_person lets users reach only their own linked person
 @limiter.limit(submit_limit)
 def add_face(person_id: uuid.UUID):
     reject_unknown_fields({"image"})
@@ -61,12 +61,7 @@ def add_face(person_id: uuid.UUID):
 @bp.get("")
 @roles_required(*MANAGERS)
 def list_persons():
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        raise bad_request("invalid_field", "limit must be an integer.") from None
-    if not 1 <= limit <= 200:
-        raise bad_request("invalid_field", "limit must be between 1 and 200.")
+    limit = page_limit()
     gallery = request.args.get("gallery") or "default"
     page = services.list_persons(
         get_session(), current_account(), gallery_name=gallery, limit=limit, cursor=request.args.get("cursor")
@@ -75,15 +70,16 @@ def list_persons():
 
 
 @bp.get("/<uuid:person_id>")
-@roles_required(*MANAGERS)
+@roles_required()
 def show(person_id: uuid.UUID):
     person = services.load_person(get_session(), current_account(), person_id, with_faces=True)
     return jsonify(services.person_document(person, faces=person.faces))
 
 
 @bp.delete("/<uuid:person_id>")
-@roles_required(*MANAGERS)
+@roles_required()
 def remove(person_id: uuid.UUID):
     session = get_session()
-    services.delete_person(session, services.load_person(session, current_account(), person_id))
+    account = current_account()
+    services.delete_person(session, account, services.load_person(session, account, person_id))
     return "", 204

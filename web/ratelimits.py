@@ -5,3 +5,11 @@ from config import get_settings
 
 def submit_limit() -> str:
     return get_settings().ratelimit_submit
+
+
+def signup_limit() -> str:
+    return get_settings().ratelimit_signup
+
+
+def login_limit() -> str:
+    return get_settings().ratelimit_login

@@ -9,10 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from domain import audit
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, iso, now
 from domain.models import Account, Face, Gallery, Job, JobType, Person, Role
@@ -47,10 +48,11 @@ def require_gallery(session: Session, owner: Account, name: str) -> Gallery:
 
 
 def load_person(session: Session, account: Account, person_id: uuid.UUID, *, with_faces: bool = False) -> Person:
-    """The person if the caller may see it (admins: any; others: their galleries'); else 404."""
+    """The person if the caller may see it, else 404: admins see every person, others the
+    persons of their own galleries and the person linked to their own account."""
     query = select(Person).join(Gallery).where(Person.id == person_id)
     if account.role is not Role.admin:
-        query = query.where(Gallery.owner_id == account.id)
+        query = query.where(or_(Gallery.owner_id == account.id, Person.account_id == account.id))
     if with_faces:
         query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
     person = session.execute(query).scalar_one_or_none()
@@ -124,6 +126,7 @@ def submit_enrollment(
         person_id=person.id,
         params={"created_person": True},
     )
+    audit.record(session, account, "person.enroll", "person", person.id, job_id=str(job.id), gallery=gallery_name)
     _commit_and_enqueue(session, job, created=[person])
     return person, job
 
@@ -138,6 +141,7 @@ def submit_face(session: Session, account: Account, person: Person, image: bytes
         person_id=person.id,
         params={"created_person": False},
     )
+    audit.record(session, account, "person.add_face", "person", person.id, job_id=str(job.id))
     _commit_and_enqueue(session, job, created=[])
     return job
 
@@ -161,6 +165,7 @@ def submit_recognition(
         gallery_id=gallery.id,
         params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces},
     )
+    audit.record(session, account, "recognize", "gallery", gallery.id, job_id=str(job.id), gallery=gallery_name)
     _commit_and_enqueue(session, job, created=[])
     return job
 
@@ -233,7 +238,80 @@ def list_persons(
     return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
 
 
-def delete_person(session: Session, person: Person) -> None:
+def delete_person(session: Session, account: Account, person: Person) -> None:
     """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE."""
+    audit.record(session, account, "person.delete", "person", person.id, name=person.name)
     session.execute(delete(Person).where(Person.id == person.id))
     session.commit()
+
+
+# --- galleries ----------------------------------------------------------------------------
+
+def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
+    return {
+        "id": str(gallery.id),
+        "name": gallery.name,
+        "owner_id": str(gallery.owner_id),
+        "person_count": person_count,
+        "created_at": iso(gallery.created_at),
+    }
+
+
+def create_gallery(session: Session, account: Account, name: str) -> Gallery:
+    if find_gallery(session, account, name):
+        raise ServiceError("gallery_exists", f"You already have a gallery named '{name}'.", status=409)
+    gallery = get_or_create_gallery(session, account, name)
+    audit.record(session, account, "gallery.create", "gallery", gallery.id, name=name)
+    session.commit()
+    return gallery
+
+
+def list_galleries(session: Session, account: Account) -> list[dict[str, Any]]:
+    persons = select(func.count(Person.id)).where(Person.gallery_id == Gallery.id).correlate(Gallery)
+    rows = session.execute(
+        select(Gallery, persons.scalar_subquery()).where(Gallery.owner_id == account.id).order_by(Gallery.name)
+    ).all()
+    return [gallery_document(gallery, count) for gallery, count in rows]
+
+
+def delete_gallery(session: Session, account: Account, name: str) -> None:
+    """Delete a gallery with all its persons and their faces (cascade)."""
+    gallery = require_gallery(session, account, name)
+    audit.record(session, account, "gallery.delete", "gallery", gallery.id, name=name)
+    session.execute(delete(Gallery).where(Gallery.id == gallery.id))
+    session.commit()
+
+
+# --- the caller's own face profile ------------------------------------------------------------
+
+PROFILE_GALLERY = "profile"
+
+
+def submit_profile_face(session: Session, account: Account, image: bytes, name: str | None) -> tuple[Person, Job]:
+    """Enroll a photo of the caller as its own linked person (created on first use)."""
+    person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
+    created = person is None
+    if created:
+        gallery = get_or_create_gallery(session, account, PROFILE_GALLERY)
+        person = Person(
+            id=uuid.uuid4(),
+            gallery_id=gallery.id,
+            name=name or account.email.split("@")[0],
+            account_id=account.id,
+            consent_at=now(),
+            consent_by_id=account.id,
+        )
+        session.add(person)
+        session.flush()
+    job = create_job(
+        session,
+        job_type=JobType.enroll,
+        owner_id=account.id,
+        image=image,
+        gallery_id=person.gallery_id,
+        person_id=person.id,
+        params={"created_person": created},
+    )
+    audit.record(session, account, "profile.enroll", "person", person.id, job_id=str(job.id))
+    _commit_and_enqueue(session, job, created=[person] if created else [])
+    return person, job
