@@ -49,8 +49,9 @@ def change_role(account_id: uuid.UUID):
         raise bad_request("invalid_field", "role must be one of admin, operator, user.") from None
     session = get_session()
     account = _account(account_id)
-    audit.record(session, current_account(), "account.role_change", "account", account.id,
-                 old=account.role.value, new=role.value)
+    audit.record(
+        session, current_account(), "account.role_change", "account", account.id, old=account.role.value, new=role.value
+    )
     account.role = role
     session.commit()
     return jsonify(account_document(account))

@@ -247,6 +247,7 @@ def delete_person(session: Session, account: Account, person: Person) -> None:
 
 # --- galleries ----------------------------------------------------------------------------
 
+
 def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
     return {
         "id": str(gallery.id),

@@ -1,0 +1,106 @@
+"""Every role against every endpoint, from one table: who may do what to whose objects."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from domain.db import session_scope
+from domain.jobs import create_job, now
+from domain.models import Account, Gallery, JobType, Person
+from tests import images
+from tests.conftest import bearer, login, make_account, upload
+
+ROLES = ("admin", "owner", "other", "user", "anonymous")
+PHOTO = images.another_photo(images.tom_hanks(), scale=2.0)
+
+
+@dataclass
+class World:
+    """An operator ("owner") with gallery "g", a person and a job in it; everyone else's tokens."""
+
+    headers: dict[str, dict[str, str]]
+    person_id: str
+    job_id: str
+    user_account_id: str
+
+
+@pytest.fixture()
+def world(client, services) -> World:
+    tokens = {}
+    ids = {}
+    for role, kind in (("admin", "admin"), ("owner", "operator"), ("other", "operator"), ("user", "user")):
+        email, password = make_account(kind)
+        tokens[role] = bearer(login(client, email, password)["access_token"])
+        ids[role] = client.get("/api/v1/auth/me", headers=tokens[role]).get_json()["id"]
+    tokens["anonymous"] = {}
+    with session_scope() as session:
+        gallery = Gallery(owner_id=uuid.UUID(ids["owner"]), name="g")
+        session.add(gallery)
+        session.flush()
+        person = Person(gallery_id=gallery.id, name="P", consent_at=now(), consent_by_id=gallery.owner_id)
+        session.add(person)
+        session.flush()
+        job = create_job(
+            session,
+            job_type=JobType.recognize,
+            owner_id=gallery.owner_id,
+            image=b"x",
+            gallery_id=gallery.id,
+            params={},
+        )
+        person_id, job_id = str(person.id), str(job.id)
+    return World(tokens, person_id, job_id, ids["user"])
+
+
+def _multipart(**fields):
+    return {"data": fields, "content_type": "multipart/form-data"}
+
+
+# method, path, request, expected status for: admin, owner, other operator, user, anonymous
+MATRIX = [
+    ("get", "/api/v1/auth/me", {}, (200, 200, 200, 200, 401)),
+    ("get", "/api/v1/persons?gallery=g", {}, (200, 200, 200, 403, 401)),
+    ("get", "/api/v1/persons/{person}", {}, (200, 200, 404, 404, 401)),
+    ("delete", "/api/v1/persons/{person}", {}, (204, 204, 404, 404, 401)),
+    ("post", "/api/v1/persons/{person}/faces", {"image": PHOTO}, (202, 202, 404, 404, 401)),
+    ("post", "/api/v1/persons", {"name": "N", "consent": "true", "image": PHOTO}, (202, 202, 202, 403, 401)),
+    ("post", "/api/v1/recognize", {"gallery": "g", "image": PHOTO}, (404, 202, 404, 403, 401)),
+    ("get", "/api/v1/jobs/{job}", {}, (200, 200, 404, 404, 401)),
+    ("get", "/api/v1/galleries", {}, (200, 200, 200, 403, 401)),
+    ("post", "/api/v1/galleries", {"json": {"name": "new"}}, (201, 201, 201, 403, 401)),
+    ("delete", "/api/v1/galleries/g", {}, (404, 204, 404, 403, 401)),
+    ("get", "/api/v1/accounts", {}, (200, 403, 403, 403, 401)),
+    ("patch", "/api/v1/accounts/{user}", {"json": {"role": "operator"}}, (200, 403, 403, 403, 401)),
+    ("delete", "/api/v1/accounts/{user}", {}, (204, 403, 403, 403, 401)),
+    ("get", "/api/v1/audit", {}, (200, 403, 403, 403, 401)),
+    ("post", "/api/v1/auth/me/face", {"consent": "true", "image": PHOTO}, (202, 202, 202, 202, 401)),
+    ("delete", "/api/v1/auth/me", {}, (204, 204, 204, 204, 401)),
+]
+
+
+def _request_kwargs(spec: dict) -> dict:
+    if "json" in spec:
+        return {"json": spec["json"]}
+    if spec:
+        fields = {k: upload(v) if isinstance(v, bytes) else v for k, v in spec.items()}
+        return _multipart(**fields)
+    return {}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path", "spec", "expected"), MATRIX, ids=[f"{m} {p}" for m, p, *_ in MATRIX])
+def test_access(client, world, role, method, path, spec, expected):
+    url = path.format(person=world.person_id, job=world.job_id, user=world.user_account_id)
+    response = getattr(client, method)(url, headers=world.headers[role], **_request_kwargs(spec))
+    assert response.status_code == expected[ROLES.index(role)], response.get_data(as_text=True)
+    if response.status_code >= 400:
+        assert set(response.get_json()["error"]) == {"code", "message"}
+    if role in ("other", "user") and response.status_code == 404:
+        assert world.person_id not in response.get_data(as_text=True)
+
+
+def test_role_names_in_the_table_match_the_model():
+    assert {role.value for role in Account.role.type.enum_class} == {"admin", "operator", "user"}

@@ -1,0 +1,196 @@
+"""Accounts: signup, password changes, erasure (no embedding survives), consent and the audit log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import numpy as np
+from sqlalchemy import func, select
+
+from domain.db import session_scope
+from domain.jobs import now
+from domain.models import Account, Face, Gallery, Person
+from tests.conftest import bearer, login, make_account, override_settings
+
+
+def _person_with_faces(owner_id: str, gallery_name: str, faces: int = 2, account_id: str | None = None) -> str:
+    """A person with real-looking (random, normalised) embeddings, stored directly."""
+    rng = np.random.default_rng()
+    with session_scope() as session:
+        gallery = session.execute(
+            select(Gallery).where(Gallery.owner_id == uuid.UUID(owner_id), Gallery.name == gallery_name)
+        ).scalar_one_or_none()
+        if gallery is None:
+            gallery = Gallery(owner_id=uuid.UUID(owner_id), name=gallery_name)
+            session.add(gallery)
+            session.flush()
+        person = Person(
+            gallery_id=gallery.id,
+            name="P",
+            consent_at=now(),
+            account_id=uuid.UUID(account_id) if account_id else None,
+        )
+        session.add(person)
+        session.flush()
+        for _ in range(faces):
+            vector = rng.normal(size=512).astype(np.float32)
+            session.add(
+                Face(
+                    person_id=person.id,
+                    gallery_id=gallery.id,
+                    embedding=vector / np.linalg.norm(vector),
+                    model="w600k_mbf",
+                    det_score=0.9,
+                    bbox=[0, 0, 10, 10],
+                )
+            )
+        return str(person.id)
+
+
+def _faces_of(db, person_id: str) -> int:
+    db.rollback()
+    return db.execute(select(func.count()).where(Face.person_id == uuid.UUID(person_id))).scalar_one()
+
+
+def _me(client, headers) -> dict:
+    return client.get("/api/v1/auth/me", headers=headers).get_json()
+
+
+def test_signup_creates_a_user_and_can_be_turned_off(client, services):
+    created = client.post("/api/v1/auth/signup", json={"email": "New@Example.com", "password": "long enough pw"})
+    assert created.status_code == 201
+    assert created.get_json()["role"] == "user"
+    assert login(client, "new@example.com", "long enough pw")["access_token"]
+    again = client.post("/api/v1/auth/signup", json={"email": "new@example.com", "password": "long enough pw"})
+    assert again.status_code == 409
+    weak = client.post("/api/v1/auth/signup", json={"email": "weak@example.com", "password": "short"})
+    assert weak.status_code == 400 and weak.get_json()["error"]["code"] == "weak_password"
+    with override_settings(SIGNUP_ENABLED="false"):
+        off = client.post("/api/v1/auth/signup", json={"email": "off@example.com", "password": "long enough pw"})
+        assert off.status_code == 403
+
+
+def test_password_change_revokes_older_tokens(client, services):
+    email, password = make_account("operator")
+    old = login(client, email, password)
+    changed = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": password, "new_password": "a brand new password"},
+        headers=bearer(old["access_token"]),
+    )
+    assert changed.status_code == 200
+    # Tokens from before the change are refused once a second has passed (JWT iat has 1 s resolution).
+    with session_scope() as session:
+        account = session.execute(select(Account).where(Account.email == email)).scalar_one()
+        account.tokens_valid_after = account.tokens_valid_after.replace(year=account.tokens_valid_after.year + 1)
+    assert client.get("/api/v1/auth/me", headers=bearer(old["access_token"])).status_code == 401
+    assert client.post("/api/v1/auth/refresh", headers=bearer(old["refresh_token"])).status_code == 401
+    wrong = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert wrong.status_code == 401
+
+
+def test_password_change_needs_the_current_password(client, services):
+    email, password = make_account("user")
+    headers = bearer(login(client, email, password)["access_token"])
+    response = client.post(
+        "/api/v1/auth/password", json={"current_password": "wrong one!!", "new_password": "x" * 12}, headers=headers
+    )
+    assert response.status_code == 401
+
+
+def test_erasing_an_account_deletes_every_embedding_it_owns(client, services, db):
+    email, password = make_account("operator")
+    headers = bearer(login(client, email, password)["access_token"])
+    me = _me(client, headers)
+    in_gallery = _person_with_faces(me["id"], "staff")
+    # Its own face profile, enrolled by somebody else's operator, goes too.
+    enroller = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+    profile = _person_with_faces(enroller["id"], "badges", account_id=me["id"])
+    assert _faces_of(db, in_gallery) == 2 and _faces_of(db, profile) == 2
+
+    assert client.delete("/api/v1/auth/me", headers=headers).status_code == 204
+    assert _faces_of(db, in_gallery) == 0
+    assert _faces_of(db, profile) == 0
+    assert db.get(Person, uuid.UUID(in_gallery)) is None
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
+    assert client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code == 401
+
+
+def test_admin_deletes_an_account_and_its_data(client, services, db):
+    admin = bearer(login(client, *make_account("admin"))["access_token"])
+    operator = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+    person = _person_with_faces(operator["id"], "default")
+    assert client.delete(f"/api/v1/accounts/{operator['id']}", headers=admin).status_code == 204
+    assert _faces_of(db, person) == 0
+    assert client.delete(f"/api/v1/accounts/{operator['id']}", headers=admin).status_code == 404
+
+
+def test_deleting_a_gallery_deletes_its_persons_and_faces(client, services, db):
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    me = _me(client, headers)
+    doomed = _person_with_faces(me["id"], "temp")
+    kept = _person_with_faces(me["id"], "keep")
+    listed = client.get("/api/v1/galleries", headers=headers).get_json()["items"]
+    assert {(g["name"], g["person_count"]) for g in listed} == {("temp", 1), ("keep", 1)}
+    assert client.delete("/api/v1/galleries/temp", headers=headers).status_code == 204
+    assert _faces_of(db, doomed) == 0
+    assert _faces_of(db, kept) == 2
+
+
+def test_admin_can_delete_any_person(client, services, db):
+    admin = bearer(login(client, *make_account("admin"))["access_token"])
+    operator = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+    person = _person_with_faces(operator["id"], "default")
+    assert client.delete(f"/api/v1/persons/{person}", headers=admin).status_code == 204
+    assert _faces_of(db, person) == 0
+
+
+def test_a_user_sees_and_erases_only_its_own_face_profile(client, services, db):
+    headers = bearer(login(client, *make_account("user"))["access_token"])
+    me = _me(client, headers)
+    enroller = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+    own = _person_with_faces(enroller["id"], "badges", account_id=me["id"])
+    someone_else = _person_with_faces(enroller["id"], "badges")
+    assert client.get(f"/api/v1/persons/{own}", headers=headers).get_json()["account_id"] == me["id"]
+    assert client.get(f"/api/v1/persons/{someone_else}", headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/persons/{own}", headers=headers).status_code == 204
+    assert _faces_of(db, own) == 0
+    assert _faces_of(db, someone_else) == 2
+
+
+def test_role_promotion_and_audit_log(client, services):
+    admin = bearer(login(client, *make_account("admin"))["access_token"])
+    email, password = make_account("user")
+    user = _me(client, bearer(login(client, email, password)["access_token"]))
+    promoted = client.patch(f"/api/v1/accounts/{user['id']}", json={"role": "operator"}, headers=admin)
+    assert promoted.get_json()["role"] == "operator"
+    bad = client.patch(f"/api/v1/accounts/{user['id']}", json={"role": "root"}, headers=admin)
+    assert bad.status_code == 400
+    operator = bearer(login(client, email, password)["access_token"])
+    person = _person_with_faces(user["id"], "default")
+    assert client.delete(f"/api/v1/persons/{person}", headers=operator).status_code == 204
+
+    events = client.get(f"/api/v1/audit?actor_id={user['id']}", headers=admin).get_json()["items"]
+    assert [e["action"] for e in events] == ["person.delete"]
+    assert events[0]["target_id"] == person
+    changes = client.get(f"/api/v1/audit?action=account.role_change&target_id={user['id']}", headers=admin)
+    assert changes.get_json()["items"][0]["details"] == {"old": "user", "new": "operator"}
+    page = client.get("/api/v1/audit?limit=1", headers=admin).get_json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    older = client.get(f"/api/v1/audit?limit=1&cursor={page['next_cursor']}", headers=admin).get_json()
+    assert older["items"][0]["at"] <= page["items"][0]["at"]
+    assert client.get("/api/v1/audit?since=yesterday", headers=admin).status_code == 400
+
+
+def test_secrets_and_tokens_never_reach_the_logs(client, services, caplog):
+    email, password = make_account("operator")
+    with caplog.at_level(logging.DEBUG):
+        tokens = login(client, email, password)
+        client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))
+        client.post("/api/v1/auth/login", json={"email": email, "password": "wrong-" + password})
+    text = "\n".join(json.dumps(record.__dict__, default=str) for record in caplog.records)
+    assert "request" in text  # the access log did run
+    for secret in (password, tokens["access_token"], tokens["refresh_token"]):
+        assert secret not in text
