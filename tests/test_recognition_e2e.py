@@ -130,3 +130,21 @@ def test_galleries_are_separate(client, operator_headers):
     )
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "gallery_not_found"
+
+
+def test_exif_rotated_photo_is_turned_upright_before_detection(client, operator_headers):
+    import io
+
+    from PIL import Image
+
+    enrolled = enroll(client, operator_headers, images.tom_hanks(), "Tom Hanks")
+    wait_for_job(client, operator_headers, enrolled["job_id"])
+    upright = Image.open(io.BytesIO(images.another_photo(images.tom_hanks(), scale=2.0)))
+    stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)  # pixels lie on their side
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    stored_sideways.save(buffer, "JPEG", exif=exif, quality=92)
+    result = recognize(client, operator_headers, buffer.getvalue())
+    assert result["status"] == "succeeded", result
+    assert result["result"]["faces"][0]["matches"][0]["person_id"] == enrolled["person_id"]

@@ -28,7 +28,7 @@ def bad_request(code: str, message: str) -> ServiceError:
 
 def reject_unknown_fields(allowed: set[str]) -> None:
     """A misspelled optional field must not be silently ignored."""
-    unknown = sorted((set(request.form) | set(request.files)) - allowed)
+    unknown = sorted(str(name) for name in (set(request.form) | set(request.files)) - allowed)
     if unknown:
         raise bad_request("unknown_field", f"Unknown field(s): {', '.join(unknown)}.")
 

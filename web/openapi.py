@@ -27,6 +27,11 @@ def _multipart(properties: dict, required: list[str]) -> dict:
 
 IMAGE = {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP, at most 10 MB by default"}
 GALLERY = {"type": "string", "pattern": r"^[\w.\-]{1,100}$", "default": "default"}
+CREDENTIALS = {
+    "type": "object",
+    "required": ["email", "password"],
+    "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
+}
 PATH_PERSON = {"name": "person_id", "in": "path", "required": True, "schema": UUID}
 PATH_JOB = {"name": "job_id", "in": "path", "required": True, "schema": UUID}
 
@@ -154,7 +159,118 @@ SPEC = {
             }
         },
         "/api/v1/auth/me": {
-            "get": {"summary": "The calling account", "responses": {"200": {"description": "Account"}, "401": ERROR}}
+            "get": {"summary": "The calling account", "responses": {"200": {"description": "Account"}, "401": ERROR}},
+            "delete": {
+                "summary": "Erase the caller's account, galleries, persons, faces and jobs",
+                "responses": {"204": {"description": "Erased"}, "401": ERROR},
+            },
+        },
+        "/api/v1/auth/signup": {
+            "post": {
+                "summary": "Create a `user` account (if signup is enabled)",
+                "security": [],
+                "requestBody": {"required": True, **_json(CREDENTIALS)},
+                "responses": {
+                    "201": {"description": "Account"},
+                    "400": ERROR,
+                    "403": ERROR,
+                    "409": ERROR,
+                    "429": ERROR,
+                },
+            }
+        },
+        "/api/v1/auth/password": {
+            "post": {
+                "summary": "Change the password; older tokens are revoked",
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["current_password", "new_password"],
+                            "properties": {
+                                "current_password": {"type": "string"},
+                                "new_password": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"200": {"description": "Fresh tokens"}, "400": ERROR, "401": ERROR},
+            }
+        },
+        "/api/v1/auth/me/face": {
+            "post": {
+                "summary": "Enroll a photo of the caller as its own face profile (asynchronous)",
+                "requestBody": _multipart(
+                    {"image": IMAGE, "consent": {"type": "string", "enum": ["true"]}, "name": {"type": "string"}},
+                    ["image", "consent"],
+                ),
+                "responses": {"202": {"description": "Accepted"}, **UPLOAD_ERRORS, **AUTH_ERRORS},
+            }
+        },
+        "/api/v1/galleries": {
+            "get": {"summary": "The caller's galleries", "responses": {"200": {"description": "List"}, **AUTH_ERRORS}},
+            "post": {
+                "summary": "Create a gallery",
+                "requestBody": {
+                    "required": True,
+                    **_json({"type": "object", "required": ["name"], "properties": {"name": GALLERY}}),
+                },
+                "responses": {"201": {"description": "Created"}, "400": ERROR, "409": ERROR, **AUTH_ERRORS},
+            },
+        },
+        "/api/v1/galleries/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": GALLERY}],
+            "delete": {
+                "summary": "Delete a gallery with its persons and faces",
+                "responses": {"204": {"description": "Deleted"}, "404": ERROR, **AUTH_ERRORS},
+            },
+        },
+        "/api/v1/accounts": {
+            "get": {
+                "summary": "All accounts (admin)",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "A page"}, "400": ERROR, **AUTH_ERRORS},
+            }
+        },
+        "/api/v1/accounts/{account_id}": {
+            "parameters": [{"name": "account_id", "in": "path", "required": True, "schema": UUID}],
+            "patch": {
+                "summary": "Change an account's role (admin)",
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["role"],
+                            "properties": {"role": {"type": "string", "enum": ["admin", "operator", "user"]}},
+                        }
+                    ),
+                },
+                "responses": {"200": {"description": "Account"}, "400": ERROR, "404": ERROR, **AUTH_ERRORS},
+            },
+            "delete": {
+                "summary": "Delete an account and everything it owns (admin)",
+                "responses": {"204": {"description": "Deleted"}, "404": ERROR, **AUTH_ERRORS},
+            },
+        },
+        "/api/v1/audit": {
+            "get": {
+                "summary": "The audit log, newest first (admin)",
+                "parameters": [
+                    {"name": "actor_id", "in": "query", "schema": UUID},
+                    {"name": "action", "in": "query", "schema": {"type": "string"}},
+                    {"name": "target_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "A page"}, "400": ERROR, **AUTH_ERRORS},
+            }
         },
         "/api/v1/persons": {
             "post": {
