@@ -118,3 +118,21 @@ def test_login_burst_is_rate_limited(client, services):
         assert limited.status_code == 429
         assert limited.get_json()["error"]["code"] == "rate_limited"
         assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_submissions_are_rate_limited(client, services):
+    from tests import images
+    from tests.conftest import upload
+
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    with override_settings(RATELIMIT_SUBMIT="2/minute"):
+        statuses = [
+            client.post(
+                "/api/v1/recognize",
+                data={"image": upload(images.tom_hanks()), "gallery": "missing"},
+                headers=headers,
+                content_type="multipart/form-data",
+            ).status_code
+            for _ in range(3)
+        ]
+    assert statuses == [404, 404, 429]

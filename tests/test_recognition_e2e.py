@@ -148,3 +148,25 @@ def test_exif_rotated_photo_is_turned_upright_before_detection(client, operator_
     result = recognize(client, operator_headers, buffer.getvalue())
     assert result["status"] == "succeeded", result
     assert result["result"]["faces"][0]["matches"][0]["person_id"] == enrolled["person_id"]
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "LA", "I;16"])
+def test_converted_image_modes_are_processed_and_matched(client, operator_headers, mode):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    enrolled = enroll(client, operator_headers, images.tom_hanks(), "Tom Hanks")
+    wait_for_job(client, operator_headers, enrolled["job_id"])
+    probe = Image.open(io.BytesIO(images.another_photo(images.tom_hanks(), scale=2.0)))
+    if mode == "I;16":
+        gray = np.asarray(probe.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+        data = images.encode(Image.fromarray(gray), "PNG")
+    elif mode == "CMYK":
+        data = images.encode(probe.convert("CMYK"), "JPEG", quality=92)
+    else:
+        data = images.encode(probe.convert(mode), "PNG")
+    result = recognize(client, operator_headers, data)
+    assert result["status"] == "succeeded", result
+    assert result["result"]["faces"][0]["matches"][0]["person_id"] == enrolled["person_id"]
