@@ -111,6 +111,12 @@ class Settings:
     max_max_faces: int = 100
     hnsw_ef_search: int = 64
 
+    # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
+    enroll_min_face_size: float = 40.0  # pixels, shorter side of the face box
+    enroll_min_det_score: float = 0.6
+    enroll_min_sharpness: float = 25.0  # variance of the Laplacian on the aligned 112x112 crop
+    enroll_max_yaw: float = 65.0  # degrees, estimated from the keypoints
+
     # Engine
     model_pack_dir: Path | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
     det_size: int = 640
@@ -130,6 +136,15 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env not in ("development", "test")
+
+    def enrollment_gates(self) -> dict[str, float]:
+        """The quality policy, stored with each enrollment job when it is submitted."""
+        return {
+            "min_face_size": self.enroll_min_face_size,
+            "min_det_score": self.enroll_min_det_score,
+            "min_sharpness": self.enroll_min_sharpness,
+            "max_yaw": self.enroll_max_yaw,
+        }
 
     def ort_intra_threads(self) -> int:
         """Threads per onnxruntime session so that processes x threads matches the cores."""
@@ -179,6 +194,10 @@ def load_settings() -> Settings:
         default_max_faces=_int("DEFAULT_MAX_FACES", 20),
         max_max_faces=_int("MAX_MAX_FACES", 100),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 64),
+        enroll_min_face_size=_float("ENROLL_MIN_FACE_SIZE", 40.0),
+        enroll_min_det_score=_float("ENROLL_MIN_DET_SCORE", 0.6),
+        enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),
+        enroll_max_yaw=_float("ENROLL_MAX_YAW", 65.0),
         model_pack_dir=_path("MODEL_PACK_DIR", None),
         det_size=_int("DET_SIZE", 640),
         det_thresh=_float("DET_THRESH", 0.5),

@@ -30,6 +30,7 @@ def create_job(
     params: dict[str, Any],
     gallery_id: uuid.UUID | None = None,
     person_id: uuid.UUID | None = None,
+    second_image: bytes | None = None,
 ) -> Job:
     """A queued job holding the uploaded bytes; the caller commits, then enqueues its id."""
     job = Job(
@@ -41,6 +42,7 @@ def create_job(
         person_id=person_id,
         params=params,
         input_image=image,
+        input_image_2=second_image,
     )
     session.add(job)
     return job
@@ -60,8 +62,10 @@ def claim(session: Session, job_id: uuid.UUID) -> Job | None:
     return job
 
 
-def load_input(session: Session, job_id: uuid.UUID) -> bytes | None:
-    return session.execute(select(Job.input_image).where(Job.id == job_id)).scalar_one_or_none()
+def load_inputs(session: Session, job_id: uuid.UUID) -> tuple[bytes | None, bytes | None]:
+    """The job's photo and, for a two-photo verification, its second photo."""
+    row = session.execute(select(Job.input_image, Job.input_image_2).where(Job.id == job_id)).one_or_none()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def finish(
@@ -81,6 +85,7 @@ def finish(
             error=error.as_dict() if error else None,
             finished_at=now(),
             input_image=None,
+            input_image_2=None,
         )
     )
 

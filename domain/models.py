@@ -38,6 +38,7 @@ class Role(enum.StrEnum):
 class JobType(enum.StrEnum):
     enroll = "enroll"
     recognize = "recognize"
+    verify = "verify"
 
 
 class JobStatus(enum.StrEnum):
@@ -159,6 +160,8 @@ class Job(Base):
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
     params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # The second photo of a two-photo verification.
+    input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     result: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()

@@ -24,6 +24,32 @@ class EmbeddedFace(Protocol):
     bbox: list[float]
     det_score: float
     embedding: np.ndarray | None
+    quality: dict[str, float]
+
+
+# Reasons an enrollment photo is refused, checked in this order.
+def check_quality(quality: dict[str, float], gates: dict[str, float]) -> None:
+    if quality["face_size"] < gates["min_face_size"]:
+        raise FaceError(
+            "face_too_small",
+            f"The face is {quality['face_size']:.0f} px; at least {gates['min_face_size']:.0f} px are needed.",
+        )
+    if quality["det_score"] < gates["min_det_score"]:
+        raise FaceError(
+            "low_confidence",
+            f"The detector is not confident this is a face "
+            f"({quality['det_score']:.2f} < {gates['min_det_score']:.2f}).",
+        )
+    if quality["sharpness"] < gates["min_sharpness"]:
+        raise FaceError(
+            "too_blurry",
+            f"The face is too blurred (sharpness {quality['sharpness']:.0f} < {gates['min_sharpness']:.0f}).",
+        )
+    if abs(quality["yaw"]) > gates["max_yaw"]:
+        raise FaceError(
+            "extreme_pose",
+            f"The face is turned too far ({quality['yaw']:.0f} degrees; at most {gates['max_yaw']:.0f}).",
+        )
 
 
 def rounded_box(bbox: list[float]) -> list[float]:
@@ -45,6 +71,8 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str) ->
     if person is None:
         raise FaceError("person_deleted", "The person was deleted before the photo was processed.")
     face = faces[0]
+    if gates := job.params.get("quality_gates"):
+        check_quality(face.quality, gates)
     session.execute(
         insert(Face)
         .values(
@@ -66,6 +94,7 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str) ->
         "det_score": round(float(face.det_score), 4),
         "bbox": rounded_box(face.bbox),
         "faces_detected": len(faces),
+        "quality": face.quality,
     }
 
 
@@ -98,7 +127,36 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             {
                 "bbox": rounded_box(face.bbox),
                 "det_score": round(float(face.det_score), 4),
+                "quality": face.quality,
                 "matches": [m.as_dict() for m in matches],
             }
         )
     return {"faces": results, "threshold": params["threshold"], "model": model}
+
+
+def verify(
+    session: Session, job: Job, probe: list[EmbeddedFace], other: list[EmbeddedFace] | None, model: str
+) -> dict[str, Any]:
+    """1:1: the probe's largest face against a second photo's largest face, or against the
+    job's person (its best-matching enrolled face, as in recognition)."""
+    if not probe or (other is not None and not other):
+        raise no_face_error()
+    if other is not None:
+        similarity = float(np.dot(probe[0].embedding, other[0].embedding))
+    else:
+        best = session.execute(
+            select(func.max(1 - Face.embedding.cosine_distance(probe[0].embedding))).where(
+                Face.person_id == job.person_id, Face.model == model
+            )
+        ).scalar_one_or_none()
+        if best is None:
+            raise FaceError("no_enrolled_face", "The person has no enrolled face for this model.")
+        similarity = float(best)
+    threshold = job.params["threshold"]
+    return {
+        "similarity": round(similarity, 4),
+        "same_person": similarity >= threshold,
+        "threshold": threshold,
+        "person_id": str(job.person_id) if job.person_id else None,
+        "model": model,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,14 @@ def text_field(name: str, *, required: bool = False, max_length: int = 200) -> s
     if _CONTROL_CHARS.search(value):
         raise bad_request("invalid_field", f"The field '{name}' contains control characters.")
     return value
+
+
+def uuid_field(name: str) -> uuid.UUID:
+    value = text_field(name, required=True, max_length=64)
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise bad_request("invalid_field", f"The field '{name}' must be a UUID.") from None
 
 
 def gallery_field() -> str:

@@ -20,7 +20,9 @@ def _multipart(properties: dict, required: list[str]) -> dict:
     return {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": properties, **({"required": required} if required else {})}
+            }
         },
     }
 
@@ -107,7 +109,7 @@ SPEC = {
                 "type": "object",
                 "properties": {
                     "id": UUID,
-                    "type": {"type": "string", "enum": ["enroll", "recognize"]},
+                    "type": {"type": "string", "enum": ["enroll", "recognize", "verify"]},
                     "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
                     "created_at": {"type": "string", "format": "date-time"},
                     "started_at": {"type": "string", "format": "date-time", "nullable": True},
@@ -358,6 +360,26 @@ SPEC = {
                         "max_faces": {"type": "integer", "minimum": 1, "maximum": 100},
                     },
                     ["image"],
+                ),
+                "responses": {
+                    "202": {"description": "Accepted", **_json({"type": "object", "properties": {"job_id": UUID}})},
+                    **UPLOAD_ERRORS,
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/v1/verify": {
+            "post": {
+                "summary": "1:1 verification (asynchronous): image_a + image_b, or image + person_id",
+                "requestBody": _multipart(
+                    {
+                        "image_a": IMAGE,
+                        "image_b": IMAGE,
+                        "image": IMAGE,
+                        "person_id": UUID,
+                        "threshold": {"type": "number", "minimum": 0.1, "maximum": 0.95},
+                    },
+                    [],
                 ),
                 "responses": {
                     "202": {"description": "Accepted", **_json({"type": "object", "properties": {"job_id": UUID}})},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from config import get_settings
 from domain.models import Role
@@ -10,7 +10,14 @@ from web import services
 from web.auth import current_account, roles_required
 from web.db import get_session
 from web.extensions import limiter
-from web.forms import gallery_field, image_field, number_field, reject_unknown_fields
+from web.forms import (
+    bad_request,
+    gallery_field,
+    image_field,
+    number_field,
+    reject_unknown_fields,
+    uuid_field,
+)
 from web.ratelimits import submit_limit
 
 bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
@@ -37,5 +44,35 @@ def recognize():
         threshold=threshold,
         top_k=top_k,
         max_faces=max_faces,
+    )
+    return jsonify({"job_id": str(job.id)}), 202
+
+
+@bp.post("/verify")
+@roles_required(Role.admin, Role.operator)
+@limiter.limit(submit_limit)
+def verify():
+    """1:1 verification: `image_a` and `image_b`, or `image` and `person_id`."""
+    settings = get_settings()
+    reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold"})
+    threshold = number_field(
+        "threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold
+    )
+    session = get_session()
+    if "person_id" in request.form or "image" in request.files:
+        person = services.load_person(session, current_account(), uuid_field("person_id"))
+        first, second = image_field("image"), None
+    elif "image_a" in request.files or "image_b" in request.files:
+        person = None
+        first, second = image_field("image_a"), image_field("image_b")
+    else:
+        raise bad_request("missing_field", "Send image_a and image_b, or image and person_id.")
+    job = services.submit_verification(
+        session,
+        current_account(),
+        image=first.data,
+        second_image=second.data if second else None,
+        person=person,
+        threshold=threshold,
     )
     return jsonify({"job_id": str(job.id)}), 202

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from config import get_settings
 from domain import audit
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, iso, now
@@ -89,6 +90,11 @@ def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
         raise ServiceError("queue_unavailable", message, status=503) from None
 
 
+def _enroll_params(*, created_person: bool) -> dict[str, Any]:
+    # The quality policy in force at submission travels with the job.
+    return {"created_person": created_person, "quality_gates": get_settings().enrollment_gates()}
+
+
 def submit_enrollment(
     session: Session,
     account: Account,
@@ -124,7 +130,7 @@ def submit_enrollment(
         image=image,
         gallery_id=gallery.id,
         person_id=person.id,
-        params={"created_person": True},
+        params=_enroll_params(created_person=True),
     )
     audit.record(session, account, "person.enroll", "person", person.id, job_id=str(job.id), gallery=gallery_name)
     _commit_and_enqueue(session, job, created=[person])
@@ -139,7 +145,7 @@ def submit_face(session: Session, account: Account, person: Person, image: bytes
         image=image,
         gallery_id=person.gallery_id,
         person_id=person.id,
-        params={"created_person": False},
+        params=_enroll_params(created_person=False),
     )
     audit.record(session, account, "person.add_face", "person", person.id, job_id=str(job.id))
     _commit_and_enqueue(session, job, created=[])
@@ -166,6 +172,32 @@ def submit_recognition(
         params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces},
     )
     audit.record(session, account, "recognize", "gallery", gallery.id, job_id=str(job.id), gallery=gallery_name)
+    _commit_and_enqueue(session, job, created=[])
+    return job
+
+
+def submit_verification(
+    session: Session,
+    account: Account,
+    *,
+    image: bytes,
+    second_image: bytes | None,
+    person: Person | None,
+    threshold: float,
+) -> Job:
+    job = create_job(
+        session,
+        job_type=JobType.verify,
+        owner_id=account.id,
+        image=image,
+        second_image=second_image,
+        gallery_id=person.gallery_id if person else None,
+        person_id=person.id if person else None,
+        params={"threshold": threshold},
+    )
+    audit.record(
+        session, account, "verify", "person" if person else None, person.id if person else None, job_id=str(job.id)
+    )
     _commit_and_enqueue(session, job, created=[])
     return job
 
@@ -311,7 +343,7 @@ def submit_profile_face(session: Session, account: Account, image: bytes, name: 
         image=image,
         gallery_id=person.gallery_id,
         person_id=person.id,
-        params={"created_person": created},
+        params=_enroll_params(created_person=created),
     )
     audit.record(session, account, "profile.enroll", "person", person.id, job_id=str(job.id))
     _commit_and_enqueue(session, job, created=[person] if created else [])

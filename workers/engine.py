@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from config import Settings, get_settings
+from workers import quality
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class DetectedFace:
     det_score: float
     kps: np.ndarray  # 5 x 2 keypoints: eyes, nose, mouth corners
     embedding: np.ndarray | None = field(default=None, repr=False)
+    quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def area(self) -> float:
@@ -185,8 +187,9 @@ class FaceEngine:
             crops = [face_align.norm_crop(bgr, landmark=face.kps) for face in faces]
         vectors = self.recognizer.get_feat(crops).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-        for face, vector in zip(faces, vectors, strict=True):
+        for face, vector, crop in zip(faces, vectors, crops, strict=True):
             face.embedding = vector
+            face.quality = quality.measure(face.bbox, face.det_score, face.kps, crop)
 
     def analyze(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
         faces = self.detect(bgr, max_faces)

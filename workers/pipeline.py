@@ -23,14 +23,14 @@ def process_job(job_id: str) -> None:
     job_uuid = uuid.UUID(job_id)
     with session_scope() as session:
         claimed = jobs.claim(session, job_uuid)
-        image = jobs.load_input(session, job_uuid) if claimed else None
+        image, second_image = jobs.load_inputs(session, job_uuid) if claimed else (None, None)
     if claimed is None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
         return
     try:
         with session_scope() as session:
             job = session.get(Job, job_uuid)
-            jobs.finish(session, job_uuid, result=_run(session, job, image))
+            jobs.finish(session, job_uuid, result=_run(session, job, image, second_image))
     except ServiceError as error:
         with session_scope() as session:
             if claimed.type is JobType.enroll:
@@ -45,14 +45,22 @@ def process_job(job_id: str) -> None:
             jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
 
 
-def _run(session: Session, job: Job, image: bytes | None) -> dict:
+def _largest_face(engine, image: bytes) -> list:
+    """All faces detected (largest first), with only the largest one embedded."""
+    bgr = decode_bgr(image)
+    faces = engine.detect(bgr)
+    engine.embed(bgr, faces[:1])
+    return faces
+
+
+def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None) -> dict:
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
     engine = get_engine()
-    bgr = decode_bgr(image)
     if job.type is JobType.enroll:
-        faces = engine.detect(bgr)
-        engine.embed(bgr, faces[:1])  # only the largest face is enrolled
-        return recognition.enroll(session, job, faces, engine.model_name)
-    faces = engine.analyze(bgr, max_faces=job.params["max_faces"])
+        return recognition.enroll(session, job, _largest_face(engine, image), engine.model_name)
+    if job.type is JobType.verify:
+        other = _largest_face(engine, second_image) if second_image is not None else None
+        return recognition.verify(session, job, _largest_face(engine, image), other, engine.model_name)
+    faces = engine.analyze(decode_bgr(image), max_faces=job.params["max_faces"])
     return recognition.recognize(session, job, faces, engine.model_name, get_settings())
