@@ -7,7 +7,6 @@ import math
 import cv2
 import numpy as np
 
-
 # The inner part of the 112x112 aligned crop (eyes, nose, mouth): its edges may hold the
 # black fill of a face near the photo's border, whose hard edges would read as "sharp".
 INNER = slice(20, 92)
