@@ -90,6 +90,22 @@ def finish(
     )
 
 
+def finish_if_queued(session: Session, job_id: uuid.UUID, error: ServiceError) -> bool:
+    """Fail a job only if no worker has claimed it yet (one conditional UPDATE, so no race)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.failed,
+            error=error.as_dict(),
+            finished_at=now(),
+            input_image=None,
+            input_image_2=None,
+        )
+    )
+    return result.rowcount == 1
+
+
 def job_document(job: Job) -> dict[str, Any]:
     return {
         "id": str(job.id),

@@ -34,6 +34,11 @@ def process_commands() -> dict[str, list[str]]:
             f"{settings.host}:{settings.port}",
             "--workers",
             str(settings.web_workers),
+            # Threads, so that long-polls (GET /jobs/{id}?wait=N) do not hold a whole worker process.
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
             "--access-logfile",
             "-",
             "--graceful-timeout",

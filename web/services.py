@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, selectinload
 from config import get_settings
 from domain import audit
 from domain.errors import NotFound, ServiceError
-from domain.jobs import create_job, iso, now
-from domain.models import Account, Face, Gallery, Job, JobType, Person, Role
+from domain.jobs import create_job, finish_if_queued, iso, job_document, now
+from domain.models import Account, Face, Gallery, Job, JobStatus, JobType, Person, Role
 from workers.celery_app import enqueue
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,43 @@ def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
     if job is None:
         raise NotFound("job_not_found", "No such job.")
     return job
+
+
+def list_jobs(
+    session: Session,
+    account: Account,
+    *,
+    status: JobStatus | None,
+    job_type: JobType | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The caller's jobs (an admin's: everybody's), newest first."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if account.role is not Role.admin:
+        query = query.where(Job.owner_id == account.id)
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.type == job_type)
+    if cursor:
+        query = query.where(tuple_(Job.created_at, Job.id) < decode_cursor(cursor))
+    rows = session.execute(query).scalars().all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return {"items": [job_document(job) for job in page], "next_cursor": next_cursor}
+
+
+def cancel_job(session: Session, account: Account, job: Job) -> bool:
+    """End a still-queued job; False when a worker already took it (or it ended)."""
+    cancelled = finish_if_queued(session, job.id, ServiceError("cancelled", "The job was cancelled."))
+    if cancelled:
+        audit.record(session, account, "job.cancel", "job", job.id)
+        if job.type is JobType.enroll and job.params.get("created_person") and job.person_id:
+            session.execute(delete(Person).where(Person.id == job.person_id))
+    session.commit()
+    session.refresh(job)
+    return cancelled
 
 
 # --- submitting jobs --------------------------------------------------------------------

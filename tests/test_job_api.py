@@ -1,0 +1,86 @@
+"""Long-polling, listing, cancelling jobs, and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests import images
+from tests.conftest import bearer, login, make_account, upload, wait_for_job
+
+
+def _submit_recognition(client, headers) -> str:
+    client.post(
+        "/api/v1/persons",
+        data={"name": "anchor", "consent": "true", "image": upload(images.tom_hanks())},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    response = client.post(
+        "/api/v1/recognize",
+        data={"image": upload(images.group_photo())},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    return response.get_json()["job_id"]
+
+
+def test_long_poll_answers_when_the_job_ends(client, operator_headers, worker):
+    job_id = _submit_recognition(client, operator_headers)
+    started = time.monotonic()
+    job = client.get(f"/api/v1/jobs/{job_id}?wait=30", headers=operator_headers).get_json()
+    assert job["status"] == "succeeded"
+    assert time.monotonic() - started < 25  # answered when done, not at the deadline
+
+
+@pytest.mark.parametrize("wait", ["31", "-1", "soon"])
+def test_long_poll_bounds(client, operator_headers, wait):
+    job_id = _submit_recognition(client, operator_headers)
+    assert client.get(f"/api/v1/jobs/{job_id}?wait={wait}", headers=operator_headers).status_code == 400
+
+
+def test_jobs_are_listed_newest_first_with_filters(client, services):
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    first = _submit_recognition(client, headers)
+    second = _submit_recognition(client, headers)
+    page = client.get("/api/v1/jobs?type=recognize&limit=1", headers=headers).get_json()
+    assert [job["id"] for job in page["items"]] == [second]
+    rest = client.get(f"/api/v1/jobs?type=recognize&limit=5&cursor={page['next_cursor']}", headers=headers)
+    assert [job["id"] for job in rest.get_json()["items"]] == [first]
+    enrolls = client.get("/api/v1/jobs?type=enroll", headers=headers).get_json()["items"]
+    assert len(enrolls) == 2 and {job["type"] for job in enrolls} == {"enroll"}
+    assert client.get("/api/v1/jobs?status=exploded", headers=headers).status_code == 400
+    other = bearer(login(client, *make_account("operator"))["access_token"])
+    assert client.get("/api/v1/jobs", headers=other).get_json()["items"] == []
+
+
+def test_a_queued_job_can_be_cancelled_once(client, services):
+    import uuid
+
+    from domain.db import session_scope
+    from domain.jobs import create_job
+    from domain.models import JobType
+
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    me = client.get("/api/v1/auth/me", headers=headers).get_json()
+    with session_scope() as session:  # queued, and not sent to any worker
+        job_id = str(
+            create_job(session, job_type=JobType.recognize, owner_id=uuid.UUID(me["id"]), image=b"x", params={}).id
+        )
+    response = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert response.status_code == 200
+    job = response.get_json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "cancelled")
+    again = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "job_not_cancellable"
+
+
+def test_metrics_expose_jobs_queue_and_durations(client, operator_headers, worker):
+    job_id = _submit_recognition(client, operator_headers)
+    wait_for_job(client, operator_headers, job_id)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'faceapi_jobs{status="succeeded",type="recognize"}' in text
+    assert "faceapi_queue_depth" in text
+    assert 'faceapi_job_duration_seconds_bucket{le="+Inf",type="recognize"}' in text
