@@ -388,16 +388,47 @@ SPEC = {
                 },
             }
         },
+        "/api/v1/jobs": {
+            "get": {
+                "summary": "The caller's jobs, newest first",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+                    },
+                    {
+                        "name": "type",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["enroll", "recognize", "verify"]},
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "A page"}, "400": ERROR, "401": ERROR},
+            }
+        },
         "/api/v1/jobs/{job_id}": {
             "parameters": [PATH_JOB],
             "get": {
-                "summary": "A job's state and result",
+                "summary": "A job's state and result; ?wait=N long-polls up to N seconds",
+                "parameters": [
+                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 30}}
+                ],
                 "responses": {
                     "200": {"description": "Job", **_json({"$ref": "#/components/schemas/Job"})},
+                    "400": ERROR,
                     "404": ERROR,
                     "401": ERROR,
                 },
             },
+            "delete": {
+                "summary": "Cancel a queued job (it ends failed/cancelled)",
+                "responses": {"200": {"description": "Cancelled job"}, "404": ERROR, "409": ERROR, "401": ERROR},
+            },
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Metrics"}}}
         },
         "/healthz": {"get": {"summary": "Process alive", "security": [], "responses": {"200": {"description": "OK"}}}},
         "/readyz": {
