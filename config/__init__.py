@@ -128,6 +128,9 @@ class Settings:
     # Jobs
     job_soft_time_limit: int = 120
     job_max_retries: int = 3
+    job_requeue_after: int = 600  # seconds a job may stay queued before the reaper sends it again
+    job_running_deadline: int = 600  # seconds a job may stay running before it fails with `timeout`
+    job_retention_days: int = 7  # finished jobs and their results are purged after this
 
     # Datasets for tests and benchmarks (never copied into the repository)
     faces_dataset_dir: Path | None = None
@@ -208,6 +211,9 @@ def load_settings() -> Settings:
         worker_concurrency=_int("WORKER_CONCURRENCY", 2),
         job_soft_time_limit=_int("JOB_SOFT_TIME_LIMIT", 120),
         job_max_retries=_int("JOB_MAX_RETRIES", 3),
+        job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
+        job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
+        job_retention_days=_int("JOB_RETENTION_DAYS", 7),
         faces_dataset_dir=_path("FACES_DATASET_DIR", None),
         lfw_dir=_path("LFW_DIR", None),
     )

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
@@ -104,6 +104,36 @@ def finish_if_queued(session: Session, job_id: uuid.UUID, error: ServiceError) -
         )
     )
     return result.rowcount == 1
+
+
+def stale_queued(session: Session, older_than: datetime) -> list[uuid.UUID]:
+    """Jobs still queued long after submission: their message may have been lost."""
+    query = select(Job.id).where(Job.status == JobStatus.queued, Job.created_at < older_than)
+    return list(session.execute(query).scalars())
+
+
+def fail_overdue(session: Session, started_before: datetime) -> int:
+    """Fail jobs running past the deadline (their worker hung or vanished)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.status == JobStatus.running, Job.started_at < started_before)
+        .values(
+            status=JobStatus.failed,
+            error={"code": "timeout", "message": "The job did not finish in time."},
+            finished_at=now(),
+            input_image=None,
+            input_image_2=None,
+        )
+    )
+    return result.rowcount
+
+
+def purge_finished(session: Session, finished_before: datetime) -> int:
+    """Delete finished jobs (and so their results) older than the retention period."""
+    result = session.execute(
+        delete(Job).where(Job.status.in_([JobStatus.succeeded, JobStatus.failed]), Job.finished_at < finished_before)
+    )
+    return result.rowcount
 
 
 def job_document(job: Job) -> dict[str, Any]:

@@ -62,6 +62,18 @@ def process_commands() -> dict[str, list[str]]:
             "--hostname",
             "worker@%h",
         ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(settings.data_dir / "celerybeat-schedule"),
+        ],
         "flower": [
             python,
             "-m",

@@ -36,6 +36,10 @@ def make_celery() -> Celery:
         # Longer than any job may run, so Redis does not hand a running job to a second worker.
         broker_transport_options={"visibility_timeout": max(3600, settings.job_soft_time_limit * 4)},
         task_soft_time_limit=settings.job_soft_time_limit,
+        beat_schedule={
+            "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": 60.0},
+            "purge-jobs": {"task": "workers.tasks.purge_jobs", "schedule": 3600.0},
+        },
         task_time_limit=settings.job_soft_time_limit + 30,
     )
     return app

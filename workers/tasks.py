@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.exc import OperationalError
 
 from config import get_settings
-from workers.celery_app import PROCESS_JOB, celery_app
+from domain import jobs
+from domain.db import session_scope
+from workers.celery_app import PROCESS_JOB, celery_app, enqueue
 from workers.pipeline import process_job as run_pipeline
 
 
@@ -18,3 +22,22 @@ from workers.pipeline import process_job as run_pipeline
 )
 def process_job(job_id: str) -> None:
     run_pipeline(job_id)
+
+
+@celery_app.task(name="workers.tasks.reap_jobs")
+def reap_jobs() -> dict[str, int]:
+    """Send again jobs whose message seems lost; fail jobs running past their deadline."""
+    settings = get_settings()
+    with session_scope() as session:
+        stale = jobs.stale_queued(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
+        timed_out = jobs.fail_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
+    for job_id in stale:
+        enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
+    return {"requeued": len(stale), "timed_out": timed_out}
+
+
+@celery_app.task(name="workers.tasks.purge_jobs")
+def purge_jobs() -> int:
+    """Delete finished jobs older than JOB_RETENTION_DAYS."""
+    with session_scope() as session:
+        return jobs.purge_finished(session, jobs.now() - timedelta(days=get_settings().job_retention_days))

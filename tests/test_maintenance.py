@@ -1,0 +1,69 @@
+"""The periodic tasks: lost messages are sent again, hung jobs time out, old jobs are purged."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from domain.db import session_scope
+from domain.jobs import create_job, now
+from domain.models import Gallery, Job, JobStatus, JobType
+from tests import images
+from tests.conftest import wait_for_job
+
+
+def reap_jobs():
+    from workers.tasks import reap_jobs as task  # the Celery app reads REDIS_URL when imported
+
+    return task()
+
+
+def purge_jobs():
+    from workers.tasks import purge_jobs as task
+
+    return task()
+
+
+def _job(client, headers, **values) -> str:
+    """A recognize job written straight to the database, as if its message had been lost."""
+    me = client.get("/api/v1/auth/me", headers=headers).get_json()
+    with session_scope() as session:
+        gallery = Gallery(owner_id=uuid.UUID(me["id"]), name=f"g-{uuid.uuid4().hex[:8]}")
+        session.add(gallery)
+        session.flush()
+        job = create_job(
+            session,
+            job_type=JobType.recognize,
+            owner_id=gallery.owner_id,
+            image=images.group_photo(),
+            gallery_id=gallery.id,
+            params={"threshold": 0.35, "top_k": 5, "max_faces": 20},
+        )
+        session.flush()
+        session.execute(update(Job).where(Job.id == job.id).values(**values))
+        return str(job.id)
+
+
+def test_a_job_whose_message_was_lost_is_sent_again(client, operator_headers, worker):
+    job_id = _job(client, operator_headers, created_at=now() - timedelta(hours=1))
+    assert reap_jobs()["requeued"] >= 1
+    job = wait_for_job(client, operator_headers, job_id)
+    assert job["status"] == "succeeded"
+    assert len(job["result"]["faces"]) == 6
+
+
+def test_a_job_running_past_its_deadline_fails_with_timeout(client, operator_headers):
+    job_id = _job(client, operator_headers, status=JobStatus.running, started_at=now() - timedelta(hours=2))
+    assert reap_jobs()["timed_out"] >= 1
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "timeout")
+
+
+def test_finished_jobs_are_purged_after_the_retention(client, operator_headers, db):
+    old = _job(client, operator_headers, status=JobStatus.succeeded, result={}, finished_at=now() - timedelta(days=8))
+    recent = _job(client, operator_headers, status=JobStatus.succeeded, result={}, finished_at=now())
+    assert purge_jobs() >= 1
+    remaining = set(db.execute(select(Job.id).where(Job.id.in_([uuid.UUID(old), uuid.UUID(recent)]))).scalars())
+    assert remaining == {uuid.UUID(recent)}
