@@ -79,9 +79,25 @@ def find_photos(explicit: str | None, limit: int) -> tuple[list[Path], str]:
 # ---------------------------------------------------------------- bare model
 
 
-def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue) -> None:
+def _no_spinning() -> None:
+    """Make every onnxruntime session of this process park idle intra-op threads (no busy-wait)."""
+    import onnxruntime as ort
+
+    original = ort.SessionOptions
+
+    def options() -> ort.SessionOptions:
+        opts = original()
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+
+    ort.SessionOptions = options
+
+
+def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue, spinning: bool = True) -> None:
     os.environ["ORT_THREADS"] = str(threads)
     sys.path.insert(0, str(ROOT))
+    if not spinning:
+        _no_spinning()
     from config import get_settings
     from domain.images import decode_bgr
     from workers.engine import FaceEngine
@@ -101,10 +117,13 @@ def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue)
     queue.put({"wall_s": time.perf_counter() - started, "times": times, "faces": faces})
 
 
-def bare_model(threads: int, processes: int, images: list[bytes], passes: int) -> dict:
+def bare_model(threads: int, processes: int, images: list[bytes], passes: int, spinning: bool = True) -> dict:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_bare_worker, args=(threads, images, passes, barrier, queue)) for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_bare_worker, args=(threads, images, passes, barrier, queue, spinning))
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=600) for _ in procs]
@@ -115,6 +134,7 @@ def bare_model(threads: int, processes: int, images: list[bytes], passes: int) -
     out = {
         "processes": processes,
         "ort_threads": threads,
+        "ort_spinning": spinning,
         "images": len(times),
         "wall_s": round(wall, 2),
         "throughput_img_s": round(len(times) / wall, 2),
@@ -128,6 +148,37 @@ def bare_model(threads: int, processes: int, images: list[bytes], passes: int) -
         out["per_image_p50_ms"],
     )
     return out
+
+
+def bare_ab(images: list[bytes], rounds: int, passes: int) -> dict:
+    """The bare model's thread/process splits, interleaved round by round so noise hits all alike."""
+    variants = {
+        "1 proc x 1 thread": (1, 1, True),
+        "1 proc x 2 threads": (2, 1, True),
+        "1 proc x 2 threads, no spinning": (2, 1, False),
+        "2 procs x 1 thread": (1, 2, True),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, (threads, processes, spinning) in variants.items():
+            log.info("bare A/B round %d: %s", r + 1, name)
+            runs[name].append(bare_model(threads, processes, images, passes, spinning))
+    summary = []
+    for name, results in runs.items():
+        tput = [x["throughput_img_s"] for x in results]
+        summary.append(
+            {
+                "variant": name,
+                "rounds": len(results),
+                "throughput_img_s_median": round(float(np.median(tput)), 2),
+                "throughput_img_s_runs": tput,
+                "per_image_p50_ms_median": round(float(np.median([x["per_image_p50_ms"] for x in results])), 1),
+            }
+        )
+    base = summary[0]["throughput_img_s_median"]
+    for row in summary:
+        row["throughput_vs_1x1"] = round(row["throughput_img_s_median"] / base, 2)
+    return {"rounds": rounds, "passes": passes, "images_per_pass": len(images), "summary": summary, "runs": runs}
 
 
 # ---------------------------------------------------------------- the stack
@@ -453,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--configs", default="1x2,2x1", help="WORKER_CONCURRENCYxORT_THREADS,...")
     parser.add_argument("--output", default="service_results")
+    parser.add_argument(
+        "--bare-ab", type=int, default=0, metavar="ROUNDS", help="only compare bare-model thread/process splits"
+    )
     args = parser.parse_args(argv)
     args.client_levels = [int(c) for c in args.clients.split(",") if c]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -463,6 +517,17 @@ def main(argv: list[str] | None = None) -> int:
     enroll, probe = photos[:5], photos[5:] or photos
     log.info("photos: %d from %s (%d enrolled persons)", len(photos), source, len(enroll))
     probe_bytes = [data for _, data in probe]
+    if args.bare_ab:
+        result = {"benchmark": "bench.service --bare-ab", "machine": machine_info()}
+        result.update(bare_ab(probe_bytes, args.bare_ab, args.bare_passes))
+        write_json(RESULTS_DIR / "service_bare_ab.json", result)
+        write_csv(
+            RESULTS_DIR / "service_bare_ab.csv",
+            [{k: v for k, v in row.items() if k != "throughput_img_s_runs"} for row in result["summary"]],
+        )
+        for row in result["summary"]:
+            log.info("%s", row)
+        return 0
 
     payload: dict = {
         "benchmark": "bench.service",
