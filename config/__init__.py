@@ -132,6 +132,12 @@ class Settings:
     job_running_deadline: int = 600  # seconds a job may stay running before it fails with `timeout`
     job_retention_days: int = 7  # finished jobs and their results are purged after this
 
+    # Webhooks
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 10.0  # exponential backoff with jitter from this base
+    webhook_timeout_seconds: float = 10.0
+    webhook_allowed_hosts: tuple[str, ...] = ()  # host names or IPs let through the SSRF guard
+
     # Datasets for tests and benchmarks (never copied into the repository)
     faces_dataset_dir: Path | None = None
     lfw_dir: Path | None = None
@@ -214,6 +220,12 @@ def load_settings() -> Settings:
         job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
         job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
         job_retention_days=_int("JOB_RETENTION_DAYS", 7),
+        webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 8),
+        webhook_retry_base_seconds=_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0),
+        webhook_timeout_seconds=_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        webhook_allowed_hosts=tuple(
+            h.strip().lower() for h in (_env("WEBHOOK_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
+        ),
         faces_dataset_dir=_path("FACES_DATASET_DIR", None),
         lfw_dir=_path("LFW_DIR", None),
     )

@@ -31,6 +31,7 @@ def create_job(
     gallery_id: uuid.UUID | None = None,
     person_id: uuid.UUID | None = None,
     second_image: bytes | None = None,
+    webhook_url: str | None = None,
 ) -> Job:
     """A queued job holding the uploaded bytes; the caller commits, then enqueues its id."""
     job = Job(
@@ -43,6 +44,7 @@ def create_job(
         params=params,
         input_image=image,
         input_image_2=second_image,
+        webhook_url=webhook_url,
     )
     session.add(job)
     return job
@@ -146,4 +148,5 @@ def job_document(job: Job) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "result": job.result,
         "error": job.error,
+        **({"webhook": {"url": job.webhook_url, "deliveries": job.deliveries}} if job.webhook_url else {}),
     }

@@ -72,6 +72,8 @@ class Account(Base):
     created_at: Mapped[datetime] = _created_at()
     # Tokens issued before this instant are refused (set when the password changes).
     tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # HMAC key for this account's webhooks, created on first use.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
 
     galleries: Mapped[list[Gallery]] = relationship(back_populates="owner", passive_deletes=True)
 
@@ -164,6 +166,9 @@ class Job(Base):
     input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     result: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[dict | None] = mapped_column(JSONB)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # One entry per delivery attempt: {delivery_id, attempt, at, status_code, error}.
+    deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

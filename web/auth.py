@@ -25,7 +25,7 @@ from web import services
 from web.db import get_session
 from web.errors import error_response
 from web.extensions import jwt, limiter, login_email_key
-from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field
+from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
 from web.ratelimits import login_limit, signup_limit, submit_limit
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
@@ -150,11 +150,12 @@ def delete_me():
 @limiter.limit(submit_limit)
 def enroll_me():
     """Enroll a photo of the caller as its own face profile (a person linked to the account)."""
-    reject_unknown_fields({"image", "consent", "name"})
+    reject_unknown_fields({"image", "consent", "name", "webhook_url"})
     require_consent()
     name = text_field("name")
+    webhook_url = webhook_field()
     upload = image_field()
-    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, name)
+    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, name, webhook_url)
     return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
 
 

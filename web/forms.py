@@ -113,3 +113,11 @@ def page_limit(default: int = 50, maximum: int = 200) -> int:
     if not 1 <= limit <= maximum:
         raise bad_request("invalid_field", f"limit must be between 1 and {maximum}.")
     return limit
+
+
+def webhook_field() -> str | None:
+    """An optional `webhook_url`, refused (400) if the SSRF guard does not let it through."""
+    from domain.webhooks import check_url
+
+    url = text_field("webhook_url", max_length=2000)
+    return check_url(url) if url else None

@@ -81,3 +81,12 @@ def cancel(job_id: uuid.UUID):
     if not services.cancel_job(session, current_account(), job):
         raise ServiceError("job_not_cancellable", f"The job is already {job.status.value}.", status=409)
     return jsonify(job_document(job))
+
+
+@bp.post("/<uuid:job_id>/redeliver")
+@jwt_required()
+def redeliver(job_id: uuid.UUID):
+    """Send the finished job's webhook again (a new delivery id)."""
+    session = get_session()
+    job = services.load_job(session, current_account(), job_id)
+    return jsonify({"delivery_id": services.redeliver(session, current_account(), job)}), 202

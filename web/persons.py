@@ -18,6 +18,7 @@ from web.forms import (
     reject_unknown_fields,
     require_consent,
     text_field,
+    webhook_field,
 )
 from web.ratelimits import submit_limit
 
@@ -29,11 +30,12 @@ MANAGERS = (Role.admin, Role.operator)
 @roles_required(*MANAGERS)
 @limiter.limit(submit_limit)
 def enroll():
-    reject_unknown_fields({"name", "image", "consent", "gallery", "external_id"})
+    reject_unknown_fields({"name", "image", "consent", "gallery", "external_id", "webhook_url"})
     require_consent()
     name = text_field("name", required=True)
     gallery = gallery_field()
     external_id = text_field("external_id")
+    webhook_url = webhook_field()
     upload = image_field()
     person, job = services.submit_enrollment(
         get_session(),
@@ -42,6 +44,7 @@ def enroll():
         image=upload.data,
         gallery_name=gallery,
         external_id=external_id,
+        webhook_url=webhook_url,
     )
     return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
 
@@ -50,11 +53,12 @@ def enroll():
 @roles_required()  # any role; load_person lets users reach only their own linked person
 @limiter.limit(submit_limit)
 def add_face(person_id: uuid.UUID):
-    reject_unknown_fields({"image"})
+    reject_unknown_fields({"image", "webhook_url"})
     session = get_session()
     person = services.load_person(session, current_account(), person_id)
+    webhook_url = webhook_field()
     upload = image_field()
-    job = services.submit_face(session, current_account(), person, upload.data)
+    job = services.submit_face(session, current_account(), person, upload.data, webhook_url)
     return jsonify({"job_id": str(job.id)}), 202
 
 

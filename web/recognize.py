@@ -17,6 +17,7 @@ from web.forms import (
     number_field,
     reject_unknown_fields,
     uuid_field,
+    webhook_field,
 )
 from web.ratelimits import submit_limit
 
@@ -28,13 +29,14 @@ bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
 @limiter.limit(submit_limit)
 def recognize():
     settings = get_settings()
-    reject_unknown_fields({"image", "gallery", "threshold", "top_k", "max_faces"})
+    reject_unknown_fields({"image", "gallery", "threshold", "top_k", "max_faces", "webhook_url"})
     gallery = gallery_field()
     threshold = number_field(
         "threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold
     )
     top_k = number_field("top_k", int, settings.default_top_k, 1, settings.max_top_k)
     max_faces = number_field("max_faces", int, settings.default_max_faces, 1, settings.max_max_faces)
+    webhook_url = webhook_field()
     upload = image_field()
     job = services.submit_recognition(
         get_session(),
@@ -44,6 +46,7 @@ def recognize():
         threshold=threshold,
         top_k=top_k,
         max_faces=max_faces,
+        webhook_url=webhook_url,
     )
     return jsonify({"job_id": str(job.id)}), 202
 
@@ -54,10 +57,11 @@ def recognize():
 def verify():
     """1:1 verification: `image_a` and `image_b`, or `image` and `person_id`."""
     settings = get_settings()
-    reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold"})
+    reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold", "webhook_url"})
     threshold = number_field(
         "threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold
     )
+    webhook_url = webhook_field()
     session = get_session()
     if "person_id" in request.form or "image" in request.files:
         person = services.load_person(session, current_account(), uuid_field("person_id"))
@@ -74,5 +78,6 @@ def verify():
         second_image=second.data if second else None,
         person=person,
         threshold=threshold,
+        webhook_url=webhook_url,
     )
     return jsonify({"job_id": str(job.id)}), 202

@@ -140,6 +140,7 @@ def submit_enrollment(
     image: bytes,
     gallery_name: str,
     external_id: str | None,
+    webhook_url: str | None = None,
 ) -> tuple[Person, Job]:
     gallery = get_or_create_gallery(session, account, gallery_name)
     person = Person(
@@ -162,6 +163,7 @@ def submit_enrollment(
         ) from None
     job = create_job(
         session,
+        webhook_url=webhook_url,
         job_type=JobType.enroll,
         owner_id=account.id,
         image=image,
@@ -174,9 +176,12 @@ def submit_enrollment(
     return person, job
 
 
-def submit_face(session: Session, account: Account, person: Person, image: bytes) -> Job:
+def submit_face(
+    session: Session, account: Account, person: Person, image: bytes, webhook_url: str | None = None
+) -> Job:
     job = create_job(
         session,
+        webhook_url=webhook_url,
         job_type=JobType.enroll,
         owner_id=account.id,
         image=image,
@@ -198,10 +203,12 @@ def submit_recognition(
     threshold: float,
     top_k: int,
     max_faces: int,
+    webhook_url: str | None = None,
 ) -> Job:
     gallery = require_gallery(session, account, gallery_name)
     job = create_job(
         session,
+        webhook_url=webhook_url,
         job_type=JobType.recognize,
         owner_id=account.id,
         image=image,
@@ -221,9 +228,11 @@ def submit_verification(
     second_image: bytes | None,
     person: Person | None,
     threshold: float,
+    webhook_url: str | None = None,
 ) -> Job:
     job = create_job(
         session,
+        webhook_url=webhook_url,
         job_type=JobType.verify,
         owner_id=account.id,
         image=image,
@@ -237,6 +246,19 @@ def submit_verification(
     )
     _commit_and_enqueue(session, job, created=[])
     return job
+
+
+def redeliver(session: Session, account: Account, job: Job) -> str:
+    """Send a finished job's webhook again, as a new delivery."""
+    from workers.celery_app import enqueue_webhook
+
+    if not job.webhook_url:
+        raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
+    if not job.status.finished:
+        raise ServiceError("job_not_finished", "The job has not ended yet.", status=409)
+    audit.record(session, account, "job.redeliver", "job", job.id)
+    session.commit()
+    return enqueue_webhook(job.id)
 
 
 # --- persons ----------------------------------------------------------------------------
@@ -357,7 +379,9 @@ def delete_gallery(session: Session, account: Account, name: str) -> None:
 PROFILE_GALLERY = "profile"
 
 
-def submit_profile_face(session: Session, account: Account, image: bytes, name: str | None) -> tuple[Person, Job]:
+def submit_profile_face(
+    session: Session, account: Account, image: bytes, name: str | None, webhook_url: str | None = None
+) -> tuple[Person, Job]:
     """Enroll a photo of the caller as its own linked person (created on first use)."""
     person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
     created = person is None
@@ -375,6 +399,7 @@ def submit_profile_face(session: Session, account: Account, image: bytes, name: 
         session.flush()
     job = create_job(
         session,
+        webhook_url=webhook_url,
         job_type=JobType.enroll,
         owner_id=account.id,
         image=image,

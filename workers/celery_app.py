@@ -16,6 +16,7 @@ from celery.signals import worker_process_init
 from config import get_settings
 
 PROCESS_JOB = "workers.tasks.process_job"
+DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +52,13 @@ celery_app = make_celery()
 def enqueue(job_id: uuid.UUID) -> None:
     """Send a job's id (never its payload) to the workers."""
     celery_app.send_task(PROCESS_JOB, args=[str(job_id)])
+
+
+def enqueue_webhook(job_id: uuid.UUID) -> str:
+    """Start a delivery of a finished job's webhook; its id stays the same across retries."""
+    delivery_id = str(uuid.uuid4())
+    celery_app.send_task(DELIVER_WEBHOOK, args=[str(job_id), delivery_id])
+    return delivery_id
 
 
 @worker_process_init.connect

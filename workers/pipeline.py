@@ -14,6 +14,7 @@ from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.images import decode_bgr
 from domain.models import Job, JobType
+from workers.celery_app import enqueue_webhook
 from workers.engine import get_engine
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def process_job(job_id: str) -> None:
         log.exception("job %s crashed", job_id)
         with session_scope() as session:
             jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
+    if claimed.webhook_url:
+        enqueue_webhook(job_uuid)
 
 
 def _largest_face(engine, image: bytes) -> list:

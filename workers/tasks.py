@@ -9,8 +9,9 @@ from sqlalchemy.exc import OperationalError
 from config import get_settings
 from domain import jobs
 from domain.db import session_scope
-from workers.celery_app import PROCESS_JOB, celery_app, enqueue
+from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, celery_app, enqueue
 from workers.pipeline import process_job as run_pipeline
+from workers.webhooks import deliver
 
 
 @celery_app.task(
@@ -41,3 +42,9 @@ def purge_jobs() -> int:
     """Delete finished jobs older than JOB_RETENTION_DAYS."""
     with session_scope() as session:
         return jobs.purge_finished(session, jobs.now() - timedelta(days=get_settings().job_retention_days))
+
+
+@celery_app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
+def deliver_webhook(self, job_id: str, delivery_id: str) -> None:
+    """POST the job document to its webhook_url; retried with backoff through Celery's retry."""
+    deliver(self, job_id, delivery_id)
