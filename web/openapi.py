@@ -27,6 +27,7 @@ def _multipart(properties: dict, required: list[str]) -> dict:
     }
 
 
+WEBHOOK = {"type": "string", "format": "uri", "description": "POSTed the job document when the job ends"}
 IMAGE = {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP, at most 10 MB by default"}
 GALLERY = {"type": "string", "pattern": r"^[\w.\-]{1,100}$", "default": "default"}
 CREDENTIALS = {
@@ -284,6 +285,7 @@ SPEC = {
                         "consent": {"type": "string", "enum": ["true"]},
                         "gallery": GALLERY,
                         "external_id": {"type": "string", "maxLength": 200},
+                        "webhook_url": WEBHOOK,
                     },
                     ["name", "image", "consent"],
                 ),
@@ -358,6 +360,7 @@ SPEC = {
                         "threshold": {"type": "number", "minimum": 0.1, "maximum": 0.95},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
                         "max_faces": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "webhook_url": WEBHOOK,
                     },
                     ["image"],
                 ),
@@ -426,6 +429,25 @@ SPEC = {
                 "summary": "Cancel a queued job (it ends failed/cancelled)",
                 "responses": {"200": {"description": "Cancelled job"}, "404": ERROR, "409": ERROR, "401": ERROR},
             },
+        },
+        "/api/v1/jobs/{job_id}/redeliver": {
+            "parameters": [PATH_JOB],
+            "post": {
+                "summary": "Send a finished job's webhook again",
+                "responses": {"202": {"description": "Delivery started"}, "404": ERROR, "409": ERROR, "401": ERROR},
+            },
+        },
+        "/api/v1/webhooks/secret": {
+            "get": {
+                "summary": "The caller's webhook signing secret",
+                "responses": {"200": {"description": "Secret"}, "401": ERROR},
+            }
+        },
+        "/api/v1/webhooks/secret/rotate": {
+            "post": {
+                "summary": "Replace the webhook signing secret",
+                "responses": {"200": {"description": "Secret"}, "401": ERROR},
+            }
         },
         "/metrics": {
             "get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Metrics"}}}
