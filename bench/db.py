@@ -432,6 +432,38 @@ def targets(sizes: list[dict], rows: list[dict]) -> dict:
     return out
 
 
+def _plot_one(ax, rows: list[dict], n: int, metric: str) -> None:
+    for method, scope, style, label in (
+        ("pgvector_hnsw", "all", "o-", "HNSW, whole table"),
+        ("pgvector_hnsw", "gallery", "s--", "HNSW post-filter, 1 of 10 galleries"),
+        ("pgvector_planner", "gallery", "^:", "planner's choice, 1 of 10 galleries"),
+    ):
+        pts = [r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope]
+        pts.sort(key=lambda r: r["ef_search"])
+        if not pts:
+            continue
+        ax.plot([r[metric] for r in pts], [r["p50_ms"] for r in pts], style, label=label)
+        for r in pts:
+            ax.annotate(
+                str(r["ef_search"]), (r[metric], r["p50_ms"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+    for method, scope, marker, label in (
+        ("pgvector_exact", "all", "X", "exact scan, whole table"),
+        ("pgvector_exact", "gallery", "P", "exact, 1 gallery"),
+        ("numpy_fetch_all", "all", "D", "fetch all + NumPy"),
+        ("numpy_fetch_all", "gallery", "d", "fetch gallery + NumPy"),
+    ):
+        r = next((r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope), None)
+        if r:
+            ax.plot([r[metric]], [r["p50_ms"]], marker, markersize=9, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{metric.replace('_at_', '@')} vs exact")
+    ax.set_ylabel("p50 latency (ms, log)")
+    ax.set_title(f"{n:,} faces (labels: ef_search)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -439,43 +471,11 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({r["n"] for r in rows})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.8), squeeze=False)
-    for ax, n in zip(axes[0], sizes, strict=True):
-        for method, scope, style, label in (
-            ("pgvector_hnsw", "all", "o-", "HNSW, whole table"),
-            ("pgvector_hnsw", "gallery", "s--", "HNSW post-filter, 1 of 10 galleries"),
-            ("pgvector_planner", "gallery", "^:", "planner's choice, 1 of 10 galleries"),
-        ):
-            pts = sorted(
-                (r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope),
-                key=lambda r: r["ef_search"],
-            )
-            if not pts:
-                continue
-            ax.plot([r["recall_at_10"] for r in pts], [r["p50_ms"] for r in pts], style, label=f"{label} (recall@10)")
-            for r in pts:
-                ax.annotate(
-                    str(r["ef_search"]),
-                    (r["recall_at_10"], r["p50_ms"]),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-        for method, scope, marker, label in (
-            ("pgvector_exact", "all", "X", "exact scan, whole table"),
-            ("pgvector_exact", "gallery", "P", "exact, 1 gallery"),
-            ("numpy_fetch_all", "all", "D", "fetch all + NumPy"),
-            ("numpy_fetch_all", "gallery", "d", "fetch gallery + NumPy"),
-        ):
-            r = next((r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope), None)
-            if r:
-                ax.plot([r["recall_at_10"]], [r["p50_ms"]], marker, markersize=9, label=label)
-        ax.set_yscale("log")
-        ax.set_xlabel("recall@10 vs exact")
-        ax.set_ylabel("p50 latency (ms, log)")
-        ax.set_title(f"{n:,} faces (labels: ef_search)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+    metrics = ("recall_at_1", "recall_at_10")
+    fig, axes = plt.subplots(len(metrics), len(sizes), figsize=(6 * len(sizes), 4.6 * len(metrics)), squeeze=False)
+    for row_axes, metric in zip(axes, metrics, strict=True):
+        for ax, n in zip(row_axes, sizes, strict=True):
+            _plot_one(ax, rows, n, metric)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
