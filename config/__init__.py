@@ -94,10 +94,12 @@ class Settings:
     ratelimit_login: str = "10/minute"
     ratelimit_submit: str = "120/minute"
     ratelimit_signup: str = "10/hour"
+    ratelimit_batch: str = "10/minute"
     signup_enabled: bool = True
 
     # Uploads
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_batch_bytes: int = 200 * 1024 * 1024  # a whole batch enrollment request
     max_image_pixels: int = 40_000_000
     min_image_side: int = 32
 
@@ -193,8 +195,10 @@ def load_settings() -> Settings:
         ratelimit_login=_env("RATELIMIT_LOGIN", "10/minute"),
         ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
         ratelimit_signup=_env("RATELIMIT_SIGNUP", "10/hour"),
+        ratelimit_batch=_env("RATELIMIT_BATCH", "10/minute"),
         signup_enabled=_bool("SIGNUP_ENABLED", True),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
+        max_batch_bytes=_int("MAX_BATCH_BYTES", 200 * 1024 * 1024),
         max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
         min_image_side=_int("MIN_IMAGE_SIDE", 32),
         match_threshold=_float("MATCH_THRESHOLD", 0.35),

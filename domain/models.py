@@ -146,11 +146,29 @@ class Face(Base):
     person: Mapped[Person] = relationship(back_populates="faces")
 
 
+class Batch(Base):
+    """A batch enrollment: many photos, one enrollment job each."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key", name="uq_batches_owner_key"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    total: Mapped[int] = mapped_column(nullable=False)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
+    # Set once, when the last item ends and the batch webhook is sent.
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
 class Job(Base):
     """A unit of asynchronous work. Holds the uploaded bytes only until the job ends."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"), Index("ix_jobs_batch", "batch_id"))
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     type: Mapped[JobType] = mapped_column(Enum(JobType, name="job_type"), nullable=False)
@@ -160,6 +178,9 @@ class Job(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"))
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE", name="fk_jobs_batch"), index=False
+    )
     params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # The second photo of a two-photo verification.

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from config import get_settings
 from domain.errors import ServiceError
-from domain.models import Account, Job
+from domain.models import Account, Batch, Job
 
 
 def invalid_url(message: str) -> ServiceError:
@@ -85,10 +85,10 @@ def rotate_secret(session: Session, account: Account) -> str:
     return account.webhook_secret
 
 
-def log_attempt(session: Session, job_id, entry: dict) -> None:
-    """Append one attempt to the job's delivery log (atomically, in the database)."""
+def log_attempt(session: Session, model: type[Job] | type[Batch], object_id, entry: dict) -> None:
+    """Append one attempt to a job's or batch's delivery log (atomically, in the database)."""
     session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(deliveries=Job.deliveries.op("||")(bindparam("entry", [entry], type_=JSONB)))
+        update(model)
+        .where(model.id == object_id)
+        .values(deliveries=model.deliveries.op("||")(bindparam("entry", [entry], type_=JSONB)))
     )

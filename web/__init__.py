@@ -43,7 +43,20 @@ def check_secret(settings: Settings) -> None:
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
-    from web import accounts, auth, db, galleries, health, jobs, metrics, openapi, persons, recognize, webhooks
+    from web import (
+        accounts,
+        auth,
+        db,
+        enrollments,
+        galleries,
+        health,
+        jobs,
+        metrics,
+        openapi,
+        persons,
+        recognize,
+        webhooks,
+    )
     from web.errors import register_error_handlers
     from web.extensions import limiter
     from web.logs import configure_logging, init_request_logging
@@ -67,7 +80,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         from flask_cors import CORS
 
         CORS(app, origins=list(settings.cors_origins))
-    blueprints = (auth, accounts, galleries, persons, recognize, jobs, webhooks, health, metrics, openapi)
+    blueprints = (auth, accounts, galleries, persons, enrollments, recognize, jobs, webhooks, health, metrics, openapi)
     for blueprint in (module.bp for module in blueprints):
         app.register_blueprint(blueprint)
     register_error_handlers(app)

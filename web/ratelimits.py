@@ -13,3 +13,7 @@ def signup_limit() -> str:
 
 def login_limit() -> str:
     return get_settings().ratelimit_login
+
+
+def batch_limit() -> str:
+    return get_settings().ratelimit_batch

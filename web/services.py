@@ -17,8 +17,8 @@ from config import get_settings
 from domain import audit
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish_if_queued, iso, job_document, now
-from domain.models import Account, Face, Gallery, Job, JobStatus, JobType, Person, Role
-from workers.celery_app import enqueue
+from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
+from workers.celery_app import enqueue, enqueue_webhook
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,10 @@ def cancel_job(session: Session, account: Account, job: Job) -> bool:
 # --- submitting jobs --------------------------------------------------------------------
 
 
+def queue_unavailable() -> ServiceError:
+    return ServiceError("queue_unavailable", "The job queue is unavailable; try again shortly.", status=503)
+
+
 def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
     """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
     session.commit()
@@ -123,8 +127,7 @@ def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
         for row in created:
             session.delete(row)
         session.commit()
-        message = "The job queue is unavailable; try again shortly."
-        raise ServiceError("queue_unavailable", message, status=503) from None
+        raise queue_unavailable() from None
 
 
 def _enroll_params(*, created_person: bool) -> dict[str, Any]:
@@ -250,8 +253,6 @@ def submit_verification(
 
 def redeliver(session: Session, account: Account, job: Job) -> str:
     """Send a finished job's webhook again, as a new delivery."""
-    from workers.celery_app import enqueue_webhook
-
     if not job.webhook_url:
         raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
     if not job.status.finished:
@@ -259,6 +260,108 @@ def redeliver(session: Session, account: Account, job: Job) -> str:
     audit.record(session, account, "job.redeliver", "job", job.id)
     session.commit()
     return enqueue_webhook(job.id)
+
+
+# --- batch enrollment ------------------------------------------------------------------------
+
+
+def find_batch(session: Session, account: Account, *, batch_id=None, key: str | None = None) -> Batch | None:
+    query = select(Batch)
+    query = query.where(Batch.id == batch_id) if batch_id else query.where(Batch.idempotency_key == key)
+    if account.role is not Role.admin or key:
+        query = query.where(Batch.owner_id == account.id)
+    return session.execute(query).scalar_one_or_none()
+
+
+def _batch_person(session: Session, account: Account, gallery: Gallery, entry, persons: dict) -> Person:
+    """Entries sharing an external_id (or, without one, a name) become one person."""
+    key = ("external_id", entry.external_id) if entry.external_id else ("name", entry.name)
+    if key not in persons:
+        existing = None
+        if entry.external_id:
+            existing = session.execute(
+                select(Person).where(Person.gallery_id == gallery.id, Person.external_id == entry.external_id)
+            ).scalar_one_or_none()
+        persons[key] = existing or Person(
+            id=uuid.uuid4(),
+            gallery_id=gallery.id,
+            name=entry.name,
+            external_id=entry.external_id,
+            consent_at=now(),
+            consent_by_id=account.id,
+        )
+        session.add(persons[key])
+    return persons[key]
+
+
+def submit_batch(
+    session: Session,
+    account: Account,
+    *,
+    entries: list,
+    gallery_name: str,
+    idempotency_key: str | None,
+    webhook_url: str | None,
+) -> tuple[Batch, bool]:
+    """Create the batch with one job per entry; bad entries are failed items from the start.
+    Returns (batch, created): a known Idempotency-Key returns the earlier batch, creating nothing."""
+    if idempotency_key and (earlier := find_batch(session, account, key=idempotency_key)):
+        return earlier, False
+    gallery = get_or_create_gallery(session, account, gallery_name)
+    batch = Batch(
+        id=uuid.uuid4(),
+        owner_id=account.id,
+        gallery_id=gallery.id,
+        idempotency_key=idempotency_key,
+        total=len(entries),
+        webhook_url=webhook_url,
+    )
+    session.add(batch)
+    persons: dict = {}
+    queued = []
+    for entry in entries:
+        person = _batch_person(session, account, gallery, entry, persons) if entry.error is None else None
+        session.flush()
+        params = {**_enroll_params(created_person=False), "file": entry.file}
+        job = create_job(
+            session,
+            job_type=JobType.enroll,
+            owner_id=account.id,
+            image=entry.data,
+            gallery_id=gallery.id,
+            person_id=person.id if person else None,
+            params=params,
+        )
+        job.batch_id = batch.id
+        if entry.error is not None:
+            job.status, job.error, job.finished_at, job.input_image = (
+                JobStatus.failed,
+                entry.error.as_dict(),
+                now(),
+                None,
+            )
+        else:
+            queued.append(job.id)
+    audit.record(session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name)
+    try:
+        session.commit()
+    except IntegrityError:  # the same Idempotency-Key, submitted concurrently
+        session.rollback()
+        return find_batch(session, account, key=idempotency_key), False
+    try:
+        for job_id in queued:
+            enqueue(job_id)
+    except Exception:
+        log.exception("could not enqueue batch %s", batch.id)
+        session.execute(delete(Batch).where(Batch.id == batch.id))
+        for person in persons.values():
+            if not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
+                session.execute(delete(Person).where(Person.id == person.id))
+        session.commit()
+        raise ServiceError(
+            "queue_unavailable", "The job queue is unavailable; try again shortly.", status=503
+        ) from None
+    return batch, True
 
 
 # --- persons ----------------------------------------------------------------------------

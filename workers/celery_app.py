@@ -54,10 +54,10 @@ def enqueue(job_id: uuid.UUID) -> None:
     celery_app.send_task(PROCESS_JOB, args=[str(job_id)])
 
 
-def enqueue_webhook(job_id: uuid.UUID) -> str:
-    """Start a delivery of a finished job's webhook; its id stays the same across retries."""
+def enqueue_webhook(object_id: uuid.UUID, kind: str = "job") -> str:
+    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across retries."""
     delivery_id = str(uuid.uuid4())
-    celery_app.send_task(DELIVER_WEBHOOK, args=[str(job_id), delivery_id])
+    celery_app.send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind])
     return delivery_id
 
 

@@ -9,11 +9,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from config import get_settings
-from domain import jobs, recognition
+from domain import batches, jobs, recognition
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.images import decode_bgr
-from domain.models import Job, JobType
+from domain.models import Batch, Job, JobType
 from workers.celery_app import enqueue_webhook
 from workers.engine import get_engine
 
@@ -46,6 +46,18 @@ def process_job(job_id: str) -> None:
             jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
     if claimed.webhook_url:
         enqueue_webhook(job_uuid)
+    if claimed.batch_id:
+        _notify_batch(claimed.batch_id)
+
+
+def _notify_batch(batch_id: uuid.UUID) -> None:
+    """Whoever ends a batch's last item sends the batch webhook (exactly once)."""
+    with session_scope() as session:
+        completed = batches.complete_once(session, batch_id)
+        batch = session.get(Batch, batch_id) if completed else None
+        wants_webhook = bool(batch and batch.webhook_url)
+    if wants_webhook:
+        enqueue_webhook(batch_id, kind="batch")
 
 
 def _largest_face(engine, image: bytes) -> list:

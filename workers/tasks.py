@@ -45,6 +45,6 @@ def purge_jobs() -> int:
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
-def deliver_webhook(self, job_id: str, delivery_id: str) -> None:
-    """POST the job document to its webhook_url; retried with backoff through Celery's retry."""
-    deliver(self, job_id, delivery_id)
+def deliver_webhook(self, object_id: str, delivery_id: str, kind: str = "job") -> None:
+    """POST the job (or batch) document to its webhook_url; retried with backoff through Celery's retry."""
+    deliver(self, object_id, delivery_id, kind)

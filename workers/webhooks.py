@@ -12,28 +12,36 @@ import requests
 
 from config import get_settings
 from domain import webhooks
+from domain.batches import batch_document
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import job_document, now
-from domain.models import Account, Job
+from domain.models import Account, Batch, Job
 
 log = logging.getLogger(__name__)
 
 
-def _payload(job_id: uuid.UUID) -> tuple[str, bytes, str, str] | None:
-    """(url, body, event, secret) for a finished job with a webhook, else None."""
+def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str] | None:
+    """(url, body, event, secret) for a finished job or batch with a webhook, else None."""
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or not job.webhook_url or not job.status.finished:
-            return None
-        secret = webhooks.secret_of(session, session.get(Account, job.owner_id))
-        body = json.dumps(job_document(job), separators=(",", ":")).encode()
-        return job.webhook_url, body, f"job.{job.status.value}", secret
+        if kind == "batch":
+            batch = session.get(Batch, object_id)
+            if batch is None or not batch.webhook_url:
+                return None
+            owner_id, url, document = batch.owner_id, batch.webhook_url, batch_document(session, batch)
+            event = f"batch.{document['status']}"
+        else:
+            job = session.get(Job, object_id)
+            if job is None or not job.webhook_url or not job.status.finished:
+                return None
+            owner_id, url, document, event = job.owner_id, job.webhook_url, job_document(job), f"job.{job.status.value}"
+        secret = webhooks.secret_of(session, session.get(Account, owner_id))
+        return url, json.dumps(document, separators=(",", ":")).encode(), event, secret
 
 
-def deliver(task, job_id: str, delivery_id: str) -> None:
+def deliver(task, object_id: str, delivery_id: str, kind: str = "job") -> None:
     settings = get_settings()
-    payload = _payload(uuid.UUID(job_id))
+    payload = _payload(kind, uuid.UUID(object_id))
     if payload is None:
         return
     url, body, event, secret = payload
@@ -62,7 +70,8 @@ def deliver(task, job_id: str, delivery_id: str) -> None:
     with session_scope() as session:
         webhooks.log_attempt(
             session,
-            uuid.UUID(job_id),
+            Batch if kind == "batch" else Job,
+            uuid.UUID(object_id),
             {
                 "delivery_id": delivery_id,
                 "attempt": attempt,
@@ -72,7 +81,9 @@ def deliver(task, job_id: str, delivery_id: str) -> None:
             },
         )
     if final or attempt >= settings.webhook_max_attempts:
-        log.info("webhook %s for job %s ended after %d attempt(s): %s", delivery_id, job_id, attempt, status_code)
+        log.info(
+            "webhook %s for %s %s ended after %d attempt(s): %s", delivery_id, kind, object_id, attempt, status_code
+        )
         return
     backoff = settings.webhook_retry_base_seconds * 2 ** (attempt - 1)
     raise task.retry(countdown=backoff * random.uniform(0.5, 1.5))
