@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -93,6 +94,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
         ).json()
         assert _wait_job(base, headers, enrolled["job_id"])["status"] == "succeeded"
         assert "Flower:" in log_path.read_text()
+        _enroll_folder_with_the_client(base, tmp_path / "photos")
     finally:
         status = _stop(process)
     assert status == 0, log_path.read_text()[-3000:]
@@ -107,6 +109,51 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
         assert person.json()["face_count"] == 1
     finally:
         assert _stop(process) == 0
+
+
+def _run_client(base: str, folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.enroll",
+            str(folder),
+            "--api",
+            base,
+            "--email",
+            "root@example.com",
+            "--chunk",
+            "2",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "FACEAPI_PASSWORD": "a long admin password"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _enroll_folder_with_the_client(base: str, folder: Path) -> None:
+    """The command-line client enrolls a folder tree, reports, and resumes without re-sending."""
+    (folder / "Tom Hanks").mkdir(parents=True)
+    (folder / "Nobody").mkdir()
+    (folder / "Tom Hanks" / "a.png").write_bytes(images.tom_hanks())
+    (folder / "Tom Hanks" / "b.jpg").write_bytes(images.another_photo(images.tom_hanks(), scale=2.0))
+    (folder / "Nobody" / "empty.jpg").write_bytes(images.no_face_photo())
+    first = _run_client(base, folder)
+    assert first.returncode == 1, first.stdout + first.stderr  # one photo has no face
+    report = json.loads((folder / "enroll-report.json").read_text())
+    assert {name: entry["status"] for name, entry in report.items()} == {
+        "Tom Hanks/a.png": "succeeded",
+        "Tom Hanks/b.jpg": "succeeded",
+        "Nobody/empty.jpg": "failed",
+    }
+    assert report["Tom Hanks/a.png"]["person_id"] == report["Tom Hanks/b.jpg"]["person_id"]
+    (folder / "Tom Hanks" / "c.jpg").write_bytes(images.another_photo(images.tom_hanks(), scale=1.5))
+    second = _run_client(base, folder)  # resumes: only the new and the failed photos are sent
+    assert "2 photo" in second.stderr or "2/2" in second.stderr, second.stderr
+    report = json.loads((folder / "enroll-report.json").read_text())
+    assert report["Tom Hanks/c.jpg"]["person_id"] == report["Tom Hanks/a.png"]["person_id"]
 
 
 def test_web_process_never_loads_the_model():

@@ -350,6 +350,33 @@ SPEC = {
                 },
             },
         },
+        "/api/v1/enrollments": {
+            "post": {
+                "summary": "Batch enrollment: `images` + JSON `manifest`, or one ZIP `archive` (<person>/<photo>)",
+                "parameters": [
+                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 200}}
+                ],
+                "requestBody": _multipart(
+                    {
+                        "images": {"type": "array", "items": IMAGE},
+                        "manifest": {"type": "string", "description": 'JSON list of {"file", "name", "external_id"?}'},
+                        "archive": {"type": "string", "format": "binary"},
+                        "consent": {"type": "string", "enum": ["true"]},
+                        "gallery": GALLERY,
+                        "webhook_url": WEBHOOK,
+                    },
+                    ["consent"],
+                ),
+                "responses": {"202": {"description": "Accepted: {batch_id, total}"}, **UPLOAD_ERRORS, **AUTH_ERRORS},
+            }
+        },
+        "/api/v1/enrollments/{batch_id}": {
+            "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": UUID}],
+            "get": {
+                "summary": "A batch: {status, total, succeeded, failed, items}",
+                "responses": {"200": {"description": "Batch"}, "404": ERROR, **AUTH_ERRORS},
+            },
+        },
         "/api/v1/recognize": {
             "post": {
                 "summary": "Recognize every face in a photo (asynchronous)",
