@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -541,17 +542,21 @@ def main(argv: list[str] | None = None) -> int:
                 size_results.append(bench_size(conn, n, args.queries, rows, args))
                 conn.execute("DROP TABLE faces")
         json_path = RESULTS_DIR / f"{args.output}.json"
+        command = "python -m bench.db " + " ".join(argv if argv is not None else sys.argv[1:])
+        earlier_commands: list[str] = []
         if args.merge and json_path.exists():
             import json
 
             old = json.loads(json_path.read_text())
+            earlier_commands = old.get("commands", [old["command"]])
             size_results = [s for s in old["sizes"] if s["n"] not in sizes] + size_results
             rows = [r for r in old["rows"] if r["n"] not in sizes] + rows
             size_results.sort(key=lambda s: s["n"])
             rows.sort(key=lambda r: r["n"])
         payload = {
             "benchmark": "bench.db",
-            "command": "python -m bench.db " + " ".join(argv or __import__("sys").argv[1:]),
+            "command": command,
+            "commands": [*earlier_commands, command],
             "machine": machine_info(),
             "settings": env,
             "targets": targets(size_results, rows),
