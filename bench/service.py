@@ -305,7 +305,14 @@ def parse_ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def run_job(session: requests.Session, base: str, photo: tuple[str, bytes], gallery: str, timeout: float = 120) -> dict:
+def run_job(
+    session: requests.Session,
+    base: str,
+    photo: tuple[str, bytes],
+    gallery: str,
+    poll_interval: float = POLL_INTERVAL,
+    timeout: float = 120,
+) -> dict:
     t0 = time.perf_counter()
     name, data = photo
     response = session.post(
@@ -321,7 +328,7 @@ def run_job(session: requests.Session, base: str, photo: tuple[str, bytes], gall
     job_id = response.json()["job_id"]
     polls = 0
     while True:
-        time.sleep(POLL_INTERVAL)
+        time.sleep(poll_interval)
         doc = session.get(f"{base}/api/v1/jobs/{job_id}", timeout=30).json()
         polls += 1
         if doc.get("status") in ("succeeded", "failed"):
@@ -343,7 +350,13 @@ def run_job(session: requests.Session, base: str, photo: tuple[str, bytes], gall
 
 
 def run_level(
-    base: str, token: str, photos: list[tuple[str, bytes]], clients: int, n_requests: int, deadline_s: float
+    base: str,
+    token: str,
+    photos: list[tuple[str, bytes]],
+    clients: int,
+    n_requests: int,
+    deadline_s: float,
+    poll_interval: float = POLL_INTERVAL,
 ) -> dict:
     lock = threading.Lock()
     counter = {"next": 0}
@@ -360,7 +373,7 @@ def run_level(
                     return
                 counter["next"] += 1
             try:
-                r = run_job(session, base, photos[i % len(photos)], "bench")
+                r = run_job(session, base, photos[i % len(photos)], "bench", poll_interval)
             except requests.RequestException as exc:
                 r = {"ok": False, "error": repr(exc), "latency_s": None}
             with lock:
@@ -378,6 +391,7 @@ def run_level(
     lat = percentiles_ms([r["latency_s"] for r in ok])
     return {
         "clients": clients,
+        "poll_interval_ms": round(poll_interval * 1000),
         "requests": len(results),
         "succeeded": sum(r.get("status") == "succeeded" for r in results),
         "errors": len(results) - len(ok),
@@ -431,18 +445,19 @@ def bench_config(
         # Warm-up: enough concurrent jobs to reach every worker process.
         run_level(stack.base, token, photos, max(2, concurrency * 2), 4 * max(2, concurrency), 60)
         out["memory_after_warmup"] = stack.memory()
-        for clients in args.client_levels:
+        for clients, poll in [(c, p) for c in args.client_levels for p in args.poll_list]:
             n = max(args.requests_per_level if clients <= 8 else args.requests_per_level_high, 2 * clients)
             cpu_before = stack.cpu_seconds()
-            level = run_level(stack.base, token, photos, clients, n, args.level_deadline)
+            level = run_level(stack.base, token, photos, clients, n, args.level_deadline, poll)
             cpu_after = stack.cpu_seconds()
             level["cpu_s"] = {k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 2) for k in cpu_after}
             level["cpu_s_per_job"] = {k: round(v / max(1, level["requests"]), 4) for k, v in level["cpu_s"].items()}
             out["levels"].append(level)
             log.info(
-                "  clients=%2d: %5.2f jobs/s  p50 %7.1f ms  p95 %7.1f ms  queue p50 %7.1f ms  run p50 %6.1f ms"
-                "  errors %d  cpu/job %s",
-                clients, level["throughput_jobs_s"], level["latency_p50_ms"] or -1, level["latency_p95_ms"] or -1,
+                "  clients=%2d poll=%3dms: %5.2f jobs/s  p50 %7.1f ms  p95 %7.1f ms  queue p50 %7.1f ms"
+                "  run p50 %6.1f ms  errors %d  cpu/job %s",
+                clients, level["poll_interval_ms"], level["throughput_jobs_s"], level["latency_p50_ms"] or -1,
+                level["latency_p95_ms"] or -1,
                 level["queue_wait_p50_ms"] or -1, level["worker_run_p50_ms"] or -1, level["errors"],
                 level["cpu_s_per_job"],
             )  # fmt: skip
@@ -460,17 +475,22 @@ def plot(payload: dict, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    markers = ["o", "^", "v", "D"]
     for color, cfg in zip(colors, payload["configs"], strict=False):
         label = f"{cfg['worker_concurrency']} worker x {cfg['ort_threads']} thread(s)"
-        clients = [lv["clients"] for lv in cfg["levels"]]
-        ax1.plot(
-            clients, [lv["throughput_jobs_s"] for lv in cfg["levels"]], "o-", color=color, label=f"service, {label}"
-        )
+        polls = sorted({lv.get("poll_interval_ms", 20) for lv in cfg["levels"]})
+        for marker, poll in zip(markers, polls, strict=False):
+            levels = [lv for lv in cfg["levels"] if lv.get("poll_interval_ms", 20) == poll]
+            tag = f"{label}, poll {poll} ms" if len(polls) > 1 else label
+            clients = [lv["clients"] for lv in levels]
+            ax1.plot(
+                clients, [lv["throughput_jobs_s"] for lv in levels], f"{marker}-", color=color, label=f"service, {tag}"
+            )
+            ax2.plot(clients, [lv["latency_p50_ms"] for lv in levels], f"{marker}-", color=color, label=f"p50, {tag}")
+            ax2.plot(clients, [lv["latency_p95_ms"] for lv in levels], f"{marker}:", color=color, label=f"p95, {tag}")
         bare = cfg.get("bare", {}).get("throughput_img_s")
         if bare:
             ax1.axhline(bare, color=color, linestyle="--", label=f"bare model, {label}")
-        ax2.plot(clients, [lv["latency_p50_ms"] for lv in cfg["levels"]], "o-", color=color, label=f"p50, {label}")
-        ax2.plot(clients, [lv["latency_p95_ms"] for lv in cfg["levels"]], "s:", color=color, label=f"p95, {label}")
         per_image = cfg.get("bare_single", {}).get("per_image_p50_ms")
         if per_image:
             ax2.axhline(per_image, color=color, linestyle="--", alpha=0.6, label=f"bare per-image p50, {label}")
@@ -502,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-photos", type=int, default=40)
     parser.add_argument("--bare-passes", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--poll-intervals", default="0.02", help="seconds between polls; several: each level runs once per interval"
+    )
     parser.add_argument("--configs", default="1x2,2x1", help="WORKER_CONCURRENCYxORT_THREADS,...")
     parser.add_argument("--output", default="service_results")
     parser.add_argument(
@@ -509,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.client_levels = [int(c) for c in args.clients.split(",") if c]
+    args.poll_list = [float(p) for p in args.poll_intervals.split(",") if p]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",") if c]
 
@@ -534,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.service " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine_info(),
         "photos": {"source": source, "count": len(probe), "enrolled_persons": len(enroll)},
-        "poll_interval_s": POLL_INTERVAL,
+        "poll_intervals_s": args.poll_list,
         "configs": [],
     }
     started = time.perf_counter()
@@ -546,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             bare_model(threads, concurrency, probe_bytes, args.bare_passes) if concurrency > 1 else cfg["bare_single"]
         )
         cfg.update(bench_config(concurrency, threads, args, probe, enroll))
-        peak = max(cfg["levels"], key=lambda lv: lv["throughput_jobs_s"]) if cfg["levels"] else None
-        one = next((lv for lv in cfg["levels"] if lv["clients"] == 1), None)
+        reference = [lv for lv in cfg["levels"] if lv["poll_interval_ms"] == round(args.poll_list[0] * 1000)]
+        peak = max(reference, key=lambda lv: lv["throughput_jobs_s"]) if reference else None
+        one = next((lv for lv in reference if lv["clients"] == 1), None)
         if peak:
             ratio = peak["throughput_jobs_s"] / cfg["bare"]["throughput_img_s"]
             cfg["targets"] = {
