@@ -104,7 +104,7 @@ class Settings:
     min_image_side: int = 32
 
     # Matching. The threshold is cosine similarity between L2-normalised ArcFace embeddings.
-    match_threshold: float = 0.35
+    match_threshold: float = 0.30  # calibrated on LFW: see docs/RECOGNITION.md
     min_threshold: float = 0.1
     max_threshold: float = 0.95
     default_top_k: int = 5
@@ -131,7 +131,8 @@ class Settings:
     job_soft_time_limit: int = 120
     job_max_retries: int = 3
     job_requeue_after: int = 600  # seconds a job may stay queued before the reaper sends it again
-    job_running_deadline: int = 600  # seconds a job may stay running before it fails with `timeout`
+    reaper_interval: float = 60.0  # seconds between two reaper runs (Celery beat)
+    job_running_deadline: int = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: int = 7  # finished jobs and their results are purged after this
 
     # Webhooks
@@ -201,7 +202,7 @@ def load_settings() -> Settings:
         max_batch_bytes=_int("MAX_BATCH_BYTES", 200 * 1024 * 1024),
         max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
         min_image_side=_int("MIN_IMAGE_SIDE", 32),
-        match_threshold=_float("MATCH_THRESHOLD", 0.35),
+        match_threshold=_float("MATCH_THRESHOLD", 0.30),
         default_top_k=_int("DEFAULT_TOP_K", 5),
         max_top_k=_int("MAX_TOP_K", 50),
         default_max_faces=_int("DEFAULT_MAX_FACES", 20),
@@ -222,6 +223,7 @@ def load_settings() -> Settings:
         job_soft_time_limit=_int("JOB_SOFT_TIME_LIMIT", 120),
         job_max_retries=_int("JOB_MAX_RETRIES", 3),
         job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
+        reaper_interval=_float("REAPER_INTERVAL", 60.0),
         job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
         job_retention_days=_int("JOB_RETENTION_DAYS", 7),
         webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 8),

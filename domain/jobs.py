@@ -114,20 +114,25 @@ def stale_queued(session: Session, older_than: datetime) -> list[uuid.UUID]:
     return list(session.execute(query).scalars())
 
 
-def fail_overdue(session: Session, started_before: datetime) -> int:
-    """Fail jobs running past the deadline (their worker hung or vanished)."""
-    result = session.execute(
-        update(Job)
-        .where(Job.status == JobStatus.running, Job.started_at < started_before)
-        .values(
-            status=JobStatus.failed,
-            error={"code": "timeout", "message": "The job did not finish in time."},
-            finished_at=now(),
-            input_image=None,
-            input_image_2=None,
-        )
-    )
-    return result.rowcount
+def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.UUID], int]:
+    """Jobs running past the deadline (their worker hung, died, or lost its broker connection):
+    each is put back in the queue once, and fails with `timeout` the second time.
+    Returns (ids to send again, number failed)."""
+    overdue = session.execute(
+        select(Job).where(Job.status == JobStatus.running, Job.started_at < started_before).with_for_update()
+    ).scalars()
+    requeue, failed = [], 0
+    for job in overdue:
+        if job.params.get("requeued_after_timeout"):
+            job.status, job.finished_at = JobStatus.failed, now()
+            job.error = {"code": "timeout", "message": "The job did not finish in time."}
+            job.input_image = job.input_image_2 = None
+            failed += 1
+        else:
+            job.status, job.started_at = JobStatus.queued, None
+            job.params = {**job.params, "requeued_after_timeout": True}
+            requeue.append(job.id)
+    return requeue, failed
 
 
 def purge_finished(session: Session, finished_before: datetime) -> int:

@@ -54,8 +54,20 @@ def test_a_job_whose_message_was_lost_is_sent_again(client, operator_headers, wo
     assert len(job["result"]["faces"]) == 6
 
 
-def test_a_job_running_past_its_deadline_fails_with_timeout(client, operator_headers):
+def test_a_job_running_past_its_deadline_is_retried_once(client, operator_headers, worker):
     job_id = _job(client, operator_headers, status=JobStatus.running, started_at=now() - timedelta(hours=2))
+    assert reap_jobs()["requeued"] >= 1
+    assert wait_for_job(client, operator_headers, job_id)["status"] == "succeeded"
+
+
+def test_a_job_overdue_twice_fails_with_timeout(client, operator_headers):
+    job_id = _job(
+        client,
+        operator_headers,
+        status=JobStatus.running,
+        started_at=now() - timedelta(hours=2),
+        params={"threshold": 0.35, "top_k": 5, "max_faces": 20, "requeued_after_timeout": True},
+    )
     assert reap_jobs()["timed_out"] >= 1
     job = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json()
     assert (job["status"], job["error"]["code"]) == ("failed", "timeout")

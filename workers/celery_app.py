@@ -37,8 +37,12 @@ def make_celery() -> Celery:
         # Longer than any job may run, so Redis does not hand a running job to a second worker.
         broker_transport_options={"visibility_timeout": max(3600, settings.job_soft_time_limit * 4)},
         task_soft_time_limit=settings.job_soft_time_limit,
+        # A new pool process loads the models before it reports up: give it time on a busy machine.
+        worker_proc_alive_timeout=60,
+        # Tasks cut off by a lost broker connection are re-queued instead of finishing unacknowledged.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         beat_schedule={
-            "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": 60.0},
+            "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": settings.reaper_interval},
             "purge-jobs": {"task": "workers.tasks.purge_jobs", "schedule": 3600.0},
         },
         task_time_limit=settings.job_soft_time_limit + 30,

@@ -136,6 +136,9 @@ class FaceEngine:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # the recognizer's fixed batch-1 output shape warns on every batch
+        # Busy-waiting threads fight other processes for the cores: 2.8x slower with 2 threads on a
+        # loaded 2-core machine, no gain with 1 (bench/results/service_bare_ab.json).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(path: Path):
             return ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -27,14 +27,14 @@ def process_job(job_id: str) -> None:
 
 @celery_app.task(name="workers.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
-    """Send again jobs whose message seems lost; fail jobs running past their deadline."""
+    """Send again jobs whose message seems lost; re-queue once, then fail, jobs past their deadline."""
     settings = get_settings()
     with session_scope() as session:
         stale = jobs.stale_queued(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
-        timed_out = jobs.fail_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
-    for job_id in stale:
+        overdue, timed_out = jobs.reap_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
+    for job_id in stale + overdue:
         enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
-    return {"requeued": len(stale), "timed_out": timed_out}
+    return {"requeued": len(stale) + len(overdue), "timed_out": timed_out}
 
 
 @celery_app.task(name="workers.tasks.purge_jobs")
