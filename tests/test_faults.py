@@ -137,28 +137,6 @@ def test_killing_a_worker_process_mid_batch_loses_and_duplicates_nothing(stack):
     assert stack.face_counts(batch) == [1] * 12  # every person exactly one face
 
 
-@pytest.mark.xfail(
-    reason="known issue: in some runs Celery 5.7's consumer does not come back after the broker restarts "
-    "('Error on stopping Hub'), so the batch stalls until the worker is restarted; see the issue notes",
-    strict=False,
-)
-def test_restarting_redis_mid_batch_loses_nothing(stack):
-    from stack.embedded import start_redis
-
-    batch_id = stack.batch(8)
-    redis_server = stack.children("redis-server")[0]
-    redis_server.send_signal(signal.SIGTERM)  # flushes its append-only file
-    deadline = time.monotonic() + 15
-    while redis_server.is_running() and redis_server.status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "redis-server did not stop"
-        time.sleep(0.1)
-    time.sleep(1.0)
-    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
-    batch = stack.wait_batch(batch_id)
-    assert (batch["status"], batch["succeeded"]) == ("succeeded", 8), batch
-    assert stack.face_counts(batch) == [1] * 8
-
-
 def test_postgres_outage_gives_503_then_recovers(stack):
     from pgserver._commands import pg_ctl
 
@@ -207,3 +185,26 @@ def test_a_burst_of_300_recognitions_from_16_clients_all_complete(stack):
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(one, range(300)))
     assert outcomes.count("succeeded") == 300, {o: outcomes.count(o) for o in set(outcomes)}
+
+
+# Last: when it shows the known issue, the stack's worker is left without a broker consumer.
+@pytest.mark.xfail(
+    reason="known issue: in some runs Celery 5.7's consumer does not come back after the broker restarts "
+    "('Error on stopping Hub'), so the batch stalls until the worker is restarted; see the issue notes",
+    strict=False,
+)
+def test_restarting_redis_mid_batch_loses_nothing(stack):
+    from stack.embedded import start_redis
+
+    batch_id = stack.batch(8)
+    redis_server = stack.children("redis-server")[0]
+    redis_server.send_signal(signal.SIGTERM)  # flushes its append-only file
+    deadline = time.monotonic() + 15
+    while redis_server.is_running() and redis_server.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "redis-server did not stop"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
+    batch = stack.wait_batch(batch_id)
+    assert (batch["status"], batch["succeeded"]) == ("succeeded", 8), batch
+    assert stack.face_counts(batch) == [1] * 8
