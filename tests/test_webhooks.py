@@ -83,6 +83,9 @@ def test_delivery_is_retried_until_accepted_and_signed(client, operator_headers,
         job = client.get(f"/api/v1/jobs/{enrolled['job_id']}", headers=operator_headers).get_json()
     assert [d["status_code"] for d in job["webhook"]["deliveries"]] == [500, 500, 200]
     assert [d["attempt"] for d in job["webhook"]["deliveries"]] == [1, 2, 3]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'faceapi_webhook_attempts{outcome="delivered"}' in metrics
+    assert 'faceapi_webhook_attempts{outcome="rejected"}' in metrics
 
 
 def test_redeliver_and_rotated_secret(client, operator_headers, worker, receiver):

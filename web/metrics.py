@@ -12,7 +12,7 @@ from flask import Blueprint, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, true
 
 from config import get_settings
 from domain.db import new_session
@@ -37,9 +37,27 @@ class ServiceCollector(Collector):
             jobs.add_metric([job_type.value, status.value], count)
         yield jobs
         yield self._histogram(durations)
+        yield self._deliveries()
         depth = GaugeMetricFamily("faceapi_queue_depth", "Messages waiting in the Celery queue")
         depth.add_metric([], redis.Redis.from_url(get_settings().redis_url, socket_timeout=2).llen(QUEUE_NAME))
         yield depth
+
+    @staticmethod
+    def _deliveries() -> GaugeMetricFamily:
+        """Webhook delivery attempts logged on retained jobs, by outcome (2xx, other status, error)."""
+        attempt = func.jsonb_array_elements(Job.deliveries).table_valued("value").alias("attempt")
+        status = attempt.c.value.op("->>")("status_code")
+        outcome = case((status.is_(None), "error"), (status.like("2%"), "delivered"), else_="rejected").label("outcome")
+        with new_session() as session:
+            rows = session.execute(
+                select(outcome, func.count()).select_from(Job).join(attempt, true()).group_by(outcome)
+            )
+            family = GaugeMetricFamily(
+                "faceapi_webhook_attempts", "Webhook delivery attempts by outcome", labels=["outcome"]
+            )
+            for name, count in rows:
+                family.add_metric([name], count)
+        return family
 
     @staticmethod
     def _histogram(durations) -> HistogramMetricFamily:
