@@ -78,6 +78,12 @@ def number_field(name: str, kind: type, default: Any, low: Any, high: Any) -> An
     return value
 
 
+def threshold_field() -> float:
+    """A request's `threshold`: the configured one unless overridden, within bounds."""
+    settings = get_settings()
+    return number_field("threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold)
+
+
 def require_consent() -> None:
     if (request.form.get("consent") or "").strip().lower() != "true":
         raise bad_request("consent_required", "Enrollment requires the person's consent: send consent=true.")

@@ -16,6 +16,7 @@ from web.forms import (
     image_field,
     number_field,
     reject_unknown_fields,
+    threshold_field,
     uuid_field,
     webhook_field,
 )
@@ -31,9 +32,7 @@ def recognize():
     settings = get_settings()
     reject_unknown_fields({"image", "gallery", "threshold", "top_k", "max_faces", "webhook_url"})
     gallery = gallery_field()
-    threshold = number_field(
-        "threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold
-    )
+    threshold = threshold_field()
     top_k = number_field("top_k", int, settings.default_top_k, 1, settings.max_top_k)
     max_faces = number_field("max_faces", int, settings.default_max_faces, 1, settings.max_max_faces)
     webhook_url = webhook_field()
@@ -56,11 +55,8 @@ def recognize():
 @limiter.limit(submit_limit)
 def verify():
     """1:1 verification: `image_a` and `image_b`, or `image` and `person_id`."""
-    settings = get_settings()
     reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold", "webhook_url"})
-    threshold = number_field(
-        "threshold", float, settings.match_threshold, settings.min_threshold, settings.max_threshold
-    )
+    threshold = threshold_field()
     webhook_url = webhook_field()
     session = get_session()
     if "person_id" in request.form or "image" in request.files:

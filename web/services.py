@@ -135,6 +135,32 @@ def _enroll_params(*, created_person: bool) -> dict[str, Any]:
     return {"created_person": created_person, "quality_gates": get_settings().enrollment_gates()}
 
 
+def _submit_enroll_job(
+    session: Session,
+    account: Account,
+    person: Person,
+    image: bytes,
+    *,
+    created_person: bool,
+    action: str,
+    webhook_url: str | None,
+) -> Job:
+    """One enrollment job for `person`: stored, audited, committed, then enqueued."""
+    job = create_job(
+        session,
+        webhook_url=webhook_url,
+        job_type=JobType.enroll,
+        owner_id=account.id,
+        image=image,
+        gallery_id=person.gallery_id,
+        person_id=person.id,
+        params=_enroll_params(created_person=created_person),
+    )
+    audit.record(session, account, action, "person", person.id, job_id=str(job.id))
+    _commit_and_enqueue(session, job, created=[person] if created_person else [])
+    return job
+
+
 def submit_enrollment(
     session: Session,
     account: Account,
@@ -164,37 +190,18 @@ def submit_enrollment(
             f"A person with external_id '{external_id}' already exists in gallery '{gallery_name}'.",
             status=409,
         ) from None
-    job = create_job(
-        session,
-        webhook_url=webhook_url,
-        job_type=JobType.enroll,
-        owner_id=account.id,
-        image=image,
-        gallery_id=gallery.id,
-        person_id=person.id,
-        params=_enroll_params(created_person=True),
+    job = _submit_enroll_job(
+        session, account, person, image, created_person=True, action="person.enroll", webhook_url=webhook_url
     )
-    audit.record(session, account, "person.enroll", "person", person.id, job_id=str(job.id), gallery=gallery_name)
-    _commit_and_enqueue(session, job, created=[person])
     return person, job
 
 
 def submit_face(
     session: Session, account: Account, person: Person, image: bytes, webhook_url: str | None = None
 ) -> Job:
-    job = create_job(
-        session,
-        webhook_url=webhook_url,
-        job_type=JobType.enroll,
-        owner_id=account.id,
-        image=image,
-        gallery_id=person.gallery_id,
-        person_id=person.id,
-        params=_enroll_params(created_person=False),
+    return _submit_enroll_job(
+        session, account, person, image, created_person=False, action="person.add_face", webhook_url=webhook_url
     )
-    audit.record(session, account, "person.add_face", "person", person.id, job_id=str(job.id))
-    _commit_and_enqueue(session, job, created=[])
-    return job
 
 
 def submit_recognition(
@@ -500,16 +507,7 @@ def submit_profile_face(
         )
         session.add(person)
         session.flush()
-    job = create_job(
-        session,
-        webhook_url=webhook_url,
-        job_type=JobType.enroll,
-        owner_id=account.id,
-        image=image,
-        gallery_id=person.gallery_id,
-        person_id=person.id,
-        params=_enroll_params(created_person=created),
+    job = _submit_enroll_job(
+        session, account, person, image, created_person=created, action="profile.enroll", webhook_url=webhook_url
     )
-    audit.record(session, account, "profile.enroll", "person", person.id, job_id=str(job.id))
-    _commit_and_enqueue(session, job, created=[person] if created else [])
     return person, job
