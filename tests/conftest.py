@@ -231,3 +231,23 @@ def override_settings(**values: str) -> Iterator[None]:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+
+
+STACK_ADMIN = ("root@example.com", "a long admin password")
+
+
+def stack_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """The environment for a whole `python -m stack.run` of its own (embedded services, own ports)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DATA_DIR=str(data_dir),
+        PORT=str(port),
+        FLOWER_PORT=str(free_port()),
+        EMBEDDED_REDIS_PORT=str(free_port()),
+        WEB_WORKERS="1",
+        WORKER_CONCURRENCY="1",
+        ADMIN_EMAIL=STACK_ADMIN[0],
+        ADMIN_PASSWORD=STACK_ADMIN[1],
+    )
+    env.update(overrides)
+    return env

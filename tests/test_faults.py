@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from tests import images
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env
 
-PASSWORD = "a long admin password"
+PASSWORD = STACK_ADMIN[1]
 
 
 class Stack:
@@ -29,16 +29,12 @@ class Stack:
         self.redis_port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(
-            DATA_DIR=str(data_dir),
-            PORT=str(self.port),
-            FLOWER_PORT=str(free_port()),
+        env = stack_env(
+            data_dir,
+            self.port,
             EMBEDDED_REDIS_PORT=str(self.redis_port),
             WEB_WORKERS="2",
             WORKER_CONCURRENCY="2",
-            ADMIN_EMAIL="root@example.com",
-            ADMIN_PASSWORD=PASSWORD,
             # Messages a worker had reserved when Redis went away come back through the reaper.
             JOB_REQUEUE_AFTER="10",
             JOB_RUNNING_DEADLINE="20",

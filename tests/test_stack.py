@@ -13,26 +13,9 @@ from pathlib import Path
 import requests
 
 from tests import images
-from tests.conftest import ROOT, free_port, login
+from tests.conftest import ROOT, free_port, login, stack_env
 
 RUN_START_TIMEOUT = 90
-
-
-def _stack_env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        {
-            "DATA_DIR": str(data_dir),
-            "PORT": str(port),
-            "FLOWER_PORT": str(free_port()),
-            "EMBEDDED_REDIS_PORT": str(free_port()),
-            "WEB_WORKERS": "1",
-            "WORKER_CONCURRENCY": "1",
-            "ADMIN_EMAIL": "root@example.com",
-            "ADMIN_PASSWORD": "a long admin password",
-        }
-    )
-    return env
 
 
 def _start_stack(env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -73,7 +56,7 @@ def _wait_job(base: str, headers: dict, job_id: str) -> dict:
 def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _stack_env(tmp_path / "data", port)
+    env = stack_env(tmp_path / "data", port)
     log_path = tmp_path / "run.log"
 
     process = _start_stack(env, log_path)
