@@ -218,3 +218,17 @@ def test_a_multi_megabyte_photo_is_accepted(client, operator_headers):
         content_type="multipart/form-data",
     )
     assert response.status_code == 202, response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/auth/login", {"json": {"email": "a\x00@example.com", "password": "x" * 12}}),
+        ("get", "/api/v1/persons?gallery=a%00b", {}),
+        ("get", "/api/v1/audit?action=x%00y", {}),
+    ],
+)
+def test_nul_characters_are_a_client_error(client, admin_headers, method, path, body):
+    response = getattr(client, method)(path, headers=admin_headers, **body)
+    assert response.status_code in (400, 401), response.get_data(as_text=True)
+    assert response.is_json

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from domain.db import DatabaseNotConfigured
@@ -46,6 +46,11 @@ def register_error_handlers(app: Flask) -> None:
             if exc.get_response().headers.get(header):
                 response.headers[header] = exc.get_response().headers[header]
         return response, status
+
+    @app.errorhandler(DataError)
+    def invalid_value(exc: DataError):
+        # A value PostgreSQL cannot hold (e.g. a NUL character in a text): the client's input.
+        return error_response(400, "invalid_input", "A value in the request cannot be stored or searched.")
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DatabaseNotConfigured)
