@@ -76,11 +76,14 @@ def finish(
     *,
     result: dict[str, Any] | None = None,
     error: ServiceError | None = None,
-) -> None:
-    """End a job and drop its raw upload, whatever the outcome."""
-    session.execute(
+    only_from: JobStatus | None = None,
+) -> bool:
+    """End a job and drop its raw upload, whatever the outcome. With `only_from`, only a job
+    still in that status is ended (one conditional UPDATE, so no race); True if it was."""
+    condition = Job.id == job_id if only_from is None else (Job.id == job_id) & (Job.status == only_from)
+    ended = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(condition)
         .values(
             status=JobStatus.failed if error else JobStatus.succeeded,
             result=None if error else result,
@@ -90,22 +93,7 @@ def finish(
             input_image_2=None,
         )
     )
-
-
-def finish_if_queued(session: Session, job_id: uuid.UUID, error: ServiceError) -> bool:
-    """Fail a job only if no worker has claimed it yet (one conditional UPDATE, so no race)."""
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.failed,
-            error=error.as_dict(),
-            finished_at=now(),
-            input_image=None,
-            input_image_2=None,
-        )
-    )
-    return result.rowcount == 1
+    return ended.rowcount == 1
 
 
 def stale_queued(session: Session, older_than: datetime) -> list[uuid.UUID]:
@@ -124,9 +112,7 @@ def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.
     requeue, failed = [], 0
     for job in overdue:
         if job.params.get("requeued_after_timeout"):
-            job.status, job.finished_at = JobStatus.failed, now()
-            job.error = {"code": "timeout", "message": "The job did not finish in time."}
-            job.input_image = job.input_image_2 = None
+            finish(session, job.id, error=ServiceError("timeout", "The job did not finish in time."))
             failed += 1
         else:
             job.status, job.started_at = JobStatus.queued, None

@@ -251,3 +251,21 @@ def stack_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def wait_until_ready(
+    base: str, log_path: Path, *, process: subprocess.Popen | None = None, timeout: float = 90
+) -> None:
+    """Wait for a stack's /readyz to answer 200; fail with the end of its log if it does not."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process is None or process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("stack did not become ready:\n" + log_path.read_text()[-3000:])

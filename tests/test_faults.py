@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests import images
-from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env
+from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env, wait_until_ready
 
 PASSWORD = STACK_ADMIN[1]
 
@@ -51,15 +51,7 @@ class Stack:
         self.headers = {"Authorization": f"Bearer {token['access_token']}"}
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/readyz", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError("stack not ready: " + (self.data_dir / "run.log").read_text()[-2000:])
+        wait_until_ready(self.base, self.data_dir / "run.log", process=self.process, timeout=timeout)
 
     def children(self, needle: str) -> list[psutil.Process]:
         return [p for p in psutil.Process(self.process.pid).children(recursive=True) if needle in " ".join(p.cmdline())]

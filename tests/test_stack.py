@@ -13,9 +13,7 @@ from pathlib import Path
 import requests
 
 from tests import images
-from tests.conftest import ROOT, free_port, login, stack_env
-
-RUN_START_TIMEOUT = 90
+from tests.conftest import ROOT, free_port, login, stack_env, wait_until_ready
 
 
 def _start_stack(env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -23,19 +21,6 @@ def _start_stack(env: dict[str, str], log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "stack.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-
-
-def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + RUN_START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text()[-3000:]
-        try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("stack did not become ready:\n" + log_path.read_text()[-3000:])
 
 
 def _stop(process: subprocess.Popen) -> int:
@@ -61,7 +46,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
 
     process = _start_stack(env, log_path)
     try:
-        _wait_ready(base, process, log_path)
+        wait_until_ready(base, log_path, process=process)
         tokens = requests.post(
             f"{base}/api/v1/auth/login",
             json={"email": "root@example.com", "password": "a long admin password"},
@@ -86,7 +71,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
 
     process = _start_stack(env, log_path)  # the same data directory
     try:
-        _wait_ready(base, process, log_path)
+        wait_until_ready(base, log_path, process=process)
         person = requests.get(f"{base}/api/v1/persons/{enrolled['person_id']}", headers=headers, timeout=10)
         assert person.status_code == 200  # tokens and data survived the restart
         assert person.json()["face_count"] == 1
@@ -157,25 +142,20 @@ def test_readiness_reports_services(client):
 
 
 def test_cli_creates_an_admin(client, services):
-    env = dict(os.environ, ADMIN_PASSWORD="another long password")
-    result = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def create_admin() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
+            cwd=ROOT,
+            env=dict(os.environ, ADMIN_PASSWORD="another long password"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    result = create_admin()
     assert result.returncode == 0, result.stderr
     assert login(client, "cli-admin@example.com", "another long password")["access_token"]
-    again = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "create-admin", "cli-admin@example.com"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = create_admin()
     assert again.returncode == 1
     assert "already exists" in again.stderr
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from domain import accounts, audit
 from domain.errors import NotFound
@@ -15,7 +15,7 @@ from domain.models import Account, AuditEvent, Role
 from web.auth import account_document, current_account, roles_required
 from web.db import get_session
 from web.forms import bad_request, json_body, page_limit
-from web.services import decode_cursor, encode_cursor
+from web.pagination import keyset_page
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/v1")
 
@@ -30,13 +30,14 @@ def _account(account_id: uuid.UUID) -> Account:
 @bp.get("/accounts")
 @roles_required(Role.admin)
 def list_accounts():
-    limit = page_limit()
-    query = select(Account).order_by(Account.created_at, Account.id).limit(limit + 1)
-    if request.args.get("cursor"):
-        query = query.where(tuple_(Account.created_at, Account.id) > decode_cursor(request.args["cursor"]))
-    rows = get_session().execute(query).scalars().all()
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return jsonify({"items": [account_document(a) for a in rows[:limit]], "next_cursor": next_cursor})
+    page, next_cursor = keyset_page(
+        get_session(),
+        select(Account),
+        (Account.created_at, Account.id),
+        limit=page_limit(),
+        cursor=request.args.get("cursor"),
+    )
+    return jsonify({"items": [account_document(a) for (a,) in page], "next_cursor": next_cursor})
 
 
 @bp.patch("/accounts/<uuid:account_id>")
@@ -82,8 +83,7 @@ def _time_arg(name: str) -> datetime | None:
 @roles_required(Role.admin)
 def audit_log():
     """Newest first; filters: actor_id, action, target_id, since, until; cursor pagination."""
-    limit = page_limit()
-    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit + 1)
+    query = select(AuditEvent)
     if actor := request.args.get("actor_id"):
         try:
             query = query.where(AuditEvent.actor_id == uuid.UUID(actor))
@@ -97,11 +97,14 @@ def audit_log():
         query = query.where(AuditEvent.at >= since)
     if until := _time_arg("until"):
         query = query.where(AuditEvent.at < until)
-    if request.args.get("cursor"):
-        query = query.where(tuple_(AuditEvent.at, AuditEvent.id) < decode_cursor(request.args["cursor"]))
-    rows = get_session().execute(query).scalars().all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].at, page[-1].id) if len(rows) > limit else None
+    page, next_cursor = keyset_page(
+        get_session(),
+        query,
+        (AuditEvent.at, AuditEvent.id),
+        limit=page_limit(),
+        cursor=request.args.get("cursor"),
+        descending=True,
+    )
     items = [
         {
             "id": str(e.id),
@@ -113,6 +116,6 @@ def audit_log():
             "target_id": e.target_id,
             "details": e.details,
         }
-        for e in page
+        for (e,) in page
     ]
     return jsonify({"items": items, "next_cursor": next_cursor})

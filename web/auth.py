@@ -7,7 +7,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-import redis
 from flask import Blueprint, Flask, jsonify
 from flask_jwt_extended import (
     create_access_token,
@@ -24,17 +23,13 @@ from domain.models import Account, Role
 from web import services
 from web.db import get_session
 from web.errors import error_response
-from web.extensions import jwt, limiter, login_email_key
+from web.extensions import jwt, limiter, login_email_key, redis_client
 from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
 from web.ratelimits import login_limit, signup_limit, submit_limit
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 REVOKED_PREFIX = "jwt:revoked:"
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=2)
 
 
 def current_account() -> Account:
@@ -109,7 +104,7 @@ def logout():
     """Revoke the presented token (access or refresh) until it would have expired anyway."""
     claims = get_jwt()
     ttl = max(1, int(claims["exp"] - claims["iat"]))
-    _redis().set(REVOKED_PREFIX + claims["jti"], "1", ex=ttl)
+    redis_client().set(REVOKED_PREFIX + claims["jti"], "1", ex=ttl)
     return "", 204
 
 
@@ -184,7 +179,7 @@ def init_jwt(app: Flask) -> None:
         account = load_account(_header, payload)
         if account and account.tokens_valid_after and payload["iat"] < account.tokens_valid_after.timestamp():
             return True  # issued before the last password change
-        return bool(_redis().exists(REVOKED_PREFIX + payload["jti"]))
+        return bool(redis_client().exists(REVOKED_PREFIX + payload["jti"]))
 
     def unauthorized(message: str):
         return error_response(401, "unauthorized", message)

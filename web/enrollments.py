@@ -33,9 +33,10 @@ def submit():
     key = (request.headers.get("Idempotency-Key") or "").strip()[:200] or None
     session = get_session()
     account = current_account()
-    if key and (earlier := services.find_batch(session, account, key=key)):
+    # Looked up before the photos are read: a retried request costs one query.
+    if key and (earlier := services.batch_for_key(session, account, key)):
         return jsonify({"batch_id": str(earlier.id), "total": earlier.total}), 202
-    batch, _ = services.submit_batch(
+    batch = services.submit_batch(
         session, account, entries=read_entries(), gallery_name=gallery, idempotency_key=key, webhook_url=webhook_url
     )
     return jsonify({"batch_id": str(batch.id), "total": batch.total}), 202
@@ -45,7 +46,7 @@ def submit():
 @roles_required(Role.admin, Role.operator)
 def show(batch_id: uuid.UUID):
     session = get_session()
-    batch = services.find_batch(session, current_account(), batch_id=batch_id)
+    batch = services.find_batch(session, current_account(), batch_id)
     if batch is None:
         raise NotFound("batch_not_found", "No such batch.")
     return jsonify(batch_document(session, batch))

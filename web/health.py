@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from config import get_settings
 from domain.db import get_engine
 from domain.schema import schema_is_current
+from web.extensions import redis_client
 
 bp = Blueprint("health", __name__)
 
@@ -29,8 +28,7 @@ def _check_database() -> str:
 
 def _check_redis() -> str:
     try:
-        client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return "ok" if client.ping() else "unreachable"
+        return "ok" if redis_client().ping() else "unreachable"
     except Exception:  # noqa: BLE001
         return "unreachable"
 

@@ -7,19 +7,18 @@ histogram covers the finished jobs still retained in the database.
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select, true
 
-from config import get_settings
 from domain.db import new_session
 from domain.models import Job, JobStatus
+from web.extensions import redis_client
+from workers.celery_app import QUEUE_NAME
 
 bp = Blueprint("metrics", __name__)
-QUEUE_NAME = "faceapi"
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -39,7 +38,7 @@ class ServiceCollector(Collector):
         yield self._histogram(durations)
         yield self._deliveries()
         depth = GaugeMetricFamily("faceapi_queue_depth", "Messages waiting in the Celery queue")
-        depth.add_metric([], redis.Redis.from_url(get_settings().redis_url, socket_timeout=2).llen(QUEUE_NAME))
+        depth.add_metric([], redis_client().llen(QUEUE_NAME))
         yield depth
 
     @staticmethod

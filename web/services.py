@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, delete, false, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from config import get_settings
 from domain import audit
 from domain.errors import NotFound, ServiceError
-from domain.jobs import create_job, finish_if_queued, iso, job_document, now
+from domain.jobs import create_job, finish, iso, job_document, now
 from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
+from web.pagination import keyset_page
 from workers.celery_app import enqueue, enqueue_webhook
 
 log = logging.getLogger(__name__)
@@ -62,10 +60,13 @@ def load_person(session: Session, account: Account, person_id: uuid.UUID, *, wit
     return person
 
 
+def visible_to(account: Account, owner_id: InstrumentedAttribute) -> ColumnElement[bool]:
+    """Admins see every row; other accounts see the rows they own."""
+    return true() if account.role is Role.admin else owner_id == account.id
+
+
 def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
-    query = select(Job).where(Job.id == job_id)
-    if account.role is not Role.admin:
-        query = query.where(Job.owner_id == account.id)
+    query = select(Job).where(Job.id == job_id, visible_to(account, Job.owner_id))
     job = session.execute(query).scalar_one_or_none()
     if job is None:
         raise NotFound("job_not_found", "No such job.")
@@ -82,24 +83,22 @@ def list_jobs(
     cursor: str | None,
 ) -> dict[str, Any]:
     """The caller's jobs (an admin's: everybody's), newest first."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    if account.role is not Role.admin:
-        query = query.where(Job.owner_id == account.id)
+    query = select(Job).where(visible_to(account, Job.owner_id))
     if status:
         query = query.where(Job.status == status)
     if job_type:
         query = query.where(Job.type == job_type)
-    if cursor:
-        query = query.where(tuple_(Job.created_at, Job.id) < decode_cursor(cursor))
-    rows = session.execute(query).scalars().all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return {"items": [job_document(job) for job in page], "next_cursor": next_cursor}
+    page, next_cursor = keyset_page(
+        session, query, (Job.created_at, Job.id), limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [job_document(job) for (job,) in page], "next_cursor": next_cursor}
 
 
 def cancel_job(session: Session, account: Account, job: Job) -> bool:
     """End a still-queued job; False when a worker already took it (or it ended)."""
-    cancelled = finish_if_queued(session, job.id, ServiceError("cancelled", "The job was cancelled."))
+    cancelled = finish(
+        session, job.id, error=ServiceError("cancelled", "The job was cancelled."), only_from=JobStatus.queued
+    )
     if cancelled:
         audit.record(session, account, "job.cancel", "job", job.id)
         if job.type is JobType.enroll and job.params.get("created_person") and job.person_id:
@@ -272,11 +271,14 @@ def redeliver(session: Session, account: Account, job: Job) -> str:
 # --- batch enrollment ------------------------------------------------------------------------
 
 
-def find_batch(session: Session, account: Account, *, batch_id=None, key: str | None = None) -> Batch | None:
-    query = select(Batch)
-    query = query.where(Batch.id == batch_id) if batch_id else query.where(Batch.idempotency_key == key)
-    if account.role is not Role.admin or key:
-        query = query.where(Batch.owner_id == account.id)
+def find_batch(session: Session, account: Account, batch_id: uuid.UUID) -> Batch | None:
+    query = select(Batch).where(Batch.id == batch_id, visible_to(account, Batch.owner_id))
+    return session.execute(query).scalar_one_or_none()
+
+
+def batch_for_key(session: Session, account: Account, key: str) -> Batch | None:
+    """The caller's batch sent with this Idempotency-Key (keys are per account, admins' too)."""
+    query = select(Batch).where(Batch.owner_id == account.id, Batch.idempotency_key == key)
     return session.execute(query).scalar_one_or_none()
 
 
@@ -309,11 +311,11 @@ def submit_batch(
     gallery_name: str,
     idempotency_key: str | None,
     webhook_url: str | None,
-) -> tuple[Batch, bool]:
+) -> Batch:
     """Create the batch with one job per entry; bad entries are failed items from the start.
-    Returns (batch, created): a known Idempotency-Key returns the earlier batch, creating nothing."""
-    if idempotency_key and (earlier := find_batch(session, account, key=idempotency_key)):
-        return earlier, False
+
+    The caller has looked the Idempotency-Key up already (before reading the photos); a
+    batch with the same key committed meanwhile is returned instead, creating nothing."""
     gallery = get_or_create_gallery(session, account, gallery_name)
     batch = Batch(
         id=uuid.uuid4(),
@@ -341,12 +343,8 @@ def submit_batch(
         )
         job.batch_id = batch.id
         if entry.error is not None:
-            job.status, job.error, job.finished_at, job.input_image = (
-                JobStatus.failed,
-                entry.error.as_dict(),
-                now(),
-                None,
-            )
+            # Refused before storage: a failed item from the start (its image was never kept).
+            job.status, job.error, job.finished_at = JobStatus.failed, entry.error.as_dict(), now()
         else:
             queued.append(job.id)
     audit.record(session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name)
@@ -354,7 +352,7 @@ def submit_batch(
         session.commit()
     except IntegrityError:  # the same Idempotency-Key, submitted concurrently
         session.rollback()
-        return find_batch(session, account, key=idempotency_key), False
+        return batch_for_key(session, account, idempotency_key)
     try:
         for job_id in queued:
             enqueue(job_id)
@@ -365,10 +363,8 @@ def submit_batch(
             if not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
                 session.execute(delete(Person).where(Person.id == person.id))
         session.commit()
-        raise ServiceError(
-            "queue_unavailable", "The job queue is unavailable; try again shortly.", status=503
-        ) from None
-    return batch, True
+        raise queue_unavailable() from None
+    return batch
 
 
 # --- persons ----------------------------------------------------------------------------
@@ -404,38 +400,18 @@ def person_document(person: Person, *, faces: list[Face] | None = None, face_cou
     return document
 
 
-def encode_cursor(created_at: datetime, person_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{person_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, person_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(person_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ServiceError("invalid_cursor", "The cursor is not valid.") from None
-
-
 def list_persons(
     session: Session, account: Account, *, gallery_name: str, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    """Keyset pagination in creation order: stable while persons are added or deleted."""
-    after = decode_cursor(cursor) if cursor else None
+    """The gallery's persons in creation order (an unknown gallery lists nothing)."""
     gallery = find_gallery(session, account, gallery_name)
-    if gallery is None:
-        return {"items": [], "next_cursor": None}
     face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
     query = (
         select(Person, face_count)
-        .where(Person.gallery_id == gallery.id)
-        .order_by(Person.created_at, Person.id)
-        .limit(limit + 1)
+        .where(Person.gallery_id == gallery.id if gallery else false())
+        .options(selectinload(Person.gallery))
     )
-    if after:
-        query = query.where(tuple_(Person.created_at, Person.id) > after)
-    rows = session.execute(query.options(selectinload(Person.gallery))).all()
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    page, next_cursor = keyset_page(session, query, (Person.created_at, Person.id), limit=limit, cursor=cursor)
     return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
 
 

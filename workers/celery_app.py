@@ -17,6 +17,7 @@ from config import get_settings
 
 PROCESS_JOB = "workers.tasks.process_job"
 DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
+QUEUE_NAME = "faceapi"
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +31,7 @@ def make_celery() -> Celery:
         task_ignore_result=True,  # job state lives in PostgreSQL, not in a result backend
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue="faceapi",
+        task_default_queue=QUEUE_NAME,
         task_send_sent_event=True,
         worker_send_task_events=True,
         broker_connection_retry_on_startup=True,
