@@ -149,3 +149,19 @@ def test_batch_webhook_posts_the_batch_document(client, operator_headers):
         assert len(hook.requests) == 1  # exactly once
     finally:
         hook.close()
+
+
+def test_a_batch_whose_every_entry_is_refused_still_posts_its_webhook(client, operator_headers):
+    hook = Receiver([])
+    try:
+        manifest = [{"file": "a.txt", "name": "A"}]
+        _submit(
+            client,
+            operator_headers,
+            {"manifest": json.dumps(manifest), "images": [upload(b"not an image", "a.txt")], "webhook_url": hook.url},
+        )
+        hook.wait_for(1)
+        assert hook.requests[0][0]["X-FaceAPI-Event"] == "batch.failed"
+        assert json.loads(hook.requests[0][1])["failed"] == 1
+    finally:
+        hook.close()
