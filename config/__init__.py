@@ -122,6 +122,9 @@ class Settings:
     # Engine
     model_pack_dir: Path | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
     det_size: int = 640
+    # Photos smaller than det_size are detected at their own size (rounded up to a multiple of 32,
+    # never below this): upscaling a 250 px photo to 640 only costs time (docs/RECOGNITION.md).
+    det_size_min: int = 320
     det_thresh: float = 0.5
     ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     ort_threads: int = 0  # 0: cores divided by worker processes
@@ -214,6 +217,7 @@ def load_settings() -> Settings:
         enroll_max_yaw=_float("ENROLL_MAX_YAW", 65.0),
         model_pack_dir=_path("MODEL_PACK_DIR", None),
         det_size=_int("DET_SIZE", 640),
+        det_size_min=_int("DET_SIZE_MIN", 320),
         det_thresh=_float("DET_THRESH", 0.5),
         ort_providers=tuple(
             p.strip() for p in (_env("ORT_PROVIDERS", "CPUExecutionProvider") or "").split(",") if p.strip()

@@ -77,6 +77,57 @@ def test_a_queued_job_can_be_cancelled_once(client, services):
     assert again.get_json()["error"]["code"] == "job_not_cancellable"
 
 
+def _unsent_job(client) -> tuple[str, dict]:
+    """A queued job of a fresh operator that no worker will take (its message was never sent)."""
+    import uuid
+
+    from domain.db import session_scope
+    from domain.jobs import create_job
+    from domain.models import JobType
+
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    me = client.get("/api/v1/auth/me", headers=headers).get_json()
+    with session_scope() as session:
+        job = create_job(session, job_type=JobType.recognize, owner_id=uuid.UUID(me["id"]), image=b"x", params={})
+        return str(job.id), headers
+
+
+def test_a_long_poll_wakes_on_the_end_notice_not_on_its_timer(app, client, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from web import jobs as jobs_blueprint
+
+    monkeypatch.setattr(jobs_blueprint, "FALLBACK_READ_SECONDS", 60.0)  # only the notice can wake it
+    job_id, headers = _unsent_job(client)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(lambda: app.test_client().get(f"/api/v1/jobs/{job_id}?wait=20", headers=headers))
+        time.sleep(1.0)  # let the long-poll subscribe
+        assert not waiting.done()
+        started = time.monotonic()
+        assert client.delete(f"/api/v1/jobs/{job_id}", headers=headers).status_code == 200
+        answer = waiting.result(timeout=30)
+    assert answer.get_json()["error"]["code"] == "cancelled"
+    assert time.monotonic() - started < 10  # long before the 20 s deadline
+
+
+def test_a_long_poll_without_redis_still_answers_by_reading_the_row(app, client, monkeypatch):
+    import redis
+
+    from domain import notifications
+
+    def unreachable(*_args, **_kwargs):
+        raise redis.ConnectionError("Redis is down")
+
+    job_id, headers = _unsent_job(client)
+    monkeypatch.setattr(redis.Redis, "pubsub", unreachable)
+    monkeypatch.setattr(notifications.redis.client.PubSub, "get_message", unreachable)
+    started = time.monotonic()
+    answer = client.get(f"/api/v1/jobs/{job_id}?wait=1.5", headers=headers)
+    assert answer.status_code == 200
+    assert answer.get_json()["status"] == "queued"
+    assert time.monotonic() - started >= 1.4  # it waited out its time instead of failing
+
+
 def test_metrics_expose_jobs_queue_and_durations(client, operator_headers, worker):
     job_id = _submit_recognition(client, operator_headers)
     wait_for_job(client, operator_headers, job_id)

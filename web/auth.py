@@ -20,10 +20,11 @@ from config import get_settings
 from domain import accounts, audit
 from domain.errors import ServiceError
 from domain.models import Account, Role
+from domain.notifications import redis_client
 from web import services
 from web.db import get_session
 from web.errors import error_response
-from web.extensions import jwt, limiter, login_email_key, redis_client
+from web.extensions import jwt, limiter, login_email_key
 from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
 from web.ratelimits import login_limit, signup_limit, submit_limit
 

@@ -6,8 +6,8 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from domain.db import get_engine
+from domain.notifications import redis_client
 from domain.schema import schema_is_current
-from web.extensions import redis_client
 
 bp = Blueprint("health", __name__)
 

@@ -11,6 +11,7 @@ from flask_jwt_extended import jwt_required
 from domain.errors import ServiceError
 from domain.jobs import job_document
 from domain.models import JobStatus, JobType
+from domain.notifications import JobEndListener
 from web import services
 from web.auth import current_account
 from web.db import get_session
@@ -18,7 +19,9 @@ from web.forms import bad_request, page_limit
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_WAIT_SECONDS = 30
-POLL_INTERVAL_SECONDS = 0.1
+# A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
+# notice was lost (see domain/notifications.py).
+FALLBACK_READ_SECONDS = 1.0
 
 
 def _wait_seconds() -> float:
@@ -41,9 +44,13 @@ def show(job_id: uuid.UUID):
     deadline = time.monotonic() + _wait_seconds()
     session = get_session()
     job = services.load_job(session, current_account(), job_id)
-    while not job.status.finished and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL_SECONDS)
-        session.refresh(job)
+    if job.status.finished or time.monotonic() >= deadline:
+        return jsonify(job_document(job))
+    with JobEndListener(job_id) as listener:
+        session.refresh(job)  # subscribed now: an end between the first read and here is seen
+        while not job.status.finished and (left := deadline - time.monotonic()) > 0:
+            listener.wait(min(left, FALLBACK_READ_SECONDS))
+            session.refresh(job)
     return jsonify(job_document(job))
 
 

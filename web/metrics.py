@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select, true
 
 from domain.db import new_session
 from domain.models import Job, JobStatus
-from web.extensions import redis_client
+from domain.notifications import redis_client
 from workers.celery_app import QUEUE_NAME
 
 bp = Blueprint("metrics", __name__)

@@ -16,6 +16,7 @@ from domain.batches import complete_once as batch_complete_once
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish, iso, job_document, now
 from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
+from domain.notifications import announce_job_ended
 from web.pagination import keyset_page
 from workers.celery_app import enqueue, enqueue_webhook
 
@@ -105,6 +106,8 @@ def cancel_job(session: Session, account: Account, job: Job) -> bool:
         if job.type is JobType.enroll and job.params.get("created_person") and job.person_id:
             session.execute(delete(Person).where(Person.id == job.person_id))
     session.commit()
+    if cancelled:
+        announce_job_ended(job.id)
     session.refresh(job)
     return cancelled
 

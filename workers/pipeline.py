@@ -14,6 +14,7 @@ from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.images import decode_bgr
 from domain.models import Batch, Job, JobType
+from domain.notifications import announce_job_ended
 from workers.celery_app import enqueue_webhook
 from workers.engine import get_engine
 
@@ -44,6 +45,7 @@ def process_job(job_id: str) -> None:
         log.exception("job %s crashed", job_id)
         with session_scope() as session:
             jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
+    announce_job_ended(job_uuid)
     if claimed.webhook_url:
         enqueue_webhook(job_uuid)
     if claimed.batch_id:

@@ -1,0 +1,82 @@
+"""Job-ended notices over Redis pub/sub, so that long-polls wake up at once.
+
+Whoever ends a job (the worker, a cancel, the reaper) publishes on the job's channel after the
+commit. A long-poll (`GET /api/v1/jobs/{id}?wait=N`) subscribes, then reads the job, then sleeps
+until a notice or a fallback interval, reading the row again each time. A lost notice (Redis
+restarted, a publisher died between commit and publish) therefore delays an answer by at most the
+fallback interval; it never loses one. Without Redis the wait degrades to plain polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from functools import lru_cache
+from types import TracebackType
+
+import redis
+
+from config import get_settings
+
+log = logging.getLogger(__name__)
+CHANNEL_PREFIX = "faceapi:job-ended:"
+
+
+@lru_cache(maxsize=4)
+def _redis_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+def redis_client() -> redis.Redis:
+    """One pooled client per process (forked worker processes get their own through the pid check)."""
+    return _redis_for(get_settings().redis_url)
+
+
+def channel(job_id: uuid.UUID) -> str:
+    return f"{CHANNEL_PREFIX}{job_id}"
+
+
+def announce_job_ended(job_id: uuid.UUID) -> None:
+    """Tell long-polls the job has ended; best effort (they also re-read the row on a timer)."""
+    try:
+        redis_client().publish(channel(job_id), "ended")
+    except redis.RedisError as error:
+        log.warning("could not announce the end of job %s: %s", job_id, error)
+
+
+class JobEndListener:
+    """`with JobEndListener(job_id) as listener: listener.wait(seconds)` returns early on a notice."""
+
+    def __init__(self, job_id: uuid.UUID):
+        self.job_id = job_id
+        self.pubsub: redis.client.PubSub | None = None
+
+    def __enter__(self) -> JobEndListener:
+        try:
+            pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(channel(self.job_id))
+            self.pubsub = pubsub
+        except redis.RedisError as error:
+            log.warning("long-poll without notices (Redis: %s); falling back to polling", error)
+        return self
+
+    def wait(self, seconds: float) -> None:
+        if self.pubsub is None:
+            time.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        try:
+            # get_message may return None early (e.g. on the subscribe confirmation): wait out the rest.
+            while (left := deadline - time.monotonic()) > 0:
+                if self.pubsub.get_message(timeout=left) is not None:
+                    return
+        except redis.RedisError:
+            self.pubsub = None
+            time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def __exit__(self, kind: type | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if self.pubsub is not None:
+            with contextlib.suppress(redis.RedisError):
+                self.pubsub.close()
