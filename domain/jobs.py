@@ -77,6 +77,7 @@ def finish(
     result: dict[str, Any] | None = None,
     error: ServiceError | None = None,
     only_from: JobStatus | None = None,
+    timings: dict[str, float] | None = None,
 ) -> bool:
     """End a job and drop its raw upload, whatever the outcome. With `only_from`, only a job
     still in that status is ended (one conditional UPDATE, so no race); True if it was."""
@@ -89,6 +90,7 @@ def finish(
             result=None if error else result,
             error=error.as_dict() if error else None,
             finished_at=now(),
+            timings=timings,
             input_image=None,
             input_image_2=None,
         )
@@ -139,5 +141,6 @@ def job_document(job: Job) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "result": job.result,
         "error": job.error,
+        "timings_ms": job.timings,
         **({"webhook": {"url": job.webhook_url, "deliveries": job.deliveries}} if job.webhook_url else {}),
     }

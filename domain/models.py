@@ -187,6 +187,8 @@ class Job(Base):
     input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     result: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[dict | None] = mapped_column(JSONB)
+    # Milliseconds per stage of the worker's run (claim, decode, detect, embed, search/store).
+    timings: Mapped[dict | None] = mapped_column(JSONB)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # One entry per delivery attempt: {delivery_id, attempt, at, status_code, error}.
     deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")

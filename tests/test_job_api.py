@@ -135,3 +135,19 @@ def test_metrics_expose_jobs_queue_and_durations(client, operator_headers, worke
     assert 'faceapi_jobs{status="succeeded",type="recognize"}' in text
     assert "faceapi_queue_depth" in text
     assert 'faceapi_job_duration_seconds_bucket{le="+Inf",type="recognize"}' in text
+
+
+def test_a_finished_job_reports_where_its_time_went(client, operator_headers, worker):
+    wait_for_job(client, operator_headers, _submit_recognition(client, operator_headers))  # the gallery exists
+    response = client.post(
+        "/api/v1/recognize",
+        data={"image": upload(images.group_photo())},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    )
+    stages = dict(part.split(";dur=") for part in response.headers["Server-Timing"].split(", "))
+    assert {"validate", "store", "enqueue", "total"} <= set(stages)
+    assert float(stages["total"]) >= sum(float(stages[s]) for s in ("validate", "store", "enqueue"))
+    job = wait_for_job(client, operator_headers, response.get_json()["job_id"])
+    assert set(job["timings_ms"]) == {"claim", "decode", "detect", "embed", "search"}
+    assert job["timings_ms"]["detect"] > 0

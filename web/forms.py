@@ -12,6 +12,7 @@ from flask import request
 from config import get_settings
 from domain.errors import InvalidImage, ServiceError
 from domain.images import ImageInfo, validate_image
+from web.logs import request_stage
 
 GALLERY_NAME = re.compile(r"^[\w.\-]{1,100}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -98,7 +99,8 @@ def image_field(name: str = "image") -> Upload:
     data = storage.stream.read(limit + 1)
     if len(data) > limit:
         raise InvalidImage("file_too_large", f"The image is larger than {limit} bytes.", status=413)
-    return Upload(data=data, info=validate_image(data, storage.mimetype))
+    with request_stage("validate"):
+        return Upload(data=data, info=validate_image(data, storage.mimetype))
 
 
 def json_body(*, required: tuple[str, ...]) -> dict[str, Any]:

@@ -122,6 +122,13 @@ SPEC = {
                         "recognize: {faces: [{bbox, det_score, matches: [{person_id, name, similarity}]}]}",
                     },
                     "error": {"$ref": "#/components/schemas/Error/properties/error", "nullable": True},
+                    "timings_ms": {
+                        "type": "object",
+                        "nullable": True,
+                        "additionalProperties": {"type": "number"},
+                        "description": "milliseconds per stage of the worker's run: claim, decode, detect, "
+                        "embed, then search (recognize), store (enroll) or compare (verify)",
+                    },
                 },
             },
         },

@@ -17,6 +17,7 @@ from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish, iso, job_document, now
 from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
 from domain.notifications import announce_job_ended
+from web.logs import request_stage
 from web.pagination import keyset_page
 from workers.celery_app import enqueue, enqueue_webhook
 
@@ -121,9 +122,11 @@ def queue_unavailable() -> ServiceError:
 
 def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
     """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
-    session.commit()
+    with request_stage("store"):
+        session.commit()
     try:
-        enqueue(job.id)
+        with request_stage("enqueue"):
+            enqueue(job.id)
     except Exception:  # kombu raises many types for an unreachable broker
         log.exception("could not enqueue job %s", job.id)
         session.execute(delete(Job).where(Job.id == job.id))

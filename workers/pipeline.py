@@ -15,6 +15,7 @@ from domain.errors import ServiceError
 from domain.images import decode_bgr
 from domain.models import Batch, Job, JobType
 from domain.notifications import announce_job_ended
+from domain.timing import StageTimer
 from workers.celery_app import enqueue_webhook
 from workers.engine import get_engine
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def process_job(job_id: str) -> None:
     job_uuid = uuid.UUID(job_id)
-    with session_scope() as session:
+    timer = StageTimer()
+    with timer("claim"), session_scope() as session:
         claimed = jobs.claim(session, job_uuid)
         image, second_image = jobs.load_inputs(session, job_uuid) if claimed else (None, None)
     if claimed is None:
@@ -32,12 +34,13 @@ def process_job(job_id: str) -> None:
     try:
         with session_scope() as session:
             job = session.get(Job, job_uuid)
-            jobs.finish(session, job_uuid, result=_run(session, job, image, second_image))
+            result = _run(session, job, image, second_image, timer)
+            jobs.finish(session, job_uuid, result=result, timings=timer.as_ms())
     except ServiceError as error:
         with session_scope() as session:
             if claimed.type is JobType.enroll:
                 recognition.discard_unfinished_person(session, claimed)
-            jobs.finish(session, job_uuid, error=error)
+            jobs.finish(session, job_uuid, error=error, timings=timer.as_ms())
         log.info("job %s failed: %s", job_id, error.code)
     except OperationalError:
         raise  # the database is unreachable: the task retries and the job stays `running`
@@ -62,22 +65,36 @@ def _notify_batch(batch_id: uuid.UUID) -> None:
         enqueue_webhook(batch_id, kind="batch")
 
 
-def _largest_face(engine, image: bytes) -> list:
+def _largest_face(engine, image: bytes, timer: StageTimer) -> list:
     """All faces detected (largest first), with only the largest one embedded."""
-    bgr = decode_bgr(image)
-    faces = engine.detect(bgr)
-    engine.embed(bgr, faces[:1])
+    return _analyze(engine, image, timer, embed_only=1)
+
+
+def _analyze(engine, image: bytes, timer: StageTimer, max_faces: int = 0, embed_only: int = 0) -> list:
+    """Decode, detect (the `max_faces` largest; all when 0) and embed (the first `embed_only`; all
+    when 0), each stage timed."""
+    with timer("decode"):
+        bgr = decode_bgr(image)
+    with timer("detect"):
+        faces = engine.detect(bgr, max_faces)
+    with timer("embed"):
+        engine.embed(bgr, faces[:embed_only] if embed_only else faces)
     return faces
 
 
-def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None) -> dict:
+def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
     engine = get_engine()
     if job.type is JobType.enroll:
-        return recognition.enroll(session, job, _largest_face(engine, image), engine.model_name)
+        faces = _largest_face(engine, image, timer)
+        with timer("store"):
+            return recognition.enroll(session, job, faces, engine.model_name)
     if job.type is JobType.verify:
-        other = _largest_face(engine, second_image) if second_image is not None else None
-        return recognition.verify(session, job, _largest_face(engine, image), other, engine.model_name)
-    faces = engine.analyze(decode_bgr(image), max_faces=job.params["max_faces"])
-    return recognition.recognize(session, job, faces, engine.model_name, get_settings())
+        faces = _largest_face(engine, image, timer)
+        other = _largest_face(engine, second_image, timer) if second_image is not None else None
+        with timer("compare"):
+            return recognition.verify(session, job, faces, other, engine.model_name)
+    faces = _analyze(engine, image, timer, max_faces=job.params["max_faces"])
+    with timer("search"):
+        return recognition.recognize(session, job, faces, engine.model_name, get_settings())
