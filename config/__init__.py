@@ -135,6 +135,10 @@ class Settings:
     job_max_retries: int = 3
     job_requeue_after: int = 600  # seconds a job may stay queued before the reaper sends it again
     reaper_interval: float = 60.0  # seconds between two reaper runs (Celery beat)
+    # `make run` pings the worker through the broker this often (0: never) and restarts it after
+    # this many unanswered pings in a row while the broker is up (a consumer that did not recover).
+    worker_liveness_interval: float = 30.0
+    worker_liveness_failures: int = 3
     job_running_deadline: int = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: int = 7  # finished jobs and their results are purged after this
 
@@ -228,6 +232,8 @@ def load_settings() -> Settings:
         job_max_retries=_int("JOB_MAX_RETRIES", 3),
         job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
         reaper_interval=_float("REAPER_INTERVAL", 60.0),
+        worker_liveness_interval=_float("WORKER_LIVENESS_INTERVAL", 30.0),
+        worker_liveness_failures=_int("WORKER_LIVENESS_FAILURES", 3),
         job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
         job_retention_days=_int("JOB_RETENTION_DAYS", 7),
         webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 8),

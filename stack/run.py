@@ -5,9 +5,11 @@ Stops everything cleanly on Ctrl-C or SIGTERM, and stops everything when any pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,8 @@ from stack.embedded import ensure_services
 
 log = logging.getLogger("faceapi.run")
 STOP_GRACE_SECONDS = 30
+RESTART_GRACE_SECONDS = 15
+WORKER_START_GRACE_SECONDS = 90  # loading the models on a busy machine
 
 
 def process_commands() -> dict[str, list[str]]:
@@ -88,15 +92,66 @@ def process_commands() -> dict[str, list[str]]:
     }
 
 
+def worker_answers(hostname: str, timeout: float = 5.0) -> bool | None:
+    """Whether the Celery worker answers a ping through the broker; None when the broker is down
+    (then nothing can answer, and restarting the worker would not help)."""
+    from workers.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+            return bool(celery_app.control.ping(destination=[hostname], timeout=timeout, connection=connection))
+    except Exception:  # kombu raises many types for an unreachable broker
+        return None
+
+
+class WorkerWatchdog:
+    """Restarts the worker after `failures` unanswered pings in a row.
+
+    Celery's consumer can stay dead after the broker restarts ("Error on stopping Hub"): the
+    process lives on but takes no more messages. A ping goes through the same consumer, so an
+    unanswered ping while the broker answers means exactly that state (or a hung worker).
+    """
+
+    def __init__(self, interval: float, failures: int, hostname: str, grace: float):
+        self.interval, self.failures, self.hostname, self.grace = interval, failures, hostname, grace
+        self.restarted()
+
+    def should_restart(self) -> bool:
+        if self.interval <= 0 or time.monotonic() < self.next_check:
+            return False
+        self.next_check = time.monotonic() + self.interval
+        answered = worker_answers(self.hostname)
+        if answered:
+            self.alive_once, self.missed = True, 0
+            return False
+        # Broker down: not the worker's fault. Still starting (models loading): give it the grace.
+        if answered is None or (not self.alive_once and time.monotonic() < self.started + self.grace):
+            return False
+        self.missed += 1
+        log.warning("worker %s did not answer a ping (%d/%d)", self.hostname, self.missed, self.failures)
+        return self.missed >= self.failures
+
+    def restarted(self) -> None:
+        self.started = self.next_check = time.monotonic()
+        self.alive_once, self.missed = False, 0
+
+
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, watchdog: WorkerWatchdog | None = None) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, list[str]] = {}
         self.stopping = False
+        self.watchdog = watchdog
 
     def start(self, commands: dict[str, list[str]]) -> None:
-        for name, command in commands.items():
-            # Each child in its own process group, so Ctrl-C reaches us and we stop them in order.
-            self.processes[name] = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+        self.commands = commands
+        for name in commands:
+            self.spawn(name)
+
+    def spawn(self, name: str) -> None:
+        # Each child in its own process group, so Ctrl-C reaches us and we stop them in order.
+        self.processes[name] = subprocess.Popen(self.commands[name], env=os.environ.copy(), start_new_session=True)
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
@@ -107,8 +162,28 @@ class Supervisor:
                 if process.poll() is not None:
                     log.error("%s exited with status %s; stopping everything", name, process.returncode)
                     return 1
+            if self.watchdog and "worker" in self.processes and self.watchdog.should_restart():
+                log.error("the worker stopped answering; restarting it (unfinished jobs are re-queued)")
+                self.terminate(self.processes["worker"], RESTART_GRACE_SECONDS)
+                self.spawn("worker")
+                self.watchdog.restarted()
             time.sleep(0.5)
         return 0
+
+    @staticmethod
+    def terminate(process: subprocess.Popen, grace: float) -> None:
+        """SIGTERM the process group (and SIGCONT, so a stopped process acts on it), then SIGKILL."""
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGCONT)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -116,17 +191,20 @@ class Supervisor:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            self.terminate(process, max(0.1, deadline - time.monotonic()))
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     services = ensure_services()
-    supervisor = Supervisor()
+    settings = get_settings()
+    watchdog = WorkerWatchdog(
+        settings.worker_liveness_interval,
+        settings.worker_liveness_failures,
+        f"worker@{socket.gethostname()}",
+        grace=WORKER_START_GRACE_SECONDS,
+    )
+    supervisor = Supervisor(watchdog)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     status = 1
@@ -136,7 +214,6 @@ def main() -> int:
         if created:
             log.info("created the first admin account %s", created)
         supervisor.start(process_commands())
-        settings = get_settings()
         print(
             f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
             f"\n  Flower:  http://{settings.host}:{settings.flower_port}"
