@@ -1,20 +1,24 @@
 """End-to-end service benchmark: the whole stack under concurrent recognize jobs vs the bare model.
 
-    python -m bench.service [--clients 1,2,4,8,16,32] [--requests-per-level N] [--photos DIR]
+    python -m bench.service [--clients 1,2,4,8,16,32] [--modes longpoll,webhook,poll:0.02]
+                            [--configs 2x1,1x2] [--requests-per-level N] [--photos DIR]
 
 For each configuration (WORKER_CONCURRENCY x ORT_THREADS: 1x2 and 2x1 by default) this starts
 `python -m stack.run` in a subprocess (own temporary DATA_DIR, free ports, WEB_WORKERS=2), waits
-for /readyz, logs in, enrolls a few persons, then at each client count runs N recognize jobs
-with that many threads (submit, then poll GET /api/v1/jobs/{id} every ~20 ms until done). It
-records throughput, submit-to-result latency percentiles, queue wait (started_at - created_at),
-the RSS of every web and worker process after warm-up, and the CPU time each part of the stack
-used. The stack is stopped with SIGTERM.
+for /readyz, logs in, enrolls a few persons, then at each client count and waiting mode runs N
+recognize jobs from that many threads. Modes: `longpoll` (submit, then GET /api/v1/jobs/{id}?wait=30
+once), `webhook` (submit with a webhook_url pointing at a receiver inside this benchmark, wait for
+its POST), `poll:<s>` (GET every <s> seconds). It records throughput, submit-to-result latency
+percentiles, queue wait (started_at - created_at), the median of every stage of a job (layer 2:
+the submission's Server-Timing header, the job's timings_ms, and wall-clock timestamps), the RSS
+of every web and worker process after warm-up, and the CPU time each part of the stack used.
 
 In the same run the bare model is measured in fresh processes: `FaceEngine(settings)` with the
 same thread settings, `decode_bgr` + `analyze` over the same photos, 1 process sequentially and,
-for the 2-process configuration, 2 processes in parallel. Ratio = service / bare throughput.
+for the 2-process configuration, 2 processes in parallel (with --bare-fixed-640 also 1 process at
+a fixed 640 detector size). Ratio = service / bare throughput.
 
-Results: bench/results/service_results.json, service_results.csv, service_results.png.
+Results: bench/results/service_results.json, .csv, .png and service_results_stages.png (layer 2).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import http.server
 import importlib.util
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -47,7 +53,6 @@ log = logging.getLogger("bench.service")
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_EMAIL = "bench@example.com"
 ADMIN_PASSWORD = "bench-password-123"  # noqa: S105 - throwaway account in a temporary data dir
-POLL_INTERVAL = 0.02
 CONFIGS = ((1, 2), (2, 1))  # (WORKER_CONCURRENCY, ORT_THREADS)
 
 
@@ -93,7 +98,9 @@ def _no_spinning() -> None:
     ort.SessionOptions = options
 
 
-def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue, spinning: bool = True) -> None:
+def _bare_worker(
+    threads: int, images: list[bytes], passes: int, barrier, queue, spinning: bool = True, fixed_size: bool = False
+) -> None:
     os.environ["ORT_THREADS"] = str(threads)
     sys.path.insert(0, str(ROOT))
     if not spinning:
@@ -103,6 +110,8 @@ def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue,
     from workers.engine import FaceEngine
 
     settings = dataclasses.replace(get_settings(), ort_threads=threads)
+    if fixed_size:  # the detector at DET_SIZE whatever the photo's size (before the adaptive size)
+        settings = dataclasses.replace(settings, det_size_min=settings.det_size)
     engine = FaceEngine(settings)
     for data in images[:3]:  # warm-up
         engine.analyze(decode_bgr(data))
@@ -117,11 +126,13 @@ def _bare_worker(threads: int, images: list[bytes], passes: int, barrier, queue,
     queue.put({"wall_s": time.perf_counter() - started, "times": times, "faces": faces})
 
 
-def bare_model(threads: int, processes: int, images: list[bytes], passes: int, spinning: bool = True) -> dict:
+def bare_model(
+    threads: int, processes: int, images: list[bytes], passes: int, spinning: bool = True, fixed_size: bool = False
+) -> dict:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(processes), ctx.Queue()
     procs = [
-        ctx.Process(target=_bare_worker, args=(threads, images, passes, barrier, queue, spinning))
+        ctx.Process(target=_bare_worker, args=(threads, images, passes, barrier, queue, spinning, fixed_size))
         for _ in range(processes)
     ]
     for p in procs:
@@ -135,6 +146,7 @@ def bare_model(threads: int, processes: int, images: list[bytes], passes: int, s
         "processes": processes,
         "ort_threads": threads,
         "ort_spinning": spinning,
+        "detector_size": "fixed DET_SIZE" if fixed_size else "adaptive",
         "images": len(times),
         "wall_s": round(wall, 2),
         "throughput_img_s": round(len(times) / wall, 2),
@@ -191,7 +203,8 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, concurrency: int, threads: int, web_workers: int):
+    def __init__(self, concurrency: int, threads: int, web_workers: int, extra_env: dict[str, str] | None = None):
+        extra_env = extra_env or {}
         self.data_dir = Path(tempfile.mkdtemp(prefix="facebench-svc-"))
         self.port, self.flower_port, self.redis_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FLOWER_BASIC_AUTH")}
@@ -208,6 +221,8 @@ class Stack:
                 "ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "RATELIMIT_ENABLED": "0",  # the benchmark submits far more than 120 jobs a minute
                 "FACEAPI_ENV": "development",
+                "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the benchmark's own webhook receiver
+                **extra_env,
             }
         )
         self.log_path = self.data_dir / "stack.log"
@@ -305,47 +320,109 @@ def parse_ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+class WebhookReceiver:
+    """A local HTTP server that records when each job's webhook arrives (wall clock)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.events: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                arrived = time.time()
+                self.send_response(204)
+                self.end_headers()
+                job_id = json.loads(body).get("id", "")
+                with receiver.lock:
+                    receiver.arrived[job_id] = arrived
+                    event = receiver.events.setdefault(job_id, threading.Event())
+                event.set()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, job_id: str, timeout: float) -> float | None:
+        with self.lock:
+            event = self.events.setdefault(job_id, threading.Event())
+        return self.arrived.get(job_id) if event.wait(timeout) else None
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    stages = {}
+    for part in filter(None, (p.strip() for p in header.split(","))):
+        name, _, duration = part.partition(";dur=")
+        with contextlib.suppress(ValueError):
+            stages[name] = float(duration)
+    return stages
+
+
+def _wait_for_result(session, base: str, job_id: str, mode: str, receiver, t0: float, timeout: float):
+    """Wait the way the mode says; returns (job document, polls, wall-clock time the result was seen)."""
+    polls = 0
+    if mode == "webhook":
+        seen = receiver.wait(job_id, timeout)
+        doc = session.get(f"{base}/api/v1/jobs/{job_id}", timeout=30).json()  # for its timestamps only
+        return doc, 0, seen
+    interval = float(mode.split(":")[1]) if mode.startswith("poll") else 0.0
+    while True:
+        if interval:
+            time.sleep(interval)
+        url = f"{base}/api/v1/jobs/{job_id}" + ("" if interval else "?wait=30")
+        doc = session.get(url, timeout=60).json()
+        polls += 1
+        if doc.get("status") in ("succeeded", "failed"):
+            return doc, polls, time.time()
+        if time.perf_counter() - t0 > timeout:
+            return doc, polls, None
+
+
 def run_job(
     session: requests.Session,
     base: str,
     photo: tuple[str, bytes],
     gallery: str,
-    poll_interval: float = POLL_INTERVAL,
+    mode: str = "longpoll",
+    receiver: WebhookReceiver | None = None,
     timeout: float = 120,
 ) -> dict:
-    t0 = time.perf_counter()
+    """Submit one recognize job and wait for its result; `mode` is poll:<seconds>, longpoll or webhook."""
+    t0, sent = time.perf_counter(), time.time()
     name, data = photo
-    response = session.post(
-        f"{base}/api/v1/recognize", data={"gallery": gallery}, files={"image": (name, data)}, timeout=30
-    )
-    submitted = time.perf_counter()
+    form = {"gallery": gallery, **({"webhook_url": receiver.url} if mode == "webhook" else {})}
+    response = session.post(f"{base}/api/v1/recognize", data=form, files={"image": (name, data)}, timeout=30)
+    submitted, answered = time.perf_counter(), time.time()
     if response.status_code != 202:
-        return {
-            "ok": False,
-            "error": f"submit {response.status_code} {response.text[:200]}",
-            "latency_s": submitted - t0,
-        }
+        return {"ok": False, "error": f"submit {response.status_code} {response.text[:200]}", "latency_s": None}
     job_id = response.json()["job_id"]
-    polls = 0
-    while True:
-        time.sleep(poll_interval)
-        doc = session.get(f"{base}/api/v1/jobs/{job_id}", timeout=30).json()
-        polls += 1
-        if doc.get("status") in ("succeeded", "failed"):
-            break
-        if time.perf_counter() - t0 > timeout:
-            return {"ok": False, "error": "timeout", "latency_s": time.perf_counter() - t0}
-    done = time.perf_counter()
+    doc, polls, seen = _wait_for_result(session, base, job_id, mode, receiver, t0, timeout)
+    if seen is None:
+        return {"ok": False, "error": "timeout", "latency_s": time.perf_counter() - t0}
     created, started, finished = (parse_ts(doc.get(k)) for k in ("created_at", "started_at", "finished_at"))
+    started_s, finished_s = (ts.timestamp() if ts else None for ts in (started, finished))
     return {
         "ok": doc["status"] == "succeeded" or (doc.get("error") or {}).get("code") == "no_face",
         "status": doc["status"],
         "error": doc.get("error"),
-        "latency_s": done - t0,
+        "latency_s": seen - sent,
         "submit_s": submitted - t0,
         "queue_wait_s": (started - created).total_seconds() if started and created else None,
         "run_s": (finished - started).total_seconds() if finished and started else None,
         "polls": polls,
+        # A timeline on the one wall clock of this machine, for the per-stage breakdown (layer 2).
+        "server_timing_ms": parse_server_timing(response.headers.get("Server-Timing", "")),
+        "worker_timings_ms": doc.get("timings_ms") or {},
+        "after_submit_to_start_s": started_s - answered if started_s else None,
+        "finish_to_seen_s": seen - finished_s if finished_s else None,
     }
 
 
@@ -356,7 +433,8 @@ def run_level(
     clients: int,
     n_requests: int,
     deadline_s: float,
-    poll_interval: float = POLL_INTERVAL,
+    mode: str = "longpoll",
+    receiver: WebhookReceiver | None = None,
 ) -> dict:
     lock = threading.Lock()
     counter = {"next": 0}
@@ -373,7 +451,7 @@ def run_level(
                     return
                 counter["next"] += 1
             try:
-                r = run_job(session, base, photos[i % len(photos)], "bench", poll_interval)
+                r = run_job(session, base, photos[i % len(photos)], "bench", mode, receiver)
             except requests.RequestException as exc:
                 r = {"ok": False, "error": repr(exc), "latency_s": None}
             with lock:
@@ -391,7 +469,7 @@ def run_level(
     lat = percentiles_ms([r["latency_s"] for r in ok])
     return {
         "clients": clients,
-        "poll_interval_ms": round(poll_interval * 1000),
+        "mode": mode,
         "requests": len(results),
         "succeeded": sum(r.get("status") == "succeeded" for r in results),
         "errors": len(results) - len(ok),
@@ -403,14 +481,50 @@ def run_level(
         **{f"worker_run_{k}": v for k, v in percentiles_ms(runs).items()},
         "submit_p50_ms": percentiles_ms([r["submit_s"] for r in ok if r.get("submit_s")])["p50_ms"],
         "polls_per_job": round(float(np.mean([r["polls"] for r in ok])), 1) if ok else None,
+        "stages_p50_ms": stage_breakdown(ok),
     }
+
+
+def stage_breakdown(results: list[dict]) -> dict[str, float]:
+    """Median milliseconds of each stage of a job, from the client's send to its seeing the result.
+
+    submit (client -> 202): HTTP and upload (what the server's own total does not cover), auth and
+    form parsing (the server's total minus its timed stages), validate, store, enqueue; then
+    dispatch (202 -> a worker claims it: Redis, Celery); the worker's claim, decode, detect, embed,
+    search, and the result write (its run minus the timed stages); then the client seeing it.
+    """
+    if not results:
+        return {}
+    rows = []
+    for r in results:
+        server, worker = r["server_timing_ms"], r["worker_timings_ms"]
+        timed_server = sum(server.get(k, 0.0) for k in ("validate", "store", "enqueue"))
+        timed_worker = sum(worker.values())
+        rows.append(
+            {
+                "http_upload": r["submit_s"] * 1000 - server.get("total", 0.0),
+                "auth_parse": server.get("total", 0.0) - timed_server,
+                "validate": server.get("validate", 0.0),
+                "store": server.get("store", 0.0),
+                "enqueue": server.get("enqueue", 0.0),
+                "dispatch": (r["after_submit_to_start_s"] or 0.0) * 1000 - worker.get("claim", 0.0) / 2,
+                **{k: worker.get(k, 0.0) for k in ("claim", "decode", "detect", "embed", "search")},
+                "result_write": (r["run_s"] or 0.0) * 1000 - timed_worker + worker.get("claim", 0.0) / 2,
+                "client_sees_result": (r["finish_to_seen_s"] or 0.0) * 1000,
+            }
+        )
+    out = {k: round(float(np.median([row[k] for row in rows])), 2) for k in rows[0]}
+    out["sum_of_medians"] = round(sum(out.values()), 1)
+    out["latency_p50"] = round(float(np.median([r["latency_s"] for r in results])) * 1000, 1)
+    return out
 
 
 def bench_config(
     concurrency: int, threads: int, args, photos: list[tuple[str, bytes]], enroll: list[tuple[str, bytes]]
 ) -> dict:
     log.info("config WORKER_CONCURRENCY=%d ORT_THREADS=%d: starting the stack", concurrency, threads)
-    stack = Stack(concurrency, threads, args.web_workers)
+    stack = Stack(concurrency, threads, args.web_workers, args.stack_env)
+    receiver = WebhookReceiver()
     out: dict = {
         "worker_concurrency": concurrency,
         "ort_threads": threads,
@@ -445,24 +559,25 @@ def bench_config(
         # Warm-up: enough concurrent jobs to reach every worker process.
         run_level(stack.base, token, photos, max(2, concurrency * 2), 4 * max(2, concurrency), 60)
         out["memory_after_warmup"] = stack.memory()
-        for clients, poll in [(c, p) for c in args.client_levels for p in args.poll_list]:
+        for clients, mode in [(c, m) for c in args.client_levels for m in args.mode_list]:
             n = max(args.requests_per_level if clients <= 8 else args.requests_per_level_high, 2 * clients)
             cpu_before = stack.cpu_seconds()
-            level = run_level(stack.base, token, photos, clients, n, args.level_deadline, poll)
+            level = run_level(stack.base, token, photos, clients, n, args.level_deadline, mode, receiver)
             cpu_after = stack.cpu_seconds()
             level["cpu_s"] = {k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 2) for k in cpu_after}
             level["cpu_s_per_job"] = {k: round(v / max(1, level["requests"]), 4) for k, v in level["cpu_s"].items()}
             out["levels"].append(level)
             log.info(
-                "  clients=%2d poll=%3dms: %5.2f jobs/s  p50 %7.1f ms  p95 %7.1f ms  queue p50 %7.1f ms"
+                "  clients=%2d %-10s: %5.2f jobs/s  p50 %7.1f ms  p95 %7.1f ms  queue p50 %7.1f ms"
                 "  run p50 %6.1f ms  errors %d  cpu/job %s",
-                clients, level["poll_interval_ms"], level["throughput_jobs_s"], level["latency_p50_ms"] or -1,
+                clients, mode, level["throughput_jobs_s"], level["latency_p50_ms"] or -1,
                 level["latency_p95_ms"] or -1,
                 level["queue_wait_p50_ms"] or -1, level["worker_run_p50_ms"] or -1, level["errors"],
                 level["cpu_s_per_job"],
             )  # fmt: skip
         out["memory_at_end"] = stack.memory()
     finally:
+        receiver.close()
         out["stop_returncode"] = stack.stop()
     return out
 
@@ -478,10 +593,9 @@ def plot(payload: dict, path: Path) -> None:
     markers = ["o", "^", "v", "D"]
     for color, cfg in zip(colors, payload["configs"], strict=False):
         label = f"{cfg['worker_concurrency']} worker x {cfg['ort_threads']} thread(s)"
-        polls = sorted({lv.get("poll_interval_ms", 20) for lv in cfg["levels"]})
-        for marker, poll in zip(markers, polls, strict=False):
-            levels = [lv for lv in cfg["levels"] if lv.get("poll_interval_ms", 20) == poll]
-            tag = f"{label}, poll {poll} ms" if len(polls) > 1 else label
+        for marker, mode in zip(markers, payload["modes"], strict=False):
+            levels = [lv for lv in cfg["levels"] if lv["mode"] == mode]
+            tag = f"{label}, {mode}"
             clients = [lv["clients"] for lv in levels]
             ax1.plot(
                 clients, [lv["throughput_jobs_s"] for lv in levels], f"{marker}-", color=color, label=f"service, {tag}"
@@ -512,6 +626,41 @@ def plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_stages(payload: dict, path: Path) -> None:
+    """Layer 2: one stacked bar per configuration and waiting mode, from the 1-client levels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [
+        (f"{cfg['worker_concurrency']}x{cfg['ort_threads']}, {lv['mode']}", lv["stages_p50_ms"])
+        for cfg in payload["configs"]
+        for lv in cfg["levels"]
+        if lv["clients"] == 1 and lv.get("stages_p50_ms")
+    ]
+    if not bars:
+        return
+    stages = [k for k in bars[0][1] if k not in ("sum_of_medians", "latency_p50")]
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.6 * len(bars)))
+    for row, (_, values) in enumerate(bars):
+        left = 0.0
+        for i, stage in enumerate(stages):
+            width = max(0.0, values.get(stage, 0.0))
+            ax.barh(row, width, left=left, color=cmap(i), label=stage if row == 0 else None)
+            left += width
+        ax.text(left + 1, row, f"{values['latency_p50']:.0f} ms (p50 latency)", va="center", fontsize=8)
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (median of each stage, one client)")
+    ax.set_title("Where the time of one recognize job goes")
+    ax.legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.05 * len(bars)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,2,4,8,16,32")
@@ -523,7 +672,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-passes", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument(
-        "--poll-intervals", default="0.02", help="seconds between polls; several: each level runs once per interval"
+        "--modes",
+        default="longpoll",
+        help="how clients wait, comma-separated: longpoll (?wait=30), webhook, poll:<seconds>; each level runs"
+        " once per mode, and the first mode is the one the targets use",
+    )
+    parser.add_argument(
+        "--stack-env", action="append", default=[], metavar="NAME=VALUE", help="extra settings for the stack"
+    )
+    parser.add_argument(
+        "--bare-fixed-640", action="store_true", help="also time the bare model at a fixed 640 detector size"
     )
     parser.add_argument("--configs", default="1x2,2x1", help="WORKER_CONCURRENCYxORT_THREADS,...")
     parser.add_argument("--output", default="service_results")
@@ -532,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.client_levels = [int(c) for c in args.clients.split(",") if c]
-    args.poll_list = [float(p) for p in args.poll_intervals.split(",") if p]
+    args.mode_list = [m for m in args.modes.split(",") if m]
+    args.stack_env = dict(item.split("=", 1) for item in args.stack_env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",") if c]
 
@@ -558,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.service " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine_info(),
         "photos": {"source": source, "count": len(probe), "enrolled_persons": len(enroll)},
-        "poll_intervals_s": args.poll_list,
+        "modes": args.mode_list,
+        "stack_env": args.stack_env,
         "configs": [],
     }
     started = time.perf_counter()
@@ -566,11 +726,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg: dict = {}
         # Bare model first, while nothing else of ours runs.
         cfg["bare_single"] = bare_model(threads, 1, probe_bytes, args.bare_passes)
+        if args.bare_fixed_640:
+            cfg["bare_single_fixed_640"] = bare_model(threads, 1, probe_bytes, args.bare_passes, fixed_size=True)
         cfg["bare"] = (
             bare_model(threads, concurrency, probe_bytes, args.bare_passes) if concurrency > 1 else cfg["bare_single"]
         )
         cfg.update(bench_config(concurrency, threads, args, probe, enroll))
-        reference = [lv for lv in cfg["levels"] if lv["poll_interval_ms"] == round(args.poll_list[0] * 1000)]
+        reference = [lv for lv in cfg["levels"] if lv["mode"] == args.mode_list[0]]
         peak = max(reference, key=lambda lv: lv["throughput_jobs_s"]) if reference else None
         one = next((lv for lv in reference if lv["clients"] == 1), None)
         if peak:
@@ -607,13 +769,19 @@ def main(argv: list[str] | None = None) -> int:
                     "ort_threads": cfg["ort_threads"],
                     "bare_throughput_img_s": cfg["bare"]["throughput_img_s"],
                     "bare_per_image_p50_ms": cfg["bare_single"]["per_image_p50_ms"],
-                    **{k: v for k, v in lv.items() if k not in ("error_examples", "cpu_s", "cpu_s_per_job")},
+                    **{
+                        k: v
+                        for k, v in lv.items()
+                        if k not in ("error_examples", "cpu_s", "cpu_s_per_job", "stages_p50_ms")
+                    },
                     **{f"cpu_s_per_job_{k}": v for k, v in lv["cpu_s_per_job"].items()},
+                    **{f"stage_p50_ms_{k}": v for k, v in lv["stages_p50_ms"].items()},
                 }
             )
     write_json(RESULTS_DIR / f"{args.output}.json", payload)
     write_csv(RESULTS_DIR / f"{args.output}.csv", rows)
     plot(payload, RESULTS_DIR / f"{args.output}.png")
+    plot_stages(payload, RESULTS_DIR / f"{args.output}_stages.png")
     return 0
 
 
