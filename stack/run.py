@@ -43,8 +43,6 @@ def process_commands() -> dict[str, list[str]]:
             "gthread",
             "--threads",
             "8",
-            "--access-logfile",
-            "-",
             "--graceful-timeout",
             "20",
             "web:create_app()",

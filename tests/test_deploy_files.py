@@ -289,6 +289,22 @@ def test_worker_can_be_scaled():
     assert hostname is None or "%h" in hostname, "each scaled worker needs its own node name"
 
 
+def test_web_uses_threads_so_long_polls_do_not_hold_a_process():
+    from stack.run import process_commands
+
+    compose_web = resolve_command(command_of(load_compose()["services"]["web"]))[1]
+    image_web = resolve_command(exec_form_or_words(final_cmd()))[1]
+    make_run_web = process_commands()["web"]
+    for arguments in (compose_web, image_web, make_run_web):
+        assert option_value(arguments, "--worker-class") == "gthread", arguments
+        assert int(option_value(arguments, "--threads")) >= 4, arguments
+
+
+def final_cmd() -> str:
+    stage = final_stage(dockerfile_instructions())
+    return [arguments for keyword, arguments in stage if keyword == "CMD"][-1]
+
+
 def test_service_dependencies():
     services = load_compose()["services"]
 
