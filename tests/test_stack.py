@@ -171,3 +171,30 @@ def test_openapi_document_lists_the_routes(client):
         "/api/v1/jobs/{job_id}",
     ):
         assert path in spec["paths"]
+
+
+def test_the_watchdog_restarts_only_a_worker_that_stops_answering_while_the_broker_is_up(monkeypatch):
+    """Pure logic of stack.run.WorkerWatchdog; the real thing is in test_faults (a SIGSTOPped worker)."""
+    from stack import run
+
+    answers = iter([None, False, True, False, None, False])  # None: the broker is down
+    monkeypatch.setattr(run, "worker_answers", lambda hostname: next(answers))
+    watchdog = run.WorkerWatchdog(interval=0.001, failures=2, hostname="worker@test", grace=0)
+    decisions = []
+    for _ in range(6):
+        time.sleep(0.002)
+        decisions.append(watchdog.should_restart())
+    # Broker down neither counts nor resets; an answer resets the count; the second miss restarts.
+    assert decisions == [False, False, False, False, False, True]
+
+
+def test_the_watchdog_gives_a_starting_worker_its_grace(monkeypatch):
+    from stack import run
+
+    monkeypatch.setattr(run, "worker_answers", lambda hostname: False)
+    watchdog = run.WorkerWatchdog(interval=0.001, failures=1, hostname="worker@test", grace=60)
+    time.sleep(0.002)
+    assert not watchdog.should_restart()  # still loading its models
+    watchdog.started -= 61
+    time.sleep(0.002)
+    assert watchdog.should_restart()
