@@ -339,7 +339,7 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     t0 = time.perf_counter()
     conn.execute(
         f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw (embedding vector_cosine_ops) "
-        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+        f"WITH (m = {args.m}, ef_construction = {args.ef_construction})"
     )
     build_s = time.perf_counter() - t0
     conn.execute("ANALYZE faces")
@@ -366,7 +366,7 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     )
 
     result["plan_hnsw_all"] = plan_of(conn, sql_all, (queries[0], K))
-    for ef in EF_SWEEP:
+    for ef in args.ef_sweep:
         conn.execute(f"SET hnsw.ef_search = {ef}")
         t, f = run_queries(conn, sql_all, queries, lambda i, q: (q, K))
         record("pgvector_hnsw", "all", t, f, truth, ef)
@@ -492,10 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latent-dim", type=int, default=64, help="intrinsic dimension of the synthetic data (512: isotropic)"
     )
+    parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m (migration 0001: 16)")
+    parser.add_argument(
+        "--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION, help="HNSW ef_construction (migration 0001: 64)"
+    )
+    parser.add_argument(
+        "--ef-sweep", default=",".join(map(str, EF_SWEEP)), help="ef_search values for the whole-table sweep"
+    )
     parser.add_argument("--hnsw-max-size", type=int, default=10**9, help="skip the HNSW part above this size")
     parser.add_argument("--output", default="db_results", help="file stem under bench/results/")
     parser.add_argument("--merge", action="store_true", help="keep sizes from an earlier results file not run now")
     args = parser.parse_args(argv)
+    args.ef_sweep = [int(ef) for ef in args.ef_sweep.split(",") if ef]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
@@ -526,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_parallel_workers_per_gather": setting(conn, "max_parallel_workers_per_gather"),
                 "maintenance_work_mem": args.maintenance_work_mem,
                 "max_parallel_maintenance_workers": args.parallel_build_workers,
-                "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ops": "vector_cosine_ops"},
+                "hnsw": {"m": args.m, "ef_construction": args.ef_construction, "ops": "vector_cosine_ops"},
                 "k": K,
                 "galleries": N_GALLERIES,
                 "faces_per_person": FACES_PER_PERSON,
