@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint bench admin clean-data
+.PHONY: install run test lint bench bench-lfw bench-identify bench-db bench-db-1m bench-service admin clean-data
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,25 @@ test: install
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-bench: install
+# Every benchmark writes to bench/results/ (PERFORMANCE.md, docs/RECOGNITION.md). `make bench` runs
+# them all (about an hour on 2 cores without the 1M size); each has its own target.
+bench: bench-lfw bench-identify bench-db bench-service
+
+bench-lfw: install
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
+
+bench-identify: install
+	$(PY) -m bench.identify --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
+
+bench-db: install
+	$(PY) -m bench.db --sizes 10000,100000 --queries 200 --latent-dim 64
+
+bench-db-1m: install
+	$(PY) -m bench.db --sizes 1000000 --queries 200 --latent-dim 64 --maintenance-work-mem 8GB --merge
+
+bench-service: install
+	$(PY) -m bench.service --configs 2x1 --clients 1,2,4,8,16,32 --modes longpoll,webhook,poll:0.02 \
+		--bare-fixed-640 --requests-per-level 120 --requests-per-level-high 100
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)
