@@ -507,6 +507,7 @@ def stage_breakdown(results: list[dict]) -> dict[str, float]:
                 "validate": server.get("validate", 0.0),
                 "store": server.get("store", 0.0),
                 "enqueue": server.get("enqueue", 0.0),
+                # started_at is set inside the claim, so half of the claim is counted on each side.
                 "dispatch": (r["after_submit_to_start_s"] or 0.0) * 1000 - worker.get("claim", 0.0) / 2,
                 **{k: worker.get(k, 0.0) for k in ("claim", "decode", "detect", "embed", "search")},
                 "result_write": (r["run_s"] or 0.0) * 1000 - timed_worker + worker.get("claim", 0.0) / 2,

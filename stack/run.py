@@ -25,6 +25,27 @@ RESTART_GRACE_SECONDS = 15
 WORKER_START_GRACE_SECONDS = 90  # loading the models on a busy machine
 
 
+def worker_command(concurrency: int, hostname: str, *options: str) -> list[str]:
+    """The Celery worker's command line (prefork: one engine per process); the tests start it too."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        hostname,
+        *options,
+    ]
+
+
 def process_commands() -> dict[str, list[str]]:
     settings = get_settings()
     python = sys.executable
@@ -47,23 +68,7 @@ def process_commands() -> dict[str, list[str]]:
             "20",
             "web:create_app()",
         ],
-        "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--concurrency",
-            str(settings.worker_concurrency),
-            "--pool",
-            "prefork",
-            "--loglevel",
-            "INFO",
-            "--task-events",
-            "--hostname",
-            "worker@%h",
-        ],
+        "worker": worker_command(settings.worker_concurrency, "worker@%h", "--task-events"),
         "beat": [
             python,
             "-m",

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -81,28 +80,13 @@ def services(test_environment: None):
 @pytest.fixture(scope="session")
 def worker(services, data_dir: Path) -> Iterator[subprocess.Popen]:
     """A real Celery worker process (prefork pool, one child) with the real model."""
+    from stack.run import worker_command
+
     log_path = data_dir / "worker.log"
     env = dict(os.environ)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--concurrency",
-                "1",
-                "--pool",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"test-{uuid.uuid4().hex[:6]}@%h",
-            ],
+            worker_command(1, f"test-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"),
             cwd=ROOT,
             env=env,
             stdout=log_file,

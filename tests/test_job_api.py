@@ -55,28 +55,6 @@ def test_jobs_are_listed_newest_first_with_filters(client, services):
     assert client.get("/api/v1/jobs", headers=other).get_json()["items"] == []
 
 
-def test_a_queued_job_can_be_cancelled_once(client, services):
-    import uuid
-
-    from domain.db import session_scope
-    from domain.jobs import create_job
-    from domain.models import JobType
-
-    headers = bearer(login(client, *make_account("operator"))["access_token"])
-    me = client.get("/api/v1/auth/me", headers=headers).get_json()
-    with session_scope() as session:  # queued, and not sent to any worker
-        job_id = str(
-            create_job(session, job_type=JobType.recognize, owner_id=uuid.UUID(me["id"]), image=b"x", params={}).id
-        )
-    response = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
-    assert response.status_code == 200
-    job = response.get_json()
-    assert (job["status"], job["error"]["code"]) == ("failed", "cancelled")
-    again = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
-    assert again.status_code == 409
-    assert again.get_json()["error"]["code"] == "job_not_cancellable"
-
-
 def _unsent_job(client) -> tuple[str, dict]:
     """A queued job of a fresh operator that no worker will take (its message was never sent)."""
     import uuid
@@ -90,6 +68,17 @@ def _unsent_job(client) -> tuple[str, dict]:
     with session_scope() as session:
         job = create_job(session, job_type=JobType.recognize, owner_id=uuid.UUID(me["id"]), image=b"x", params={})
         return str(job.id), headers
+
+
+def test_a_queued_job_can_be_cancelled_once(client, services):
+    job_id, headers = _unsent_job(client)
+    response = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert response.status_code == 200
+    job = response.get_json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "cancelled")
+    again = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "job_not_cancellable"
 
 
 def test_a_long_poll_wakes_on_the_end_notice_not_on_its_timer(app, client, monkeypatch):

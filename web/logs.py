@@ -40,7 +40,8 @@ def request_stage(stage: str):
 
 def server_timing() -> str:
     """The Server-Timing header (RFC-like `name;dur=ms`): the timed stages and the whole request."""
-    stages = g.get("stage_timer").as_ms() if g.get("stage_timer") else {}
+    timer = g.get("stage_timer")
+    stages = timer.as_ms() if timer else {}
     stages["total"] = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
     return ", ".join(f"{name};dur={ms}" for name, ms in stages.items())
 
