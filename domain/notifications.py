@@ -1,10 +1,12 @@
 """Job-ended notices over Redis pub/sub, so that long-polls wake up at once.
 
-Whoever ends a job (the worker, a cancel, the reaper) publishes on the job's channel after the
-commit. A long-poll (`GET /api/v1/jobs/{id}?wait=N`) subscribes, then reads the job, then sleeps
-until a notice or a fallback interval, reading the row again each time. A lost notice (Redis
-restarted, a publisher died between commit and publish) therefore delays an answer by at most the
-fallback interval; it never loses one. Without Redis the wait degrades to plain polling.
+The worker and a cancel publish on the job's channel after the commit that ends the job (not
+inside it: an error while publishing must never look like a failed commit). The reaper does not
+publish; its timed-out jobs are seen by the fallback read. A long-poll
+(`GET /api/v1/jobs/{id}?wait=N`) subscribes, then reads the job, then sleeps until a notice or a
+fallback interval, reading the row again each time. A lost notice (Redis restarted, a publisher
+died between commit and publish) therefore delays an answer by at most the fallback interval; it
+never loses one. Without Redis the wait degrades to plain polling.
 """
 
 from __future__ import annotations
