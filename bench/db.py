@@ -20,6 +20,7 @@ Results: bench/results/db_results.json, db_results.csv, db_results.png.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -33,6 +34,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from bench.common import RESULTS_DIR, machine_info, percentiles_ms, write_csv, write_json
+from bench.spectrum import sample as sample_spectrum
+from bench.spectrum import within_noise
 
 log = logging.getLogger("bench.db")
 
@@ -75,15 +78,19 @@ def _structured_noise(rng, rows: int, basis: np.ndarray, norm: float) -> np.ndar
     return noise
 
 
-def make_dataset(n: int, latent_dim: int = DIM, seed: int = 0) -> dict:
+def make_dataset(n: int, latent_dim: int = DIM, seed: int = 0, spectrum: dict | None = None) -> dict:
     """Clustered embeddings: person centres plus per-face noise; persons spread over galleries.
 
     With latent_dim < 512 centres and per-face variation live in a random latent_dim-dimensional
     subspace (plus a small isotropic residual): real embeddings have a far lower intrinsic
     dimension than 512, and HNSW's recall depends on it. latent_dim = 512 is the isotropic
-    worst case.
+    worst case. With `spectrum` (bench.spectrum's model fitted on real LFW embeddings) centres
+    and per-face deviations follow the real covariances instead, and latent_dim is unused.
     """
     rng = np.random.default_rng(seed)
+    if spectrum is not None:
+        emb, person, centres = sample_spectrum(spectrum, n, FACES_PER_PERSON, rng)
+        return _with_galleries(rng, emb, person, {"centres": centres, "spectrum": spectrum})
     basis = _basis(latent_dim)
     n_persons = max(1, n // FACES_PER_PERSON)
     centres = _normalise(rng.standard_normal((n_persons, basis.shape[0]), dtype=np.float32)) @ basis
@@ -95,20 +102,33 @@ def make_dataset(n: int, latent_dim: int = DIM, seed: int = 0) -> dict:
         stop = min(n, start + chunk)
         emb[start:stop] = centres[person[start:stop]] + _structured_noise(rng, stop - start, basis, FACE_NOISE)
     _normalise(emb)
-    gallery_of_person = rng.integers(0, N_GALLERIES, size=n_persons)
+    return _with_galleries(rng, emb, person, {"basis": basis})
+
+
+def _with_galleries(rng, emb: np.ndarray, person: np.ndarray, extra: dict) -> dict:
+    """Every person in one of N_GALLERIES galleries."""
+    gallery_of_person = rng.integers(0, N_GALLERIES, size=int(person.max()) + 1)
     gallery_ids = [uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i) for i in range(N_GALLERIES)]
     return {
         "embeddings": emb,
         "person": person.astype(np.int64),
         "gallery": gallery_of_person[person],
         "gallery_ids": gallery_ids,
-        "basis": basis,
+        **extra,
     }
 
 
 def make_queries(data: dict, n_queries: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Queries and the stored face each comes from.
+
+    Latent model: the stored face plus noise. Spectrum model: a new photo of the stored face's
+    person (their centre plus a fresh deviation), as a recognize request is.
+    """
     rng = np.random.default_rng(seed)
     source = rng.choice(len(data["embeddings"]), size=n_queries, replace=False)
+    if "spectrum" in data:
+        centres = data["centres"][data["person"][source]]
+        return _normalise(centres + within_noise(data["spectrum"], n_queries, rng)), source
     noise = _structured_noise(rng, n_queries, data["basis"], QUERY_NOISE)
     return _normalise(data["embeddings"][source] + noise), source
 
@@ -239,7 +259,7 @@ def setting(conn, name: str) -> str:
 def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     log.info("size %d: generating data", n)
     t0 = time.perf_counter()
-    data = make_dataset(n, args.latent_dim)
+    data = make_dataset(n, args.latent_dim, spectrum=args.spectrum_model)
     queries, source = make_queries(data, n_queries)
     gen_s = time.perf_counter() - t0
     emb = data["embeddings"]
@@ -262,6 +282,7 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     mask = np.stack([data["gallery"] == g for g in q_gallery])
     truth_scoped = exact_topk(emb, queries, K, mask)
     self_hit = float(np.mean(truth[:, 0] == source))
+    person_hit = float(np.mean(data["person"][truth[:, 0]] == data["person"][source]))
 
     result: dict = {
         "n": n,
@@ -271,6 +292,7 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
         "copy_rows_per_s": round(n / load_s),
         "pk_btree_vacuum_s": round(post_load_s, 2),
         "query_source_is_exact_top1": round(self_hit, 4),
+        "query_person_is_exact_top1_person": round(person_hit, 4),
     }
 
     def record(method: str, scope: str, times, found, truth_, ef=None, extra=None):
@@ -492,6 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latent-dim", type=int, default=64, help="intrinsic dimension of the synthetic data (512: isotropic)"
     )
+    parser.add_argument(
+        "--spectrum",
+        type=Path,
+        default=None,
+        help="sample from bench.spectrum's model of real embeddings (e.g. bench/results/lfw_spectrum.json)",
+    )
     parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m (migration 0001: 16)")
     parser.add_argument(
         "--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION, help="HNSW ef_construction (migration 0001: 64)"
@@ -504,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true", help="keep sizes from an earlier results file not run now")
     args = parser.parse_args(argv)
     args.ef_sweep = [int(ef) for ef in args.ef_sweep.split(",") if ef]
+    args.spectrum_model = json.loads(args.spectrum.read_text())["model"] if args.spectrum else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
@@ -540,8 +569,15 @@ def main(argv: list[str] | None = None) -> int:
                 "faces_per_person": FACES_PER_PERSON,
                 "face_noise_norm": FACE_NOISE,
                 "query_noise_norm": QUERY_NOISE,
-                "latent_dim": args.latent_dim,
-                "isotropic_residual_norm": ISOTROPIC_NOISE if args.latent_dim < DIM else 0.0,
+                **(
+                    {"data": f"sampled from {args.spectrum} (real LFW embedding covariances)"}
+                    if args.spectrum
+                    else {
+                        "data": "latent-subspace model",
+                        "latent_dim": args.latent_dim,
+                        "isotropic_residual_norm": ISOTROPIC_NOISE if args.latent_dim < DIM else 0.0,
+                    }
+                ),
                 "connection": "psycopg 3 over the unix socket, prepared statements, vector params",
             }
             rows: list[dict] = []
@@ -553,8 +589,6 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m bench.db " + " ".join(argv if argv is not None else sys.argv[1:])
         earlier_commands: list[str] = []
         if args.merge and json_path.exists():
-            import json
-
             old = json.loads(json_path.read_text())
             earlier_commands = old.get("commands", [old["command"]])
             size_results = [s for s in old["sizes"] if s["n"] not in sizes] + size_results
