@@ -84,9 +84,9 @@ def test_a_queued_job_can_be_cancelled_once(client, services):
 def test_a_long_poll_wakes_on_the_end_notice_not_on_its_timer(app, client, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    from web import jobs as jobs_blueprint
+    from web import waiting
 
-    monkeypatch.setattr(jobs_blueprint, "FALLBACK_READ_SECONDS", 60.0)  # only the notice can wake it
+    monkeypatch.setattr(waiting, "FALLBACK_READ_SECONDS", 60.0)  # only the notice can wake it
     job_id, headers = _unsent_job(client)
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lambda: app.test_client().get(f"/api/v1/jobs/{job_id}?wait=20", headers=headers))
@@ -115,6 +115,61 @@ def test_a_long_poll_without_redis_still_answers_by_reading_the_row(app, client,
     assert answer.status_code == 200
     assert answer.get_json()["status"] == "queued"
     assert time.monotonic() - started >= 1.4  # it waited out its time instead of failing
+
+
+def test_a_submission_with_wait_answers_with_the_finished_job(client, operator_headers, worker):
+    enrolled = client.post(
+        "/api/v1/persons?wait=30",
+        data={"name": "Tom", "consent": "true", "image": upload(images.tom_hanks())},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    )
+    assert enrolled.status_code == 200
+    assert enrolled.get_json()["status"] == "succeeded"
+    assert enrolled.get_json()["person_id"] == enrolled.get_json()["result"]["person_id"]
+    response = client.post(
+        "/api/v1/recognize?wait=30",
+        data={"image": upload(images.tom_hanks())},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    job = response.get_json()
+    assert job["job_id"] == job["id"] and job["status"] == "succeeded"
+    assert job["result"]["faces"][0]["matches"][0]["person_id"] == enrolled.get_json()["person_id"]
+    assert job == {**client.get(f"/api/v1/jobs/{job['id']}", headers=operator_headers).get_json(), "job_id": job["id"]}
+
+
+def test_a_submission_whose_job_outlasts_its_wait_is_accepted(client, services, monkeypatch):
+    from web import services as web_services
+
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    assert client.post("/api/v1/galleries", json={"name": "default"}, headers=headers).status_code == 201
+    monkeypatch.setattr(web_services, "enqueue", lambda job_id: None)  # stays queued: no worker sees it
+    started = time.monotonic()
+    response = client.post(
+        "/api/v1/recognize?wait=1",
+        data={"image": upload(images.tom_hanks())},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202
+    assert set(response.get_json()) == {"job_id"}
+    assert time.monotonic() - started >= 0.9
+    assert client.delete(f"/api/v1/jobs/{response.get_json()['job_id']}", headers=headers).status_code == 200
+
+
+def test_a_submission_with_a_bad_wait_leaves_no_job(client, services):
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    response = client.post(
+        "/api/v1/recognize?wait=31",
+        data={"image": upload(images.tom_hanks())},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_field"
+    assert client.get("/api/v1/jobs", headers=headers).get_json()["items"] == []
 
 
 def test_metrics_expose_jobs_queue_and_durations(client, operator_headers, worker):

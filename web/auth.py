@@ -27,6 +27,7 @@ from web.errors import error_response
 from web.extensions import jwt, limiter, login_email_key
 from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
 from web.ratelimits import login_limit, signup_limit, submit_limit
+from web.waiting import accepted, wait_seconds
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -150,9 +151,10 @@ def enroll_me():
     require_consent()
     name = text_field("name")
     webhook_url = webhook_field()
+    wait = wait_seconds()
     upload = image_field()
     person, job = services.submit_profile_face(get_session(), current_account(), upload.data, name, webhook_url)
-    return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
+    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, wait)
 
 
 def account_document(account: Account) -> dict[str, Any]:

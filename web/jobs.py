@@ -11,46 +11,23 @@ from flask_jwt_extended import jwt_required
 from domain.errors import ServiceError
 from domain.jobs import job_document
 from domain.models import JobStatus, JobType
-from domain.notifications import JobEndListener
 from web import services
 from web.auth import current_account
 from web.db import get_session
 from web.forms import bad_request, page_limit
+from web.waiting import wait_seconds, wait_until_ended
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
-MAX_WAIT_SECONDS = 30
-# A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
-# notice was lost (see domain/notifications.py).
-FALLBACK_READ_SECONDS = 1.0
-
-
-def _wait_seconds() -> float:
-    raw = request.args.get("wait")
-    if raw is None:
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise bad_request("invalid_field", "wait must be a number of seconds.") from None
-    if not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise bad_request("invalid_field", f"wait must be between 0 and {MAX_WAIT_SECONDS} seconds.")
-    return wait
 
 
 @bp.get("/<uuid:job_id>")
 @jwt_required()
 def show(job_id: uuid.UUID):
     """`?wait=N` (N <= 30) answers as soon as the job ends, or after N seconds with its state then."""
-    deadline = time.monotonic() + _wait_seconds()
+    deadline = time.monotonic() + wait_seconds()
     session = get_session()
     job = services.load_job(session, current_account(), job_id)
-    if job.status.finished or time.monotonic() >= deadline:
-        return jsonify(job_document(job))
-    with JobEndListener(job_id) as listener:
-        session.refresh(job)  # subscribed now: an end between the first read and here is seen
-        while not job.status.finished and (left := deadline - time.monotonic()) > 0:
-            listener.wait(min(left, FALLBACK_READ_SECONDS))
-            session.refresh(job)
+    wait_until_ended(session, job, deadline)
     return jsonify(job_document(job))
 
 

@@ -37,6 +37,12 @@ CREDENTIALS = {
 }
 PATH_PERSON = {"name": "person_id", "in": "path", "required": True, "schema": UUID}
 PATH_JOB = {"name": "job_id", "in": "path", "required": True, "schema": UUID}
+WAIT = {
+    "name": "wait",
+    "in": "query",
+    "schema": {"type": "number", "minimum": 0, "maximum": 30},
+    "description": "seconds to wait for the job to end before answering",
+}
 
 SPEC = {
     "openapi": "3.0.3",
@@ -449,9 +455,7 @@ SPEC = {
             "parameters": [PATH_JOB],
             "get": {
                 "summary": "A job's state and result; ?wait=N long-polls up to N seconds",
-                "parameters": [
-                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 30}}
-                ],
+                "parameters": [WAIT],
                 "responses": {
                     "200": {"description": "Job", **_json({"$ref": "#/components/schemas/Job"})},
                     "400": ERROR,
@@ -496,6 +500,21 @@ SPEC = {
         },
     },
 }
+
+# Every single-photo submission takes ?wait=N: 200 with the finished job when it ends in time.
+for _path in (
+    "/api/v1/auth/me/face",
+    "/api/v1/persons",
+    "/api/v1/persons/{person_id}/faces",
+    "/api/v1/recognize",
+    "/api/v1/verify",
+):
+    _post = SPEC["paths"][_path]["post"]
+    _post["parameters"] = [*_post.get("parameters", []), WAIT]
+    _post["responses"]["200"] = {
+        "description": "With ?wait=N, the job ended within N seconds: the job document plus the 202 fields",
+        **_json({"$ref": "#/components/schemas/Job"}),
+    }
 
 
 @bp.get("/api/v1/openapi.json")

@@ -21,6 +21,7 @@ from web.forms import (
     webhook_field,
 )
 from web.ratelimits import submit_limit
+from web.waiting import accepted, wait_seconds
 
 bp = Blueprint("persons", __name__, url_prefix="/api/v1/persons")
 MANAGERS = (Role.admin, Role.operator)
@@ -36,6 +37,7 @@ def enroll():
     gallery = gallery_field()
     external_id = text_field("external_id")
     webhook_url = webhook_field()
+    wait = wait_seconds()
     upload = image_field()
     person, job = services.submit_enrollment(
         get_session(),
@@ -46,7 +48,7 @@ def enroll():
         external_id=external_id,
         webhook_url=webhook_url,
     )
-    return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
+    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, wait)
 
 
 @bp.post("/<uuid:person_id>/faces")
@@ -57,9 +59,10 @@ def add_face(person_id: uuid.UUID):
     session = get_session()
     person = services.load_person(session, current_account(), person_id)
     webhook_url = webhook_field()
+    wait = wait_seconds()
     upload = image_field()
     job = services.submit_face(session, current_account(), person, upload.data, webhook_url)
-    return jsonify({"job_id": str(job.id)}), 202
+    return accepted(job, {"job_id": str(job.id)}, wait)
 
 
 @bp.get("")

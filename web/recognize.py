@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 
 from config import get_settings
 from domain.models import Role
@@ -21,6 +21,7 @@ from web.forms import (
     webhook_field,
 )
 from web.ratelimits import submit_limit
+from web.waiting import accepted, wait_seconds
 
 bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
 
@@ -29,6 +30,7 @@ bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
 @roles_required(Role.admin, Role.operator)
 @limiter.limit(submit_limit)
 def recognize():
+    """202 {job_id}; with `?wait=N` (N <= 30) 200 and the finished job if it ends within N seconds."""
     settings = get_settings()
     reject_unknown_fields({"image", "gallery", "threshold", "top_k", "max_faces", "webhook_url"})
     gallery = gallery_field()
@@ -36,6 +38,7 @@ def recognize():
     top_k = number_field("top_k", int, settings.default_top_k, 1, settings.max_top_k)
     max_faces = number_field("max_faces", int, settings.default_max_faces, 1, settings.max_max_faces)
     webhook_url = webhook_field()
+    wait = wait_seconds()
     upload = image_field()
     job = services.submit_recognition(
         get_session(),
@@ -47,7 +50,7 @@ def recognize():
         max_faces=max_faces,
         webhook_url=webhook_url,
     )
-    return jsonify({"job_id": str(job.id)}), 202
+    return accepted(job, {"job_id": str(job.id)}, wait)
 
 
 @bp.post("/verify")
@@ -58,6 +61,7 @@ def verify():
     reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold", "webhook_url"})
     threshold = threshold_field()
     webhook_url = webhook_field()
+    wait = wait_seconds()
     session = get_session()
     if "person_id" in request.form or "image" in request.files:
         person = services.load_person(session, current_account(), uuid_field("person_id"))
@@ -76,4 +80,4 @@ def verify():
         threshold=threshold,
         webhook_url=webhook_url,
     )
-    return jsonify({"job_id": str(job.id)}), 202
+    return accepted(job, {"job_id": str(job.id)}, wait)

@@ -1,0 +1,55 @@
+"""Waiting for a job to end inside a request: `?wait=N` on a job's GET and on every submission."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Response, jsonify, request
+from sqlalchemy.orm import Session
+
+from domain.jobs import job_document
+from domain.models import Job
+from domain.notifications import JobEndListener
+from web.db import get_session
+from web.forms import bad_request
+
+MAX_WAIT_SECONDS = 30
+# A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
+# notice was lost (see domain/notifications.py).
+FALLBACK_READ_SECONDS = 1.0
+
+
+def wait_seconds() -> float:
+    """The `?wait=N` query argument (0 to 30 seconds; 0 when absent)."""
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise bad_request("invalid_field", "wait must be a number of seconds.") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise bad_request("invalid_field", f"wait must be between 0 and {MAX_WAIT_SECONDS} seconds.")
+    return wait
+
+
+def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
+    """Return when the job has ended or at the deadline (time.monotonic()), with `job` re-read."""
+    if job.status.finished or time.monotonic() >= deadline:
+        return
+    with JobEndListener(job.id) as listener:
+        session.refresh(job)  # subscribed now: an end between the first read and here is seen
+        while not job.status.finished and (left := deadline - time.monotonic()) > 0:
+            listener.wait(min(left, FALLBACK_READ_SECONDS))
+            session.refresh(job)
+
+
+def accepted(job: Job, body: dict[str, Any], wait: float) -> tuple[Response, int]:
+    """A submission's answer: 202 with `body`; with `?wait=N`, 200 with `body` plus the job
+    document as soon as the job ends within N seconds (one request instead of submit + long-poll)."""
+    if wait > 0:
+        wait_until_ended(get_session(), job, time.monotonic() + wait)
+        if job.status.finished:
+            return jsonify({**job_document(job), **body}), 200
+    return jsonify(body), 202
