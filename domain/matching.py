@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -9,27 +10,38 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
+
 # Faces fetched from the index per requested person: a person with several faces can
 # occupy several candidate rows, and we return one row per person (its best face).
 CANDIDATES_PER_RESULT = 4
+HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper limit for hnsw.ef_search
 
-_SEARCH = text(
+_CANDIDATES = text(
     """
-    WITH candidates AS (
-        SELECT person_id, embedding <=> CAST(:query AS vector) AS distance
-        FROM faces
-        WHERE gallery_id = :gallery_id AND model = :model
-        ORDER BY embedding <=> CAST(:query AS vector)
-        LIMIT :candidates
-    )
-    SELECT c.person_id, p.name, 1 - min(c.distance) AS similarity
-    FROM candidates c JOIN persons p ON p.id = c.person_id
-    GROUP BY c.person_id, p.name
-    HAVING 1 - min(c.distance) >= :threshold
-    ORDER BY similarity DESC
-    LIMIT :top_k
+    SELECT person_id, embedding <=> CAST(:query AS vector) AS distance
+    FROM faces
+    WHERE gallery_id = :gallery_id AND model = :model
+    ORDER BY embedding <=> CAST(:query AS vector)
+    LIMIT :candidates
     """
 )
+# The gallery's faces first (through the btree), then an exact sort: never the HNSW index.
+_EXACT_CANDIDATES = text(
+    """
+    WITH gallery AS MATERIALIZED (
+        SELECT person_id, embedding FROM faces WHERE gallery_id = :gallery_id AND model = :model
+    )
+    SELECT person_id, embedding <=> CAST(:query AS vector) AS distance
+    FROM gallery
+    ORDER BY distance
+    LIMIT :candidates
+    """
+)
+_GALLERY_SIZE_UP_TO = text(
+    "SELECT count(*) FROM (SELECT 1 FROM faces WHERE gallery_id = :gallery_id AND model = :model LIMIT :limit) s"
+)
+_NAMES = text("SELECT id, name FROM persons WHERE id = ANY(:ids)")
 
 
 @dataclass(frozen=True)
@@ -55,20 +67,46 @@ def search(
     top_k: int,
     threshold: float,
     ef_search: int,
+    exact_max_faces: int = 20_000,
 ) -> list[Match]:
-    """The best-matching persons, best first, each at or above `threshold` cosine similarity."""
+    """The best-matching persons, best first, each at or above `threshold` cosine similarity.
+
+    The HNSW index covers every gallery, and pgvector (0.6) applies the gallery filter after
+    its scan: of the `ef_search` nearest faces in the whole table only the gallery's survive.
+    A gallery that holds a small share of the table, or whose faces are outranked by other
+    galleries' (the same celebrity enrolled by many tenants), gets fewer candidates than asked
+    for, possibly none. When that happens the search is redone exactly inside the gallery if it
+    holds at most `exact_max_faces` faces, else through HNSW at its widest, and exactly as a
+    last resort: slower, never wrong (bench/results/db_*.json measure both paths).
+    """
     candidates = top_k * CANDIDATES_PER_RESULT
-    # HNSW returns at most ef_search rows, so it must cover the candidates we ask for.
-    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(ef_search, candidates))})
-    rows = session.execute(
-        _SEARCH,
-        {
-            "query": vector_literal(embedding),
-            "gallery_id": gallery_id,
-            "model": model,
-            "candidates": candidates,
-            "threshold": threshold,
-            "top_k": top_k,
-        },
-    )
-    return [Match(row.person_id, row.name, float(row.similarity)) for row in rows]
+    params = {"query": vector_literal(embedding), "gallery_id": gallery_id, "model": model, "candidates": candidates}
+    rows = _hnsw_candidates(session, params, max(ef_search, candidates))
+    if len(rows) < candidates:
+        rows = _complete_candidates(session, params, exact_max_faces)
+    best: dict[uuid.UUID, float] = {}
+    for person_id, distance in rows:
+        best[person_id] = min(distance, best.get(person_id, distance))
+    ranked = sorted(((1.0 - d, p) for p, d in best.items() if 1.0 - d >= threshold), reverse=True)[:top_k]
+    if not ranked:
+        return []
+    names = dict(session.execute(_NAMES, {"ids": [p for _, p in ranked]}).all())
+    # A person deleted since the candidates were read is left out.
+    return [Match(p, names[p], float(similarity)) for similarity, p in ranked if p in names]
+
+
+def _hnsw_candidates(session: Session, params: dict, ef_search: int) -> list:
+    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+    return session.execute(_CANDIDATES, params).all()
+
+
+def _complete_candidates(session: Session, params: dict, exact_max_faces: int) -> list:
+    """Candidates for a gallery that the first HNSW scan left short (see `search`)."""
+    limit = {"limit": exact_max_faces + 1}
+    gallery_faces = session.execute(_GALLERY_SIZE_UP_TO, {**params, **limit}).scalar_one()
+    if gallery_faces > exact_max_faces:
+        rows = _hnsw_candidates(session, params, HNSW_MAX_EF_SEARCH)
+        if len(rows) >= params["candidates"]:
+            return rows
+        log.warning("gallery %s: HNSW found too few of its faces; exact search", params["gallery_id"])
+    return session.execute(_EXACT_CANDIDATES, params).all()

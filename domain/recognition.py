@@ -122,6 +122,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             top_k=params["top_k"],
             threshold=params["threshold"],
             ef_search=settings.hnsw_ef_search,
+            exact_max_faces=settings.exact_search_max_faces,
         )
         results.append(
             {

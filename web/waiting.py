@@ -13,6 +13,7 @@ from domain.models import Job
 from domain.notifications import JobEndListener
 from web.db import get_session
 from web.forms import bad_request
+from web.logs import request_stage
 
 MAX_WAIT_SECONDS = 30
 # A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
@@ -49,7 +50,8 @@ def accepted(job: Job, body: dict[str, Any], wait: float) -> tuple[Response, int
     """A submission's answer: 202 with `body`; with `?wait=N`, 200 with `body` plus the job
     document as soon as the job ends within N seconds (one request instead of submit + long-poll)."""
     if wait > 0:
-        wait_until_ended(get_session(), job, time.monotonic() + wait)
+        with request_stage("wait"):
+            wait_until_ended(get_session(), job, time.monotonic() + wait)
         if job.status.finished:
             return jsonify({**job_document(job), **body}), 200
     return jsonify(body), 202

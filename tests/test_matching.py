@@ -1,0 +1,96 @@
+"""Gallery-scoped vector search against the real PostgreSQL + pgvector schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from domain import matching
+from domain.models import Account, Face, Gallery, Person, Role
+
+DIM = 512
+MODEL = "test-model"
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def _gallery(session, name: str) -> Gallery:
+    account = Account(email=f"{name}-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", role=Role.operator)
+    gallery = Gallery(owner=account, name=name)
+    session.add_all([account, gallery])
+    session.flush()
+    return gallery
+
+
+def _enroll(session, gallery: Gallery, name: str, embedding: np.ndarray) -> Person:
+    person = Person(gallery_id=gallery.id, name=name, consent_at=datetime.now(UTC))
+    session.add(person)
+    session.flush()
+    face = Face(person_id=person.id, gallery_id=gallery.id, embedding=embedding, model=MODEL, det_score=0.9, bbox=[])
+    session.add(face)
+    return person
+
+
+@pytest.fixture()
+def crowded_table(db):
+    """Gallery `crowd` holds 300 near-copies of the query face; gallery `mine` holds one person
+    who resembles it less. Searched through HNSW alone, the crowd fills every slot."""
+    rng = np.random.default_rng(0)
+    query = _unit(rng.standard_normal(DIM))
+    crowd = _gallery(db, "crowd")
+    for i in range(300):
+        _enroll(db, crowd, f"lookalike {i}", _unit(query + rng.standard_normal(DIM) * 0.02))
+    mine = _gallery(db, "mine")
+    other = _unit(rng.standard_normal(DIM))
+    target = _enroll(db, mine, "the person", _unit(query + 0.8 * other))  # cosine about 0.78
+    db.flush()
+    # Only the HNSW index can serve the search now (DDL is transactional: the fixture rolls it back).
+    db.execute(text("DROP INDEX ix_faces_gallery_model"))
+    db.execute(text("SET LOCAL enable_seqscan = off"))
+    return db, query, mine, target
+
+
+def _search(session, gallery: Gallery, query: np.ndarray, **overrides):
+    options = {"top_k": 3, "threshold": 0.3, "ef_search": 64, "exact_max_faces": 20_000, **overrides}
+    return matching.search(session, gallery_id=gallery.id, model=MODEL, embedding=query, **options)
+
+
+def test_a_gallery_outranked_by_others_still_finds_its_person(crowded_table):
+    session, query, mine, target = crowded_table
+    plain_hnsw = session.execute(
+        matching._CANDIDATES,
+        {"query": matching.vector_literal(query), "gallery_id": mine.id, "model": MODEL, "candidates": 12},
+    ).all()
+    assert plain_hnsw == []  # the HNSW scan alone: the crowd took all ef_search slots
+    matches = _search(session, mine, query)
+    assert [m.person_id for m in matches] == [target.id]
+    assert 0.7 < matches[0].similarity < 0.85
+
+
+def test_a_large_gallery_left_short_widens_the_hnsw_scan_then_searches_exactly(crowded_table):
+    session, query, mine, target = crowded_table
+    matches = _search(session, mine, query, exact_max_faces=0)  # "too large" for the exact path first
+    assert [m.person_id for m in matches] == [target.id]
+
+
+def test_matches_are_one_per_person_best_face_first_and_above_the_threshold(db):
+    rng = np.random.default_rng(1)
+    query = _unit(rng.standard_normal(DIM))
+    gallery = _gallery(db, "ranked")
+    best_face = _unit(query + 0.3 * _unit(rng.standard_normal(DIM)))
+    near = _enroll(db, gallery, "near", best_face)
+    worse_face = _unit(query + 0.6 * _unit(rng.standard_normal(DIM)))
+    db.add(Face(person_id=near.id, gallery_id=gallery.id, embedding=worse_face, model=MODEL, det_score=0.9, bbox=[]))
+    middle = _enroll(db, gallery, "middle", _unit(query + 0.9 * _unit(rng.standard_normal(DIM))))
+    _enroll(db, gallery, "stranger", _unit(rng.standard_normal(DIM)))
+    db.flush()
+    matches = _search(db, gallery, query, threshold=0.4)
+    assert [m.person_id for m in matches] == [near.id, middle.id]
+    assert matches[0].similarity == pytest.approx(float(query @ best_face), abs=1e-4)  # its best face decides
+    assert matches[0].similarity > matches[1].similarity >= 0.4
