@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint bench bench-lfw bench-identify bench-db bench-db-1m bench-service admin clean-data
+.PHONY: install run test lint bench bench-lfw bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-service admin clean-data
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ lint: install
 
 # Every benchmark writes to bench/results/ (PERFORMANCE.md, docs/RECOGNITION.md). `make bench` runs
 # them all (about an hour on 2 cores without the 1M size); each has its own target.
-bench: bench-lfw bench-identify bench-db bench-service
+bench: bench-lfw bench-identify bench-spectrum bench-db bench-service
 
 bench-lfw: install
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
@@ -34,15 +34,26 @@ bench-lfw: install
 bench-identify: install
 	$(PY) -m bench.identify --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
 
+# Covariances of real LFW embeddings, for bench-db-real's synthetic faces.
+bench-spectrum: install
+	$(PY) -m bench.spectrum --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
+
 bench-db: install
 	$(PY) -m bench.db --sizes 10000,100000 --queries 200 --latent-dim 64
 
 bench-db-1m: install
 	$(PY) -m bench.db --sizes 1000000 --queries 200 --latent-dim 64 --maintenance-work-mem 8GB --merge
 
+# 10k, 100k and 1M faces sampled from the real-embedding model (about 35 min, 8 GB of memory).
+bench-db-real: install
+	$(PY) -m bench.db --sizes 10000,100000,1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
+		--maintenance-work-mem 8GB --ef-sweep 10,20,40,64,100,200,400 --output db_spectrum
+
 bench-service: install
 	$(PY) -m bench.service --configs 2x1 --clients 1,2,4,8,16,32 --modes longpoll,webhook,poll:0.02 \
 		--bare-fixed-640 --requests-per-level 120 --requests-per-level-high 100
+	$(PY) -m bench.service --configs 2x1 --clients 1,4,16,32 --modes submitwait,longpoll \
+		--requests-per-level 120 --requests-per-level-high 100 --output service_submitwait
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)
