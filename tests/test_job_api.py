@@ -117,6 +117,15 @@ def test_a_long_poll_without_redis_still_answers_by_reading_the_row(app, client,
     assert time.monotonic() - started >= 1.4  # it waited out its time instead of failing
 
 
+def _recognize_tom(client, headers, wait: str):
+    return client.post(
+        f"/api/v1/recognize?wait={wait}",
+        data={"image": upload(images.tom_hanks())},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+
+
 def test_a_submission_with_wait_answers_with_the_finished_job(client, operator_headers, worker):
     enrolled = client.post(
         "/api/v1/persons?wait=30",
@@ -127,12 +136,7 @@ def test_a_submission_with_wait_answers_with_the_finished_job(client, operator_h
     assert enrolled.status_code == 200
     assert enrolled.get_json()["status"] == "succeeded"
     assert enrolled.get_json()["person_id"] == enrolled.get_json()["result"]["person_id"]
-    response = client.post(
-        "/api/v1/recognize?wait=30",
-        data={"image": upload(images.tom_hanks())},
-        headers=operator_headers,
-        content_type="multipart/form-data",
-    )
+    response = _recognize_tom(client, operator_headers, wait="30")
     assert response.status_code == 200
     job = response.get_json()
     assert job["job_id"] == job["id"] and job["status"] == "succeeded"
@@ -147,12 +151,7 @@ def test_a_submission_whose_job_outlasts_its_wait_is_accepted(client, services, 
     assert client.post("/api/v1/galleries", json={"name": "default"}, headers=headers).status_code == 201
     monkeypatch.setattr(web_services, "enqueue", lambda job_id: None)  # stays queued: no worker sees it
     started = time.monotonic()
-    response = client.post(
-        "/api/v1/recognize?wait=1",
-        data={"image": upload(images.tom_hanks())},
-        headers=headers,
-        content_type="multipart/form-data",
-    )
+    response = _recognize_tom(client, headers, wait="1")
     assert response.status_code == 202
     assert set(response.get_json()) == {"job_id"}
     assert time.monotonic() - started >= 0.9
@@ -161,12 +160,7 @@ def test_a_submission_whose_job_outlasts_its_wait_is_accepted(client, services, 
 
 def test_a_submission_with_a_bad_wait_leaves_no_job(client, services):
     headers = bearer(login(client, *make_account("operator"))["access_token"])
-    response = client.post(
-        "/api/v1/recognize?wait=31",
-        data={"image": upload(images.tom_hanks())},
-        headers=headers,
-        content_type="multipart/form-data",
-    )
+    response = _recognize_tom(client, headers, wait="31")
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_field"
     assert client.get("/api/v1/jobs", headers=headers).get_json()["items"] == []
