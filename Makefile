@@ -52,7 +52,7 @@ bench-db-real: install
 bench-service: install
 	$(PY) -m bench.service --configs 2x1 --clients 1,2,4,8,16,32 --modes longpoll,webhook,poll:0.02 \
 		--bare-fixed-640 --requests-per-level 120 --requests-per-level-high 100
-	$(PY) -m bench.service --configs 2x1 --clients 1,4,16,32 --modes submitwait,longpoll \
+	$(PY) -m bench.service --configs 2x1 --clients 1,4,16,32 --modes submitwait,longpoll --bare-fixed-640 \
 		--requests-per-level 120 --requests-per-level-high 100 --output service_submitwait
 
 admin: install
