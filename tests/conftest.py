@@ -142,6 +142,20 @@ def make_account(role: str) -> tuple[str, str]:
     return email, password
 
 
+def stored_job(session, owner_id: uuid.UUID, *, gallery: str | None = None, image: bytes = b"x", params=None):
+    """A queued recognize job written straight to the database, in a new gallery of its owner
+    (named `gallery`, else a random name). No message is sent: no worker takes it by itself."""
+    from domain.jobs import create_job
+    from domain.models import Gallery, JobType
+
+    row = Gallery(owner_id=owner_id, name=gallery or f"g-{uuid.uuid4().hex[:8]}")
+    session.add(row)
+    session.flush()
+    return create_job(
+        session, job_type=JobType.recognize, owner_id=owner_id, image=image, gallery_id=row.id, params=params or {}
+    )
+
+
 def login(client, email: str, password: str) -> dict:
     response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.get_json()

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 
 from domain.db import session_scope
-from domain.jobs import create_job, now
-from domain.models import Account, Gallery, JobType, Person
+from domain.jobs import now
+from domain.models import Account, Person
 from tests import images
-from tests.conftest import bearer, login, make_account, upload
+from tests.conftest import bearer, login, make_account, stored_job, upload
 
 ROLES = ("admin", "owner", "other", "user", "anonymous")
 PHOTO = images.another_photo(images.tom_hanks(), scale=2.0)
@@ -37,20 +37,10 @@ def world(client, services) -> World:
         ids[role] = client.get("/api/v1/auth/me", headers=tokens[role]).get_json()["id"]
     tokens["anonymous"] = {}
     with session_scope() as session:
-        gallery = Gallery(owner_id=uuid.UUID(ids["owner"]), name="g")
-        session.add(gallery)
-        session.flush()
-        person = Person(gallery_id=gallery.id, name="P", consent_at=now(), consent_by_id=gallery.owner_id)
+        job = stored_job(session, uuid.UUID(ids["owner"]), gallery="g")
+        person = Person(gallery_id=job.gallery_id, name="P", consent_at=now(), consent_by_id=job.owner_id)
         session.add(person)
         session.flush()
-        job = create_job(
-            session,
-            job_type=JobType.recognize,
-            owner_id=gallery.owner_id,
-            image=b"x",
-            gallery_id=gallery.id,
-            params={},
-        )
         person_id, job_id = str(person.id), str(job.id)
     return World(tokens, person_id, job_id, ids["user"])
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests import images
-from tests.conftest import bearer, login, make_account, upload, wait_for_job
+from tests.conftest import bearer, login, make_account, stored_job, upload, wait_for_job
 
 
 def _submit_recognition(client, headers) -> str:
@@ -60,14 +60,11 @@ def _unsent_job(client) -> tuple[str, dict]:
     import uuid
 
     from domain.db import session_scope
-    from domain.jobs import create_job
-    from domain.models import JobType
 
     headers = bearer(login(client, *make_account("operator"))["access_token"])
     me = client.get("/api/v1/auth/me", headers=headers).get_json()
     with session_scope() as session:
-        job = create_job(session, job_type=JobType.recognize, owner_id=uuid.UUID(me["id"]), image=b"x", params={})
-        return str(job.id), headers
+        return str(stored_job(session, uuid.UUID(me["id"])).id), headers
 
 
 def test_a_queued_job_can_be_cancelled_once(client, services):

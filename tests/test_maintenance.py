@@ -8,10 +8,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from domain.db import session_scope
-from domain.jobs import create_job, now
-from domain.models import Gallery, Job, JobStatus, JobType
+from domain.jobs import now
+from domain.models import Job, JobStatus
 from tests import images
-from tests.conftest import wait_for_job
+from tests.conftest import stored_job, wait_for_job
 
 
 def reap_jobs():
@@ -30,17 +30,8 @@ def _job(client, headers, **values) -> str:
     """A recognize job written straight to the database, as if its message had been lost."""
     me = client.get("/api/v1/auth/me", headers=headers).get_json()
     with session_scope() as session:
-        gallery = Gallery(owner_id=uuid.UUID(me["id"]), name=f"g-{uuid.uuid4().hex[:8]}")
-        session.add(gallery)
-        session.flush()
-        job = create_job(
-            session,
-            job_type=JobType.recognize,
-            owner_id=gallery.owner_id,
-            image=images.group_photo(),
-            gallery_id=gallery.id,
-            params={"threshold": 0.35, "top_k": 5, "max_faces": 20},
-        )
+        params = {"threshold": 0.35, "top_k": 5, "max_faces": 20}
+        job = stored_job(session, uuid.UUID(me["id"]), image=images.group_photo(), params=params)
         session.flush()
         session.execute(update(Job).where(Job.id == job.id).values(**values))
         return str(job.id)

@@ -151,19 +151,35 @@ def _submit_enroll_job(
     action: str,
     webhook_url: str | None,
 ) -> Job:
-    """One enrollment job for `person`: stored, audited, committed, then enqueued."""
-    job = create_job(
+    """One enrollment job for `person`."""
+    return _submit_job(
         session,
+        account,
+        audit_as=(action, "person", person.id),
+        created=[person] if created_person else [],
         webhook_url=webhook_url,
         job_type=JobType.enroll,
-        owner_id=account.id,
         image=image,
         gallery_id=person.gallery_id,
         person_id=person.id,
         params=_enroll_params(created_person=created_person),
     )
-    audit.record(session, account, action, "person", person.id, job_id=str(job.id))
-    _commit_and_enqueue(session, job, created=[person] if created_person else [])
+
+
+def _submit_job(
+    session: Session,
+    account: Account,
+    *,
+    audit_as: tuple[str, str | None, Any],
+    created: list[Any],
+    audit_details: dict[str, Any] | None = None,
+    **job_fields: Any,
+) -> Job:
+    """A single-photo job of `account`: stored with its photo, audited (action, target type and
+    id), committed, then enqueued; `created` rows are removed again if the queue is down."""
+    job = create_job(session, owner_id=account.id, **job_fields)
+    audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
+    _commit_and_enqueue(session, job, created=created)
     return job
 
 
@@ -222,18 +238,18 @@ def submit_recognition(
     webhook_url: str | None = None,
 ) -> Job:
     gallery = require_gallery(session, account, gallery_name)
-    job = create_job(
+    return _submit_job(
         session,
+        account,
+        audit_as=("recognize", "gallery", gallery.id),
+        audit_details={"gallery": gallery_name},
+        created=[],
         webhook_url=webhook_url,
         job_type=JobType.recognize,
-        owner_id=account.id,
         image=image,
         gallery_id=gallery.id,
         params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces},
     )
-    audit.record(session, account, "recognize", "gallery", gallery.id, job_id=str(job.id), gallery=gallery_name)
-    _commit_and_enqueue(session, job, created=[])
-    return job
 
 
 def submit_verification(
@@ -246,22 +262,19 @@ def submit_verification(
     threshold: float,
     webhook_url: str | None = None,
 ) -> Job:
-    job = create_job(
+    return _submit_job(
         session,
+        account,
+        audit_as=("verify", "person" if person else None, person.id if person else None),
+        created=[],
         webhook_url=webhook_url,
         job_type=JobType.verify,
-        owner_id=account.id,
         image=image,
         second_image=second_image,
         gallery_id=person.gallery_id if person else None,
         person_id=person.id if person else None,
         params={"threshold": threshold},
     )
-    audit.record(
-        session, account, "verify", "person" if person else None, person.id if person else None, job_id=str(job.id)
-    )
-    _commit_and_enqueue(session, job, created=[])
-    return job
 
 
 def redeliver(session: Session, account: Account, job: Job) -> str:
