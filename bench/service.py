@@ -49,6 +49,7 @@ import psutil
 import requests
 
 from bench.common import RESULTS_DIR, machine_info, percentiles_ms, write_csv, write_json
+from bench.profile import Recorder, merge_raw, summarise
 
 log = logging.getLogger("bench.service")
 ROOT = Path(__file__).resolve().parent.parent
@@ -573,9 +574,13 @@ def bench_config(
         out["memory_after_warmup"] = stack.memory()
         for clients, mode in [(c, m) for c in args.client_levels for m in args.mode_list]:
             n = max(args.requests_per_level if clients <= 8 else args.requests_per_level_high, 2 * clients)
+            profiling = clients == args.profile_clients and mode == args.mode_list[0]
+            recorder = _start_profile(stack) if profiling else None
             cpu_before = stack.cpu_seconds()
             level = run_level(stack.base, token, photos, clients, n, args.level_deadline, mode, receiver)
             cpu_after = stack.cpu_seconds()
+            if recorder:
+                level["profile"] = _finish_profile(recorder, args.output)
             level["cpu_s"] = {k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 2) for k in cpu_after}
             level["cpu_s_per_job"] = {k: round(v / max(1, level["requests"]), 4) for k, v in level["cpu_s"].items()}
             out["levels"].append(level)
@@ -592,6 +597,21 @@ def bench_config(
         receiver.close()
         out["stop_returncode"] = stack.stop()
     return out
+
+
+def _start_profile(stack: Stack) -> Recorder:
+    pids = {role: [p.pid for p in stack.processes()[role]] for role in ("web", "worker", "flower")}
+    return Recorder(pids, stack.data_dir / "profile")
+
+
+def _finish_profile(recorder: Recorder, output: str) -> dict:
+    """Summaries by role; the merged collapsed stacks go to bench/results/<output>_profile_<role>.txt."""
+    summary = {}
+    for role, paths in recorder.stop().items():
+        merge_raw(paths, RESULTS_DIR / f"{output}_profile_{role}.txt")
+        summary[role] = summarise(paths)
+        log.info("profile %s: %s", role, summary[role]["by_component_pct"])
+    return summary
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -697,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--configs", default="1x2,2x1", help="WORKER_CONCURRENCYxORT_THREADS,...")
     parser.add_argument("--output", default="service_results")
+    parser.add_argument(
+        "--profile-clients",
+        type=int,
+        default=0,
+        metavar="N",
+        help="record the web, worker and flower processes with py-spy while the N-client level runs",
+    )
     parser.add_argument(
         "--bare-ab", type=int, default=0, metavar="ROUNDS", help="only compare bare-model thread/process splits"
     )

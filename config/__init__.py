@@ -115,6 +115,8 @@ class Settings:
     # A gallery search that HNSW leaves short of candidates (its filter runs after the scan) is
     # redone exactly when the gallery holds at most this many faces (docs: domain/matching.py).
     exact_search_max_faces: int = 20_000
+    # How long a worker trusts a gallery's face count when choosing the search path (0: never).
+    gallery_size_cache_seconds: float = 30.0
 
     # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
     enroll_min_face_size: float = 40.0  # pixels, shorter side of the face box
@@ -219,6 +221,7 @@ def load_settings() -> Settings:
         max_max_faces=_int("MAX_MAX_FACES", 100),
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 64),
         exact_search_max_faces=_int("EXACT_SEARCH_MAX_FACES", 20_000),
+        gallery_size_cache_seconds=_float("GALLERY_SIZE_CACHE_SECONDS", 30.0),
         enroll_min_face_size=_float("ENROLL_MIN_FACE_SIZE", 40.0),
         enroll_min_det_score=_float("ENROLL_MIN_DET_SCORE", 0.6),
         enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -43,6 +44,12 @@ _GALLERY_SIZE_UP_TO = text(
 )
 _NAMES = text("SELECT id, name FROM persons WHERE id = ANY(:ids)")
 
+# Gallery sizes this process counted recently: (gallery_id, model) -> (faces, when). Only the
+# choice of path reads them, and every path returns a correct answer, so an entry gone stale
+# (the gallery grew or shrank since) costs time, never a wrong result.
+_gallery_sizes: dict[tuple[uuid.UUID, str], tuple[int, float]] = {}
+_GALLERY_SIZES_MAX_ENTRIES = 10_000
+
 
 @dataclass(frozen=True)
 class Match:
@@ -68,6 +75,7 @@ def search(
     threshold: float,
     ef_search: int,
     exact_max_faces: int = 20_000,
+    size_cache_seconds: float = 30.0,
 ) -> list[Match]:
     """The best-matching persons, best first, each at or above `threshold` cosine similarity.
 
@@ -78,12 +86,19 @@ def search(
     for, possibly none. When that happens the search is redone exactly inside the gallery if it
     holds at most `exact_max_faces` faces, else through HNSW at its widest, and exactly as a
     last resort: slower, never wrong (bench/results/db_*.json measure both paths).
+
+    A gallery counted within `size_cache_seconds` and found to hold fewer faces than the
+    candidates wanted goes straight to the exact search: one query instead of three.
     """
     candidates = top_k * CANDIDATES_PER_RESULT
     params = {"query": vector_literal(embedding), "gallery_id": gallery_id, "model": model, "candidates": candidates}
-    rows = _hnsw_candidates(session, params, max(ef_search, candidates))
-    if len(rows) < candidates:
-        rows = _complete_candidates(session, params, exact_max_faces)
+    known_size = _known_gallery_size((gallery_id, model), size_cache_seconds)
+    if known_size is not None and known_size < candidates:
+        rows = session.execute(_EXACT_CANDIDATES, params).all()
+    else:
+        rows = _hnsw_candidates(session, params, max(ef_search, candidates))
+        if len(rows) < candidates:
+            rows = _complete_candidates(session, params, exact_max_faces)
     best: dict[uuid.UUID, float] = {}
     for person_id, distance in rows:
         best[person_id] = min(distance, best.get(person_id, distance))
@@ -104,9 +119,23 @@ def _complete_candidates(session: Session, params: dict, exact_max_faces: int) -
     """Candidates for a gallery that the first HNSW scan left short (see `search`)."""
     limit = {"limit": exact_max_faces + 1}
     gallery_faces = session.execute(_GALLERY_SIZE_UP_TO, {**params, **limit}).scalar_one()
+    _remember_gallery_size((params["gallery_id"], params["model"]), gallery_faces)
     if gallery_faces > exact_max_faces:
         rows = _hnsw_candidates(session, params, HNSW_MAX_EF_SEARCH)
         if len(rows) >= params["candidates"]:
             return rows
         log.warning("gallery %s: HNSW found too few of its faces; exact search", params["gallery_id"])
     return session.execute(_EXACT_CANDIDATES, params).all()
+
+
+def _known_gallery_size(key: tuple[uuid.UUID, str], max_age: float) -> int | None:
+    entry = _gallery_sizes.get(key)
+    if entry is None or time.monotonic() - entry[1] > max_age:
+        return None
+    return entry[0]
+
+
+def _remember_gallery_size(key: tuple[uuid.UUID, str], faces: int) -> None:
+    if len(_gallery_sizes) >= _GALLERY_SIZES_MAX_ENTRIES:
+        _gallery_sizes.clear()
+    _gallery_sizes[key] = (faces, time.monotonic())

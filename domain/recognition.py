@@ -123,6 +123,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             threshold=params["threshold"],
             ef_search=settings.hnsw_ef_search,
             exact_max_faces=settings.exact_search_max_faces,
+            size_cache_seconds=settings.gallery_size_cache_seconds,
         )
         results.append(
             {

@@ -94,3 +94,24 @@ def test_matches_are_one_per_person_best_face_first_and_above_the_threshold(db):
     assert [m.person_id for m in matches] == [near.id, middle.id]
     assert matches[0].similarity == pytest.approx(float(query @ best_face), abs=1e-4)  # its best face decides
     assert matches[0].similarity > matches[1].similarity >= 0.4
+
+
+def test_a_small_gallery_counted_earlier_still_finds_people_enrolled_since(db):
+    """The worker remembers that the gallery is small and searches it exactly in one query; the
+    remembered count is only a hint, so people enrolled after it was taken are found too."""
+    rng = np.random.default_rng(2)
+    gallery = _gallery(db, "small")
+    first_face = _unit(rng.standard_normal(DIM))
+    first = _enroll(db, gallery, "first", first_face)
+    db.flush()
+    assert [m.person_id for m in _search(db, gallery, first_face)] == [first.id]
+    assert matching._known_gallery_size((gallery.id, MODEL), 30.0) == 1
+
+    newcomers = {}
+    for i in range(15):  # more faces than the 12 candidates that top_k 3 asks for
+        face = _unit(rng.standard_normal(DIM))
+        newcomers[_enroll(db, gallery, f"newcomer {i}", face).id] = face
+    db.flush()
+    for person_id, face in newcomers.items():
+        assert [m.person_id for m in _search(db, gallery, face)][:1] == [person_id]
+    assert _search(db, gallery, first_face, size_cache_seconds=0)[0].person_id == first.id

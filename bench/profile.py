@@ -1,0 +1,145 @@
+"""Sampling profiles of the running stack with py-spy: where each process role spends its CPU.
+
+`bench.service --profile-clients N` records every web and worker process while the level with
+N clients runs (py-spy `--nonblocking`, so the processes are never paused), then summarises
+the samples here. py-spy leaves idle threads out, so a sample is a moment of Python work (or
+of native code called from Python, such as onnxruntime, which shows up under its caller).
+
+Each sample's innermost frame is charged to the component its file belongs to (onnxruntime,
+SQLAlchemy, Celery, our own packages, ...), and each of our own functions is charged for every
+sample it is on the stack of (inclusive time). Raw collapsed stacks are kept next to the
+summary (`<output>_profile_<role>.txt`) for flame graphs (e.g. speedscope.app).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("bench.profile")
+
+OUR_PACKAGES = ("web", "workers", "domain", "config", "stack")
+# The first matching fragment of a frame's file path names its component.
+COMPONENTS = (
+    ("onnxruntime", "onnxruntime"),
+    ("insightface", "insightface (detector/recognizer pre- and post-processing)"),
+    ("cv2", "opencv"),
+    ("numpy", "numpy"),
+    ("PIL", "pillow"),
+    ("sqlalchemy", "sqlalchemy"),
+    ("psycopg", "psycopg"),
+    ("pgvector", "pgvector client"),
+    ("celery", "celery"),
+    ("kombu", "kombu"),
+    ("billiard", "billiard (prefork pool)"),
+    ("redis", "redis client"),
+    ("gunicorn", "gunicorn"),
+    ("werkzeug", "werkzeug"),
+    ("flask_limiter", "flask-limiter"),
+    ("flask_jwt_extended", "flask-jwt-extended"),
+    ("jwt", "pyjwt"),
+    ("flask", "flask"),
+    ("marshmallow", "marshmallow"),
+    ("json", "json"),
+    ("logging", "logging"),
+)
+
+
+def py_spy() -> str | None:
+    """py-spy on PATH, or next to this interpreter (a virtualenv's bin/)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+class Recorder:
+    """py-spy record for each pid, stopped with SIGINT (py-spy then writes its file)."""
+
+    def __init__(self, pids_by_role: dict[str, list[int]], out_dir: Path, rate: int = 100):
+        exe = py_spy()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        self.files: dict[str, list[Path]] = collections.defaultdict(list)
+        self.procs: list[subprocess.Popen] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for role, pids in pids_by_role.items():
+            for pid in pids:
+                path = out_dir / f"{role}_{pid}.txt"
+                cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+                cmd += ["--nonblocking", "--full-filenames", "--output", str(path)]
+                self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                self.files[role].append(path)
+
+    def stop(self) -> dict[str, list[Path]]:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return {role: [p for p in paths if p.exists()] for role, paths in self.files.items()}
+
+
+def merge_raw(paths: list[Path], output: Path) -> None:
+    """One collapsed-stack file (for flame graphs) out of several processes' files."""
+    counts: collections.Counter[str] = collections.Counter()
+    for path in paths:
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if stack and count_text.isdigit():
+                counts[stack] += int(count_text)
+    output.write_text("".join(f"{stack} {count}\n" for stack, count in counts.most_common()))
+
+
+def component_of(frame: str) -> str:
+    """'function (path/to/file.py:123)' -> the component that owns the file."""
+    path = frame[frame.rfind("(") + 1 :] if "(" in frame else frame
+    for package in OUR_PACKAGES:
+        if f"/{package}/" in path and "site-packages" not in path:
+            return f"ours: {package}"
+    for fragment, name in COMPONENTS:
+        if f"/{fragment}/" in path or f"/{fragment}." in path:
+            return name
+    return "python stdlib / other"
+
+
+def _ours(frame: str) -> str | None:
+    """Our own function in a frame, as 'package/module.py:function', or None."""
+    if "site-packages" in frame or "(" not in frame:
+        return None
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for package in OUR_PACKAGES:
+        marker = f"/{package}/"
+        if marker in path:
+            return f"{package}/{path.split(marker, 1)[1]}:{name}"
+    return None
+
+
+def summarise(paths: list[Path], top: int = 25) -> dict:
+    """Samples by component (innermost frame) and our functions' inclusive share."""
+    by_component: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for path in paths:
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            by_component[component_of(frames[-1])] += count
+            for ours in {f for f in (_ours(fr) for fr in frames) if f}:
+                inclusive[ours] += count
+    share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
+    return {
+        "samples": total,
+        "by_component_pct": {k: share(v) for k, v in by_component.most_common()},
+        "our_functions_inclusive_pct": {k: share(v) for k, v in inclusive.most_common(top)},
+    }
