@@ -533,10 +533,15 @@ def stage_breakdown(results: list[dict]) -> dict[str, float]:
 
 
 def bench_config(
-    concurrency: int, threads: int, args, photos: list[tuple[str, bytes]], enroll: list[tuple[str, bytes]]
+    concurrency: int,
+    threads: int,
+    args,
+    photos: list[tuple[str, bytes]],
+    enroll: list[tuple[str, bytes]],
+    env: dict[str, str] | None = None,
 ) -> dict:
-    log.info("config WORKER_CONCURRENCY=%d ORT_THREADS=%d: starting the stack", concurrency, threads)
-    stack = Stack(concurrency, threads, args.web_workers, args.stack_env)
+    log.info("config WORKER_CONCURRENCY=%d ORT_THREADS=%d %s: starting the stack", concurrency, threads, env or "")
+    stack = Stack(concurrency, threads, args.web_workers, {**args.stack_env, **(env or {})})
     receiver = WebhookReceiver()
     out: dict = {
         "worker_concurrency": concurrency,
@@ -596,6 +601,63 @@ def bench_config(
     finally:
         receiver.close()
         out["stop_returncode"] = stack.stop()
+    return out
+
+
+def parse_variants(text_: str) -> list[tuple[str, dict[str, str]]]:
+    """'base:;nocache:GALLERY_SIZE_CACHE_SECONDS=0' -> [('base', {}), ('nocache', {...})]."""
+    variants = []
+    for item in filter(None, text_.split(";")):
+        name, _, settings = item.partition(":")
+        variants.append((name, dict(kv.split("=", 1) for kv in filter(None, settings.split(",")))))
+    return variants
+
+
+def ab_variants(args, probe: list[tuple[str, bytes]], enroll: list[tuple[str, bytes]]) -> dict:
+    """The same levels against stacks that differ only in some settings, in alternating order
+    (A B, then B A, ...) so that a drift in the machine's load falls on both; medians per variant."""
+    concurrency, threads = args.config_list[0]
+    variants = parse_variants(args.variants)
+    probe_bytes = [data for _, data in probe]
+    out: dict = {"bare_before": bare_model(threads, concurrency, probe_bytes, args.bare_passes), "runs": []}
+    for round_ in range(args.rounds):
+        order = variants if round_ % 2 == 0 else variants[::-1]
+        for name, env in order:
+            run = bench_config(concurrency, threads, args, probe, enroll, env)
+            out["runs"].append({"variant": name, "env": env, "round": round_, **run})
+    out["bare_after"] = bare_model(threads, concurrency, probe_bytes, args.bare_passes)
+    bare = (out["bare_before"]["throughput_img_s"] + out["bare_after"]["throughput_img_s"]) / 2
+    summary = []
+    for name, env in variants:
+        levels = [lv for run in out["runs"] if run["variant"] == name for lv in run["levels"]]
+        for clients, mode in dict.fromkeys((lv["clients"], lv["mode"]) for lv in levels):
+            same = [lv for lv in levels if lv["clients"] == clients and lv["mode"] == mode]
+            throughput = float(np.median([lv["throughput_jobs_s"] for lv in same]))
+            summary.append(
+                {
+                    "variant": name,
+                    "env": env,
+                    "clients": clients,
+                    "mode": mode,
+                    "runs": len(same),
+                    "throughput_jobs_s_median": round(throughput, 2),
+                    "throughput_jobs_s_runs": [lv["throughput_jobs_s"] for lv in same],
+                    "latency_p50_ms_median": round(float(np.median([lv["latency_p50_ms"] for lv in same])), 1),
+                    "over_bare": round(throughput / bare, 3),
+                    **{
+                        f"cpu_s_per_job_{role}": round(float(np.median([lv["cpu_s_per_job"][role] for lv in same])), 4)
+                        for role in same[0]["cpu_s_per_job"]
+                    },
+                }
+            )
+    base = {(r["clients"], r["mode"]): r["throughput_jobs_s_median"] for r in summary if r["variant"] == variants[0][0]}
+    for row in summary:
+        row[f"throughput_vs_{variants[0][0]}"] = round(
+            row["throughput_jobs_s_median"] / base[(row["clients"], row["mode"])], 3
+        )
+        log.info("%s", {k: v for k, v in row.items() if k != "env"})
+    out["bare_throughput_img_s_mean"] = round(bare, 2)
+    out["summary"] = summary
     return out
 
 
@@ -718,6 +780,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="1x2,2x1", help="WORKER_CONCURRENCYxORT_THREADS,...")
     parser.add_argument("--output", default="service_results")
     parser.add_argument(
+        "--variants",
+        default="",
+        help="A/B instead of the usual run: 'name:NAME=VALUE,...;name2:...' stacks differing only in those"
+        " settings, each running every level, --rounds times in alternating order (first --configs entry)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --variants")
+    parser.add_argument(
         "--profile-clients",
         type=int,
         default=0,
@@ -733,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     args.stack_env = dict(item.split("=", 1) for item in args.stack_env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",") if c]
+    args.config_list = configs
 
     paths, source = find_photos(args.photos, args.n_photos + 5)
     photos = [(p.name, p.read_bytes()) for p in paths]
@@ -749,6 +819,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         for row in result["summary"]:
             log.info("%s", row)
+        return 0
+
+    if args.variants:
+        result = {
+            "benchmark": "bench.service --variants",
+            "command": "python -m bench.service " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine_info(),
+            "photos": {"source": source, "count": len(probe), "enrolled_persons": len(enroll)},
+            **ab_variants(args, probe, enroll),
+        }
+        write_json(RESULTS_DIR / f"{args.output}.json", result)
+        write_csv(
+            RESULTS_DIR / f"{args.output}.csv", [{k: v for k, v in r.items() if k != "env"} for r in result["summary"]]
+        )
         return 0
 
     payload: dict = {
