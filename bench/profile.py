@@ -70,7 +70,7 @@ class Recorder:
             for pid in pids:
                 path = out_dir / f"{role}_{pid}.txt"
                 cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
-                cmd += ["--nonblocking", "--full-filenames", "--output", str(path)]
+                cmd += ["--gil", "--full-filenames", "--output", str(path)]
                 self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 self.files[role].append(path)
 

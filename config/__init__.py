@@ -77,6 +77,8 @@ class Settings:
     web_workers: int = 2
     flower_port: int = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
+    # Celery task events feed Flower's task views; without Flower they are 4 Redis publishes a job.
+    celery_task_events: bool = True
     proxy_hops: int = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
     cors_origins: tuple[str, ...] = ()
 
@@ -195,6 +197,7 @@ def load_settings() -> Settings:
         web_workers=_int("WEB_WORKERS", 2),
         flower_port=_int("FLOWER_PORT", 5555),
         flower_basic_auth=_env("FLOWER_BASIC_AUTH"),
+        celery_task_events=_bool("CELERY_TASK_EVENTS", True),
         proxy_hops=_int("PROXY_HOPS", 0),
         cors_origins=tuple(o.strip() for o in (_env("CORS_ORIGINS", "") or "").split(",") if o.strip()),
         jwt_secret_key=secret or "",

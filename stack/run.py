@@ -68,7 +68,7 @@ def process_commands() -> dict[str, list[str]]:
             "20",
             "web:create_app()",
         ],
-        "worker": worker_command(settings.worker_concurrency, "worker@%h", "--task-events"),
+        "worker": worker_command(settings.worker_concurrency, "worker@%h"),
         "beat": [
             python,
             "-m",

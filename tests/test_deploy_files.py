@@ -284,9 +284,27 @@ def test_worker_can_be_scaled():
     assert "worker" in arguments
     assert option_value(arguments, "--pool") == "prefork"
     assert int(option_value(arguments, "--concurrency")) >= 1
-    assert "--task-events" in arguments or "-E" in arguments
+    assert environment_of(worker).get("CELERY_TASK_EVENTS", "1") != "0"  # Flower shows tasks
     hostname = option_value(arguments, "--hostname") or option_value(arguments, "-n")
     assert hostname is None or "%h" in hostname, "each scaled worker needs its own node name"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False)])
+def test_task_events_for_flower_follow_the_setting(monkeypatch, value, expected):
+    from config import get_settings
+    from workers.celery_app import make_celery
+
+    if value is None:
+        monkeypatch.delenv("CELERY_TASK_EVENTS", raising=False)
+    else:
+        monkeypatch.setenv("CELERY_TASK_EVENTS", value)
+    get_settings.cache_clear()
+    try:
+        conf = make_celery().conf
+        assert (conf.worker_send_task_events, conf.task_send_sent_event) == (expected, expected)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_web_uses_threads_so_long_polls_do_not_hold_a_process():

@@ -32,8 +32,8 @@ def make_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=QUEUE_NAME,
-        task_send_sent_event=True,
-        worker_send_task_events=True,
+        task_send_sent_event=settings.celery_task_events,
+        worker_send_task_events=settings.celery_task_events,
         broker_connection_retry_on_startup=True,
         # Longer than any job may run, so Redis does not hand a running job to a second worker.
         broker_transport_options={"visibility_timeout": max(3600, settings.job_soft_time_limit * 4)},
