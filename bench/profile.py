@@ -92,8 +92,19 @@ def merge_raw(paths: list[Path], output: Path) -> None:
         for line in path.read_text().splitlines():
             stack, _, count_text = line.rpartition(" ")
             if stack and count_text.isdigit():
-                counts[stack] += int(count_text)
+                counts[";".join(map(_short_frame, stack.split(";")))] += int(count_text)
     output.write_text("".join(f"{stack} {count}\n" for stack, count in counts.most_common()))
+
+
+def _short_frame(frame: str) -> str:
+    """'f (/x/site-packages/pkg/mod.py:12)' -> 'f (pkg/mod.py)': fewer distinct stacks to keep."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3.11/", str(Path(__file__).resolve().parent.parent) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})" if where else name
 
 
 def component_of(frame: str) -> str:
