@@ -26,7 +26,7 @@ lint: install
 
 # Every benchmark writes to bench/results/ (PERFORMANCE.md, docs/RECOGNITION.md). `make bench` runs
 # them all (about an hour on 2 cores without the 1M size); each has its own target.
-bench: bench-lfw bench-identify bench-spectrum bench-db bench-service
+bench: bench-lfw bench-identify bench-spectrum bench-db bench-service bench-service-trims bench-profile
 
 bench-lfw: install
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
@@ -54,6 +54,17 @@ bench-service: install
 		--bare-fixed-640 --requests-per-level 120 --requests-per-level-high 100
 	$(PY) -m bench.service --configs 2x1 --clients 1,4,16,32 --modes submitwait,longpoll --bare-fixed-640 \
 		--requests-per-level 120 --requests-per-level-high 100 --output service_submitwait
+
+# A/B of settings that trim per-job work, alternating stacks over 2 rounds (about 12 min).
+bench-service-trims: install
+	$(PY) -m bench.service --configs 2x1 --clients 4,16 --modes longpoll --rounds 2 --bare-passes 1 \
+		--variants "defaults:;no_size_cache:GALLERY_SIZE_CACHE_SECONDS=0;no_task_events:CELERY_TASK_EVENTS=0" \
+		--requests-per-level 150 --requests-per-level-high 150 --output service_trims
+
+# py-spy profile of the web, worker and Flower processes at 16 clients (GIL-holding samples).
+bench-profile: install
+	$(PY) -m bench.service --configs 2x1 --clients 16 --modes longpoll --requests-per-level-high 300 \
+		--bare-passes 1 --profile-clients 16 --output service_profile
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)
