@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint bench bench-lfw bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-service admin clean-data
+.PHONY: install run test lint bench bench-lfw bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-service bench-service-trims bench-profile admin clean-data
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ bench-db-1m: install
 bench-db-real: install
 	$(PY) -m bench.db --sizes 10000,100000,1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
 		--maintenance-work-mem 8GB --ef-sweep 10,20,40,64,100,200,400 --output db_spectrum
+
+# The same 1M rows with the first index (m 16 / ef_construction 64) and migration 0007's (m 24 / 100): 75 min.
+bench-db-1m-indexes: install
+	$(PY) -m bench.db --sizes 1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
+		--maintenance-work-mem 6GB --shared-buffers 8GB --indexes 16:64,24:100 \
+		--ef-sweep 20,40,64,100,150,200,400 --output db_spectrum_1m_indexes
 
 bench-service: install
 	$(PY) -m bench.service --configs 2x1 --clients 1,2,4,8,16,32 --modes longpoll,webhook,poll:0.02 \

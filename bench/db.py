@@ -9,7 +9,8 @@ clustered synthetic L2-normalised embeddings with a binary COPY, and measures:
   (a) naive: fetch every embedding (of the table, or of one gallery) into Python, NumPy dot
       product, top-k (timed including the fetch);
   (b) exact: `ORDER BY embedding <=> q LIMIT k` without an ANN index (sequential scan);
-  (c) HNSW (vector_cosine_ops, m=16, ef_construction=64, as in migration 0001): build time,
+  (c) HNSW (vector_cosine_ops; --indexes m:ef_construction variants, default 16:64 as in
+      migration 0001, which 0007 raised to 24:100): build time,
       index size, and an ef_search sweep with p50/p95 latency, recall@1 and recall@10 against
       the exact answer;
   and gallery scoping (10 galleries, `WHERE gallery_id = g`): HNSW post-filtering vs exact.
@@ -562,9 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="sample from bench.spectrum's model of real embeddings (e.g. bench/results/lfw_spectrum.json)",
     )
-    parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m (migration 0001: 16)")
+    parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m (migration 0001: 16, 0007: 24)")
     parser.add_argument(
-        "--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION, help="HNSW ef_construction (migration 0001: 64)"
+        "--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION, help="HNSW ef_construction (0001: 64, 0007: 100)"
     )
     parser.add_argument(
         "--ef-sweep", default=",".join(map(str, EF_SWEEP)), help="ef_search values for the whole-table sweep"

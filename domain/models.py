@@ -124,7 +124,7 @@ class Face(Base):
             "ix_faces_embedding_hnsw",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_with={"m": 24, "ef_construction": 100},  # migration 0007
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )
