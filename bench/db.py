@@ -50,6 +50,8 @@ ISOTROPIC_NOISE = 0.2  # norm of the full-dimensional residual added when --late
 EF_SWEEP = (10, 20, 40, 64, 100, 200)
 EF_SCOPED = (40, 64, 100, 200, 400)
 HNSW_M = 16
+SQL_ALL = "SELECT id FROM faces ORDER BY embedding <=> %s LIMIT %s"
+SQL_GALLERY = "SELECT id FROM faces WHERE gallery_id = %s ORDER BY embedding <=> %s LIMIT %s"
 HNSW_EF_CONSTRUCTION = 64
 
 
@@ -340,13 +342,11 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
 
     # (b) exact scan (no ANN index exists yet).
     n_exact = min(n_queries, max(20, int(5e6 / n)))
-    sql_all = "SELECT id FROM faces ORDER BY embedding <=> %s LIMIT %s"
-    sql_gal = "SELECT id FROM faces WHERE gallery_id = %s ORDER BY embedding <=> %s LIMIT %s"
-    result["plan_exact_all"] = plan_of(conn, sql_all, (queries[0], K))
-    t, f = run_queries(conn, sql_all, queries[:n_exact], lambda i, q: (q, K), warmup=2)
+    result["plan_exact_all"] = plan_of(conn, SQL_ALL, (queries[0], K))
+    t, f = run_queries(conn, SQL_ALL, queries[:n_exact], lambda i, q: (q, K), warmup=2)
     record("pgvector_exact", "all", t, f, truth[:n_exact])
-    result["plan_exact_gallery"] = plan_of(conn, sql_gal, (gallery_uuid[0], queries[0], K))
-    t, f = run_queries(conn, sql_gal, queries[:n_exact], lambda i, q: (gallery_uuid[i], q, K), warmup=2)
+    result["plan_exact_gallery"] = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
+    t, f = run_queries(conn, SQL_GALLERY, queries[:n_exact], lambda i, q: (gallery_uuid[i], q, K), warmup=2)
     record("pgvector_exact", "gallery", t, f, truth_scoped[:n_exact])
 
     if n > args.hnsw_max_size:
@@ -375,8 +375,6 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
 def _bench_index(conn, n, m, ef_construction, args, result, queries, truth, truth_scoped, gallery_uuid, record):
     """Build one HNSW variant, sweep ef_search over the whole table and within a gallery, drop it."""
     label = f"m{m}_efc{ef_construction}"
-    sql_all = "SELECT id FROM faces ORDER BY embedding <=> %s LIMIT %s"
-    sql_gal = "SELECT id FROM faces WHERE gallery_id = %s ORDER BY embedding <=> %s LIMIT %s"
     conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
     conn.execute(f"SET max_parallel_maintenance_workers = {args.parallel_build_workers}")
     t0 = time.perf_counter()
@@ -409,32 +407,32 @@ def _bench_index(conn, n, m, ef_construction, args, result, queries, truth, trut
         result.update({k: v for k, v in built.items() if k not in ("index", "m", "ef_construction")})
     log.info("size %d %s: HNSW built in %.1fs, index %.1f MiB", n, label, build_s, sizes[2] / 2**20)
 
-    result[f"plan_hnsw_all_{label}"] = plan_of(conn, sql_all, (queries[0], K))
+    result[f"plan_hnsw_all_{label}"] = plan_of(conn, SQL_ALL, (queries[0], K))
     # Read the whole graph into shared buffers first, so that the sweep's first ef is not the cold one.
     conn.execute(f"SET hnsw.ef_search = {max(args.ef_sweep)}")
-    run_queries(conn, sql_all, queries, lambda i, q: (q, K), warmup=0)
+    run_queries(conn, SQL_ALL, queries, lambda i, q: (q, K), warmup=0)
     tag = {"index": label}
     for ef in args.ef_sweep:
         conn.execute(f"SET hnsw.ef_search = {ef}")
-        t, f = run_queries(conn, sql_all, queries, lambda i, q: (q, K))
+        t, f = run_queries(conn, SQL_ALL, queries, lambda i, q: (q, K))
         record("pgvector_hnsw", "all", t, f, truth, ef, tag)
 
     # Gallery scoping with the HNSW index: the planner's choice, then HNSW forced.
     for ef in EF_SCOPED:
         conn.execute(f"SET hnsw.ef_search = {ef}")
-        plan = plan_of(conn, sql_gal, (gallery_uuid[0], queries[0], K))
+        plan = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
         node = "hnsw_postfilter" if "ix_faces_embedding_hnsw" in plan else "btree_then_exact_sort"
-        t, f = run_queries(conn, sql_gal, queries, lambda i, q: (gallery_uuid[i], q, K))
+        t, f = run_queries(conn, SQL_GALLERY, queries, lambda i, q: (gallery_uuid[i], q, K))
         record("pgvector_planner", "gallery", t, f, truth_scoped, ef, {"plan": node, **tag})
     conn.execute("SET enable_bitmapscan = off")
     conn.execute("SET enable_seqscan = off")
     try:
         for ef in EF_SCOPED:
             conn.execute(f"SET hnsw.ef_search = {ef}")
-            plan = plan_of(conn, sql_gal, (gallery_uuid[0], queries[0], K))
+            plan = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
             if "ix_faces_embedding_hnsw" not in plan:
                 break
-            t, f = run_queries(conn, sql_gal, queries, lambda i, q: (gallery_uuid[i], q, K))
+            t, f = run_queries(conn, SQL_GALLERY, queries, lambda i, q: (gallery_uuid[i], q, K))
             record("pgvector_hnsw", "gallery", t, f, truth_scoped, ef, {"plan": "hnsw_postfilter", **tag})
     finally:
         conn.execute("RESET enable_bitmapscan")
@@ -493,12 +491,12 @@ def _targets_of(n: int, rows: list[dict]) -> dict:
 
 def _plot_one(ax, rows: list[dict], n: int, metric: str) -> None:
     indexes = list(dict.fromkeys(r.get("index") for r in rows if r["n"] == n and r["method"] == "pgvector_hnsw"))
+    first = indexes[0] if indexes else None  # gallery-scoped series: the first index only, to keep it legible
     series = [("pgvector_hnsw", "all", "o-", "HNSW, whole table", i) for i in indexes] + [
-        ("pgvector_hnsw", "gallery", "s--", "HNSW post-filter, 1 of 10 galleries", indexes[:1] or [None]),
-        ("pgvector_planner", "gallery", "^:", "planner's choice, 1 of 10 galleries", indexes[:1] or [None]),
+        ("pgvector_hnsw", "gallery", "s--", "HNSW post-filter, 1 of 10 galleries", first),
+        ("pgvector_planner", "gallery", "^:", "planner's choice, 1 of 10 galleries", first),
     ]
     for method, scope, style, label, index in series:
-        index = index[0] if isinstance(index, list) else index
         pts = [
             r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope and r.get("index") == index
         ]

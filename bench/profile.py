@@ -1,9 +1,10 @@
 """Sampling profiles of the running stack with py-spy: where each process role spends its CPU.
 
 `bench.service --profile-clients N` records every web and worker process while the level with
-N clients runs (py-spy `--nonblocking`, so the processes are never paused), then summarises
-the samples here. py-spy leaves idle threads out, so a sample is a moment of Python work (or
-of native code called from Python, such as onnxruntime, which shows up under its caller).
+N clients runs, then summarises the samples here. Only samples that hold the GIL are kept
+(`--gil`): py-spy's idle detection counted threads blocked in socket reads as busy, so without
+it the profile measured waiting. A sample is therefore a moment of Python work; native code
+that releases the GIL (onnxruntime's inference) is left out.
 
 Each sample's innermost frame is charged to the component its file belongs to (onnxruntime,
 SQLAlchemy, Celery, our own packages, ...), and each of our own functions is charged for every
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("bench.profile")
@@ -85,14 +87,20 @@ class Recorder:
         return {role: [p for p in paths if p.exists()] for role, paths in self.files.items()}
 
 
-def merge_raw(paths: list[Path], output: Path) -> None:
-    """One collapsed-stack file (for flame graphs) out of several processes' files."""
-    counts: collections.Counter[str] = collections.Counter()
+def _samples(paths: list[Path]) -> Iterator[tuple[list[str], int]]:
+    """(frames outermost first, count) for every line of py-spy's raw (collapsed) files."""
     for path in paths:
         for line in path.read_text().splitlines():
             stack, _, count_text = line.rpartition(" ")
             if stack and count_text.isdigit():
-                counts[";".join(map(_short_frame, stack.split(";")))] += int(count_text)
+                yield stack.split(";"), int(count_text)
+
+
+def merge_raw(paths: list[Path], output: Path) -> None:
+    """One collapsed-stack file (for flame graphs) out of several processes' files."""
+    counts: collections.Counter[str] = collections.Counter()
+    for frames, count in _samples(paths):
+        counts[";".join(map(_short_frame, frames))] += count
     output.write_text("".join(f"{stack} {count}\n" for stack, count in counts.most_common()))
 
 
@@ -137,17 +145,11 @@ def summarise(paths: list[Path], top: int = 25) -> dict:
     by_component: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
-    for path in paths:
-        for line in path.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
-                continue
-            count = int(count_text)
-            frames = stack.split(";")
-            total += count
-            by_component[component_of(frames[-1])] += count
-            for ours in {f for f in (_ours(fr) for fr in frames) if f}:
-                inclusive[ours] += count
+    for frames, count in _samples(paths):
+        total += count
+        by_component[component_of(frames[-1])] += count
+        for ours in {f for f in (_ours(fr) for fr in frames) if f}:
+            inclusive[ours] += count
     share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
     return {
         "samples": total,
