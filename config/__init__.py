@@ -146,6 +146,9 @@ class Settings:
     # this many unanswered pings in a row while the broker is up (a consumer that did not recover).
     worker_liveness_interval: float = 30.0
     worker_liveness_failures: int = 3
+    # ...and counts a check as failed when the worker answers, yet jobs have waited this long with
+    # none started (0: never). Longer than a job may run (JOB_SOFT_TIME_LIMIT + 60).
+    worker_stall_seconds: float = 180.0
     job_running_deadline: int = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: int = 7  # finished jobs and their results are purged after this
 
@@ -244,6 +247,7 @@ def load_settings() -> Settings:
         reaper_interval=_float("REAPER_INTERVAL", 60.0),
         worker_liveness_interval=_float("WORKER_LIVENESS_INTERVAL", 30.0),
         worker_liveness_failures=_int("WORKER_LIVENESS_FAILURES", 3),
+        worker_stall_seconds=_float("WORKER_STALL_SECONDS", 180.0),
         job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
         job_retention_days=_int("JOB_RETENTION_DAYS", 7),
         webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 8),

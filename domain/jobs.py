@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
@@ -102,6 +102,14 @@ def stale_queued(session: Session, older_than: datetime) -> list[uuid.UUID]:
     """Jobs still queued long after submission: their message may have been lost."""
     query = select(Job.id).where(Job.status == JobStatus.queued, Job.created_at < older_than)
     return list(session.execute(query).scalars())
+
+
+def queue_stalled(session: Session, since: datetime) -> bool:
+    """Jobs have waited in the queue since before `since`, and no job has started since then:
+    the workers answer, but take nothing (Celery's consumer can stay stuck after a broker restart)."""
+    waiting = exists().where(Job.status == JobStatus.queued, Job.created_at < since)
+    started = exists().where(Job.started_at >= since)
+    return bool(session.execute(select(waiting & ~started)).scalar_one())
 
 
 def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.UUID], int]:

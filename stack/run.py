@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 from config import get_settings
 from domain.accounts import bootstrap_admin
@@ -108,16 +109,32 @@ def worker_answers(hostname: str, timeout: float = 5.0) -> bool | None:
         return None
 
 
-class WorkerWatchdog:
-    """Restarts the worker after `failures` unanswered pings in a row.
+def queue_stalled(seconds: float) -> bool | None:
+    """Whether jobs have waited `seconds` with none started meanwhile; None when the database
+    does not answer (then the workers cannot start anything either)."""
+    from domain.db import session_scope
+    from domain.jobs import now, queue_stalled
 
-    Celery's consumer can stay dead after the broker restarts ("Error on stopping Hub"): the
-    process lives on but takes no more messages. A ping goes through the same consumer, so an
-    unanswered ping while the broker answers means exactly that state (or a hung worker).
+    try:
+        with session_scope() as session:
+            return queue_stalled(session, now() - timedelta(seconds=seconds))
+    except Exception:  # an outage is reported by /readyz, not fixed by restarting the worker
+        return None
+
+
+class WorkerWatchdog:
+    """Restarts the worker after `failures` failed checks in a row.
+
+    Celery's consumer can stay dead after the broker restarts ("Error on stopping Hub", or the
+    known "worker stops consuming after Redis reconnection"): the process lives on but takes no
+    more messages. A check fails when the worker does not answer a ping while the broker is up,
+    or when it answers but, up for `stall` seconds, has let jobs wait that long without starting
+    any (its control channel works, its task consumer does not).
     """
 
-    def __init__(self, interval: float, failures: int, hostname: str, grace: float):
+    def __init__(self, interval: float, failures: int, hostname: str, grace: float, stall: float = 0):
         self.interval, self.failures, self.hostname, self.grace = interval, failures, hostname, grace
+        self.stall = stall
         self.restarted()
 
     def should_restart(self) -> bool:
@@ -125,14 +142,19 @@ class WorkerWatchdog:
             return False
         self.next_check = time.monotonic() + self.interval
         answered = worker_answers(self.hostname)
-        if answered:
-            self.alive_once, self.missed = True, 0
+        if answered is None:  # broker down: not the worker's fault
             return False
-        # Broker down: not the worker's fault. Still starting (models loading): give it the grace.
-        if answered is None or (not self.alive_once and time.monotonic() < self.started + self.grace):
+        self.alive_once = self.alive_once or answered
+        uptime = time.monotonic() - self.started
+        stalled = answered and 0 < self.stall < uptime and queue_stalled(self.stall)
+        if answered and not stalled:
+            self.missed = 0
+            return False
+        if not self.alive_once and uptime < self.grace:  # still loading its models
             return False
         self.missed += 1
-        log.warning("worker %s did not answer a ping (%d/%d)", self.hostname, self.missed, self.failures)
+        problem = "answers but starts no jobs" if answered else "did not answer a ping"
+        log.warning("worker %s %s (%d/%d)", self.hostname, problem, self.missed, self.failures)
         return self.missed >= self.failures
 
     def restarted(self) -> None:
@@ -166,7 +188,7 @@ class Supervisor:
                     log.error("%s exited with status %s; stopping everything", name, process.returncode)
                     return 1
             if self.watchdog and "worker" in self.processes and self.watchdog.should_restart():
-                log.error("the worker stopped answering; restarting it (unfinished jobs are re-queued)")
+                log.error("the worker failed its checks; restarting it (unfinished jobs are re-queued)")
                 self.terminate(self.processes["worker"], RESTART_GRACE_SECONDS)
                 self.spawn("worker")
                 self.watchdog.restarted()
@@ -206,6 +228,7 @@ def main() -> int:
         settings.worker_liveness_failures,
         f"worker@{socket.gethostname()}",
         grace=WORKER_START_GRACE_SECONDS,
+        stall=settings.worker_stall_seconds,
     )
     supervisor = Supervisor(watchdog)
     signal.signal(signal.SIGTERM, supervisor.request_stop)

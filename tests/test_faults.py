@@ -3,9 +3,11 @@ then a worker killed mid-batch, Redis restarted, PostgreSQL stopped, and a burst
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,7 +44,11 @@ class Stack:
             # The supervisor restarts a worker that stops answering pings (see stack/run.py).
             WORKER_LIVENESS_INTERVAL="3",
             WORKER_LIVENESS_FAILURES="2",
+            WORKER_STALL_SECONDS="10",
         )
+        # For commands of our own against the stack's Redis (the worker is named as in stack.run).
+        self.env = {**env, "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"}
+        self.worker_name = f"worker@{socket.gethostname()}"
         self.log = (data_dir / "run.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stack.run"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -56,8 +62,17 @@ class Stack:
     def wait_ready(self, timeout: float = 120) -> None:
         wait_until_ready(self.base, self.data_dir / "run.log", process=self.process, timeout=timeout)
 
+    def worker_main(self) -> psutil.Process:
+        """The Celery worker's main process (the supervisor's child, not a pool process)."""
+        return next(p for p in self.children("workers.celery_app worker") if p.ppid() == self.process.pid)
+
     def children(self, needle: str) -> list[psutil.Process]:
-        return [p for p in psutil.Process(self.process.pid).children(recursive=True) if needle in " ".join(p.cmdline())]
+        found = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a process that ended meanwhile (or a zombie)
+                if needle in " ".join(child.cmdline()):
+                    found.append(child)
+        return found
 
     def batch(self, count: int) -> str:
         tag = uuid.uuid4().hex[:6]  # fresh persons for every batch
@@ -86,7 +101,12 @@ class Stack:
             except requests.RequestException:
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"batch {batch_id} did not end")
+        raise AssertionError(f"batch {batch_id} did not end; the stack's log ends:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 150) -> str:
+        """The end of the stack's log, so a failure on CI explains itself."""
+        self.log.flush()
+        return "\n".join((self.data_dir / "run.log").read_text(errors="replace").splitlines()[-lines:])
 
     def face_counts(self, batch: dict) -> list[int]:
         return [
@@ -179,18 +199,28 @@ def test_a_burst_of_300_recognitions_from_16_clients_all_complete(stack):
 
 
 def test_a_worker_that_stops_answering_is_restarted_and_its_batch_completes(stack):
-    def worker_main() -> psutil.Process:
-        supervisor_children = psutil.Process(stack.process.pid).children()
-        return next(p for p in supervisor_children if "workers.celery_app worker" in " ".join(p.cmdline()))
-
     batch_id = stack.batch(6)
-    hung = worker_main()
+    hung = stack.worker_main()
     hung.send_signal(signal.SIGSTOP)  # alive, but takes and answers nothing: a hung consumer
     batch = stack.wait_batch(batch_id)
     assert (batch["status"], batch["succeeded"]) == ("succeeded", 6), batch
     assert stack.face_counts(batch) == [1] * 6
-    assert worker_main().pid != hung.pid
+    assert stack.worker_main().pid != hung.pid
     assert not hung.is_running() or hung.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_worker_that_answers_but_takes_no_jobs_is_restarted(stack):
+    """The state Celery's consumer can be left in after a broker reconnection: the worker answers
+    pings, but consumes nothing. Cancelling its consumer of the job queue gives the same state."""
+    from workers.celery_app import QUEUE_NAME
+
+    stuck = stack.worker_main()
+    command = ["celery", "-A", "workers.celery_app", "control", "cancel_consumer", QUEUE_NAME]
+    subprocess.run([sys.executable, "-m", *command, "-d", stack.worker_name], env=stack.env, check=True, timeout=60)
+    batch = stack.wait_batch(stack.batch(3))
+    assert (batch["status"], batch["succeeded"]) == ("succeeded", 3), batch
+    assert stack.worker_main().pid != stuck.pid
+    assert b"answers but starts no jobs" in (stack.data_dir / "run.log").read_bytes()
 
 
 def test_restarting_redis_mid_batch_loses_nothing(stack):

@@ -70,3 +70,19 @@ def test_finished_jobs_are_purged_after_the_retention(client, operator_headers, 
     assert purge_jobs() >= 1
     remaining = set(db.execute(select(Job.id).where(Job.id.in_([uuid.UUID(old), uuid.UUID(recent)]))).scalars())
     assert remaining == {uuid.UUID(recent)}
+
+
+def test_a_queue_is_stalled_while_jobs_wait_and_none_starts(db, operator_headers, client):
+    """What the `make run` watchdog asks the database (see stack.run.WorkerWatchdog). Times are set
+    in the future so that other tests' jobs in the shared database cannot change the answer."""
+    from domain.jobs import queue_stalled
+
+    me = client.get("/api/v1/auth/me", headers=operator_headers).get_json()
+    later = now() + timedelta(days=100)
+    stored_job(db, uuid.UUID(me["id"]))  # queued now, so waiting since before `later`
+    db.flush()
+    assert queue_stalled(db, since=later)
+    started = stored_job(db, uuid.UUID(me["id"]))
+    started.status, started.started_at = JobStatus.running, later + timedelta(seconds=1)
+    db.flush()
+    assert not queue_stalled(db, since=later)  # a job started since: the workers take jobs

@@ -188,6 +188,23 @@ def test_the_watchdog_restarts_only_a_worker_that_stops_answering_while_the_brok
     assert decisions == [False, False, False, False, False, True]
 
 
+def test_the_watchdog_restarts_a_worker_that_answers_but_lets_jobs_wait(monkeypatch):
+    from stack import run
+
+    stalled = iter([True, False, True, True])
+    monkeypatch.setattr(run, "worker_answers", lambda hostname: True)
+    monkeypatch.setattr(run, "queue_stalled", lambda seconds: next(stalled))
+    watchdog = run.WorkerWatchdog(interval=0.001, failures=2, hostname="worker@test", grace=0, stall=10)
+    time.sleep(0.002)
+    assert not watchdog.should_restart()  # up for less than `stall`: the queue is not asked
+    watchdog.started -= 11
+    decisions = []
+    for _ in range(4):
+        time.sleep(0.002)
+        decisions.append(watchdog.should_restart())
+    assert decisions == [False, False, False, True]  # a moving queue resets the count
+
+
 def test_the_watchdog_gives_a_starting_worker_its_grace(monkeypatch):
     from stack import run
 
