@@ -61,3 +61,11 @@ def complete_once(session: Session, batch_id: uuid.UUID) -> bool:
         update(Batch).where(Batch.id == batch_id, Batch.notified_at.is_(None)).values(notified_at=now())
     )
     return claimed.rowcount == 1
+
+
+def batch_webhook_due(session: Session, batch_id: uuid.UUID) -> bool:
+    """True exactly once, for the caller that ends the batch's last item, when the batch has a
+    webhook: that caller commits, then enqueues the delivery."""
+    if not complete_once(session, batch_id):
+        return False
+    return session.execute(select(Batch.webhook_url).where(Batch.id == batch_id)).scalar_one() is not None

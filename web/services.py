@@ -12,7 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from config import get_settings
 from domain import audit
-from domain.batches import complete_once as batch_complete_once
+from domain.batches import batch_webhook_due
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish, iso, job_document, now
 from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
@@ -384,7 +384,7 @@ def submit_batch(
                 session.execute(delete(Person).where(Person.id == person.id))
         session.commit()
         raise queue_unavailable() from None
-    if not queued and webhook_url and batch_complete_once(session, batch.id):
+    if not queued and batch_webhook_due(session, batch.id):
         session.commit()
         enqueue_webhook(batch.id, kind="batch")  # every entry was refused: the batch is already over
     return batch

@@ -13,7 +13,7 @@ from domain import batches, jobs, recognition
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.images import decode_bgr
-from domain.models import Batch, Job, JobType
+from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from workers.celery_app import enqueue_webhook
@@ -58,10 +58,8 @@ def process_job(job_id: str) -> None:
 def _notify_batch(batch_id: uuid.UUID) -> None:
     """Whoever ends a batch's last item sends the batch webhook (exactly once)."""
     with session_scope() as session:
-        completed = batches.complete_once(session, batch_id)
-        batch = session.get(Batch, batch_id) if completed else None
-        wants_webhook = bool(batch and batch.webhook_url)
-    if wants_webhook:
+        due = batches.batch_webhook_due(session, batch_id)
+    if due:
         enqueue_webhook(batch_id, kind="batch")
 
 
