@@ -349,6 +349,9 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     t, f = run_queries(conn, SQL_GALLERY, queries[:n_exact], lambda i, q: (gallery_uuid[i], q, K), warmup=2)
     record("pgvector_exact", "gallery", t, f, truth_scoped[:n_exact])
 
+    if args.gallery_index:
+        _bench_gallery_indexes(conn, n, data, args, result, queries, truth_scoped, gallery_uuid, record)
+
     if n > args.hnsw_max_size:
         log.info("size %d: HNSW skipped (--hnsw-max-size %d)", n, args.hnsw_max_size)
         sizes = conn.execute(
@@ -370,6 +373,54 @@ def bench_size(conn, n: int, n_queries: int, rows: list[dict], args) -> dict:
     for m, ef_construction in args.indexes:
         _bench_index(conn, n, m, ef_construction, args, result, queries, truth, truth_scoped, gallery_uuid, record)
     return result
+
+
+def _bench_gallery_indexes(conn, n, data, args, result, queries, truth_scoped, gallery_uuid, record):
+    """One partial HNSW index per gallery (`WHERE gallery_id = g`), what the service builds for a
+    large gallery (domain.gallery_indexes): a gallery-scoped query searches its own graph."""
+    m, ef_construction = args.gallery_index
+    label = f"gallery_m{m}_efc{ef_construction}"
+    conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+    conn.execute(f"SET max_parallel_maintenance_workers = {args.parallel_build_workers}")
+    builds = []
+    for number, gallery in enumerate(data["gallery_ids"]):
+        t0 = time.perf_counter()
+        conn.execute(
+            f"CREATE INDEX ix_faces_hnsw_gallery_{number} ON faces USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {m}, ef_construction = {ef_construction}) WHERE gallery_id = '{gallery}'"
+        )
+        faces = int(np.sum(data["gallery"] == number))
+        builds.append({"gallery_faces": faces, "build_s": round(time.perf_counter() - t0, 1)})
+        log.info("size %d %s: gallery %d (%d faces) built in %.1fs", n, label, number, faces, builds[-1]["build_s"])
+    conn.execute("ANALYZE faces")
+    index_bytes = conn.execute(
+        "SELECT sum(pg_relation_size(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname LIKE 'ix_faces_hnsw_gallery_%'"
+    ).fetchone()[0]
+    result["gallery_indexes"] = {
+        "index": label,
+        "m": m,
+        "ef_construction": ef_construction,
+        "builds": builds,
+        "build_s_total": round(sum(b["build_s"] for b in builds), 1),
+        "index_bytes_total": int(index_bytes),
+    }
+    # Prepared statements would switch to a generic plan, which cannot prove the partial index's
+    # predicate: the service sets the same for its search.
+    conn.execute("SET plan_cache_mode = force_custom_plan")
+    conn.execute(f"SET hnsw.ef_search = {max(args.ef_scoped)}")
+    run_queries(conn, SQL_GALLERY, queries, lambda i, q: (gallery_uuid[i], q, K), warmup=0)  # warm the graphs
+    for ef in args.ef_scoped:
+        conn.execute(f"SET hnsw.ef_search = {ef}")
+        plan = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
+        node = "gallery_hnsw" if "ix_faces_hnsw_gallery_" in plan else "other"
+        t, f = run_queries(conn, SQL_GALLERY, queries, lambda i, q: (gallery_uuid[i], q, K))
+        record("pgvector_gallery_hnsw", "gallery", t, f, truth_scoped, ef, {"plan": node, "index": label})
+    result["plan_gallery_hnsw"] = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
+    for key in ("plan_cache_mode", "hnsw.ef_search"):
+        conn.execute(f"RESET {key}")
+    for number in range(len(data["gallery_ids"])):
+        conn.execute(f"DROP INDEX ix_faces_hnsw_gallery_{number}")
 
 
 def _bench_index(conn, n, m, ef_construction, args, result, queries, truth, truth_scoped, gallery_uuid, record):
@@ -418,7 +469,7 @@ def _bench_index(conn, n, m, ef_construction, args, result, queries, truth, trut
         record("pgvector_hnsw", "all", t, f, truth, ef, tag)
 
     # Gallery scoping with the HNSW index: the planner's choice, then HNSW forced.
-    for ef in EF_SCOPED:
+    for ef in args.ef_scoped:
         conn.execute(f"SET hnsw.ef_search = {ef}")
         plan = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
         node = "hnsw_postfilter" if "ix_faces_embedding_hnsw" in plan else "btree_then_exact_sort"
@@ -427,7 +478,7 @@ def _bench_index(conn, n, m, ef_construction, args, result, queries, truth, trut
     conn.execute("SET enable_bitmapscan = off")
     conn.execute("SET enable_seqscan = off")
     try:
-        for ef in EF_SCOPED:
+        for ef in args.ef_scoped:
             conn.execute(f"SET hnsw.ef_search = {ef}")
             plan = plan_of(conn, SQL_GALLERY, (gallery_uuid[0], queries[0], K))
             if "ix_faces_embedding_hnsw" not in plan:
@@ -574,11 +625,20 @@ def main(argv: list[str] | None = None) -> int:
         help="HNSW variants as m:ef_construction pairs, built and swept one after another on the same rows "
         "(e.g. 16:64,24:128); default: --m:--ef-construction",
     )
+    parser.add_argument(
+        "--gallery-index",
+        default="",
+        help="also build one partial HNSW index per gallery, as m:ef_construction (e.g. 16:64), and sweep "
+        "gallery-scoped queries over it (--ef-scoped)",
+    )
+    parser.add_argument("--ef-scoped", default=",".join(map(str, EF_SCOPED)), help="ef_search values, gallery scope")
     parser.add_argument("--hnsw-max-size", type=int, default=10**9, help="skip the HNSW part above this size")
     parser.add_argument("--output", default="db_results", help="file stem under bench/results/")
     parser.add_argument("--merge", action="store_true", help="keep sizes from an earlier results file not run now")
     args = parser.parse_args(argv)
     args.ef_sweep = [int(ef) for ef in args.ef_sweep.split(",") if ef]
+    args.ef_scoped = [int(ef) for ef in args.ef_scoped.split(",") if ef]
+    args.gallery_index = tuple(int(v) for v in args.gallery_index.split(":")) if args.gallery_index else None
     pairs = args.indexes or f"{args.m}:{args.ef_construction}"
     args.indexes = [tuple(int(v) for v in pair.split(":")) for pair in pairs.split(",") if pair]
     args.spectrum_model = json.loads(args.spectrum.read_text())["model"] if args.spectrum else None

@@ -119,6 +119,11 @@ class Settings:
     exact_search_max_faces: int = 20_000
     # How long a worker trusts a gallery's face count when choosing the search path (0: never).
     gallery_size_cache_seconds: float = 30.0
+    # A gallery with this many faces of a model gets an HNSW index of its own (domain.gallery_indexes;
+    # 0: never), checked every GALLERY_INDEX_INTERVAL seconds; builds get this maintenance_work_mem.
+    gallery_index_min_faces: int = 50_000
+    gallery_index_interval: float = 600.0
+    gallery_index_build_memory: str = "1GB"
 
     # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
     enroll_min_face_size: float = 40.0  # pixels, shorter side of the face box
@@ -228,6 +233,9 @@ def load_settings() -> Settings:
         hnsw_ef_search=_int("HNSW_EF_SEARCH", 64),
         exact_search_max_faces=_int("EXACT_SEARCH_MAX_FACES", 20_000),
         gallery_size_cache_seconds=_float("GALLERY_SIZE_CACHE_SECONDS", 30.0),
+        gallery_index_min_faces=_int("GALLERY_INDEX_MIN_FACES", 50_000),
+        gallery_index_interval=_float("GALLERY_INDEX_INTERVAL", 600.0),
+        gallery_index_build_memory=os.environ.get("GALLERY_INDEX_BUILD_MEMORY", "1GB"),
         enroll_min_face_size=_float("ENROLL_MIN_FACE_SIZE", 40.0),
         enroll_min_det_score=_float("ENROLL_MIN_DET_SCORE", 0.6),
         enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),

@@ -42,6 +42,9 @@ _EXACT_CANDIDATES = text(
 _GALLERY_SIZE_UP_TO = text(
     "SELECT count(*) FROM (SELECT 1 FROM faces WHERE gallery_id = :gallery_id AND model = :model LIMIT :limit) s"
 )
+_SEARCH_SETTINGS = text(
+    "SELECT set_config('hnsw.ef_search', :ef, true), set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 _NAMES = text("SELECT id, name FROM persons WHERE id = ANY(:ids)")
 
 # Gallery sizes this process counted recently: (gallery_id, model) -> (faces, when). Only the
@@ -111,7 +114,9 @@ def search(
 
 
 def _hnsw_candidates(session: Session, params: dict, ef_search: int) -> list:
-    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+    # A custom plan sees the gallery id itself, so the planner can prove a gallery's own index
+    # applies (domain.gallery_indexes); a generic plan of a prepared statement could not.
+    session.execute(_SEARCH_SETTINGS, {"ef": str(ef_search)})
     return session.execute(_CANDIDATES, params).all()
 
 

@@ -1,4 +1,4 @@
-"""Administrative commands: `python -m stack.cli migrate | create-admin EMAIL`.
+"""Administrative commands: `python -m stack.cli migrate | create-admin EMAIL | gallery-indexes`.
 
 Starts the embedded services for the duration of the command when DATABASE_URL is unset.
 """
@@ -10,8 +10,10 @@ import getpass
 import os
 import sys
 
+from config import get_settings
+from domain import gallery_indexes
 from domain.accounts import bootstrap_admin, create_account
-from domain.db import session_scope
+from domain.db import get_engine, session_scope
 from domain.errors import ServiceError
 from domain.models import Role
 from domain.schema import upgrade
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="create an admin account")
     admin.add_argument("email")
     admin.add_argument("--role", choices=[r.value for r in Role], default=Role.admin.value)
+    indexes = commands.add_parser("gallery-indexes", help="give each large gallery its own HNSW index now")
+    indexes.add_argument("--min-faces", type=int, default=None, help="default: GALLERY_INDEX_MIN_FACES")
     args = parser.parse_args(argv)
 
     services = ensure_services()
@@ -39,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             with session_scope() as session:
                 account = create_account(session, args.email, password, Role(args.role))
                 print(f"created {account.role.value} {account.email}")
+        if args.command == "gallery-indexes":
+            settings = get_settings()
+            min_faces = args.min_faces if args.min_faces is not None else settings.gallery_index_min_faces
+            counts = gallery_indexes.sync(
+                get_engine(), min_faces=min_faces, build_memory=settings.gallery_index_build_memory
+            )
+            print(f"gallery indexes: {counts['built']} built, {counts['dropped']} dropped")
         return 0
     except ServiceError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -17,6 +17,7 @@ from config import get_settings
 
 PROCESS_JOB = "workers.tasks.process_job"
 DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
+SYNC_GALLERY_INDEXES = "workers.tasks.sync_gallery_indexes"
 QUEUE_NAME = "faceapi"
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ def make_celery() -> Celery:
         beat_schedule={
             "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": settings.reaper_interval},
             "purge-jobs": {"task": "workers.tasks.purge_jobs", "schedule": 3600.0},
+            **(
+                {"gallery-indexes": {"task": SYNC_GALLERY_INDEXES, "schedule": settings.gallery_index_interval}}
+                if settings.gallery_index_min_faces > 0
+                else {}
+            ),
         },
         task_time_limit=settings.job_soft_time_limit + 30,
     )

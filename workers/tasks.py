@@ -7,9 +7,9 @@ from datetime import timedelta
 from sqlalchemy.exc import OperationalError
 
 from config import get_settings
-from domain import jobs
-from domain.db import session_scope
-from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, celery_app, enqueue
+from domain import gallery_indexes, jobs
+from domain.db import get_engine, session_scope
+from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, celery_app, enqueue
 from workers.pipeline import process_job as run_pipeline
 from workers.webhooks import deliver
 
@@ -42,6 +42,19 @@ def purge_jobs() -> int:
     """Delete finished jobs older than JOB_RETENTION_DAYS."""
     with session_scope() as session:
         return jobs.purge_finished(session, jobs.now() - timedelta(days=get_settings().job_retention_days))
+
+
+# A build of a large gallery's index takes minutes (about 2 per 100k faces on 2 cores): no job
+# time limit, and no retry of a cut-short build (the next run rebuilds an invalid index).
+@celery_app.task(name=SYNC_GALLERY_INDEXES, soft_time_limit=None, time_limit=None, acks_late=False)
+def sync_gallery_indexes() -> dict[str, int]:
+    """Give each large gallery its own HNSW index; drop those no longer needed."""
+    settings = get_settings()
+    if settings.gallery_index_min_faces <= 0:
+        return {"built": 0, "dropped": 0, "skipped": 1}
+    return gallery_indexes.sync(
+        get_engine(), min_faces=settings.gallery_index_min_faces, build_memory=settings.gallery_index_build_memory
+    )
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
