@@ -569,6 +569,8 @@ def _plot_one(ax, rows: list[dict], n: int, metric: str) -> None:
         ("pgvector_hnsw", "gallery", "s--", "HNSW post-filter, 1 of 10 galleries", first),
         ("pgvector_planner", "gallery", "^:", "planner's choice, 1 of 10 galleries", first),
     ]
+    own = dict.fromkeys(r["index"] for r in rows if r["n"] == n and r["method"] == "pgvector_gallery_hnsw")
+    series += [("pgvector_gallery_hnsw", "gallery", "D-", "its own index, 1 of 10 galleries", i) for i in own]
     for method, scope, style, label, index in series:
         pts = [
             r for r in rows if r["n"] == n and r["method"] == method and r["scope"] == scope and r.get("index") == index
@@ -618,6 +620,15 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def report_again(json_path: Path) -> int:
+    """Targets and plot of an earlier run, made again with the current reporting code."""
+    payload = json.loads(json_path.read_text())
+    payload["targets"] = targets(payload["sizes"], payload["rows"])
+    write_json(json_path, payload)
+    plot(payload["rows"], json_path.with_suffix(".png"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated table sizes")
@@ -657,7 +668,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hnsw-max-size", type=int, default=10**9, help="skip the HNSW part above this size")
     parser.add_argument("--output", default="db_results", help="file stem under bench/results/")
     parser.add_argument("--merge", action="store_true", help="keep sizes from an earlier results file not run now")
+    parser.add_argument(
+        "--report-only", action="store_true", help="recompute the targets and the plot of --output's JSON; run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_again(RESULTS_DIR / f"{args.output}.json")
     args.ef_sweep = [int(ef) for ef in args.ef_sweep.split(",") if ef]
     args.ef_scoped = [int(ef) for ef in args.ef_scoped.split(",") if ef]
     args.gallery_index = tuple(int(v) for v in args.gallery_index.split(":")) if args.gallery_index else None
