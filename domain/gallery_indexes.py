@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, text
 log = logging.getLogger(__name__)
 
 PREFIX = "ix_faces_hnsw_g_"
+_PATTERN = PREFIX.replace("_", r"\_") + "%"  # for LIKE
 _LOCK_KEY = 7_310_584_221_905_373_001  # pg advisory lock: one sync at a time across hosts
 # 100k-face graphs built so reach recall@1 0.99 at ef_search 40 (PERFORMANCE.md), at half the
 # build time of the global index's m 24 / ef_construction 100.
@@ -43,6 +44,15 @@ _OURS = text(
 )
 
 
+def building(connection: Connection) -> bool:
+    """Whether one of these indexes is being built now (it holds a worker process for minutes)."""
+    progress = text(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid "
+        "WHERE c.relname LIKE :pattern)"
+    )
+    return bool(connection.execute(progress, {"pattern": _PATTERN}).scalar_one())
+
+
 def index_name(gallery_id: uuid.UUID, model: str) -> str:
     return PREFIX + hashlib.sha256(f"{gallery_id}:{model}".encode()).hexdigest()[:32]
 
@@ -53,7 +63,7 @@ def plan(connection: Connection, min_faces: int) -> tuple[dict[str, tuple[uuid.U
     sizes = connection.execute(_GALLERY_SIZES, {"at_least": max(1, min_faces // 2)}).all()
     keep = {index_name(g, m) for g, m, _ in sizes}
     wanted = {index_name(g, m): (g, m) for g, m, faces in sizes if faces >= min_faces and _SAFE_MODEL.match(m)}
-    existing = dict(connection.execute(_OURS, {"pattern": PREFIX.replace("_", r"\_") + "%"}).all())
+    existing = dict(connection.execute(_OURS, {"pattern": _PATTERN}).all())
     # An invalid index is what a build cut short leaves: dropped, and built again if still wanted.
     drop = [name for name, valid in existing.items() if name not in keep or not valid]
     build = {name: target for name, target in wanted.items() if not existing.get(name)}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from sqlalchemy import delete, text
 
 from domain import gallery_indexes, matching
 from domain.db import get_engine, session_scope
-from domain.models import Gallery
+from domain.models import Gallery, Job
+from tests.conftest import stored_job
 from tests.test_matching import DIM, MODEL, _enroll, _gallery, _unit
 
 GALLERY_FACES = 40
@@ -109,3 +112,34 @@ def test_an_index_a_crashed_build_left_invalid_is_rebuilt_by_the_admin_command(c
     with session_scope() as session:
         valid = session.execute(text(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '\"{name}\"'::regclass"))
         assert valid.scalar_one() is True
+
+
+def test_a_build_in_progress_is_seen_so_the_watchdog_does_not_take_it_for_a_stall(crowd_and_mine):
+    """A writer's open transaction holds the concurrent build in its first phase: long enough to look."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stack.run import queue_stalled
+
+    _, crowd_id, _, _ = crowd_and_mine
+    with session_scope() as session:  # a job waiting, and (since 0 s ago) none started: a stall but for the build
+        job = stored_job(session, session.get(Gallery, crowd_id).owner_id)
+        session.flush()
+        job_id = job.id
+    assert queue_stalled(0) is True
+    with get_engine().connect() as watcher, get_engine().connect() as writer, ThreadPoolExecutor(1) as pool:
+        writer.execute(text("LOCK TABLE faces IN ROW EXCLUSIVE MODE"))  # what an enrollment holds
+        try:
+            sync = pool.submit(_sync, GALLERY_FACES)
+            deadline = time.monotonic() + 30
+            while not gallery_indexes.building(watcher) and time.monotonic() < deadline:
+                watcher.rollback()
+                time.sleep(0.1)
+            assert gallery_indexes.building(watcher)
+            assert queue_stalled(0) is False  # whatever the queue, a build in progress is not a stall
+        finally:  # the build also waits for every older snapshot: end both transactions
+            writer.rollback()
+            watcher.rollback()
+        assert sync.result(timeout=60)["built"] >= 1
+        assert not gallery_indexes.building(watcher)
+    with session_scope() as session:
+        session.execute(delete(Job).where(Job.id == job_id))
