@@ -97,5 +97,6 @@ def sync(
                     )
                 )
             return {"built": len(build), "dropped": len(drop), "skipped": 0}
-        finally:
+        finally:  # the connection goes back to the pool: leave it as it was found
+            connection.execute(text("RESET maintenance_work_mem"))
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
