@@ -132,6 +132,14 @@ class Settings:
     enroll_min_det_score: float = 0.6
     enroll_min_sharpness: float = 25.0  # variance of the Laplacian on the aligned 112x112 crop
     enroll_max_yaw: float = 65.0  # degrees, estimated from the keypoints
+    # A photo added to a person with faces must reach this similarity with one of them, else the
+    # job fails `face_mismatch` (force=true overrides): LFW FMR 3.8e-4, FNMR 0.7 % (docs/RECOGNITION.md).
+    enroll_consistency_threshold: float = 0.25
+    # An enrollment photo whose second face is at least this fraction of the largest (shorter box
+    # sides) fails `multiple_faces` (measured on LFW and real photos: docs/RECOGNITION.md).
+    enroll_max_second_face_ratio: float = 0.7
+    person_metadata_max_bytes: int = 4096  # a person's free-form `metadata`, as JSON
+    idempotency_key_hours: int = 48  # how long an Idempotency-Key is remembered (at least 24)
 
     # Engine
     model_pack_dir: Path | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
@@ -173,13 +181,16 @@ class Settings:
     def is_production(self) -> bool:
         return self.env not in ("development", "test")
 
-    def enrollment_gates(self) -> dict[str, float]:
-        """The quality policy, stored with each enrollment job when it is submitted."""
+    def enrollment_policy(self) -> dict[str, float]:
+        """The enrollment rules' limits (domain/enrollment.py), stored with each enrollment job
+        when it is submitted, so a job is judged by the policy its submitter saw."""
         return {
             "min_face_size": self.enroll_min_face_size,
             "min_det_score": self.enroll_min_det_score,
             "min_sharpness": self.enroll_min_sharpness,
             "max_yaw": self.enroll_max_yaw,
+            "min_consistency": self.enroll_consistency_threshold,
+            "max_second_face_ratio": self.enroll_max_second_face_ratio,
         }
 
     def ort_intra_threads(self) -> int:
@@ -242,6 +253,10 @@ def load_settings() -> Settings:
         enroll_min_det_score=_float("ENROLL_MIN_DET_SCORE", 0.6),
         enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),
         enroll_max_yaw=_float("ENROLL_MAX_YAW", 65.0),
+        enroll_consistency_threshold=_float("ENROLL_CONSISTENCY_THRESHOLD", 0.25),
+        enroll_max_second_face_ratio=_float("ENROLL_MAX_SECOND_FACE_RATIO", 0.7),
+        person_metadata_max_bytes=_int("PERSON_METADATA_MAX_BYTES", 4096),
+        idempotency_key_hours=max(24, _int("IDEMPOTENCY_KEY_HOURS", 48)),
         model_pack_dir=_path("MODEL_PACK_DIR", None),
         det_size=_int("DET_SIZE", 640),
         det_size_min=_int("DET_SIZE_MIN", 320),

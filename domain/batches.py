@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from domain.enrollment import discard_batch_gallery
 from domain.jobs import iso, now
 from domain.models import Batch, Job, JobStatus
 
@@ -21,33 +22,46 @@ def batch_status(counts: dict[JobStatus, int], total: int) -> str:
     return "failed" if succeeded == 0 else "partial"
 
 
-def batch_document(session: Session, batch: Batch) -> dict[str, Any]:
-    items = session.execute(select(Job).where(Job.batch_id == batch.id).order_by(Job.created_at, Job.id)).scalars()
-    rows = list(items)
-    counts: dict[JobStatus, int] = {}
-    for job in rows:
-        counts[job.status] = counts.get(job.status, 0) + 1
-    document = {
+def batch_document(session: Session, batch: Batch, *, with_items: bool = True) -> dict[str, Any]:
+    """The batch with its counts and, in manifest (or archive) order, its items."""
+    counts: dict[JobStatus, int] = dict(
+        session.execute(select(Job.status, func.count()).where(Job.batch_id == batch.id).group_by(Job.status)).all()
+    )
+    document: dict[str, Any] = {
         "id": str(batch.id),
         "status": batch_status(counts, batch.total),
+        "gallery": batch.gallery_name,
         "total": batch.total,
         "succeeded": counts.get(JobStatus.succeeded, 0),
         "failed": counts.get(JobStatus.failed, 0),
         "created_at": iso(batch.created_at),
-        "items": [
-            {
-                "file": job.params.get("file"),
-                "person_id": str(job.person_id) if job.person_id else None,
-                "job_id": str(job.id),
-                "status": job.status.value,
-                "error": job.error,
-            }
-            for job in rows
-        ],
     }
+    if with_items:
+        rows = sorted(
+            session.execute(select(Job).where(Job.batch_id == batch.id)).scalars(),
+            key=lambda job: job.params.get("index", 0),
+        )
+        document["items"] = [_item(job) for job in rows]
     if batch.webhook_url:
         document["webhook"] = {"url": batch.webhook_url, "deliveries": batch.deliveries}
     return document
+
+
+def _item(job: Job) -> dict[str, Any]:
+    result = job.result or {}
+    return {
+        "index": job.params.get("index"),
+        "file": job.params.get("file"),
+        "name": job.params.get("name"),
+        "external_id": job.params.get("external_id"),
+        "person_id": str(job.person_id) if job.person_id else result.get("person_id"),
+        "job_id": str(job.id),
+        "status": job.status.value,
+        "face_id": result.get("face_id"),
+        "faces_detected": result.get("faces_detected", (job.error or {}).get("faces_detected")),
+        "duplicate": result.get("duplicate"),
+        "error": job.error,
+    }
 
 
 def complete_once(session: Session, batch_id: uuid.UUID) -> bool:
@@ -63,9 +77,11 @@ def complete_once(session: Session, batch_id: uuid.UUID) -> bool:
     return claimed.rowcount == 1
 
 
-def batch_webhook_due(session: Session, batch_id: uuid.UUID) -> bool:
-    """True exactly once, for the caller that ends the batch's last item, when the batch has a
-    webhook: that caller commits, then enqueues the delivery."""
+def end_once(session: Session, batch_id: uuid.UUID) -> bool:
+    """Close the batch, exactly once, for the caller that ends its last item: a batch whose every
+    item failed leaves no gallery it created. True when the batch has a webhook: that caller
+    commits, then enqueues the delivery."""
     if not complete_once(session, batch_id):
         return False
+    discard_batch_gallery(session, batch_id)
     return session.execute(select(Batch.webhook_url).where(Batch.id == batch_id)).scalar_one() is not None

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     """An expected failure a client can act on. `status` is the HTTP status the API answers with."""
 
     status = 400
 
-    def __init__(self, code: str, message: str, status: int | None = None):
+    def __init__(self, code: str, message: str, status: int | None = None, **details: Any):
         super().__init__(message)
         self.code = code
         self.message = message
+        # Facts a client acts on beside the message (e.g. the existing `person_id`), JSON values.
+        self.details = details
         if status is not None:
             self.status = status
 
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.details}
 
 
 class NotFound(ServiceError):

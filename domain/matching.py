@@ -45,7 +45,7 @@ _GALLERY_SIZE_UP_TO = text(
 _SEARCH_SETTINGS = text(
     "SELECT set_config('hnsw.ef_search', :ef, true), set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
-_NAMES = text("SELECT id, name FROM persons WHERE id = ANY(:ids)")
+_PERSONS = text("SELECT id, name, external_id, metadata FROM persons WHERE id = ANY(:ids)")
 
 # Gallery sizes this process counted recently: (gallery_id, model) -> (faces, when). Only the
 # choice of path reads them, and every path returns a correct answer, so an entry gone stale
@@ -59,9 +59,17 @@ class Match:
     person_id: uuid.UUID
     name: str
     similarity: float
+    external_id: str | None = None
+    metadata: dict | None = None
 
     def as_dict(self) -> dict:
-        return {"person_id": str(self.person_id), "name": self.name, "similarity": round(self.similarity, 4)}
+        return {
+            "person_id": str(self.person_id),
+            "name": self.name,
+            "external_id": self.external_id,
+            "metadata": self.metadata or {},
+            "similarity": round(self.similarity, 4),
+        }
 
 
 def vector_literal(embedding: np.ndarray) -> str:
@@ -108,9 +116,13 @@ def search(
     ranked = sorted(((1.0 - d, p) for p, d in best.items() if 1.0 - d >= threshold), reverse=True)[:top_k]
     if not ranked:
         return []
-    names = dict(session.execute(_NAMES, {"ids": [p for _, p in ranked]}).all())
-    # A person deleted since the candidates were read is left out.
-    return [Match(p, names[p], float(similarity)) for similarity, p in ranked if p in names]
+    persons = {row[0]: row[1:] for row in session.execute(_PERSONS, {"ids": [p for _, p in ranked]}).all()}
+    matches = []
+    for similarity, person_id in ranked:
+        if person_id in persons:  # a person deleted since the candidates were read is left out
+            name, external_id, metadata = persons[person_id]
+            matches.append(Match(person_id, name, float(similarity), external_id, metadata))
+    return matches
 
 
 def _hnsw_candidates(session: Session, params: dict, ef_search: int) -> list:

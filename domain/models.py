@@ -9,11 +9,13 @@ from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Enum,
     Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     UniqueConstraint,
@@ -108,6 +110,8 @@ class Person(Base):
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
     consent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     consent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    # Free-form JSON object of the operator's (`metadata` is taken by SQLAlchemy, hence the name).
+    meta: Mapped[dict] = mapped_column("metadata", JSONB, nullable=False, default=dict, server_default="{}")
     created_at: Mapped[datetime] = _created_at()
 
     gallery: Mapped[Gallery] = relationship()
@@ -119,6 +123,9 @@ class Face(Base):
 
     __tablename__ = "faces"
     __table_args__ = (
+        # The same photo enrolled again for the same person adds nothing (migration 0008).
+        UniqueConstraint("person_id", "source_sha256", name="uq_faces_person_source"),
+        Index("ix_faces_gallery_source", "gallery_id", "source_sha256"),
         Index("ix_faces_gallery_model", "gallery_id", "model"),
         Index(
             "ix_faces_embedding_hnsw",
@@ -137,10 +144,13 @@ class Face(Base):
     gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
     # The enrollment job that produced this face: unique, so a redelivered job never adds a second face.
     source_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    # sha256 of the photo the face came from (the photo itself is never kept); NULL before 0008.
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
     model: Mapped[str] = mapped_column(String(100), nullable=False)
     det_score: Mapped[float] = mapped_column(Float, nullable=False)
     bbox: Mapped[list[float]] = mapped_column(JSONB, nullable=False)
+    quality: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
 
     person: Mapped[Person] = relationship(back_populates="faces")
@@ -150,12 +160,14 @@ class Batch(Base):
     """A batch enrollment: many photos, one enrollment job each."""
 
     __tablename__ = "batches"
-    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key", name="uq_batches_owner_key"),)
+    __table_args__ = (Index("ix_batches_owner_created", "owner_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
-    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # NULL once a gallery that this batch created is removed because every item failed.
+    gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_gallery: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
     total: Mapped[int] = mapped_column(nullable=False)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
@@ -176,7 +188,9 @@ class Job(Base):
         Enum(JobStatus, name="job_status"), nullable=False, default=JobStatus.queued
     )
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
-    gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"))
+    # SET NULL: a job outlives a gallery removed because its enrollment failed; deleting a gallery
+    # through the API deletes its jobs explicitly (web/services.delete_gallery).
+    gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
     batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("batches.id", ondelete="CASCADE", name="fk_jobs_batch"), index=False
@@ -216,3 +230,20 @@ class AuditEvent(Base):
     target_type: Mapped[str | None] = mapped_column(String(30))
     target_id: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key sent by an account, with the fingerprint of the request it came with and
+    the answer given, so a retry gets the same answer and a different request with it a 409."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    route: Mapped[str] = mapped_column(String(200), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    # NULL while the first request is in flight (or if its process died before answering).
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()

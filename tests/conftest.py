@@ -56,6 +56,7 @@ def test_environment(data_dir: Path) -> Iterator[None]:
             "WORKER_CONCURRENCY": "1",
             "RATELIMIT_SUBMIT": "10000/minute",
             "RATELIMIT_LOGIN": "10000/minute",
+            "RATELIMIT_BATCH": "10000/minute",
             # The tests' own webhook receivers listen on loopback; retries are fast.
             "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             "WEBHOOK_RETRY_BASE_SECONDS": "0.2",

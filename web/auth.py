@@ -26,6 +26,7 @@ from web.db import get_session
 from web.errors import error_response
 from web.extensions import jwt, limiter, login_email_key
 from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
+from web.idempotency import idempotent
 from web.ratelimits import login_limit, signup_limit, submit_limit
 from web.waiting import accepted, wait_seconds
 
@@ -145,6 +146,7 @@ def delete_me():
 @bp.post("/me/face")
 @jwt_required()
 @limiter.limit(submit_limit)
+@idempotent
 def enroll_me():
     """Enroll a photo of the caller as its own face profile (a person linked to the account)."""
     reject_unknown_fields({"image", "consent", "name", "webhook_url"})

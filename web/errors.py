@@ -26,7 +26,7 @@ def _http_code(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        return error_response(exc.status, exc.code, exc.message)
+        return jsonify({"error": exc.as_dict()}), exc.status
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):

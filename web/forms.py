@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from web.logs import request_stage
 
 GALLERY_NAME = re.compile(r"^[\w.\-]{1,100}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+PERSON_FIELDS = {"name", "external_id", "metadata"}
 
 
 @dataclass(frozen=True)
@@ -24,15 +27,43 @@ class Upload:
     info: ImageInfo
 
 
-def bad_request(code: str, message: str) -> ServiceError:
-    return ServiceError(code, message, status=400)
+def bad_request(code: str, message: str, **details: Any) -> ServiceError:
+    return ServiceError(code, message, status=400, **details)
+
+
+def _unknown(names: set[str], allowed: set[str], what: str) -> ServiceError | None:
+    unknown = sorted(str(name) for name in names - allowed)
+    if not unknown:
+        return None
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hints.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
+    return bad_request(
+        f"unknown_{what}",
+        f"Unknown {what.replace('_', ' ')}(s): {', '.join(hints)}. Expected: {', '.join(sorted(allowed))}.",
+    )
 
 
 def reject_unknown_fields(allowed: set[str]) -> None:
     """A misspelled optional field must not be silently ignored."""
-    unknown = sorted(str(name) for name in (set(request.form) | set(request.files)) - allowed)
-    if unknown:
-        raise bad_request("unknown_field", f"Unknown field(s): {', '.join(unknown)}.")
+    if error := _unknown(set(request.form) | set(request.files), allowed, "field"):
+        raise error
+
+
+def reject_unknown_query(allowed: set[str]) -> None:
+    """Unknown query parameters are refused like unknown form fields (`?galery=` must not list `default`)."""
+    if error := _unknown(set(request.args), allowed, "query_parameter"):
+        raise error
+
+
+def bool_field(name: str) -> bool:
+    raw = (request.form.get(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise bad_request("invalid_field", f"The field '{name}' must be true or false.")
 
 
 def text_field(name: str, *, required: bool = False, max_length: int = 200) -> str | None:
@@ -57,13 +88,50 @@ def uuid_field(name: str) -> uuid.UUID:
         raise bad_request("invalid_field", f"The field '{name}' must be a UUID.") from None
 
 
-def gallery_field() -> str:
-    name = text_field("gallery", max_length=100) or "default"
+def valid_gallery_name(name: str) -> str:
     if not GALLERY_NAME.match(name):
         raise bad_request(
             "invalid_field", "The gallery name may hold letters, digits, '_', '.' and '-' (1-100 characters)."
         )
     return name
+
+
+def gallery_field() -> str:
+    return valid_gallery_name(text_field("gallery", max_length=100) or "default")
+
+
+def _clean_text(name: str, value: Any, max_length: int, *, nullable: bool) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("invalid_field", f"'{name}' must be a non-empty string{' or null' if nullable else ''}.")
+    value = value.strip()
+    if len(value) > max_length or _CONTROL_CHARS.search(value):
+        raise bad_request("invalid_field", f"'{name}' must be at most {max_length} characters, no control characters.")
+    return value
+
+
+def person_changes() -> dict[str, Any]:
+    """A PATCH body for a person: `name`, `external_id` (null removes it), `metadata` (a JSON
+    object of at most PERSON_METADATA_MAX_BYTES once serialised)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body:
+        raise bad_request("invalid_json", "Send a JSON object with name, external_id and/or metadata.")
+    if error := _unknown(set(body), PERSON_FIELDS, "field"):
+        raise error
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = _clean_text("name", body["name"], 200, nullable=False)
+    if "external_id" in body:
+        changes["external_id"] = _clean_text("external_id", body["external_id"], 200, nullable=True)
+    if "metadata" in body:
+        limit = get_settings().person_metadata_max_bytes
+        if not isinstance(body["metadata"], dict):
+            raise bad_request("invalid_field", "'metadata' must be a JSON object.")
+        if len(json.dumps(body["metadata"])) > limit:
+            raise bad_request("invalid_field", f"'metadata' must be at most {limit} bytes as JSON.")
+        changes["metadata"] = body["metadata"]
+    return changes
 
 
 def number_field(name: str, kind: type, default: Any, low: Any, high: Any) -> Any:

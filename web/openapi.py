@@ -70,6 +70,11 @@ SPEC = {
                         "type": "object",
                         "required": ["code", "message"],
                         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        "additionalProperties": True,
+                        "description": "some codes carry facts to act on: person_exists and "
+                        "photo_enrolled_elsewhere the `person_id`, face_mismatch `best_similarity` and "
+                        "`threshold`, duplicate_file `file`, unreferenced_file `files`, enrollment "
+                        "failures `faces_detected`",
                     }
                 },
             },
@@ -89,6 +94,12 @@ SPEC = {
                     "model": {"type": "string"},
                     "det_score": {"type": "number"},
                     "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                    "quality": {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}},
+                    "photo_sha256_prefix": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "first 12 hex digits of the sha256 of the photo the face came from",
+                    },
                     "created_at": {"type": "string", "format": "date-time"},
                 },
             },
@@ -98,6 +109,7 @@ SPEC = {
                     "id": UUID,
                     "name": {"type": "string"},
                     "external_id": {"type": "string", "nullable": True},
+                    "metadata": {"type": "object", "description": "free-form, set with PATCH"},
                     "gallery": {"type": "string"},
                     "account_id": {"type": "string", "nullable": True},
                     "consent": {
@@ -124,8 +136,10 @@ SPEC = {
                     "result": {
                         "type": "object",
                         "nullable": True,
-                        "description": "enroll: {person_id, face_id, det_score, bbox, faces_detected}; "
-                        "recognize: {faces: [{bbox, det_score, matches: [{person_id, name, similarity}]}]}",
+                        "description": "enroll: {person_id, face_id, det_score, bbox, faces_detected, quality, "
+                        "duplicate (the same photo was already enrolled for this person), consistency (best "
+                        "similarity with the person's earlier faces)}; recognize: {faces: [{bbox, det_score, "
+                        "matches: [{person_id, name, external_id, metadata, similarity}]}]}",
                     },
                     "error": {"$ref": "#/components/schemas/Error/properties/error", "nullable": True},
                     "timings_ms": {
@@ -315,6 +329,7 @@ SPEC = {
                 "summary": "List persons of a gallery",
                 "parameters": [
                     {"name": "gallery", "in": "query", "schema": GALLERY},
+                    {"name": "external_id", "in": "query", "schema": {"type": "string", "maxLength": 200}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
@@ -346,6 +361,30 @@ SPEC = {
                     **AUTH_ERRORS,
                 },
             },
+            "patch": {
+                "summary": "Change a person's name, external_id or metadata",
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "maxLength": 200},
+                                "external_id": {"type": "string", "maxLength": 200, "nullable": True},
+                                "metadata": {"type": "object", "description": "at most 4 KB as JSON by default"},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "Person", **_json({"$ref": "#/components/schemas/Person"})},
+                    "400": ERROR,
+                    "404": ERROR,
+                    "409": ERROR,
+                    **AUTH_ERRORS,
+                },
+            },
             "delete": {
                 "summary": "Delete a person and every embedding of it",
                 "responses": {"204": {"description": "Deleted"}, "404": ERROR, **AUTH_ERRORS},
@@ -353,9 +392,38 @@ SPEC = {
         },
         "/api/v1/persons/{person_id}/faces": {
             "parameters": [PATH_PERSON],
+            "get": {
+                "summary": "The person's enrolled faces, to inspect and repair",
+                "responses": {
+                    "200": {
+                        "description": "Faces",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}}
+                                },
+                            }
+                        ),
+                    },
+                    "404": ERROR,
+                    **AUTH_ERRORS,
+                },
+            },
             "post": {
-                "summary": "Add another photo of a person (asynchronous)",
-                "requestBody": _multipart({"image": IMAGE}, ["image"]),
+                "summary": "Add another photo of a person (asynchronous); it must resemble the person's faces",
+                "requestBody": _multipart(
+                    {
+                        "image": IMAGE,
+                        "force": {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "enroll even if the face does not resemble the person (audited)",
+                        },
+                        "webhook_url": WEBHOOK,
+                    },
+                    ["image"],
+                ),
                 "responses": {
                     "202": {"description": "Accepted", **_json({"type": "object", "properties": {"job_id": UUID}})},
                     **UPLOAD_ERRORS,
@@ -363,12 +431,24 @@ SPEC = {
                 },
             },
         },
+        "/api/v1/persons/{person_id}/faces/{face_id}": {
+            "parameters": [PATH_PERSON, {"name": "face_id", "in": "path", "required": True, "schema": UUID}],
+            "delete": {
+                "summary": "Remove one embedding of a person (a wrong photo)",
+                "responses": {"204": {"description": "Deleted"}, "404": ERROR, **AUTH_ERRORS},
+            },
+        },
         "/api/v1/enrollments": {
+            "get": {
+                "summary": "The caller's batches, newest first (without their items)",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "{items, next_cursor}"}, "400": ERROR, **AUTH_ERRORS},
+            },
             "post": {
                 "summary": "Batch enrollment: `images` + JSON `manifest`, or one ZIP `archive` (<person>/<photo>)",
-                "parameters": [
-                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 200}}
-                ],
                 "requestBody": _multipart(
                     {
                         "images": {"type": "array", "items": IMAGE},
@@ -376,12 +456,13 @@ SPEC = {
                         "archive": {"type": "string", "format": "binary"},
                         "consent": {"type": "string", "enum": ["true"]},
                         "gallery": GALLERY,
+                        "force": {"type": "string", "enum": ["true", "false"]},
                         "webhook_url": WEBHOOK,
                     },
                     ["consent"],
                 ),
                 "responses": {"202": {"description": "Accepted: {batch_id, total}"}, **UPLOAD_ERRORS, **AUTH_ERRORS},
-            }
+            },
         },
         "/api/v1/enrollments/{batch_id}": {
             "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": UUID}],
@@ -500,6 +581,25 @@ SPEC = {
         },
     },
 }
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "maxLength": 200},
+    "description": "the same key with the same request answers the first answer again (kept at least 24 h); "
+    "with a different request, 409 idempotency_key_reused",
+}
+for _path in (
+    "/api/v1/auth/me/face",
+    "/api/v1/persons",
+    "/api/v1/persons/{person_id}/faces",
+    "/api/v1/recognize",
+    "/api/v1/verify",
+    "/api/v1/enrollments",
+):
+    _post = SPEC["paths"][_path]["post"]
+    _post["parameters"] = [*_post.get("parameters", []), IDEMPOTENCY_KEY]
+    _post["responses"]["409"] = ERROR
 
 # Every single-photo submission takes ?wait=N: 200 with the finished job when it ends in time.
 for _path in (

@@ -20,6 +20,7 @@ from web.forms import (
     uuid_field,
     webhook_field,
 )
+from web.idempotency import idempotent
 from web.ratelimits import submit_limit
 from web.waiting import accepted, wait_seconds
 
@@ -29,6 +30,7 @@ bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
 @bp.post("/recognize")
 @roles_required(Role.admin, Role.operator)
 @limiter.limit(submit_limit)
+@idempotent
 def recognize():
     """202 {job_id}; with `?wait=N` (N <= 30) 200 and the finished job if it ends within N seconds."""
     settings = get_settings()
@@ -56,6 +58,7 @@ def recognize():
 @bp.post("/verify")
 @roles_required(Role.admin, Role.operator)
 @limiter.limit(submit_limit)
+@idempotent
 def verify():
     """1:1 verification: `image_a` and `image_b`, or `image` and `person_id`."""
     reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold", "webhook_url"})

@@ -6,17 +6,18 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, false, func, or_, select, true
+from sqlalchemy import ColumnElement, delete, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from config import get_settings
-from domain import audit
-from domain.batches import batch_webhook_due
+from domain import audit, enrollment
+from domain.batches import batch_document, end_once
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish, iso, job_document, now
 from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
 from domain.notifications import announce_job_ended
+from web.batch_input import Entry
 from web.logs import request_stage
 from web.pagination import keyset_page
 from workers.celery_app import enqueue, enqueue_webhook
@@ -33,13 +34,15 @@ def find_gallery(session: Session, owner: Account, name: str) -> Gallery | None:
     ).scalar_one_or_none()
 
 
-def get_or_create_gallery(session: Session, owner: Account, name: str) -> Gallery:
+def get_or_create_gallery(session: Session, owner: Account, name: str) -> tuple[Gallery, bool]:
+    """The owner's gallery named `name`, and whether this call created it."""
     gallery = find_gallery(session, owner, name)
-    if gallery is None:
-        gallery = Gallery(owner_id=owner.id, name=name)
-        session.add(gallery)
-        session.flush()
-    return gallery
+    if gallery is not None:
+        return gallery, False
+    gallery = Gallery(owner_id=owner.id, name=name)
+    session.add(gallery)
+    session.flush()
+    return gallery, True
 
 
 def require_gallery(session: Session, owner: Account, name: str) -> Gallery:
@@ -104,8 +107,8 @@ def cancel_job(session: Session, account: Account, job: Job) -> bool:
     )
     if cancelled:
         audit.record(session, account, "job.cancel", "job", job.id)
-        if job.type is JobType.enroll and job.params.get("created_person") and job.person_id:
-            session.execute(delete(Person).where(Person.id == job.person_id))
+        if job.type is JobType.enroll:
+            enrollment.discard_failed(session, job)
     session.commit()
     if cancelled:
         announce_job_ended(job.id)
@@ -136,9 +139,25 @@ def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
         raise queue_unavailable() from None
 
 
-def _enroll_params(*, created_person: bool) -> dict[str, Any]:
-    # The quality policy in force at submission travels with the job.
-    return {"created_person": created_person, "quality_gates": get_settings().enrollment_gates()}
+def _enroll_params(
+    image: bytes,
+    *,
+    created_person: bool,
+    created_gallery: bool,
+    force: bool = False,
+    sha256: str | None = None,
+    **item: Any,
+) -> dict[str, Any]:
+    """What an enrollment job needs beside its photo: what it created (removed again if it fails:
+    domain/enrollment.discard_failed), the photo's hash, and the policy in force at submission."""
+    return {
+        "created_person": created_person,
+        "created_gallery": created_gallery,
+        "force": force,
+        "photo_sha256": sha256 or enrollment.photo_sha256(image),
+        "quality_gates": get_settings().enrollment_policy(),
+        **item,
+    }
 
 
 def _submit_enroll_job(
@@ -148,21 +167,24 @@ def _submit_enroll_job(
     image: bytes,
     *,
     created_person: bool,
+    created_gallery: bool = False,
+    force: bool = False,
     action: str,
     webhook_url: str | None,
 ) -> Job:
-    """One enrollment job for `person`."""
+    """One enrollment job for `person`; a forced one is audited as such."""
     return _submit_job(
         session,
         account,
         audit_as=(action, "person", person.id),
+        audit_details={"force": True} if force else None,
         created=[person] if created_person else [],
         webhook_url=webhook_url,
         job_type=JobType.enroll,
         image=image,
         gallery_id=person.gallery_id,
         person_id=person.id,
-        params=_enroll_params(created_person=created_person),
+        params=_enroll_params(image, created_person=created_person, created_gallery=created_gallery, force=force),
     )
 
 
@@ -193,7 +215,9 @@ def submit_enrollment(
     external_id: str | None,
     webhook_url: str | None = None,
 ) -> tuple[Person, Job]:
-    gallery = get_or_create_gallery(session, account, gallery_name)
+    if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
+        raise person_exists(existing, gallery_name)
+    gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
     person = Person(
         id=uuid.uuid4(),
         gallery_id=gallery.id,
@@ -205,24 +229,59 @@ def submit_enrollment(
     session.add(person)
     try:
         session.flush()
-    except IntegrityError:
+    except IntegrityError:  # the same external_id, enrolled concurrently
         session.rollback()
-        raise ServiceError(
-            "person_exists",
-            f"A person with external_id '{external_id}' already exists in gallery '{gallery_name}'.",
-            status=409,
-        ) from None
+        raise person_exists(_person_by_external_id(session, account, gallery_name, external_id), gallery_name) from None
     job = _submit_enroll_job(
-        session, account, person, image, created_person=True, action="person.enroll", webhook_url=webhook_url
+        session,
+        account,
+        person,
+        image,
+        created_person=True,
+        created_gallery=created_gallery,
+        action="person.enroll",
+        webhook_url=webhook_url,
     )
     return person, job
 
 
+def _person_by_external_id(session: Session, account: Account, gallery_name: str, external_id: str) -> Person | None:
+    query = (
+        select(Person)
+        .join(Gallery)
+        .where(Gallery.owner_id == account.id, Gallery.name == gallery_name, Person.external_id == external_id)
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
+def person_exists(person: Person | None, gallery_name: str) -> ServiceError:
+    return ServiceError(
+        "person_exists",
+        f"A person with external_id '{person.external_id if person else ''}' already exists in gallery "
+        f"'{gallery_name}': add this photo to it with POST /api/v1/persons/{{person_id}}/faces.",
+        status=409,
+        person_id=str(person.id) if person else None,
+    )
+
+
 def submit_face(
-    session: Session, account: Account, person: Person, image: bytes, webhook_url: str | None = None
+    session: Session,
+    account: Account,
+    person: Person,
+    image: bytes,
+    webhook_url: str | None = None,
+    *,
+    force: bool = False,
 ) -> Job:
     return _submit_enroll_job(
-        session, account, person, image, created_person=False, action="person.add_face", webhook_url=webhook_url
+        session,
+        account,
+        person,
+        image,
+        created_person=False,
+        force=force,
+        action="person.add_face",
+        webhook_url=webhook_url,
     )
 
 
@@ -296,30 +355,45 @@ def find_batch(session: Session, account: Account, batch_id: uuid.UUID) -> Batch
     return session.execute(query).scalar_one_or_none()
 
 
-def batch_for_key(session: Session, account: Account, key: str) -> Batch | None:
-    """The caller's batch sent with this Idempotency-Key (keys are per account, admins' too)."""
-    query = select(Batch).where(Batch.owner_id == account.id, Batch.idempotency_key == key)
-    return session.execute(query).scalar_one_or_none()
+def list_batches(session: Session, account: Account, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The caller's batches (an admin's: everybody's), newest first, without their items."""
+    query = select(Batch).where(visible_to(account, Batch.owner_id))
+    page, next_cursor = keyset_page(
+        session, query, (Batch.created_at, Batch.id), limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [batch_document(session, b, with_items=False) for (b,) in page], "next_cursor": next_cursor}
 
 
-def _batch_person(session: Session, account: Account, gallery: Gallery, entry, persons: dict) -> Person:
-    """Entries sharing an external_id (or, without one, a name) become one person."""
+def _batch_person(
+    session: Session, account: Account, gallery: Gallery, entry: Entry, persons: dict
+) -> tuple[Person, bool]:
+    """The person an entry enrolls, and whether this batch creates it. Entries sharing an
+    external_id (or, without one, a name) are one person. An existing person is reused when it
+    has the entry's external_id, or, without one, the same name and this very photo (a batch
+    re-run after an interruption must not create everybody again)."""
     key = ("external_id", entry.external_id) if entry.external_id else ("name", entry.name)
     if key not in persons:
-        existing = None
+        in_gallery = select(Person).where(Person.gallery_id == gallery.id)
         if entry.external_id:
-            existing = session.execute(
-                select(Person).where(Person.gallery_id == gallery.id, Person.external_id == entry.external_id)
-            ).scalar_one_or_none()
-        persons[key] = existing or Person(
-            id=uuid.uuid4(),
-            gallery_id=gallery.id,
-            name=entry.name,
-            external_id=entry.external_id,
-            consent_at=now(),
-            consent_by_id=account.id,
-        )
-        session.add(persons[key])
+            existing = in_gallery.where(Person.external_id == entry.external_id)
+        else:
+            existing = in_gallery.where(
+                Person.name == entry.name,
+                Person.id.in_(select(Face.person_id).where(Face.source_sha256 == entry.sha256)),
+            )
+        person = session.execute(existing.limit(1)).scalar_one_or_none()
+        created = person is None
+        if created:
+            person = Person(
+                id=uuid.uuid4(),
+                gallery_id=gallery.id,
+                name=entry.name,
+                external_id=entry.external_id,
+                consent_at=now(),
+                consent_by_id=account.id,
+            )
+            session.add(person)
+        persons[key] = (person, created)
     return persons[key]
 
 
@@ -327,31 +401,33 @@ def submit_batch(
     session: Session,
     account: Account,
     *,
-    entries: list,
+    entries: list[Entry],
     gallery_name: str,
-    idempotency_key: str | None,
     webhook_url: str | None,
+    force: bool = False,
 ) -> Batch:
-    """Create the batch with one job per entry; bad entries are failed items from the start.
-
-    The caller has looked the Idempotency-Key up already (before reading the photos); a
-    batch with the same key committed meanwhile is returned instead, creating nothing."""
-    gallery = get_or_create_gallery(session, account, gallery_name)
+    """Create the batch with one job per entry (in its manifest or archive order, `index`); bad
+    entries are failed items from the start. A person or gallery the batch creates is removed
+    again if none of its photos enrolls (domain/enrollment.py)."""
+    gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
     batch = Batch(
         id=uuid.uuid4(),
         owner_id=account.id,
         gallery_id=gallery.id,
-        idempotency_key=idempotency_key,
+        gallery_name=gallery.name,
+        created_gallery=created_gallery,
         total=len(entries),
         webhook_url=webhook_url,
     )
     session.add(batch)
     persons: dict = {}
     queued = []
-    for entry in entries:
-        person = _batch_person(session, account, gallery, entry, persons) if entry.error is None else None
+    for index, entry in enumerate(entries):
+        person, created_person = (None, False)
+        if entry.error is None:
+            person, created_person = _batch_person(session, account, gallery, entry, persons)
         session.flush()
-        params = {**_enroll_params(created_person=False), "file": entry.file}
+        item = {"index": index, "file": entry.file, "name": entry.name, "external_id": entry.external_id}
         job = create_job(
             session,
             job_type=JobType.enroll,
@@ -359,7 +435,14 @@ def submit_batch(
             image=entry.data,
             gallery_id=gallery.id,
             person_id=person.id if person else None,
-            params=params,
+            params=_enroll_params(
+                entry.data or b"",
+                created_person=created_person,
+                created_gallery=created_gallery,
+                force=force,
+                sha256=entry.sha256,
+                **item,
+            ),
         )
         job.batch_id = batch.id
         if entry.error is not None:
@@ -367,30 +450,46 @@ def submit_batch(
             job.status, job.error, job.finished_at = JobStatus.failed, entry.error.as_dict(), now()
         else:
             queued.append(job.id)
-    audit.record(session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name)
-    try:
+    audit.record(
+        session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name, force=force
+    )
+    with request_stage("store"):
         session.commit()
-    except IntegrityError:  # the same Idempotency-Key, submitted concurrently
-        session.rollback()
-        return batch_for_key(session, account, idempotency_key)
     try:
         for job_id in queued:
             enqueue(job_id)
     except Exception:
         log.exception("could not enqueue batch %s", batch.id)
         session.execute(delete(Batch).where(Batch.id == batch.id))
-        for person in persons.values():
-            if not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
+        for person, created in persons.values():
+            if created and not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
                 session.execute(delete(Person).where(Person.id == person.id))
+        if created_gallery:
+            enrollment.discard_gallery_if_empty(session, gallery.id)
         session.commit()
         raise queue_unavailable() from None
-    if not queued and batch_webhook_due(session, batch.id):
+    if not queued and end_once(session, batch.id):
         session.commit()
         enqueue_webhook(batch.id, kind="batch")  # every entry was refused: the batch is already over
+    session.commit()
     return batch
 
 
 # --- persons ----------------------------------------------------------------------------
+
+
+def face_document(face: Face) -> dict[str, Any]:
+    return {
+        "id": str(face.id),
+        "model": face.model,
+        "det_score": round(face.det_score, 4),
+        "bbox": face.bbox,
+        "quality": face.quality,
+        # A prefix is enough to tell two photos apart; the full hash would only help to probe
+        # whether a given photo was enrolled.
+        "photo_sha256_prefix": face.source_sha256[:12] if face.source_sha256 else None,
+        "created_at": iso(face.created_at),
+    }
 
 
 def person_document(person: Person, *, faces: list[Face] | None = None, face_count: int | None = None) -> dict:
@@ -398,6 +497,7 @@ def person_document(person: Person, *, faces: list[Face] | None = None, face_cou
         "id": str(person.id),
         "name": person.name,
         "external_id": person.external_id,
+        "metadata": person.meta or {},
         "gallery": person.gallery.name,
         "account_id": str(person.account_id) if person.account_id else None,
         "consent": {
@@ -407,16 +507,7 @@ def person_document(person: Person, *, faces: list[Face] | None = None, face_cou
         "created_at": iso(person.created_at),
     }
     if faces is not None:
-        document["faces"] = [
-            {
-                "id": str(face.id),
-                "model": face.model,
-                "det_score": round(face.det_score, 4),
-                "bbox": face.bbox,
-                "created_at": iso(face.created_at),
-            }
-            for face in faces
-        ]
+        document["faces"] = [face_document(face) for face in faces]
         document["face_count"] = len(faces)
     else:
         document["face_count"] = face_count or 0
@@ -424,18 +515,53 @@ def person_document(person: Person, *, faces: list[Face] | None = None, face_cou
 
 
 def list_persons(
-    session: Session, account: Account, *, gallery_name: str, limit: int, cursor: str | None
+    session: Session,
+    account: Account,
+    *,
+    gallery_name: str,
+    external_id: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
-    """The gallery's persons in creation order (an unknown gallery lists nothing)."""
-    gallery = find_gallery(session, account, gallery_name)
+    """The gallery's persons in creation order, optionally only the one with `external_id`."""
+    gallery = require_gallery(session, account, gallery_name)
     face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
-    query = (
-        select(Person, face_count)
-        .where(Person.gallery_id == gallery.id if gallery else false())
-        .options(selectinload(Person.gallery))
-    )
+    query = select(Person, face_count).where(Person.gallery_id == gallery.id).options(selectinload(Person.gallery))
+    if external_id is not None:
+        query = query.where(Person.external_id == external_id)
     page, next_cursor = keyset_page(session, query, (Person.created_at, Person.id), limit=limit, cursor=cursor)
     return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
+
+
+def update_person(session: Session, account: Account, person: Person, changes: dict[str, Any]) -> Person:
+    """Change a person's name, external_id or metadata (already validated by the handler)."""
+    for field, value in changes.items():
+        setattr(person, "meta" if field == "metadata" else field, value)
+    audit.record(session, account, "person.update", "person", person.id, fields=sorted(changes))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = session.execute(
+            select(Person).where(Person.gallery_id == person.gallery_id, Person.external_id == changes["external_id"])
+        ).scalar_one_or_none()
+        raise person_exists(existing, person.gallery.name) from None
+    return person
+
+
+def list_faces(session: Session, person: Person) -> list[dict[str, Any]]:
+    faces = session.execute(select(Face).where(Face.person_id == person.id).order_by(Face.created_at, Face.id))
+    return [face_document(face) for face in faces.scalars()]
+
+
+def delete_face(session: Session, account: Account, person: Person, face_id: uuid.UUID) -> None:
+    """Remove one embedding of the person (a wrong photo): later searches no longer see it."""
+    deleted = session.execute(delete(Face).where(Face.id == face_id, Face.person_id == person.id))
+    if deleted.rowcount != 1:
+        session.rollback()
+        raise NotFound("face_not_found", "The person has no face with this id.")
+    audit.record(session, account, "person.delete_face", "person", person.id, face_id=str(face_id))
+    session.commit()
 
 
 def delete_person(session: Session, account: Account, person: Person) -> None:
@@ -459,9 +585,9 @@ def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
 
 
 def create_gallery(session: Session, account: Account, name: str) -> Gallery:
-    if find_gallery(session, account, name):
+    gallery, created = get_or_create_gallery(session, account, name)
+    if not created:
         raise ServiceError("gallery_exists", f"You already have a gallery named '{name}'.", status=409)
-    gallery = get_or_create_gallery(session, account, name)
     audit.record(session, account, "gallery.create", "gallery", gallery.id, name=name)
     session.commit()
     return gallery
@@ -476,9 +602,11 @@ def list_galleries(session: Session, account: Account) -> list[dict[str, Any]]:
 
 
 def delete_gallery(session: Session, account: Account, name: str) -> None:
-    """Delete a gallery with all its persons and their faces (cascade)."""
+    """Delete a gallery with all its persons and their faces (cascade), and its jobs (explicitly:
+    jobs outlive a gallery only when an enrollment that created it failed, see Job.gallery_id)."""
     gallery = require_gallery(session, account, name)
     audit.record(session, account, "gallery.delete", "gallery", gallery.id, name=name)
+    session.execute(delete(Job).where(Job.gallery_id == gallery.id))
     session.execute(delete(Gallery).where(Gallery.id == gallery.id))
     session.commit()
 
@@ -493,9 +621,9 @@ def submit_profile_face(
 ) -> tuple[Person, Job]:
     """Enroll a photo of the caller as its own linked person (created on first use)."""
     person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
-    created = person is None
+    created, created_gallery = person is None, False
     if created:
-        gallery = get_or_create_gallery(session, account, PROFILE_GALLERY)
+        gallery, created_gallery = get_or_create_gallery(session, account, PROFILE_GALLERY)
         person = Person(
             id=uuid.uuid4(),
             gallery_id=gallery.id,
@@ -507,6 +635,13 @@ def submit_profile_face(
         session.add(person)
         session.flush()
     job = _submit_enroll_job(
-        session, account, person, image, created_person=created, action="profile.enroll", webhook_url=webhook_url
+        session,
+        account,
+        person,
+        image,
+        created_person=created,
+        created_gallery=created_gallery,
+        action="profile.enroll",
+        webhook_url=webhook_url,
     )
     return person, job

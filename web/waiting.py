@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request, url_for
 from sqlalchemy.orm import Session
 
 from domain.jobs import job_document
@@ -46,6 +46,24 @@ def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
             session.refresh(job)
 
 
+def location_of(body: dict[str, Any]) -> str | None:
+    """Where the client follows a submission: its job, or its batch."""
+    if body.get("job_id"):
+        return url_for("jobs.show", job_id=body["job_id"])
+    if body.get("batch_id"):
+        return url_for("enrollments.show", batch_id=body["batch_id"])
+    return None
+
+
+def submitted(body: dict[str, Any]) -> tuple[Response, int]:
+    """202 with `body` and a Location header; remembered for an Idempotency-Key (web/idempotency.py)."""
+    g.accepted_body = body
+    response = jsonify(body)
+    if location := location_of(body):
+        response.headers["Location"] = location
+    return response, 202
+
+
 def accepted(job: Job, body: dict[str, Any], wait: float) -> tuple[Response, int]:
     """A submission's answer: 202 with `body`; with `?wait=N`, 200 with `body` plus the job
     document as soon as the job ends within N seconds (one request instead of submit + long-poll)."""
@@ -53,5 +71,8 @@ def accepted(job: Job, body: dict[str, Any], wait: float) -> tuple[Response, int
         with request_stage("wait"):
             wait_until_ended(get_session(), job, time.monotonic() + wait)
         if job.status.finished:
-            return jsonify({**job_document(job), **body}), 200
-    return jsonify(body), 202
+            g.accepted_body = body
+            response = jsonify({**job_document(job), **body})
+            response.headers["Location"] = location_of(body)
+            return response, 200
+    return submitted(body)

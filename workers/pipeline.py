@@ -9,15 +9,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from config import get_settings
-from domain import batches, jobs, recognition
+from domain import batches, enrollment, jobs, recognition
 from domain.db import session_scope
 from domain.errors import ServiceError
-from domain.images import decode_bgr
+from domain.images import decode
 from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from workers.celery_app import enqueue_webhook
-from workers.engine import get_engine
+from workers.engine import crop_scale, get_engine
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def process_job(job_id: str) -> None:
             jobs.finish(session, job_uuid, result=result, timings=timer.as_ms())
     except ServiceError as error:
         with session_scope() as session:
-            if claimed.type is JobType.enroll:
-                recognition.discard_unfinished_person(session, claimed)
             jobs.finish(session, job_uuid, error=error, timings=timer.as_ms())
+            if claimed.type is JobType.enroll:
+                enrollment.discard_failed(session, claimed)
         log.info("job %s failed: %s", job_id, error.code)
     except OperationalError:
         raise  # the database is unreachable: the task retries and the job stays `running`
@@ -56,9 +56,9 @@ def process_job(job_id: str) -> None:
 
 
 def _notify_batch(batch_id: uuid.UUID) -> None:
-    """Whoever ends a batch's last item sends the batch webhook (exactly once)."""
+    """Whoever ends a batch's last item closes it and sends the batch webhook (exactly once)."""
     with session_scope() as session:
-        due = batches.batch_webhook_due(session, batch_id)
+        due = batches.end_once(session, batch_id)
     if due:
         enqueue_webhook(batch_id, kind="batch")
 
@@ -70,13 +70,22 @@ def _largest_face(engine, image: bytes, timer: StageTimer) -> list:
 
 def _analyze(engine, image: bytes, timer: StageTimer, max_faces: int = 0, embed_only: int = 0) -> list:
     """Decode, detect (the `max_faces` largest; all when 0) and embed (the first `embed_only`; all
-    when 0), each stage timed."""
+    when 0), each stage timed. Faces come back in the full photo's pixels.
+
+    A large JPEG is decoded at 1/2, 1/4 or 1/8 of its size (never below twice the detector's
+    input): the detector would shrink it to DET_SIZE anyway. Only when a face to embed is too
+    small in that image for its aligned crop is the photo decoded again, finer (crop_scale).
+    """
     with timer("decode"):
-        bgr = decode_bgr(image)
+        decoded = decode(image, min_long_side=engine.decode_long_side())
     with timer("detect"):
-        faces = engine.detect(bgr, max_faces)
+        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    chosen = faces[:embed_only] if embed_only else faces
+    if (finer := crop_scale(chosen, decoded.scale)) != decoded.scale:
+        with timer("decode"):
+            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
     with timer("embed"):
-        engine.embed(bgr, faces[:embed_only] if embed_only else faces)
+        engine.embed(decoded.bgr, chosen, scale=decoded.scale)
     return faces
 
 
@@ -85,9 +94,12 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
         raise ServiceError("input_missing", "The job's photo is no longer available.")
     engine = get_engine()
     if job.type is JobType.enroll:
+        sha256 = enrollment.job_photo_hash(job, image)
+        if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:
+            return existing  # the same photo again: nothing to detect, nothing to add
         faces = _largest_face(engine, image, timer)
         with timer("store"):
-            return recognition.enroll(session, job, faces, engine.model_name)
+            return enrollment.enroll(session, job, faces, engine.model_name, sha256)
     if job.type is JobType.verify:
         faces = _largest_face(engine, image, timer)
         other = _largest_face(engine, second_image, timer) if second_image is not None else None

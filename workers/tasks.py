@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy.exc import OperationalError
 
 from config import get_settings
-from domain import gallery_indexes, jobs
+from domain import gallery_indexes, idempotency, jobs
 from domain.db import get_engine, session_scope
 from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, celery_app, enqueue
 from workers.pipeline import process_job as run_pipeline
@@ -39,9 +39,12 @@ def reap_jobs() -> dict[str, int]:
 
 @celery_app.task(name="workers.tasks.purge_jobs")
 def purge_jobs() -> int:
-    """Delete finished jobs older than JOB_RETENTION_DAYS."""
+    """Delete finished jobs older than JOB_RETENTION_DAYS, and Idempotency-Keys older than
+    IDEMPOTENCY_KEY_HOURS."""
+    settings = get_settings()
     with session_scope() as session:
-        return jobs.purge_finished(session, jobs.now() - timedelta(days=get_settings().job_retention_days))
+        idempotency.purge(session, jobs.now() - timedelta(hours=settings.idempotency_key_hours))
+        return jobs.purge_finished(session, jobs.now() - timedelta(days=settings.job_retention_days))
 
 
 # A build of a large gallery's index takes minutes (about 2 per 100k faces on 2 cores): no job

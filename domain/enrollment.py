@@ -1,0 +1,254 @@
+"""The enrollment rules, one home for every path (a new person, an added photo, a batch item, the
+caller's face profile), so that a face is never stored under the wrong person, nothing is enrolled
+twice and a failed enrollment leaves nothing it created behind.
+
+In the order a worker applies them to an enrollment photo:
+
+1. the same photo already enrolled for this person: succeed again with the existing face (no
+   detection needed); enrolled for another person of the gallery: `photo_enrolled_elsewhere`;
+2. exactly one unambiguous face: none is `no_face`, a second face nearly as large as the largest
+   is `multiple_faces` (which of them would be the person?);
+3. the quality gates (size, detector confidence, sharpness, pose);
+4. consistency: a photo added to a person who has faces must resemble them (`face_mismatch`
+   below ENROLL_CONSISTENCY_THRESHOLD, unless the submission said `force=true`).
+
+The policy in force at submission travels with the job (`Settings.enrollment_policy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from domain.errors import FaceError
+from domain.models import Batch, Face, Gallery, Job, JobStatus, Person
+
+
+class EmbeddedFace(Protocol):
+    bbox: list[float]
+    det_score: float
+    embedding: np.ndarray | None
+    quality: dict[str, float]
+
+
+def photo_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rounded_box(bbox: list[float]) -> list[float]:
+    return [round(float(v), 1) for v in bbox]
+
+
+def face_side(bbox: list[float]) -> float:
+    """The shorter side of a face box, the size the quality gate and the second-face rule use."""
+    return max(0.0, min(bbox[2] - bbox[0], bbox[3] - bbox[1]))
+
+
+def no_face_error() -> FaceError:
+    return FaceError("no_face", "No face was found in the photo.", faces_detected=0)
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def check_single_face(faces: list[EmbeddedFace], max_second_ratio: float | None) -> None:
+    """Refuse a photo whose second face is nearly as large as the largest (faces arrive largest first)."""
+    if not faces:
+        raise no_face_error()
+    if max_second_ratio is None or len(faces) < 2:
+        return
+    ratio = face_side(faces[1].bbox) / max(face_side(faces[0].bbox), 1e-6)
+    if ratio >= max_second_ratio:
+        raise FaceError(
+            "multiple_faces",
+            f"The photo shows {len(faces)} faces and the second is {ratio:.0%} the size of the largest: "
+            "it is not clear which one is the person. Send a photo of this person alone, or crop it.",
+            faces_detected=len(faces),
+            boxes=[rounded_box(face.bbox) for face in faces[:5]],
+        )
+
+
+def check_quality(quality: dict[str, float], gates: dict[str, float], faces_detected: int = 1) -> None:
+    """The quality gates, checked in this order; each failure names the measure and its limit."""
+    checks = (
+        ("face_size", "min_face_size", "face_too_small", "The face is {v:.0f} px; at least {g:.0f} px are needed."),
+        (
+            "det_score",
+            "min_det_score",
+            "low_confidence",
+            "The detector is not confident this is a face ({v:.2f} < {g:.2f}).",
+        ),
+        ("sharpness", "min_sharpness", "too_blurry", "The face is too blurred (sharpness {v:.0f} < {g:.0f})."),
+    )
+    for measure, gate, code, message in checks:
+        if quality[measure] < gates[gate]:
+            raise FaceError(code, message.format(v=quality[measure], g=gates[gate]), faces_detected=faces_detected)
+    if abs(quality["yaw"]) > gates["max_yaw"]:
+        raise FaceError(
+            "extreme_pose",
+            f"The face is turned too far ({quality['yaw']:.0f} degrees; at most {gates['max_yaw']:.0f}).",
+            faces_detected=faces_detected,
+        )
+
+
+def best_similarity(session: Session, person_id: uuid.UUID, model: str, embedding: np.ndarray) -> float | None:
+    """The person's closest enrolled face of this model (None when it has none)."""
+    best = session.execute(
+        select(func.max(1 - Face.embedding.cosine_distance(embedding))).where(
+            Face.person_id == person_id, Face.model == model
+        )
+    ).scalar_one_or_none()
+    return None if best is None else float(best)
+
+
+def check_consistency(similarity: float | None, threshold: float | None, *, force: bool, faces_detected: int) -> None:
+    if similarity is None or threshold is None or force or similarity >= threshold:
+        return
+    raise FaceError(
+        "face_mismatch",
+        f"This face does not resemble the person's enrolled faces (best similarity {similarity:.2f} < "
+        f"{threshold:.2f}): it may be someone else. Check the photo; send force=true to enroll it anyway.",
+        best_similarity=round(similarity, 4),
+        threshold=threshold,
+        faces_detected=faces_detected,
+    )
+
+
+# --- storing ---------------------------------------------------------------------------------
+
+
+def job_photo_hash(job: Job, image: bytes) -> str:
+    return job.params.get("photo_sha256") or photo_sha256(image)
+
+
+def already_enrolled(session: Session, job: Job, sha256: str) -> dict[str, Any] | None:
+    """The result for a photo this person already has (the same photo again adds nothing); a photo
+    enrolled for another person of the gallery is refused: its face cannot be both of theirs."""
+    if job.person_id is None:
+        return None  # the person was deleted: enroll() says so
+    faces = (
+        session.execute(select(Face).where(Face.gallery_id == job.gallery_id, Face.source_sha256 == sha256))
+        .scalars()
+        .all()
+    )
+    for face in faces:
+        if face.person_id == job.person_id:
+            return face_result(face, faces_detected=None, duplicate=True)
+    if faces:
+        raise FaceError(
+            "photo_enrolled_elsewhere",
+            "This photo is already enrolled for another person of the gallery: its face cannot be both of theirs.",
+            person_id=str(faces[0].person_id),
+        )
+    return None
+
+
+def face_result(face: Face, *, faces_detected: int | None, duplicate: bool = False, **extra: Any) -> dict[str, Any]:
+    return {
+        "person_id": str(face.person_id),
+        "face_id": str(face.id),
+        "det_score": round(float(face.det_score), 4),
+        "bbox": face.bbox,
+        "faces_detected": faces_detected,
+        "quality": face.quality,
+        "duplicate": duplicate,
+        **extra,
+    }
+
+
+def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sha256: str) -> dict[str, Any]:
+    """Check the photo against the rules above, then store its face for the job's person.
+
+    Idempotent twice over: the face row is keyed by the job id (a redelivered job stores nothing
+    new) and by (person, photo hash) (the same photo sent again stores nothing new)."""
+    policy = job.params.get("quality_gates") or {}
+    check_single_face(faces, policy.get("max_second_face_ratio"))
+    person = session.get(Person, job.person_id) if job.person_id else None
+    if person is None:
+        raise FaceError("person_deleted", "The person was deleted before the photo was processed.")
+    face = faces[0]
+    if policy:
+        check_quality(face.quality, policy, len(faces))
+    similarity = best_similarity(session, person.id, model, face.embedding)
+    check_consistency(
+        similarity, policy.get("min_consistency"), force=bool(job.params.get("force")), faces_detected=len(faces)
+    )
+    session.execute(
+        insert(Face)
+        .values(
+            id=uuid.uuid4(),
+            person_id=person.id,
+            gallery_id=person.gallery_id,
+            source_job_id=job.id,
+            source_sha256=sha256,
+            embedding=face.embedding,
+            model=model,
+            det_score=float(face.det_score),
+            bbox=rounded_box(face.bbox),
+            quality=face.quality,
+        )
+        .on_conflict_do_nothing()
+    )
+    stored = session.execute(select(Face).where(Face.person_id == person.id, Face.source_sha256 == sha256)).scalar_one()
+    consistency = None if similarity is None else round(similarity, 4)
+    return face_result(
+        stored, faces_detected=len(faces), duplicate=stored.source_job_id != job.id, consistency=consistency
+    )
+
+
+# --- what a failed enrollment leaves behind -----------------------------------------------------
+
+
+def discard_failed(session: Session, job: Job) -> None:
+    """The one rule for every path, applied in the transaction that ends a failed (or cancelled)
+    enrollment job: a person this enrollment created is removed when it has no face and no other
+    enrollment of it is still queued or running; then a gallery the job created, if now empty.
+
+    The person row is locked first, so two failing items of one new person (a batch) cannot both
+    see the other still running and both leave the person behind."""
+    if job.params.get("created_person") and job.person_id is not None:
+        locked = session.execute(
+            select(Person.id).where(Person.id == job.person_id).with_for_update()
+        ).scalar_one_or_none()
+        if locked is not None and not _has_faces_or_pending(session, job):
+            session.execute(delete(Person).where(Person.id == job.person_id))
+    if job.params.get("created_gallery") and job.gallery_id is not None and job.batch_id is None:
+        discard_gallery_if_empty(session, job.gallery_id)
+
+
+def _has_faces_or_pending(session: Session, job: Job) -> bool:
+    faces = select(func.count()).where(Face.person_id == job.person_id)
+    pending = select(func.count()).where(
+        Job.person_id == job.person_id,
+        Job.id != job.id,
+        Job.status.in_([JobStatus.queued, JobStatus.running]),
+    )
+    return bool(session.execute(faces).scalar_one() or session.execute(pending).scalar_one())
+
+
+def discard_gallery_if_empty(session: Session, gallery_id: uuid.UUID) -> bool:
+    """Remove a gallery an enrollment created once it holds no person. Locking its row first waits
+    for any transaction adding a person to it, whose person the count then sees."""
+    locked = session.execute(select(Gallery.id).where(Gallery.id == gallery_id).with_for_update()).scalar_one_or_none()
+    if locked is None or session.execute(select(func.count()).where(Person.gallery_id == gallery_id)).scalar_one():
+        return False
+    session.execute(delete(Gallery).where(Gallery.id == gallery_id))
+    return True
+
+
+def discard_batch_gallery(session: Session, batch_id: uuid.UUID) -> None:
+    """A batch whose every item failed leaves no gallery it created (called once, when it ends)."""
+    batch = session.get(Batch, batch_id)
+    if batch is None or not batch.created_gallery or batch.gallery_id is None:
+        return
+    succeeded = session.execute(
+        select(func.count()).where(Job.batch_id == batch_id, Job.status == JobStatus.succeeded)
+    ).scalar_one()
+    if not succeeded:
+        discard_gallery_if_empty(session, batch.gallery_id)
