@@ -47,8 +47,10 @@ def save_report(path: Path, report: dict[str, dict]) -> None:
     temporary.replace(path)  # never a half-written report
 
 
-def idempotency_key(root: Path, chunk: list[Path]) -> str:
-    digest = hashlib.sha256()
+def idempotency_key(root: Path, chunk: list[Path], gallery: str) -> str:
+    """The same photos into the same gallery: the same key (the server refuses a key reused for
+    another request, so everything the request carries is in it)."""
+    digest = hashlib.sha256(gallery.encode() + b"\x00")
     for path in chunk:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -73,7 +75,7 @@ class Api:
             f"{self.base}/enrollments",
             data={"consent": "true", "gallery": gallery, "manifest": json.dumps(manifest)},
             files=files,
-            headers={"Idempotency-Key": idempotency_key(root, chunk)},
+            headers={"Idempotency-Key": idempotency_key(root, chunk, gallery)},
             timeout=300,
         )
         response.raise_for_status()

@@ -52,7 +52,9 @@ def _multipart(**fields):
 # method, path, request, expected status for: admin, owner, other operator, user, anonymous
 MATRIX = [
     ("get", "/api/v1/auth/me", {}, (200, 200, 200, 200, 401)),
-    ("get", "/api/v1/persons?gallery=g", {}, (200, 200, 200, 403, 401)),
+    ("get", "/api/v1/persons?gallery=g", {}, (404, 200, 404, 403, 401)),
+    ("get", "/api/v1/persons/{person}/faces", {}, (200, 200, 404, 404, 401)),
+    ("patch", "/api/v1/persons/{person}", {"json": {"name": "Q"}}, (200, 200, 404, 403, 401)),
     ("get", "/api/v1/persons/{person}", {}, (200, 200, 404, 404, 401)),
     ("delete", "/api/v1/persons/{person}", {}, (204, 204, 404, 404, 401)),
     ("post", "/api/v1/persons/{person}/faces", {"image": PHOTO}, (202, 202, 404, 404, 401)),
@@ -60,6 +62,7 @@ MATRIX = [
     ("post", "/api/v1/recognize", {"gallery": "g", "image": PHOTO}, (404, 202, 404, 403, 401)),
     ("get", "/api/v1/jobs/{job}", {}, (200, 200, 404, 404, 401)),
     ("get", "/api/v1/galleries", {}, (200, 200, 200, 403, 401)),
+    ("get", "/api/v1/enrollments", {}, (200, 200, 200, 403, 401)),
     ("post", "/api/v1/galleries", {"json": {"name": "new"}}, (201, 201, 201, 403, 401)),
     ("delete", "/api/v1/galleries/g", {}, (404, 204, 404, 403, 401)),
     ("get", "/api/v1/accounts", {}, (200, 403, 403, 403, 401)),

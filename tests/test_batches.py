@@ -46,12 +46,13 @@ def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers)
         {"file": "notes.txt", "name": "Text"},
         {"file": "missing.jpg", "name": "Ghost"},
     ]
-    files = [
-        upload(TOM, "tom1.png"),
-        upload(TOM_2, "tom2.jpg"),
-        upload(images.no_face_photo(), "empty.jpg"),
-        upload(b"just some text", "notes.txt"),
+    parts = [
+        (TOM, "tom1.png"),
+        (TOM_2, "tom2.jpg"),
+        (images.no_face_photo(), "empty.jpg"),
+        (b"just some text", "notes.txt"),
     ]
+    files = [upload(*part) for part in parts]
     response = _submit(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
     assert response.status_code == 202, response.get_json()
     batch_id = response.get_json()["batch_id"]
@@ -72,9 +73,13 @@ def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers)
     person = client.get(f"/api/v1/persons/{tom_ids.pop()}", headers=operator_headers).get_json()
     assert person["face_count"] == 2 and person["external_id"] == "th"
 
-    resend = [upload(TOM, "tom1.png")]
-    again = _submit(client, operator_headers, {"manifest": json.dumps(manifest), "images": resend}, key="k-1")
+    files = [upload(*part) for part in parts]  # the same request again (uploads are streams, read once)
+    again = _submit(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
     assert again.get_json()["batch_id"] == batch_id
+    other = _submit(
+        client, operator_headers, {"manifest": json.dumps(manifest), "images": [upload(TOM, "tom1.png")]}, key="k-1"
+    )
+    assert other.status_code == 409 and other.get_json()["error"]["code"] == "idempotency_key_reused"
     persons = client.get("/api/v1/persons", headers=operator_headers).get_json()["items"]
     assert sum(p["name"] == "Tom Hanks" for p in persons) == 1  # nothing new was created
 

@@ -85,9 +85,10 @@ def test_bad_list_parameters(client, operator_headers, query):
     assert response.status_code == 400
 
 
-def test_unknown_gallery_lists_nothing(client, operator_headers):
-    page = client.get("/api/v1/persons?gallery=none", headers=operator_headers).get_json()
-    assert page == {"items": [], "next_cursor": None}
+def test_an_unknown_gallery_is_not_found_as_in_recognize(client, operator_headers):
+    response = client.get("/api/v1/persons?gallery=none", headers=operator_headers)
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "gallery_not_found"
 
 
 def test_person_document_records_consent(client, operator_headers, worker):

@@ -122,7 +122,8 @@ def too_large_member(limit: int) -> ServiceError:
 def _skipped(path: str) -> bool:
     """Files an archiver adds beside the photos: macOS resource forks, Finder and Windows thumbnails."""
     parts = path.split("/")
-    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts) or parts[-1] in JUNK_FILES
+    hidden = any(part.startswith(".") and part not in (".", "..") for part in parts)
+    return parts[0] == "__MACOSX" or hidden or parts[-1] in JUNK_FILES
 
 
 def _common_top_folder(paths: list[str]) -> str | None:

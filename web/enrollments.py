@@ -18,6 +18,7 @@ from web.extensions import limiter
 from web.forms import (
     bool_field,
     gallery_field,
+    page_cursor,
     page_limit,
     reject_unknown_fields,
     reject_unknown_query,
@@ -66,9 +67,7 @@ def submit():
 def list_batches():
     """The caller's batches, newest first (keyset pagination), without their items."""
     reject_unknown_query({"limit", "cursor"})
-    page = services.list_batches(
-        get_session(), current_account(), limit=page_limit(), cursor=request.args.get("cursor")
-    )
+    page = services.list_batches(get_session(), current_account(), limit=page_limit(), cursor=page_cursor())
     return jsonify(page)
 
 

@@ -15,6 +15,7 @@ from config import get_settings
 from domain.errors import InvalidImage, ServiceError
 from domain.images import ImageInfo, validate_image
 from web.logs import request_stage
+from web.pagination import decode_cursor
 
 GALLERY_NAME = re.compile(r"^[\w.\-]{1,100}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -189,6 +190,14 @@ def page_limit(default: int = 50, maximum: int = 200) -> int:
     if not 1 <= limit <= maximum:
         raise bad_request("invalid_field", f"limit must be between 1 and {maximum}.")
     return limit
+
+
+def page_cursor() -> str | None:
+    """The `cursor` query argument, checked first: a bad cursor is a 400 whatever else is wrong."""
+    cursor = request.args.get("cursor")
+    if cursor:
+        decode_cursor(cursor)
+    return cursor
 
 
 def webhook_field() -> str | None:

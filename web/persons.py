@@ -16,6 +16,7 @@ from web.forms import (
     bool_field,
     gallery_field,
     image_field,
+    page_cursor,
     page_limit,
     person_changes,
     reject_unknown_fields,
@@ -105,7 +106,7 @@ def list_persons():
         gallery_name=gallery,
         external_id=request.args.get("external_id"),
         limit=limit,
-        cursor=request.args.get("cursor"),
+        cursor=page_cursor(),
     )
     return jsonify(page)
 
