@@ -137,7 +137,7 @@ class Settings:
     enroll_consistency_threshold: float = 0.25
     # An enrollment photo whose second face is at least this fraction of the largest (shorter box
     # sides) fails `multiple_faces` (measured on LFW and real photos: docs/RECOGNITION.md).
-    enroll_max_second_face_ratio: float = 0.7
+    enroll_max_second_face_ratio: float = 0.8
     person_metadata_max_bytes: int = 4096  # a person's free-form `metadata`, as JSON
     idempotency_key_hours: int = 48  # how long an Idempotency-Key is remembered (at least 24)
 
@@ -254,7 +254,7 @@ def load_settings() -> Settings:
         enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),
         enroll_max_yaw=_float("ENROLL_MAX_YAW", 65.0),
         enroll_consistency_threshold=_float("ENROLL_CONSISTENCY_THRESHOLD", 0.25),
-        enroll_max_second_face_ratio=_float("ENROLL_MAX_SECOND_FACE_RATIO", 0.7),
+        enroll_max_second_face_ratio=_float("ENROLL_MAX_SECOND_FACE_RATIO", 0.8),
         person_metadata_max_bytes=_int("PERSON_METADATA_MAX_BYTES", 4096),
         idempotency_key_hours=max(24, _int("IDEMPOTENCY_KEY_HOURS", 48)),
         model_pack_dir=_path("MODEL_PACK_DIR", None),
