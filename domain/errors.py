@@ -23,6 +23,25 @@ class ServiceError(Exception):
         return {"code": self.code, "message": self.message, **self.details}
 
 
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
+
+
+def file_too_large(limit: int) -> ServiceError:
+    """One photo over MAX_UPLOAD_BYTES: one code for it wherever it arrives (413 for a single photo)."""
+    return ServiceError("file_too_large", f"The photo is larger than the limit of {megabytes(limit)} per photo.", 413)
+
+
+def request_too_large(photo_limit: int, batch_limit: int, json_limit: int) -> ServiceError:
+    """The whole request body over its limit (multipart or JSON)."""
+    return ServiceError(
+        "request_too_large",
+        f"The request is too large: at most {megabytes(photo_limit)} per photo, {megabytes(batch_limit)} per "
+        f"batch enrollment, {json_limit // 1024} KB per JSON body.",
+        413,
+    )
+
+
 class NotFound(ServiceError):
     status = 404
 

@@ -140,10 +140,23 @@ def purge_finished(session: Session, finished_before: datetime) -> int:
 
 
 def job_document(job: Job) -> dict[str, Any]:
+    """The job as clients see it, naming what it concerns: a failed enrollment says whose photo
+    (gallery, person, and for a batch item its batch, index and file) failed."""
+    params = job.params or {}
+    concerns = {
+        "gallery": params.get("gallery"),
+        "person_id": str(job.person_id) if job.person_id else None,
+        **(
+            {"batch_id": str(job.batch_id), "index": params.get("index"), "file": params.get("file")}
+            if job.batch_id
+            else {}
+        ),
+    }
     return {
         "id": str(job.id),
         "type": job.type.value,
         "status": job.status.value,
+        **concerns,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

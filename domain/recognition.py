@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
 from domain import matching
-from domain.enrollment import EmbeddedFace, no_face_error, rounded_box
+from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
 from domain.errors import FaceError
-from domain.models import Face, Job
+from domain.models import Job
 
 
 def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str, settings: Settings) -> dict[str, Any]:
@@ -54,25 +53,42 @@ def verify(
     session: Session, job: Job, probe: list[EmbeddedFace], other: list[EmbeddedFace] | None, model: str
 ) -> dict[str, Any]:
     """1:1: the probe's largest face against a second photo's largest face, or against the
-    job's person (its best-matching enrolled face, as in recognition)."""
-    if not probe or (other is not None and not other):
-        raise no_face_error()
+    job's person (its closest enrolled face, as in recognition). The result says which face of
+    each photo was compared and how many each photo had: a group photo compares its largest
+    face, which may not be the person meant.
+
+    The threshold is the 1:1 one (MATCH_THRESHOLD or the request's): a pair question has no
+    gallery, so the gallery-size rule of open-set recognition does not apply."""
+    names = ("image_a", "image_b") if other is not None else ("image",)
+    for name, faces in zip(names, (probe, other), strict=False):
+        if not faces:
+            raise FaceError("no_face", f"No face was found in {name}.", image=name)
     if other is not None:
         similarity = float(np.dot(probe[0].embedding, other[0].embedding))
     else:
-        best = session.execute(
-            select(func.max(1 - Face.embedding.cosine_distance(probe[0].embedding))).where(
-                Face.person_id == job.person_id, Face.model == model
-            )
-        ).scalar_one_or_none()
-        if best is None:
+        similarity = best_similarity(session, job.person_id, model, probe[0].embedding)
+        if similarity is None:
             raise FaceError("no_enrolled_face", "The person has no enrolled face for this model.")
-        similarity = float(best)
     threshold = job.params["threshold"]
+    compared = {name: _compared_face(faces) for name, faces in zip(names, (probe, other), strict=False)}
     return {
         "similarity": round(similarity, 4),
         "same_person": similarity >= threshold,
         "threshold": threshold,
         "person_id": str(job.person_id) if job.person_id else None,
         "model": model,
+        "faces": compared,
+        "notes": [
+            f"{name} shows {face['faces_detected']} faces; its largest was compared."
+            for name, face in compared.items()
+            if face["faces_detected"] > 1
+        ],
+    }
+
+
+def _compared_face(faces: list[EmbeddedFace]) -> dict[str, Any]:
+    return {
+        "bbox": rounded_box(faces[0].bbox),
+        "det_score": round(float(faces[0].det_score), 4),
+        "faces_detected": len(faces),
     }

@@ -63,7 +63,11 @@ def check_url(url: str) -> str:
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if str(address) not in allowed and _forbidden_address(address):
-            raise invalid_url("The webhook URL points to a loopback, private, link-local or metadata address.")
+            raise invalid_url(
+                f"The webhook URL points to a loopback, private, link-local or metadata address ({address}). "
+                f"If '{host}' is your own receiver on such a network, the operator can allow it with "
+                "WEBHOOK_ALLOWED_HOSTS."
+            )
     return url
 
 

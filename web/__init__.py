@@ -8,9 +8,8 @@ from typing import Any
 from flask import Flask, request
 
 from config import Settings, get_settings
-from domain.errors import ServiceError
+from web.errors import JSON_BODY_LIMIT, too_large
 
-JSON_BODY_LIMIT = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -89,7 +88,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     @app.before_request
     def limit_json_bodies():
         if request.is_json and (request.content_length or 0) > JSON_BODY_LIMIT:
-            raise ServiceError("payload_too_large", "JSON bodies are limited to 64 KiB.", status=413)
+            raise too_large()
 
     @app.after_request
     def security_headers(response):

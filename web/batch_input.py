@@ -18,7 +18,7 @@ from werkzeug.datastructures import FileStorage
 
 from config import get_settings
 from domain.enrollment import photo_sha256
-from domain.errors import ServiceError
+from domain.errors import ServiceError, file_too_large
 from domain.images import validate_image
 from web.forms import bad_request
 
@@ -110,13 +110,9 @@ def _manifest_entries() -> list[Entry]:
         else:
             entry.data = storage.stream.read(limit + 1)
             if len(entry.data) > limit:
-                entry.data, entry.error = None, too_large_member(limit)
+                entry.data, entry.error = None, file_too_large(limit)
         entries.append(_checked(entry))
     return entries
-
-
-def too_large_member(limit: int) -> ServiceError:
-    return ServiceError("file_too_large", f"The photo is over the size limit of {limit // (1024 * 1024)} MB.")
 
 
 def _skipped(path: str) -> bool:
@@ -156,7 +152,7 @@ def _archive_entries() -> list[Entry]:
                 "invalid_path", "Archive members must be <person name>/<photo> (one folder per person)."
             )
         elif info.file_size > settings.max_upload_bytes:
-            entry.error = too_large_member(settings.max_upload_bytes)
+            entry.error = file_too_large(settings.max_upload_bytes)
         elif info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
             entry.error = ServiceError("suspicious_compression", "The member is compressed suspiciously well.")
         else:
@@ -164,7 +160,7 @@ def _archive_entries() -> list[Entry]:
             with archive.open(info) as member:  # read at most the limit, whatever the header claims
                 entry.data = member.read(settings.max_upload_bytes + 1)
             if len(entry.data) > settings.max_upload_bytes:
-                entry.data, entry.error = None, too_large_member(settings.max_upload_bytes)
+                entry.data, entry.error = None, file_too_large(settings.max_upload_bytes)
         entries.append(_checked(entry))
     return entries
 

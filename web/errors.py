@@ -9,10 +9,20 @@ from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from config import get_settings
 from domain.db import DatabaseNotConfigured
-from domain.errors import ServiceError
+from domain.errors import ServiceError, request_too_large
 
 log = logging.getLogger(__name__)
+
+
+JSON_BODY_LIMIT = 64 * 1024
+
+
+def too_large() -> ServiceError:
+    """A request body over its limit, naming every limit (which one applied depends on the route)."""
+    settings = get_settings()
+    return request_too_large(settings.max_upload_bytes, settings.max_batch_bytes, JSON_BODY_LIMIT)
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
@@ -35,8 +45,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.code == 413:
+            return service_error(too_large())
         messages = {
-            413: "The request is larger than the upload limit.",
             404: "Not found.",
             405: "Method not allowed.",
         }

@@ -12,7 +12,7 @@ from typing import Any
 from flask import request
 
 from config import get_settings
-from domain.errors import InvalidImage, ServiceError
+from domain.errors import ServiceError, file_too_large
 from domain.images import ImageInfo, validate_image
 from web.logs import request_stage
 from web.pagination import decode_cursor
@@ -32,14 +32,32 @@ def bad_request(code: str, message: str, **details: Any) -> ServiceError:
     return ServiceError(code, message, status=400, **details)
 
 
+# Names clients commonly send for our fields, which spelling similarity alone would not find.
+_ALIASES = {
+    "file": ("image", "images", "archive"),
+    "photo": ("image", "images"),
+    "picture": ("image", "images"),
+    "img": ("image", "images"),
+    "zip": ("archive",),
+    "gallery_name": ("gallery",),
+}
+
+
+def _suggestion(name: str, allowed: set[str]) -> str | None:
+    close = difflib.get_close_matches(name, allowed, n=1)
+    if close:
+        return close[0]
+    return next((alias for alias in _ALIASES.get(name.lower(), ()) if alias in allowed), None)
+
+
 def _unknown(names: set[str], allowed: set[str], what: str) -> ServiceError | None:
     unknown = sorted(str(name) for name in names - allowed)
     if not unknown:
         return None
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hints.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
+        guess = _suggestion(name, allowed)
+        hints.append(f"'{name}' (did you mean '{guess}'?)" if guess else f"'{name}'")
     return bad_request(
         f"unknown_{what}",
         f"Unknown {what.replace('_', ' ')}(s): {', '.join(hints)}. Expected: {', '.join(sorted(allowed))}.",
@@ -167,7 +185,7 @@ def image_field(name: str = "image") -> Upload:
     limit = get_settings().max_upload_bytes
     data = storage.stream.read(limit + 1)
     if len(data) > limit:
-        raise InvalidImage("file_too_large", f"The image is larger than {limit} bytes.", status=413)
+        raise file_too_large(limit)
     with request_stage("validate"):
         return Upload(data=data, info=validate_image(data, storage.mimetype))
 

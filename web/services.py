@@ -184,7 +184,13 @@ def _submit_enroll_job(
         image=image,
         gallery_id=person.gallery_id,
         person_id=person.id,
-        params=_enroll_params(image, created_person=created_person, created_gallery=created_gallery, force=force),
+        params=_enroll_params(
+            image,
+            created_person=created_person,
+            created_gallery=created_gallery,
+            force=force,
+            gallery=person.gallery.name,
+        ),
     )
 
 
@@ -307,7 +313,7 @@ def submit_recognition(
         job_type=JobType.recognize,
         image=image,
         gallery_id=gallery.id,
-        params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces},
+        params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces, "gallery": gallery.name},
     )
 
 
@@ -332,7 +338,7 @@ def submit_verification(
         second_image=second_image,
         gallery_id=person.gallery_id if person else None,
         person_id=person.id if person else None,
-        params={"threshold": threshold},
+        params={"threshold": threshold, **({"gallery": person.gallery.name} if person else {})},
     )
 
 
@@ -427,7 +433,13 @@ def submit_batch(
         if entry.error is None:
             person, created_person = _batch_person(session, account, gallery, entry, persons)
         session.flush()
-        item = {"index": index, "file": entry.file, "name": entry.name, "external_id": entry.external_id}
+        item = {
+            "index": index,
+            "file": entry.file,
+            "name": entry.name,
+            "external_id": entry.external_id,
+            "gallery": gallery.name,
+        }
         job = create_job(
             session,
             job_type=JobType.enroll,
