@@ -139,6 +139,17 @@ def test_deleting_a_gallery_deletes_its_persons_and_faces(client, services, db):
     assert _faces_of(db, kept) == 2
 
 
+def test_galleries_are_listed_page_by_page(client, services):
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    for name in ("a", "b", "c"):
+        assert client.post("/api/v1/galleries", json={"name": name}, headers=headers).status_code == 201
+    first = client.get("/api/v1/galleries?limit=2", headers=headers).get_json()
+    second = client.get(f"/api/v1/galleries?limit=2&cursor={first['next_cursor']}", headers=headers).get_json()
+    assert [g["name"] for g in first["items"] + second["items"]] == ["a", "b", "c"]
+    assert second["next_cursor"] is None
+    assert client.get("/api/v1/galleries?page=2", headers=headers).status_code == 400
+
+
 def test_admin_can_delete_any_person(client, services, db):
     admin = bearer(login(client, *make_account("admin"))["access_token"])
     operator = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))

@@ -8,22 +8,16 @@ from domain.models import Role
 from web import services
 from web.auth import current_account, roles_required
 from web.db import get_session
-from web.forms import GALLERY_NAME, bad_request, json_body
+from web.forms import json_body, page_cursor, page_limit, reject_unknown_query, valid_gallery_name
 
 bp = Blueprint("galleries", __name__, url_prefix="/api/v1/galleries")
 MANAGERS = (Role.admin, Role.operator)
 
 
-def _name(value: str) -> str:
-    if not GALLERY_NAME.match(value):
-        raise bad_request("invalid_field", "The gallery name may hold letters, digits, '_', '.' and '-' (1-100).")
-    return value
-
-
 @bp.post("")
 @roles_required(*MANAGERS)
 def create():
-    name = _name(json_body(required=("name",))["name"])
+    name = valid_gallery_name(json_body(required=("name",))["name"])
     gallery = services.create_gallery(get_session(), current_account(), name)
     return jsonify(services.gallery_document(gallery, 0)), 201
 
@@ -31,11 +25,13 @@ def create():
 @bp.get("")
 @roles_required(*MANAGERS)
 def list_galleries():
-    return jsonify({"items": services.list_galleries(get_session(), current_account())})
+    reject_unknown_query({"limit", "cursor"})
+    cursor = page_cursor()
+    return jsonify(services.list_galleries(get_session(), current_account(), limit=page_limit(), cursor=cursor))
 
 
 @bp.delete("/<name>")
 @roles_required(*MANAGERS)
 def remove(name: str):
-    services.delete_gallery(get_session(), current_account(), _name(name))
+    services.delete_gallery(get_session(), current_account(), valid_gallery_name(name))
     return "", 204

@@ -605,12 +605,12 @@ def create_gallery(session: Session, account: Account, name: str) -> Gallery:
     return gallery
 
 
-def list_galleries(session: Session, account: Account) -> list[dict[str, Any]]:
+def list_galleries(session: Session, account: Account, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The caller's galleries in creation order (keyset pagination, like every list)."""
     persons = select(func.count(Person.id)).where(Person.gallery_id == Gallery.id).correlate(Gallery)
-    rows = session.execute(
-        select(Gallery, persons.scalar_subquery()).where(Gallery.owner_id == account.id).order_by(Gallery.name)
-    ).all()
-    return [gallery_document(gallery, count) for gallery, count in rows]
+    query = select(Gallery, persons.scalar_subquery()).where(Gallery.owner_id == account.id)
+    page, next_cursor = keyset_page(session, query, (Gallery.created_at, Gallery.id), limit=limit, cursor=cursor)
+    return {"items": [gallery_document(gallery, count) for gallery, count in page], "next_cursor": next_cursor}
 
 
 def delete_gallery(session: Session, account: Account, name: str) -> None:
