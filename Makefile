@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint bench bench-lfw bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install run test lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ bench: bench-lfw bench-identify bench-spectrum bench-db bench-service bench-serv
 
 bench-lfw: install
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
+
+# Open-set (1:N) FPIR/FNIR by gallery size, the impostor tail (rewrites domain/openset_tail.json) and
+# 1M synthetic distractors; embeddings cached in /tmp/faceapi-bench-cache (about 8 min the first time).
+bench-openset: install
+	$(PY) -m bench.openset --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 
 bench-identify: install
 	$(PY) -m bench.identify --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
