@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from config import Settings, get_settings
+from domain.images import from_photo, to_photo
 from workers import quality
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ RECOGNIZER_PREFIXES = ("w600k", "glint", "arcface", "webface")
 # Tight crops (e.g. already aligned 112x112 faces) leave the detector no context; below this
 # size a photo with no detection is tried again inside a border.
 SMALL_IMAGE_SIDE = 300
+# Photos are decoded with at least this multiple of DET_SIZE on their long side (a JPEG at 1/2,
+# 1/4 or 1/8 scale): the detector still gets DET_SIZE pixels, and faces keep twice the
+# detector's resolution for their aligned crops (PERFORMANCE.md, "Decoding only the pixels").
+DECODE_SIDE_PER_DET_SIZE = 2
+# A face whose box is at least this many pixels across (its shorter side) in the decoded image
+# is aligned to 112x112 without upscaling; there its embedding is as close to a full-resolution,
+# antialiased reference as a crop from the full decode (bench/results/decode.json). A smaller
+# one is cropped from a finer decode (see crop_scale).
+CROP_MIN_FACE_SIDE = 80
 
 
 class ModelError(RuntimeError):
@@ -155,12 +165,23 @@ class FaceEngine:
             options.intra_op_num_threads,
         )
 
-    def detect(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
-        """Faces in the photo, largest first; at most `max_faces` when it is positive."""
+    def decode_long_side(self) -> int:
+        """The fewest pixels a photo keeps on its long side when decoded for this engine."""
+        return DECODE_SIDE_PER_DET_SIZE * self.settings.det_size
+
+    def detect(self, bgr: np.ndarray, max_faces: int = 0, scale: int = 1) -> list[DetectedFace]:
+        """Faces in the photo, largest first; at most `max_faces` when it is positive.
+
+        `bgr` is the photo decoded at 1/`scale`; boxes and keypoints are returned in the full
+        photo's pixels, which users get back and the face-size gate is defined in.
+        """
         faces = self._detect(bgr)
         if not faces and max(bgr.shape[:2]) < SMALL_IMAGE_SIDE:
             faces = self._detect_with_border(bgr)
         faces.sort(key=lambda face: face.area, reverse=True)
+        for face in faces if scale != 1 else ():
+            face.bbox = [float(v) for v in to_photo(face.bbox, scale)]
+            face.kps = to_photo(face.kps, scale)
         return faces[:max_faces] if max_faces > 0 else faces
 
     def detector_input_size(self, shape: tuple[int, ...]) -> int:
@@ -191,15 +212,18 @@ class FaceEngine:
             face.kps = face.kps - pad
         return faces
 
-    def embed(self, bgr: np.ndarray, faces: list[DetectedFace]) -> None:
-        """Align every face on its keypoints and embed them in one batch; embeddings are L2-normalised."""
+    def embed(self, bgr: np.ndarray, faces: list[DetectedFace], scale: int = 1) -> None:
+        """Align every face on its keypoints and embed them in one batch; embeddings are L2-normalised.
+
+        `bgr` is the photo decoded at 1/`scale`; the faces' coordinates are the full photo's.
+        """
         from insightface.utils import face_align
 
         if not faces:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # scikit-image deprecation inside norm_crop
-            crops = [face_align.norm_crop(bgr, landmark=face.kps) for face in faces]
+            crops = [face_align.norm_crop(bgr, landmark=from_photo(face.kps, scale)) for face in faces]
         vectors = self.recognizer.get_feat(crops).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         for face, vector, crop in zip(faces, vectors, crops, strict=True):
@@ -210,6 +234,15 @@ class FaceEngine:
         faces = self.detect(bgr, max_faces)
         self.embed(bgr, faces)
         return faces
+
+
+def crop_scale(faces: list[DetectedFace], scale: int) -> int:
+    """The coarsest decode scale, no coarser than `scale`, at which every face keeps
+    CROP_MIN_FACE_SIDE pixels across (or the full photo's, for a face smaller than that)."""
+    smallest = min((min(f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]) for f in faces), default=float("inf"))
+    while scale > 1 and smallest / scale < CROP_MIN_FACE_SIDE:
+        scale //= 2
+    return scale
 
 
 @lru_cache(maxsize=1)
