@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.conftest import bearer, login, make_account
-from web.openapi import SPEC
+from web import create_app
 
+SPEC = create_app({"TESTING": True}).api_doc
 OPERATIONS = [
     (method.upper(), path)
     for path, item in SPEC["paths"].items()

@@ -28,7 +28,6 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "RATELIMIT_ENABLED": settings.ratelimit_enabled,
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_PREFIX": "faceapi-rl",
-        "JSON_SORT_KEYS": False,
     }
 
 
@@ -45,13 +44,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from web import (
         accounts,
         auth,
+        contract,
         db,
         enrollments,
         galleries,
         health,
         jobs,
         metrics,
-        openapi,
         persons,
         recognize,
         webhooks,
@@ -63,7 +62,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     settings = get_settings()
     check_secret(settings)
     configure_logging()
-    app = Flask(__name__)
+    app = contract.make_app(__name__)
+    app.json.sort_keys = False  # keys in the order the schemas declare them
     app.config.update(flask_config(settings))
     app.config.update(overrides or {})
 
@@ -79,9 +79,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         from flask_cors import CORS
 
         CORS(app, origins=list(settings.cors_origins))
-    blueprints = (auth, accounts, galleries, persons, enrollments, recognize, jobs, webhooks, health, metrics, openapi)
-    for blueprint in (module.bp for module in blueprints):
-        app.register_blueprint(blueprint)
+    for module in (auth, accounts, galleries, persons, enrollments, recognize, jobs, webhooks, health):
+        app.register_api(module.bp)
+    app.register_blueprint(metrics.bp)
+    contract.add_document_routes(app)
     register_error_handlers(app)
     init_request_logging(app)
 
@@ -95,7 +96,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", contract.content_security_policy(request.path))
         response.headers.setdefault("Cache-Control", "no-store")
         if settings.is_production:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
 from sqlalchemy import select
 
 from domain import accounts, audit
@@ -14,10 +13,12 @@ from domain.jobs import iso
 from domain.models import Account, AuditEvent, Role
 from web.auth import account_document, current_account, roles_required
 from web.db import get_session
-from web.forms import bad_request, json_body, page_limit
 from web.pagination import keyset_page
+from web.schemas import Account as AccountOut
+from web.schemas import AccountPage, AccountPath, AuditPage, AuditQuery, PageQuery, RoleChange
+from web.validation import AUTH, errors, resource, validated
 
-bp = Blueprint("accounts", __name__, url_prefix="/api/v1")
+bp = resource("accounts", __name__, "/api/v1", "Admins: accounts, roles and the audit log")
 
 
 def _account(account_id: uuid.UUID) -> Account:
@@ -27,95 +28,86 @@ def _account(account_id: uuid.UUID) -> Account:
     return account
 
 
-@bp.get("/accounts")
+@bp.get("/accounts", responses={200: AccountPage, **errors(400, *AUTH)})
 @roles_required(Role.admin)
-def list_accounts():
+@validated
+def list_accounts(query: PageQuery):
+    """Every account, in creation order"""
     page, next_cursor = keyset_page(
-        get_session(),
-        select(Account),
-        (Account.created_at, Account.id),
-        limit=page_limit(),
-        cursor=request.args.get("cursor"),
+        get_session(), select(Account), (Account.created_at, Account.id), limit=query.limit, cursor=query.cursor
     )
     return jsonify({"items": [account_document(a) for (a,) in page], "next_cursor": next_cursor})
 
 
-@bp.patch("/accounts/<uuid:account_id>")
+@bp.patch("/accounts/<uuid:account_id>", responses={200: AccountOut, **errors(400, 404, *AUTH)})
 @roles_required(Role.admin)
-def change_role(account_id: uuid.UUID):
-    body = json_body(required=("role",))
-    try:
-        role = Role(body["role"])
-    except ValueError:
-        raise bad_request("invalid_field", "role must be one of admin, operator, user.") from None
+@validated
+def change_role(path: AccountPath, body: RoleChange):
+    """Change an account's role"""
     session = get_session()
-    account = _account(account_id)
+    account = _account(path.account_id)
     audit.record(
-        session, current_account(), "account.role_change", "account", account.id, old=account.role.value, new=role.value
+        session,
+        current_account(),
+        "account.role_change",
+        "account",
+        account.id,
+        old=account.role.value,
+        new=body.role.value,
     )
-    account.role = role
+    account.role = body.role
     session.commit()
     return jsonify(account_document(account))
 
 
-@bp.delete("/accounts/<uuid:account_id>")
+@bp.delete("/accounts/<uuid:account_id>", responses={204: None, **errors(400, 404, *AUTH)})
 @roles_required(Role.admin)
-def delete_account(account_id: uuid.UUID):
+@validated
+def delete_account(path: AccountPath):
+    """Delete an account with everything it owns"""
     session = get_session()
-    account = _account(account_id)
+    account = _account(path.account_id)
     audit.record(session, current_account(), "account.delete", "account", account.id, email=account.email)
     accounts.delete_account(session, account)
     session.commit()
     return "", 204
 
 
-def _time_arg(name: str) -> datetime | None:
-    value = request.args.get(name)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request("invalid_field", f"{name} must be an ISO 8601 date-time.") from None
-
-
-@bp.get("/audit")
+@bp.get("/audit", responses={200: AuditPage, **errors(400, *AUTH)})
 @roles_required(Role.admin)
-def audit_log():
-    """Newest first; filters: actor_id, action, target_id, since, until; cursor pagination."""
-    query = select(AuditEvent)
-    if actor := request.args.get("actor_id"):
-        try:
-            query = query.where(AuditEvent.actor_id == uuid.UUID(actor))
-        except ValueError:
-            raise bad_request("invalid_field", "actor_id must be a UUID.") from None
-    if action := request.args.get("action"):
-        query = query.where(AuditEvent.action == action)
-    if target := request.args.get("target_id"):
-        query = query.where(AuditEvent.target_id == target)
-    if since := _time_arg("since"):
-        query = query.where(AuditEvent.at >= since)
-    if until := _time_arg("until"):
-        query = query.where(AuditEvent.at < until)
+@validated
+def audit_log(query: AuditQuery):
+    """The audit log, newest first; filters: actor_id, action, target_id, since, until"""
+    statement = select(AuditEvent)
+    if query.actor_id:
+        statement = statement.where(AuditEvent.actor_id == query.actor_id)
+    if query.action:
+        statement = statement.where(AuditEvent.action == query.action)
+    if query.target_id:
+        statement = statement.where(AuditEvent.target_id == query.target_id)
+    if query.since:
+        statement = statement.where(AuditEvent.at >= query.since)
+    if query.until:
+        statement = statement.where(AuditEvent.at < query.until)
     page, next_cursor = keyset_page(
         get_session(),
-        query,
+        statement,
         (AuditEvent.at, AuditEvent.id),
-        limit=page_limit(),
-        cursor=request.args.get("cursor"),
+        limit=query.limit,
+        cursor=query.cursor,
         descending=True,
     )
-    items = [
-        {
-            "id": str(e.id),
-            "at": iso(e.at),
-            "actor_id": str(e.actor_id) if e.actor_id else None,
-            "actor_email": e.actor_email,
-            "action": e.action,
-            "target_type": e.target_type,
-            "target_id": e.target_id,
-            "details": e.details,
-        }
-        for (e,) in page
-    ]
-    return jsonify({"items": items, "next_cursor": next_cursor})
+    return jsonify({"items": [_event_document(e) for (e,) in page], "next_cursor": next_cursor})
+
+
+def _event_document(event: AuditEvent) -> dict:
+    return {
+        "id": str(event.id),
+        "at": iso(event.at),
+        "actor_id": str(event.actor_id) if event.actor_id else None,
+        "actor_email": event.actor_email,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "details": event.details,
+    }

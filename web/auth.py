@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify
+from flask import Flask, jsonify
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -25,12 +25,26 @@ from web import services
 from web.db import get_session
 from web.errors import error_response
 from web.extensions import jwt, limiter, login_email_key
-from web.forms import image_field, json_body, reject_unknown_fields, require_consent, text_field, webhook_field
+from web.forms import checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import login_limit, signup_limit, submit_limit
-from web.waiting import accepted, wait_seconds
+from web.schemas import (
+    AccessToken,
+    Credentials,
+    IdempotencyHeader,
+    PasswordChange,
+    PersonAccepted,
+    ProfileFaceForm,
+    SubmittedJob,
+    Tokens,
+    WaitQuery,
+)
+from web.schemas import Account as AccountOut
+from web.validation import AUTH, errors, resource, validated
+from web.waiting import accepted
 
-bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+bp = resource("auth", __name__, "/api/v1/auth", "Accounts of one's own: tokens, password, face profile")
+PUBLIC: list = []  # operations without a token
 
 REVOKED_PREFIX = "jwt:revoked:"
 
@@ -66,34 +80,37 @@ def _tokens(account: Account) -> dict[str, Any]:
     }
 
 
-@bp.post("/signup")
+@bp.post("/signup", security=PUBLIC, responses={201: AccountOut, **errors(400, 403, 409, 429)})
 @limiter.limit(signup_limit)
-def signup():
+@validated
+def signup(body: Credentials):
+    """Create a `user` account (SIGNUP_ENABLED)"""
     if not get_settings().signup_enabled:
         raise ServiceError("signup_disabled", "Self-service signup is turned off.", status=403)
-    body = json_body(required=("email", "password"))
     session = get_session()
-    account = accounts.create_account(session, body["email"], body["password"], Role.user)
+    account = accounts.create_account(session, body.email, body.password, Role.user)
     audit.record(session, account, "account.signup", "account", account.id)
     session.commit()
     return jsonify(account_document(account)), 201
 
 
-@bp.post("/login")
+@bp.post("/login", security=PUBLIC, responses={200: Tokens, **errors(400, 401, 429)})
 @limiter.limit(login_limit)
 @limiter.limit(login_limit, key_func=login_email_key)
-def login():
-    body = json_body(required=("email", "password"))
-    account = accounts.authenticate(get_session(), body["email"], body["password"])
+@validated
+def login(body: Credentials):
+    """Exchange email and password for an access token (15 min) and a refresh token (30 days)"""
+    account = accounts.authenticate(get_session(), body.email, body.password)
     if account is None:
         # One message for an unknown email and a wrong password alike.
         raise ServiceError("invalid_credentials", "Invalid email or password.", status=401)
     return jsonify(_tokens(account))
 
 
-@bp.post("/refresh")
+@bp.post("/refresh", responses={200: AccessToken, **errors(401, 429)})
 @jwt_required(refresh=True)
 def refresh():
+    """A new access token; send the refresh token as the bearer"""
     account = current_account()
     token = create_access_token(identity=str(account.id), additional_claims={"role": account.role.value})
     return jsonify(
@@ -101,7 +118,7 @@ def refresh():
     )
 
 
-@bp.post("/logout")
+@bp.post("/logout", responses={204: None, **errors(401, 429)})
 @jwt_required(verify_type=False)
 def logout():
     """Revoke the presented token (access or refresh) until it would have expired anyway."""
@@ -111,27 +128,28 @@ def logout():
     return "", 204
 
 
-@bp.get("/me")
+@bp.get("/me", responses={200: AccountOut, **errors(*AUTH)})
 @jwt_required()
 def me():
+    """The calling account"""
     return jsonify(account_document(current_account()))
 
 
-@bp.post("/password")
+@bp.post("/password", responses={200: Tokens, **errors(400, *AUTH)})
 @jwt_required()
 @limiter.limit(login_limit)
-def change_password():
+@validated
+def change_password(body: PasswordChange):
     """Change the password; every token issued before is revoked, fresh ones are returned."""
-    body = json_body(required=("current_password", "new_password"))
     session = get_session()
     account = current_account()
-    accounts.change_password(session, account, body["current_password"], body["new_password"])
+    accounts.change_password(session, account, body.current_password, body.new_password)
     audit.record(session, account, "account.password_change", "account", account.id)
     session.commit()
     return jsonify(_tokens(account))
 
 
-@bp.delete("/me")
+@bp.delete("/me", responses={204: None, **errors(*AUTH)})
 @jwt_required()
 def delete_me():
     """Erase the caller's account with its galleries, persons, faces and jobs."""
@@ -143,20 +161,17 @@ def delete_me():
     return "", 204
 
 
-@bp.post("/me/face")
+@bp.post("/me/face", responses={202: PersonAccepted, 200: SubmittedJob, **errors(400, 409, 413, 415, 503, *AUTH)})
 @jwt_required()
 @limiter.limit(submit_limit)
 @idempotent
-def enroll_me():
-    """Enroll a photo of the caller as its own face profile (a person linked to the account)."""
-    reject_unknown_fields({"image", "consent", "name", "webhook_url"})
-    require_consent()
-    name = text_field("name")
-    webhook_url = webhook_field()
-    wait = wait_seconds()
-    upload = image_field()
-    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, name, webhook_url)
-    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, wait)
+@validated
+def enroll_me(form: ProfileFaceForm, query: WaitQuery, header: IdempotencyHeader):
+    """Enroll a photo of the caller as its own face profile (a person linked to the account)"""
+    webhook_url = checked_webhook(form.webhook_url)
+    upload = read_upload(form.image)
+    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, form.name, webhook_url)
+    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 
 
 def account_document(account: Account) -> dict[str, Any]:

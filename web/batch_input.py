@@ -13,7 +13,6 @@ import posixpath
 import zipfile
 from dataclasses import dataclass
 
-from flask import request
 from werkzeug.datastructures import FileStorage
 
 from config import get_settings
@@ -21,6 +20,7 @@ from domain.enrollment import photo_sha256
 from domain.errors import ServiceError, file_too_large
 from domain.images import validate_image
 from web.forms import bad_request
+from web.schemas import BatchForm
 
 MAX_ITEMS = 500
 MAX_COMPRESSION_RATIO = 100
@@ -48,10 +48,10 @@ def _checked(entry: Entry, declared_type: str | None = None) -> Entry:
     return entry
 
 
-def _manifest_rows() -> list[dict]:
+def _manifest_rows(text: str) -> list[dict]:
     try:
-        manifest = json.loads(request.form["manifest"])
-    except (ValueError, KeyError):
+        manifest = json.loads(text)
+    except ValueError:
         raise bad_request("invalid_manifest", "manifest must be a JSON list of {file, name, external_id?}.") from None
     if not isinstance(manifest, list) or not manifest or len(manifest) > MAX_ITEMS:
         raise bad_request("invalid_manifest", f"manifest must list between 1 and {MAX_ITEMS} entries.")
@@ -66,12 +66,12 @@ def _manifest_rows() -> list[dict]:
     return manifest
 
 
-def _uploads_by_name(rows: list[dict]) -> dict[str, FileStorage]:
+def _uploads_by_name(rows: list[dict], images: list[FileStorage]) -> dict[str, FileStorage]:
     """The `images` parts by file name: a row reads only its own part, so names must be unique on
     both sides (curl sends only the base name: photos from two folders collide) and every part
     must be named by a row."""
     uploads: dict[str, FileStorage] = {}
-    for storage in request.files.getlist("images"):
+    for storage in images:
         name = storage.filename or ""
         if name in uploads:
             raise bad_request(
@@ -94,9 +94,9 @@ def _uploads_by_name(rows: list[dict]) -> dict[str, FileStorage]:
     return uploads
 
 
-def _manifest_entries() -> list[Entry]:
-    rows = _manifest_rows()
-    uploads = _uploads_by_name(rows)
+def _manifest_entries(form: BatchForm) -> list[Entry]:
+    rows = _manifest_rows(form.manifest or "")
+    uploads = _uploads_by_name(rows, form.images)
     limit = get_settings().max_upload_bytes
     entries = []
     for row in rows:
@@ -130,10 +130,10 @@ def _common_top_folder(paths: list[str]) -> str | None:
     return None
 
 
-def _archive_entries() -> list[Entry]:
+def _archive_entries(upload: FileStorage) -> list[Entry]:
     settings = get_settings()
     try:
-        archive = zipfile.ZipFile(io.BytesIO(request.files["archive"].stream.read()))
+        archive = zipfile.ZipFile(io.BytesIO(upload.stream.read()))
     except zipfile.BadZipFile:
         raise bad_request("invalid_archive", "The archive is not a valid ZIP file.") from None
     members = [info for info in archive.infolist() if not info.is_dir() and not _skipped(info.filename)]
@@ -165,9 +165,9 @@ def _archive_entries() -> list[Entry]:
     return entries
 
 
-def read_entries() -> list[Entry]:
-    if "archive" in request.files:
-        return _archive_entries()
-    if "manifest" in request.form:
-        return _manifest_entries()
+def read_entries(form: BatchForm) -> list[Entry]:
+    if form.archive is not None:
+        return _archive_entries(form.archive)
+    if form.manifest is not None:
+        return _manifest_entries(form)
     raise bad_request("missing_field", "Send `images` with a `manifest`, or one ZIP `archive`.")

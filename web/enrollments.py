@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 
 from config import get_settings
 from domain.batches import batch_document
@@ -15,21 +13,14 @@ from web.auth import current_account, roles_required
 from web.batch_input import read_entries
 from web.db import get_session
 from web.extensions import limiter
-from web.forms import (
-    bool_field,
-    gallery_field,
-    page_cursor,
-    page_limit,
-    reject_unknown_fields,
-    reject_unknown_query,
-    require_consent,
-    webhook_field,
-)
+from web.forms import checked_webhook
 from web.idempotency import idempotent
 from web.ratelimits import batch_limit
+from web.schemas import Batch, BatchAccepted, BatchForm, BatchPage, BatchPath, IdempotencyHeader, PageQuery
+from web.validation import AUTH, errors, resource, validated
 from web.waiting import submitted
 
-bp = Blueprint("enrollments", __name__, url_prefix="/api/v1/enrollments")
+bp = resource("enrollments", __name__, "/api/v1/enrollments", "Batch enrollment: a manifest of photos, or a ZIP")
 MANAGERS = (Role.admin, Role.operator)
 
 
@@ -39,43 +30,42 @@ def _limit_body() -> None:
     request.max_content_length = get_settings().max_batch_bytes
 
 
-@bp.post("")
+@bp.post("", responses={202: BatchAccepted, **errors(400, 409, 413, 503, *AUTH)})
 @roles_required(*MANAGERS)
 @limiter.limit(batch_limit)
 @idempotent
-def submit():
-    """202 {batch_id, total}; `force=true` lets photos that do not resemble an existing person's
-    faces be added to it (audited)."""
-    reject_unknown_fields({"images", "manifest", "archive", "consent", "gallery", "webhook_url", "force"})
-    require_consent()
-    gallery = gallery_field()
-    force = bool_field("force")
-    webhook_url = webhook_field()
+@validated
+def submit(form: BatchForm, header: IdempotencyHeader):
+    """Batch enrollment: `images` + a JSON `manifest`, or one ZIP `archive` (<person>/<photo>)
+
+    `force=true` lets photos that do not resemble an existing person's faces be added (audited).
+    """
     batch = services.submit_batch(
         get_session(),
         current_account(),
-        entries=read_entries(),
-        gallery_name=gallery,
-        webhook_url=webhook_url,
-        force=force,
+        entries=read_entries(form),
+        gallery_name=form.gallery,
+        webhook_url=checked_webhook(form.webhook_url),
+        force=form.force,
     )
     return submitted({"batch_id": str(batch.id), "total": batch.total})
 
 
-@bp.get("")
+@bp.get("", responses={200: BatchPage, **errors(400, *AUTH)})
 @roles_required(*MANAGERS)
-def list_batches():
-    """The caller's batches, newest first (keyset pagination), without their items."""
-    reject_unknown_query({"limit", "cursor"})
-    page = services.list_batches(get_session(), current_account(), limit=page_limit(), cursor=page_cursor())
-    return jsonify(page)
+@validated
+def list_batches(query: PageQuery):
+    """The caller's batches, newest first (keyset pagination), without their items"""
+    return jsonify(services.list_batches(get_session(), current_account(), limit=query.limit, cursor=query.cursor))
 
 
-@bp.get("/<uuid:batch_id>")
+@bp.get("/<uuid:batch_id>", responses={200: Batch, **errors(400, 404, *AUTH)})
 @roles_required(*MANAGERS)
-def show(batch_id: uuid.UUID):
+@validated
+def show(path: BatchPath):
+    """A batch with its items in manifest order"""
     session = get_session()
-    batch = services.find_batch(session, current_account(), batch_id)
+    batch = services.find_batch(session, current_account(), path.batch_id)
     if batch is None:
         raise NotFound("batch_not_found", "No such batch.")
     return jsonify(batch_document(session, batch))

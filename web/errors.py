@@ -45,6 +45,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.response is not None:  # an answer made already (request validation's)
+            return exc.response
         if exc.code == 413:
             return service_error(too_large())
         messages = {

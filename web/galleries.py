@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 
 from domain.models import Role
 from web import services
 from web.auth import current_account, roles_required
 from web.db import get_session
-from web.forms import json_body, page_cursor, page_limit, reject_unknown_query, valid_gallery_name
+from web.schemas import Gallery, GalleryCreate, GalleryPage, GalleryPath, PageQuery
+from web.validation import AUTH, errors, resource, validated
 
-bp = Blueprint("galleries", __name__, url_prefix="/api/v1/galleries")
+bp = resource("galleries", __name__, "/api/v1/galleries", "Named collections of persons, one namespace per account")
 MANAGERS = (Role.admin, Role.operator)
 
 
-@bp.post("")
+@bp.post("", responses={201: Gallery, **errors(400, 409, *AUTH)})
 @roles_required(*MANAGERS)
-def create():
-    name = valid_gallery_name(json_body(required=("name",))["name"])
-    gallery = services.create_gallery(get_session(), current_account(), name)
+@validated
+def create(body: GalleryCreate):
+    """Create a gallery (enrollment also creates one when needed)"""
+    gallery = services.create_gallery(get_session(), current_account(), body.name)
     return jsonify(services.gallery_document(gallery, 0)), 201
 
 
-@bp.get("")
+@bp.get("", responses={200: GalleryPage, **errors(400, *AUTH)})
 @roles_required(*MANAGERS)
-def list_galleries():
-    reject_unknown_query({"limit", "cursor"})
-    cursor = page_cursor()
-    return jsonify(services.list_galleries(get_session(), current_account(), limit=page_limit(), cursor=cursor))
+@validated
+def list_galleries(query: PageQuery):
+    """The caller's galleries in creation order (keyset pagination)"""
+    page = services.list_galleries(get_session(), current_account(), limit=query.limit, cursor=query.cursor)
+    return jsonify(page)
 
 
-@bp.delete("/<name>")
+@bp.delete("/<name>", responses={204: None, **errors(400, 404, *AUTH)})
 @roles_required(*MANAGERS)
-def remove(name: str):
-    services.delete_gallery(get_session(), current_account(), valid_gallery_name(name))
+@validated
+def remove(path: GalleryPath):
+    """Delete a gallery with its persons, faces and jobs"""
+    services.delete_gallery(get_session(), current_account(), path.name)
     return "", 204

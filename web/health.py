@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 from sqlalchemy import text
 
 from domain.db import get_engine
 from domain.notifications import redis_client
 from domain.schema import schema_is_current
+from web.schemas import Health, Readiness
+from web.validation import resource
 
-bp = Blueprint("health", __name__)
+bp = resource("health", __name__, None, "Probes, no authentication")
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", security=[], responses={200: Health})
 def healthz():
+    """The process is alive"""
     return jsonify({"status": "ok"})
 
 
@@ -33,8 +36,9 @@ def _check_redis() -> str:
         return "unreachable"
 
 
-@bp.get("/readyz")
+@bp.get("/readyz", security=[], responses={200: Readiness, 503: Readiness})
 def readyz():
+    """Database (schema current) and Redis reachable"""
     checks = {"database": _check_database(), "redis": _check_redis()}
     ready = all(value == "ok" for value in checks.values())
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

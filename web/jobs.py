@@ -3,74 +3,67 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
 from flask_jwt_extended import jwt_required
 
 from domain.errors import ServiceError
 from domain.jobs import job_document
-from domain.models import JobStatus, JobType
 from web import services
 from web.auth import current_account
 from web.db import get_session
-from web.forms import bad_request, page_limit
-from web.waiting import wait_seconds, wait_until_ended
+from web.schemas import Delivery, Job, JobPage, JobPath, JobsQuery, WaitQuery
+from web.validation import AUTH, errors, resource, validated
+from web.waiting import wait_until_ended
 
-bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
+bp = resource("jobs", __name__, "/api/v1/jobs", "Asynchronous work: state, result, cancellation, webhooks")
 
 
-@bp.get("/<uuid:job_id>")
+@bp.get("/<uuid:job_id>", responses={200: Job, **errors(400, 404, *AUTH)})
 @jwt_required()
-def show(job_id: uuid.UUID):
-    """`?wait=N` (N <= 30) answers as soon as the job ends, or after N seconds with its state then."""
-    deadline = time.monotonic() + wait_seconds()
+@validated
+def show(path: JobPath, query: WaitQuery):
+    """A job; `?wait=N` (N <= 30) answers as soon as it ends, or after N seconds with its state then"""
+    deadline = time.monotonic() + query.wait
     session = get_session()
-    job = services.load_job(session, current_account(), job_id)
+    job = services.load_job(session, current_account(), path.job_id)
     wait_until_ended(session, job, deadline)
     return jsonify(job_document(job))
 
 
-def _enum_arg(name: str, enum: type):
-    value = request.args.get(name)
-    if value is None:
-        return None
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in enum)
-        raise bad_request("invalid_field", f"{name} must be one of {choices}.") from None
-
-
-@bp.get("")
+@bp.get("", responses={200: JobPage, **errors(400, *AUTH)})
 @jwt_required()
-def list_jobs():
+@validated
+def list_jobs(query: JobsQuery):
+    """The caller's jobs (an admin's: everybody's), newest first"""
     page = services.list_jobs(
         get_session(),
         current_account(),
-        status=_enum_arg("status", JobStatus),
-        job_type=_enum_arg("type", JobType),
-        limit=page_limit(),
-        cursor=request.args.get("cursor"),
+        status=query.status,
+        job_type=query.type,
+        limit=query.limit,
+        cursor=query.cursor,
     )
     return jsonify(page)
 
 
-@bp.delete("/<uuid:job_id>")
+@bp.delete("/<uuid:job_id>", responses={200: Job, **errors(400, 404, 409, *AUTH)})
 @jwt_required()
-def cancel(job_id: uuid.UUID):
-    """Cancel a job that has not started: it ends `failed` with error code `cancelled`."""
+@validated
+def cancel(path: JobPath):
+    """Cancel a job that has not started: it ends `failed` with error code `cancelled`"""
     session = get_session()
-    job = services.load_job(session, current_account(), job_id)
+    job = services.load_job(session, current_account(), path.job_id)
     if not services.cancel_job(session, current_account(), job):
         raise ServiceError("job_not_cancellable", f"The job is already {job.status.value}.", status=409)
     return jsonify(job_document(job))
 
 
-@bp.post("/<uuid:job_id>/redeliver")
+@bp.post("/<uuid:job_id>/redeliver", responses={202: Delivery, **errors(400, 404, 409, *AUTH)})
 @jwt_required()
-def redeliver(job_id: uuid.UUID):
-    """Send the finished job's webhook again (a new delivery id)."""
+@validated
+def redeliver(path: JobPath):
+    """Send the finished job's webhook again (a new delivery id)"""
     session = get_session()
-    job = services.load_job(session, current_account(), job_id)
+    job = services.load_job(session, current_account(), path.job_id)
     return jsonify({"delivery_id": services.redeliver(session, current_account(), job)}), 202

@@ -3,136 +3,146 @@ person's faces, to inspect and repair (remove a wrong photo's embedding)."""
 
 from __future__ import annotations
 
-import uuid
-
-from flask import Blueprint, jsonify, request
+from flask import jsonify
 
 from domain.models import Role
 from web import services
 from web.auth import current_account, roles_required
 from web.db import get_session
 from web.extensions import limiter
-from web.forms import (
-    bool_field,
-    gallery_field,
-    image_field,
-    page_cursor,
-    page_limit,
-    person_changes,
-    reject_unknown_fields,
-    reject_unknown_query,
-    require_consent,
-    text_field,
-    valid_gallery_name,
-    webhook_field,
-)
+from web.forms import checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import submit_limit
-from web.waiting import accepted, wait_seconds
+from web.schemas import (
+    AddFaceForm,
+    EnrollForm,
+    FaceList,
+    FacePath,
+    IdempotencyHeader,
+    JobAccepted,
+    Person,
+    PersonAccepted,
+    PersonPage,
+    PersonPatch,
+    PersonPath,
+    PersonsQuery,
+    SubmittedJob,
+    WaitQuery,
+)
+from web.validation import AUTH, errors, resource, validated
+from web.waiting import accepted
 
-bp = Blueprint("persons", __name__, url_prefix="/api/v1/persons")
+bp = resource("persons", __name__, "/api/v1/persons", "Enrolled people and their faces")
 MANAGERS = (Role.admin, Role.operator)
+SUBMIT_ERRORS = errors(400, 404, 409, 413, 415, 503, *AUTH)
 
 
-@bp.post("")
+@bp.post("", responses={202: PersonAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
 @roles_required(*MANAGERS)
 @limiter.limit(submit_limit)
 @idempotent
-def enroll():
-    reject_unknown_fields({"name", "image", "consent", "gallery", "external_id", "webhook_url"})
-    require_consent()
-    name = text_field("name", required=True)
-    gallery = gallery_field()
-    external_id = text_field("external_id")
-    webhook_url = webhook_field()
-    wait = wait_seconds()
-    upload = image_field()
+@validated
+def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
+    """Register a person from a photo (asynchronous)
+
+    Consent is required. `?wait=N` answers 200 with the finished job if it ends within N seconds.
+    """
+    upload = read_upload(form.image)
     person, job = services.submit_enrollment(
         get_session(),
         current_account(),
-        name=name,
+        name=form.name,
         image=upload.data,
-        gallery_name=gallery,
-        external_id=external_id,
-        webhook_url=webhook_url,
+        gallery_name=form.gallery,
+        external_id=form.external_id,
+        webhook_url=checked_webhook(form.webhook_url),
     )
-    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, wait)
+    return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 
 
-@bp.post("/<uuid:person_id>/faces")
+@bp.post("/<uuid:person_id>/faces", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
 @roles_required()  # any role; load_person lets users reach only their own linked person
 @limiter.limit(submit_limit)
 @idempotent
-def add_face(person_id: uuid.UUID):
-    """Another photo of the person; refused as `face_mismatch` if it does not resemble the
-    person's faces, unless `force=true` (audited)."""
-    reject_unknown_fields({"image", "webhook_url", "force"})
+@validated
+def add_face(path: PersonPath, form: AddFaceForm, query: WaitQuery, header: IdempotencyHeader):
+    """Add another photo of a person (asynchronous)
+
+    The face must resemble the person's enrolled faces, else the job fails `face_mismatch`;
+    `force=true` enrolls it anyway (audited).
+    """
     session = get_session()
-    person = services.load_person(session, current_account(), person_id)
-    force = bool_field("force")
-    webhook_url = webhook_field()
-    wait = wait_seconds()
-    upload = image_field()
-    job = services.submit_face(session, current_account(), person, upload.data, webhook_url, force=force)
-    return accepted(job, {"job_id": str(job.id)}, wait)
+    person = services.load_person(session, current_account(), path.person_id)
+    webhook_url = checked_webhook(form.webhook_url)
+    upload = read_upload(form.image)
+    job = services.submit_face(session, current_account(), person, upload.data, webhook_url, force=form.force)
+    return accepted(job, {"job_id": str(job.id)}, query.wait)
 
 
-@bp.get("/<uuid:person_id>/faces")
+@bp.get("/<uuid:person_id>/faces", responses={200: FaceList, **errors(400, 404, *AUTH)})
 @roles_required()
-def list_faces(person_id: uuid.UUID):
+@validated
+def list_faces(path: PersonPath):
+    """A person's enrolled faces, to inspect and repair"""
     session = get_session()
-    person = services.load_person(session, current_account(), person_id)
+    person = services.load_person(session, current_account(), path.person_id)
     return jsonify({"items": services.list_faces(session, person)})
 
 
-@bp.delete("/<uuid:person_id>/faces/<uuid:face_id>")
+@bp.delete("/<uuid:person_id>/faces/<uuid:face_id>", responses={204: None, **errors(400, 404, *AUTH)})
 @roles_required()
-def remove_face(person_id: uuid.UUID, face_id: uuid.UUID):
+@validated
+def remove_face(path: FacePath):
+    """Remove one embedding of a person (a wrong photo); searches stop using it at once"""
     session = get_session()
     account = current_account()
-    services.delete_face(session, account, services.load_person(session, account, person_id), face_id)
+    services.delete_face(session, account, services.load_person(session, account, path.person_id), path.face_id)
     return "", 204
 
 
-@bp.get("")
+@bp.get("", responses={200: PersonPage, **errors(400, 404, *AUTH)})
 @roles_required(*MANAGERS)
-def list_persons():
-    reject_unknown_query({"gallery", "external_id", "limit", "cursor"})
-    limit = page_limit()
-    gallery = valid_gallery_name(request.args.get("gallery") or "default")
+@validated
+def list_persons(query: PersonsQuery):
+    """A gallery's persons in creation order (keyset pagination); 404 for an unknown gallery"""
     page = services.list_persons(
         get_session(),
         current_account(),
-        gallery_name=gallery,
-        external_id=request.args.get("external_id"),
-        limit=limit,
-        cursor=page_cursor(),
+        gallery_name=query.gallery,
+        external_id=query.external_id,
+        limit=query.limit,
+        cursor=query.cursor,
     )
     return jsonify(page)
 
 
-@bp.get("/<uuid:person_id>")
+@bp.get("/<uuid:person_id>", responses={200: Person, **errors(400, 404, *AUTH)})
 @roles_required()
-def show(person_id: uuid.UUID):
-    person = services.load_person(get_session(), current_account(), person_id, with_faces=True)
+@validated
+def show(path: PersonPath):
+    """A person with its faces and consent record"""
+    person = services.load_person(get_session(), current_account(), path.person_id, with_faces=True)
     return jsonify(services.person_document(person, faces=person.faces))
 
 
-@bp.patch("/<uuid:person_id>")
+@bp.patch("/<uuid:person_id>", responses={200: Person, **errors(400, 404, 409, *AUTH)})
 @roles_required(*MANAGERS)
-def change(person_id: uuid.UUID):
-    """JSON `{name?, external_id?, metadata?}`: external_id null removes it; metadata replaces the old."""
+@validated
+def change(path: PersonPath, body: PersonPatch):
+    """Change a person's name, external_id (null removes it) or metadata (replaced whole)"""
     session = get_session()
     account = current_account()
-    person = services.load_person(session, account, person_id, with_faces=True)
-    services.update_person(session, account, person, person_changes())
+    person = services.load_person(session, account, path.person_id, with_faces=True)
+    services.update_person(session, account, person, body.model_dump(exclude_unset=True))
     return jsonify(services.person_document(person, faces=person.faces))
 
 
-@bp.delete("/<uuid:person_id>")
+@bp.delete("/<uuid:person_id>", responses={204: None, **errors(400, 404, *AUTH)})
 @roles_required()
-def remove(person_id: uuid.UUID):
+@validated
+def remove(path: PersonPath):
+    """Delete a person and every embedding of it"""
     session = get_session()
     account = current_account()
-    services.delete_person(session, account, services.load_person(session, account, person_id))
+    services.delete_person(session, account, services.load_person(session, account, path.person_id))
     return "", 204

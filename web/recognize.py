@@ -1,77 +1,68 @@
-"""Recognition: find who is in a photo, as an asynchronous job."""
+"""Recognition and verification: who is in a photo, and are two faces the same person."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request
-
-from config import get_settings
 from domain.models import Role
 from web import services
 from web.auth import current_account, roles_required
 from web.db import get_session
 from web.extensions import limiter
-from web.forms import (
-    bad_request,
-    gallery_field,
-    image_field,
-    number_field,
-    reject_unknown_fields,
-    threshold_field,
-    uuid_field,
-    webhook_field,
-)
+from web.forms import bad_request, checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import submit_limit
-from web.waiting import accepted, wait_seconds
+from web.schemas import IdempotencyHeader, JobAccepted, RecognizeForm, SubmittedJob, VerifyForm, WaitQuery
+from web.validation import AUTH, errors, resource, validated
+from web.waiting import accepted
 
-bp = Blueprint("recognize", __name__, url_prefix="/api/v1")
+bp = resource("recognition", __name__, "/api/v1", "1:N recognition in a gallery and 1:1 verification")
+SUBMIT_ERRORS = errors(400, 404, 409, 413, 415, 503, *AUTH)
 
 
-@bp.post("/recognize")
+@bp.post("/recognize", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
 @roles_required(Role.admin, Role.operator)
 @limiter.limit(submit_limit)
 @idempotent
-def recognize():
-    """202 {job_id}; with `?wait=N` (N <= 30) 200 and the finished job if it ends within N seconds."""
-    settings = get_settings()
-    reject_unknown_fields({"image", "gallery", "threshold", "top_k", "max_faces", "webhook_url"})
-    gallery = gallery_field()
-    threshold = threshold_field()
-    top_k = number_field("top_k", int, settings.default_top_k, 1, settings.max_top_k)
-    max_faces = number_field("max_faces", int, settings.default_max_faces, 1, settings.max_max_faces)
-    webhook_url = webhook_field()
-    wait = wait_seconds()
-    upload = image_field()
+@validated
+def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
+    """Recognize every face in a photo (asynchronous)
+
+    `?wait=N` (N <= 30) answers 200 with the finished job if it ends within N seconds.
+    """
+    webhook_url = checked_webhook(form.webhook_url)
+    upload = read_upload(form.image)
     job = services.submit_recognition(
         get_session(),
         current_account(),
         image=upload.data,
-        gallery_name=gallery,
-        threshold=threshold,
-        top_k=top_k,
-        max_faces=max_faces,
+        gallery_name=form.gallery,
+        threshold=form.threshold,
+        top_k=form.top_k,
+        max_faces=form.max_faces,
         webhook_url=webhook_url,
     )
-    return accepted(job, {"job_id": str(job.id)}, wait)
+    return accepted(job, {"job_id": str(job.id)}, query.wait)
 
 
-@bp.post("/verify")
+@bp.post("/verify", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
 @roles_required(Role.admin, Role.operator)
 @limiter.limit(submit_limit)
 @idempotent
-def verify():
-    """1:1 verification: `image_a` and `image_b`, or `image` and `person_id`."""
-    reject_unknown_fields({"image_a", "image_b", "image", "person_id", "threshold", "webhook_url"})
-    threshold = threshold_field()
-    webhook_url = webhook_field()
-    wait = wait_seconds()
+@validated
+def verify(form: VerifyForm, query: WaitQuery, header: IdempotencyHeader):
+    """1:1 verification: `image_a` and `image_b`, or `image` and `person_id` (asynchronous)
+
+    The threshold is the 1:1 one: a pair question has no gallery.
+    """
+    webhook_url = checked_webhook(form.webhook_url)
     session = get_session()
-    if "person_id" in request.form or "image" in request.files:
-        person = services.load_person(session, current_account(), uuid_field("person_id"))
-        first, second = image_field("image"), None
-    elif "image_a" in request.files or "image_b" in request.files:
+    if form.person_id is not None or form.image is not None:
+        if form.person_id is None or form.image is None:
+            raise bad_request("missing_field", "Send image with person_id (or image_a with image_b).")
+        person = services.load_person(session, current_account(), form.person_id)
+        first, second = read_upload(form.image), None
+    elif form.image_a is not None and form.image_b is not None:
         person = None
-        first, second = image_field("image_a"), image_field("image_b")
+        first, second = read_upload(form.image_a), read_upload(form.image_b)
     else:
         raise bad_request("missing_field", "Send image_a and image_b, or image and person_id.")
     job = services.submit_verification(
@@ -80,7 +71,7 @@ def verify():
         image=first.data,
         second_image=second.data if second else None,
         person=person,
-        threshold=threshold,
+        threshold=form.threshold,
         webhook_url=webhook_url,
     )
-    return accepted(job, {"job_id": str(job.id)}, wait)
+    return accepted(job, {"job_id": str(job.id)}, query.wait)

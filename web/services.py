@@ -297,7 +297,7 @@ def submit_recognition(
     *,
     image: bytes,
     gallery_name: str,
-    threshold: float,
+    threshold: float | None,
     top_k: int,
     max_faces: int,
     webhook_url: str | None = None,
@@ -313,7 +313,12 @@ def submit_recognition(
         job_type=JobType.recognize,
         image=image,
         gallery_id=gallery.id,
-        params={"threshold": threshold, "top_k": top_k, "max_faces": max_faces, "gallery": gallery.name},
+        params={
+            "threshold": threshold if threshold is not None else get_settings().match_threshold,
+            "top_k": top_k,
+            "max_faces": max_faces,
+            "gallery": gallery.name,
+        },
     )
 
 
@@ -324,7 +329,7 @@ def submit_verification(
     image: bytes,
     second_image: bytes | None,
     person: Person | None,
-    threshold: float,
+    threshold: float | None,
     webhook_url: str | None = None,
 ) -> Job:
     return _submit_job(
@@ -338,7 +343,11 @@ def submit_verification(
         second_image=second_image,
         gallery_id=person.gallery_id if person else None,
         person_id=person.id if person else None,
-        params={"threshold": threshold, **({"gallery": person.gallery.name} if person else {})},
+        # The 1:1 threshold: a pair question has no gallery (docs/RECOGNITION.md).
+        params={
+            "threshold": threshold if threshold is not None else get_settings().match_threshold,
+            **({"gallery": person.gallery.name} if person else {}),
+        },
     )
 
 

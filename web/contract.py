@@ -1,0 +1,54 @@
+"""The application object that carries the API contract: flask-openapi3's `OpenAPI` (a Flask app)
+serves `/api/v1/openapi.json`, built from the pydantic models in `web/schemas.py` that also
+validate every request, and a Swagger UI at `/api/v1/docs` from the assets of the PyPI package
+flask-openapi3-swagger (nothing is fetched from the internet by the browser).
+
+Why flask-openapi3 (docs/API.md has the comparison): pydantic models, the same library as the
+settings; Flask 3 blueprints; multipart forms with repeated file parts; OpenAPI 3.1; a locally
+served UI; validation that can sit under our own authentication decorators.
+"""
+
+from __future__ import annotations
+
+from flask import jsonify, redirect
+from flask_openapi3 import Info, OpenAPI
+
+from web import schemas
+from web.validation import operation_id, validation_error_response
+
+DOCS_PREFIX = "/api/v1/docs"
+API_DESCRIPTION = (
+    "Enroll persons from photos and recognize them in new photos, as asynchronous jobs. "
+    "Every error is `{error: {code, message}}`; every 202 names its job or batch in `Location`. "
+    "The InsightFace models are licensed for non-commercial research only."
+)
+
+
+def make_app(import_name: str) -> OpenAPI:
+    return OpenAPI(
+        import_name,
+        info=Info(title="Face recognition service", version="1.0.0", description=API_DESCRIPTION),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        doc_prefix=DOCS_PREFIX,
+        doc_url="/openapi.json",
+        validation_error_status="400",
+        validation_error_model=schemas.ErrorBody,
+        validation_error_callback=validation_error_response,
+        operation_id_callback=operation_id,
+    )
+
+
+def add_document_routes(app: OpenAPI) -> None:
+    """The document at its documented address, and the docs page's short address."""
+    app.add_url_rule("/api/v1/openapi.json", "openapi_document", lambda: jsonify(app.api_doc))
+    app.add_url_rule(DOCS_PREFIX, "docs_page", lambda: redirect(f"{DOCS_PREFIX}/swagger"))
+
+
+def content_security_policy(path: str) -> str:
+    """Nothing may load anywhere, except the docs page's own scripts and styles from this origin."""
+    if path.startswith(DOCS_PREFIX):
+        return (
+            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+        )
+    return "default-src 'none'; frame-ancestors 'none'"

@@ -1,0 +1,530 @@
+"""The API contract: every request form, query, path and body, and every response, as pydantic
+models. flask-openapi3 validates each request against them before the handler runs and builds
+`/api/v1/openapi.json` from the same models, so the document cannot drift from the code.
+
+Limits come from the settings and enum values from the domain (`Role`, `JobStatus`, `JobType`):
+nothing is copied by hand. A model refuses unknown fields (`extra="forbid"`), so a misspelled
+optional field is an error (`unknown_field`, with a suggestion) instead of being ignored.
+Validation failures become the one error document (`web/validation.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from flask_openapi3 import FileStorage
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+from werkzeug.datastructures import FileStorage as UploadedFile
+
+from config import get_settings
+from domain.errors import ServiceError
+from domain.idempotency import MAX_KEY_LENGTH
+from domain.models import JobStatus, JobType, Role
+from web.pagination import decode_cursor
+
+SETTINGS = get_settings()
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("missing_field", "The field is required and may not be blank.")
+    if _CONTROL_CHARS.search(value):
+        raise PydanticCustomError("invalid_field", "The field contains control characters.")
+    return value
+
+
+def _consent(value: Any) -> str:
+    if str(value or "").strip().lower() != "true":
+        raise PydanticCustomError("consent_required", "Enrollment requires the person's consent: send consent=true.")
+    return "true"
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _metadata(value: dict) -> dict:
+    limit = SETTINGS.person_metadata_max_bytes
+    if len(json.dumps(value)) > limit:
+        raise PydanticCustomError("invalid_field", "metadata must be at most {limit} bytes as JSON.", {"limit": limit})
+    return value
+
+
+Text = Annotated[str, Field(max_length=200), AfterValidator(_text)]
+OptionalText = Annotated[Text | None, BeforeValidator(_blank_is_none)]
+GalleryName = Annotated[
+    str,
+    Field(
+        pattern=r"^[\w.\-]{1,100}$",
+        description="letters, digits, '_', '.' and '-'; case-sensitive",
+    ),
+]
+Consent = Annotated[
+    Literal["true"],
+    BeforeValidator(_consent),
+    Field(description="the person consented to being enrolled (required)"),
+]
+WebhookUrl = Annotated[
+    Annotated[str, Field(max_length=2000)] | None,
+    BeforeValidator(_blank_is_none),
+    Field(description="POSTed the job (or batch) document, signed, when it ends"),
+]
+Force = Annotated[bool, Field(description="enroll even if the face does not resemble the person's (audited)")]
+Threshold = Annotated[
+    Annotated[float, Field(ge=SETTINGS.min_threshold, le=SETTINGS.max_threshold, allow_inf_nan=False)] | None,
+    BeforeValidator(_blank_is_none),
+    Field(description="cosine similarity at or above which a face matches; default: derived per gallery"),
+]
+Limit = Annotated[int, Field(ge=1, le=200, description="items per page")]
+
+
+def _cursor(value: str | None) -> str | None:
+    if value:
+        try:
+            decode_cursor(value)
+        except ServiceError:
+            raise PydanticCustomError("invalid_cursor", "The cursor is not valid.") from None
+    return value
+
+
+Cursor = Annotated[str | None, AfterValidator(_cursor), Field(description="next_cursor of the previous page")]
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_metadata),
+    Field(description=f"free-form JSON object, at most {SETTINGS.person_metadata_max_bytes} bytes"),
+]
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the photo's pixels")]
+
+
+def _file_part(value: Any) -> Any:
+    if not isinstance(value, UploadedFile):
+        raise PydanticCustomError("invalid_field", "must be a file part (multipart/form-data with a file name)")
+    return value
+
+
+File = Annotated[FileStorage, AfterValidator(_file_part)]
+Image = Annotated[File, Field(description=f"JPEG, PNG or WebP, at most {SETTINGS.max_upload_bytes} bytes")]
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="stable machine-readable code, e.g. gallery_not_found")
+    message: str = Field(description="what to fix, for a human")
+
+
+class ErrorBody(BaseModel):
+    """Every error: some codes add facts to act on (person_id, best_similarity, file, faces_detected)."""
+
+    error: ErrorDetail
+
+
+# --- shared parameters --------------------------------------------------------------------------
+
+
+class WaitQuery(Model):
+    wait: float = Field(
+        0, ge=0, le=30, allow_inf_nan=False, description="seconds to wait for the job to end before answering"
+    )
+
+
+class PageQuery(Model):
+    limit: Limit = 50
+    cursor: Cursor = None
+
+
+class IdempotencyHeader(BaseModel):
+    idempotency_key: str | None = Field(
+        None,
+        alias="Idempotency-Key",
+        max_length=MAX_KEY_LENGTH,
+        description="the same key with the same request answers the first answer again (kept at least 24 h); "
+        "with another request, 409 idempotency_key_reused",
+    )
+
+
+# --- accounts and tokens ------------------------------------------------------------------------
+
+
+class Credentials(Model):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1000)
+
+
+class PasswordChange(Model):
+    current_password: str = Field(max_length=1000)
+    new_password: str = Field(max_length=1000)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds the access token lasts")
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class Account(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+    created_at: datetime | None
+
+
+class AccountPage(BaseModel):
+    items: list[Account]
+    next_cursor: str | None
+
+
+class AccountPath(BaseModel):
+    account_id: uuid.UUID
+
+
+class RoleChange(Model):
+    role: Role
+
+
+class AuditQuery(PageQuery):
+    actor_id: uuid.UUID | None = None
+    action: str | None = Field(None, max_length=50)
+    target_id: str | None = Field(None, max_length=100)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class AuditEvent(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    actor_id: uuid.UUID | None
+    actor_email: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEvent]
+    next_cursor: str | None
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+
+
+# --- galleries -----------------------------------------------------------------------------------
+
+
+class GalleryCreate(Model):
+    name: GalleryName
+
+
+class GalleryPath(BaseModel):
+    name: GalleryName
+
+
+class Gallery(BaseModel):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    person_count: int
+    created_at: datetime | None
+
+
+class GalleryPage(BaseModel):
+    items: list[Gallery]
+    next_cursor: str | None
+
+
+# --- persons and faces ----------------------------------------------------------------------------
+
+
+class EnrollForm(Model):
+    name: Text
+    image: Image
+    consent: Consent
+    gallery: GalleryName = "default"
+    external_id: OptionalText = None
+    webhook_url: WebhookUrl = None
+
+
+class ProfileFaceForm(Model):
+    image: Image
+    consent: Consent
+    name: OptionalText = None
+    webhook_url: WebhookUrl = None
+
+
+class AddFaceForm(Model):
+    image: Image
+    force: Force = False
+    webhook_url: WebhookUrl = None
+
+
+class PersonPath(BaseModel):
+    person_id: uuid.UUID
+
+
+class FacePath(BaseModel):
+    person_id: uuid.UUID
+    face_id: uuid.UUID
+
+
+class PersonsQuery(PageQuery):
+    gallery: GalleryName = "default"
+    external_id: str | None = Field(None, max_length=200)
+
+
+class PersonPatch(Model):
+    """Only the fields sent change; `null` is allowed only for external_id (it removes it)."""
+
+    name: Text = None
+    external_id: Text | None = Field(None, description="null removes it")
+    metadata: Metadata = None
+
+
+class Face(BaseModel):
+    id: uuid.UUID
+    model: str
+    det_score: float
+    bbox: Box
+    quality: dict[str, float] | None
+    photo_sha256_prefix: str | None = Field(description="first 12 hex digits of the source photo's sha256")
+    created_at: datetime | None
+
+
+class FaceList(BaseModel):
+    items: list[Face]
+
+
+class ConsentRecord(BaseModel):
+    given_at: datetime | None
+    given_by: uuid.UUID | None
+
+
+class Person(BaseModel):
+    id: uuid.UUID
+    name: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    gallery: str
+    account_id: uuid.UUID | None
+    consent: ConsentRecord
+    created_at: datetime | None
+    face_count: int
+    faces: list[Face] | None = None
+
+
+class PersonPage(BaseModel):
+    items: list[Person]
+    next_cursor: str | None
+
+
+class PersonAccepted(BaseModel):
+    person_id: uuid.UUID
+    job_id: uuid.UUID
+
+
+class JobAccepted(BaseModel):
+    job_id: uuid.UUID
+
+
+# --- batches ----------------------------------------------------------------------------------------
+
+
+class BatchForm(Model):
+    images: list[File] = Field(default_factory=list, description="photos named by the manifest's `file`")
+    manifest: str | None = Field(None, description='JSON list of {"file", "name", "external_id"?}')
+    archive: File | None = Field(None, description="a ZIP laid out as <person name>/<photo>")
+    consent: Consent
+    gallery: GalleryName = "default"
+    force: Force = False
+    webhook_url: WebhookUrl = None
+
+
+class BatchPath(BaseModel):
+    batch_id: uuid.UUID
+
+
+class BatchAccepted(BaseModel):
+    batch_id: uuid.UUID
+    total: int
+
+
+class BatchItem(BaseModel):
+    index: int | None
+    file: str | None
+    name: str | None
+    external_id: str | None
+    person_id: uuid.UUID | None
+    job_id: uuid.UUID
+    status: JobStatus
+    face_id: uuid.UUID | None
+    faces_detected: int | None
+    duplicate: bool | None
+    error: ErrorDetail | None
+
+
+class Deliveries(BaseModel):
+    url: str
+    deliveries: list[dict[str, Any]]
+
+
+class Batch(BaseModel):
+    id: uuid.UUID
+    status: Literal["queued", "running", "succeeded", "partial", "failed"]
+    gallery: str
+    total: int
+    succeeded: int
+    failed: int
+    created_at: datetime | None
+    items: list[BatchItem] | None = None
+    webhook: Deliveries | None = None
+
+
+class BatchPage(BaseModel):
+    items: list[Batch]
+    next_cursor: str | None
+
+
+# --- recognition and verification -------------------------------------------------------------------
+
+
+class RecognizeForm(Model):
+    image: Image
+    gallery: GalleryName = "default"
+    threshold: Threshold = None
+    top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="matches per face")
+    max_faces: int = Field(SETTINGS.default_max_faces, ge=1, le=SETTINGS.max_max_faces, description="largest first")
+    webhook_url: WebhookUrl = None
+
+
+class VerifyForm(Model):
+    image_a: File | None = Field(None, description="with image_b: are they the same person?")
+    image_b: File | None = None
+    image: File | None = Field(None, description="with person_id: is this the enrolled person?")
+    person_id: uuid.UUID | None = None
+    threshold: Threshold = None
+    webhook_url: WebhookUrl = None
+
+
+class Match(BaseModel):
+    person_id: uuid.UUID
+    name: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    similarity: float
+
+
+class RecognizedFace(BaseModel):
+    bbox: Box
+    det_score: float
+    quality: dict[str, float]
+    matches: list[Match]
+
+
+class RecognizeResult(BaseModel):
+    faces: list[RecognizedFace]
+    threshold: float
+    model: str
+
+
+class EnrollResult(BaseModel):
+    person_id: uuid.UUID
+    face_id: uuid.UUID
+    det_score: float
+    bbox: Box
+    faces_detected: int | None
+    quality: dict[str, float] | None
+    duplicate: bool = Field(description="the same photo was already enrolled for this person: nothing was added")
+    consistency: float | None = Field(None, description="best similarity with the person's earlier faces")
+
+
+class ComparedFace(BaseModel):
+    bbox: Box
+    det_score: float
+    faces_detected: int
+
+
+class VerifyResult(BaseModel):
+    similarity: float
+    same_person: bool
+    threshold: float
+    person_id: uuid.UUID | None
+    model: str
+    faces: dict[str, ComparedFace] = Field(description="the face compared in each photo (its largest)")
+    notes: list[str]
+
+
+class Job(BaseModel):
+    id: uuid.UUID
+    type: JobType
+    status: JobStatus
+    gallery: str | None
+    person_id: uuid.UUID | None
+    batch_id: uuid.UUID | None = None
+    index: int | None = None
+    file: str | None = None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: EnrollResult | RecognizeResult | VerifyResult | None
+    error: ErrorDetail | None
+    timings_ms: dict[str, float] | None
+    webhook: Deliveries | None = None
+
+
+class SubmittedJob(Job):
+    """`?wait=N` answers 200 with the finished job and the 202 fields."""
+
+    job_id: uuid.UUID
+    person_id: uuid.UUID | None = None
+
+
+class JobPath(BaseModel):
+    job_id: uuid.UUID
+
+
+class JobsQuery(PageQuery):
+    status: JobStatus | None = None
+    type: JobType | None = None
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class Delivery(BaseModel):
+    delivery_id: str
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]
