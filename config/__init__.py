@@ -106,7 +106,13 @@ class Settings:
     min_image_side: int = 32
 
     # Matching. The threshold is cosine similarity between L2-normalised ArcFace embeddings.
-    match_threshold: float = 0.30  # calibrated on LFW: see docs/RECOGNITION.md
+    # The 1:1 threshold (verify), and the floor of every gallery's open-set threshold; calibrated
+    # on LFW: see docs/RECOGNITION.md.
+    match_threshold: float = 0.30
+    # Target false-positive identification rate of a stranger in a recognition: each gallery's
+    # threshold is derived from it and the gallery's face count (domain/openset.py; 0: a fixed
+    # MATCH_THRESHOLD). 0.0075 keeps the measured FPIR <= 1 % (docs/RECOGNITION.md).
+    match_fpir: float = 0.0075
     min_threshold: float = 0.1
     max_threshold: float = 0.95
     default_top_k: int = 5
@@ -239,6 +245,7 @@ def load_settings() -> Settings:
         max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
         min_image_side=_int("MIN_IMAGE_SIDE", 32),
         match_threshold=_float("MATCH_THRESHOLD", 0.30),
+        match_fpir=_float("MATCH_FPIR", 0.0075),
         default_top_k=_int("DEFAULT_TOP_K", 5),
         max_top_k=_int("MAX_TOP_K", 50),
         default_max_faces=_int("DEFAULT_MAX_FACES", 20),

@@ -45,6 +45,7 @@ _GALLERY_SIZE_UP_TO = text(
 _SEARCH_SETTINGS = text(
     "SELECT set_config('hnsw.ef_search', :ef, true), set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
+_GALLERY_FACES = text("SELECT count(*) FROM faces WHERE gallery_id = :gallery_id AND model = :model")
 _PERSONS = text("SELECT id, name, external_id, metadata FROM persons WHERE id = ANY(:ids)")
 
 # Gallery sizes this process counted recently: (gallery_id, model) -> (faces, when). Only the
@@ -156,3 +157,22 @@ def _remember_gallery_size(key: tuple[uuid.UUID, str], faces: int) -> None:
     if len(_gallery_sizes) >= _GALLERY_SIZES_MAX_ENTRIES:
         _gallery_sizes.clear()
     _gallery_sizes[key] = (faces, time.monotonic())
+
+
+_face_counts: dict[tuple[uuid.UUID, str], tuple[int, float]] = {}
+
+
+def gallery_face_count(session: Session, gallery_id: uuid.UUID, model: str, max_age: float) -> int:
+    """Every face of `model` in the gallery: the N of the open-set threshold (domain/openset.py).
+    Counted at most once per `max_age` seconds per process (a count of a 1M-face gallery takes
+    tens of milliseconds); a gallery grown since gets a threshold a little low until then."""
+    key = (gallery_id, model)
+    entry = _face_counts.get(key)
+    if entry is not None and time.monotonic() - entry[1] <= max_age:
+        return entry[0]
+    count = session.execute(_GALLERY_FACES, {"gallery_id": gallery_id, "model": model}).scalar_one()
+    if len(_face_counts) >= _GALLERY_SIZES_MAX_ENTRIES:
+        _face_counts.clear()
+    _face_counts[key] = (count, time.monotonic())
+    _remember_gallery_size(key, count)  # a full count serves the choice of search path too
+    return count

@@ -89,6 +89,8 @@ class Gallery(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
+    # A fixed recognition threshold for this gallery, instead of the one derived from MATCH_FPIR.
+    match_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created_at()
 
     owner: Mapped[Account] = relationship(back_populates="galleries")

@@ -14,17 +14,43 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain import matching
+from domain import matching, openset
 from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
 from domain.errors import FaceError
 from domain.models import Job
 
 
+def open_set_threshold(session: Session, job: Job, model: str, settings: Settings) -> dict[str, Any]:
+    """The threshold of this recognition and what it means for a stranger in this gallery.
+
+    The request's `threshold`, else the gallery's own `match_threshold`, else one derived from
+    MATCH_FPIR and the gallery's face count (never below MATCH_THRESHOLD): a stranger is
+    compared with every face, so a fixed threshold names more strangers as galleries grow. The
+    calibration belongs to one recognizer; another model gets MATCH_THRESHOLD and no estimate.
+    """
+    faces = matching.gallery_face_count(session, job.gallery_id, model, settings.gallery_size_cache_seconds)
+    calibrated = openset.load_tail().model == model
+    threshold, source = job.params.get("threshold"), job.params.get("threshold_source", "request")
+    if threshold is None:
+        if calibrated and settings.match_fpir > 0:
+            threshold = openset.threshold_for(faces, settings.match_fpir, settings.match_threshold)
+            source = "match_fpir"
+        else:
+            threshold, source = settings.match_threshold, "match_threshold"
+    return {
+        "threshold": threshold,
+        "threshold_source": source,
+        "gallery_faces": faces,
+        "expected_fpir": openset.expected_fpir(threshold, faces) if calibrated else None,
+    }
+
+
 def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str, settings: Settings) -> dict[str, Any]:
-    """Match every detected face against the job's gallery."""
+    """Match every detected face against the job's gallery, at its open-set threshold."""
     if not faces:
         raise no_face_error()
     params = job.params
+    policy = open_set_threshold(session, job, model, settings)
     results = []
     for face in faces:
         matches = matching.search(
@@ -33,7 +59,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             model=model,
             embedding=face.embedding,
             top_k=params["top_k"],
-            threshold=params["threshold"],
+            threshold=policy["threshold"],
             ef_search=settings.hnsw_ef_search,
             exact_max_faces=settings.exact_search_max_faces,
             size_cache_seconds=settings.gallery_size_cache_seconds,
@@ -46,7 +72,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
                 "matches": [m.as_dict() for m in matches],
             }
         )
-    return {"faces": results, "threshold": params["threshold"], "model": model}
+    return {"faces": results, **policy, "model": model}
 
 
 def verify(

@@ -234,8 +234,19 @@ class WebhookSecret(BaseModel):
 # --- galleries -----------------------------------------------------------------------------------
 
 
+GalleryThreshold = Annotated[
+    Annotated[float, Field(ge=SETTINGS.min_threshold, le=SETTINGS.max_threshold, allow_inf_nan=False)] | None,
+    Field(description="a fixed recognition threshold for this gallery; null: derived from MATCH_FPIR and its size"),
+]
+
+
 class GalleryCreate(Model):
     name: GalleryName
+    match_threshold: GalleryThreshold = None
+
+
+class GalleryPatch(Model):
+    match_threshold: GalleryThreshold
 
 
 class GalleryPath(BaseModel):
@@ -247,6 +258,7 @@ class Gallery(BaseModel):
     name: str
     owner_id: uuid.UUID
     person_count: int
+    match_threshold: float | None
     created_at: datetime | None
 
 
@@ -444,7 +456,15 @@ class RecognizedFace(BaseModel):
 
 class RecognizeResult(BaseModel):
     faces: list[RecognizedFace]
-    threshold: float
+    threshold: float = Field(description="the similarity a match needed")
+    threshold_source: Literal["request", "gallery", "match_fpir", "match_threshold"] = Field(
+        description="the request's threshold, the gallery's own, one derived from MATCH_FPIR and the "
+        "gallery's size, or the fixed MATCH_THRESHOLD (a recognizer without calibration)"
+    )
+    gallery_faces: int = Field(description="faces in the gallery: each is one chance of a false match")
+    expected_fpir: float | None = Field(
+        description="expected chance that a stranger is named as someone at this threshold and gallery size"
+    )
     model: str
 
 

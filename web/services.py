@@ -313,13 +313,22 @@ def submit_recognition(
         job_type=JobType.recognize,
         image=image,
         gallery_id=gallery.id,
+        # No threshold: the worker derives the gallery's from MATCH_FPIR (domain/recognition.py).
         params={
-            "threshold": threshold if threshold is not None else get_settings().match_threshold,
+            **_threshold_choice(threshold, gallery),
             "top_k": top_k,
             "max_faces": max_faces,
             "gallery": gallery.name,
         },
     )
+
+
+def _threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, Any]:
+    if requested is not None:
+        return {"threshold": requested, "threshold_source": "request"}
+    if gallery.match_threshold is not None:
+        return {"threshold": gallery.match_threshold, "threshold_source": "gallery"}
+    return {"threshold": None}
 
 
 def submit_verification(
@@ -601,14 +610,16 @@ def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
         "name": gallery.name,
         "owner_id": str(gallery.owner_id),
         "person_count": person_count,
+        "match_threshold": gallery.match_threshold,
         "created_at": iso(gallery.created_at),
     }
 
 
-def create_gallery(session: Session, account: Account, name: str) -> Gallery:
+def create_gallery(session: Session, account: Account, name: str, match_threshold: float | None = None) -> Gallery:
     gallery, created = get_or_create_gallery(session, account, name)
     if not created:
         raise ServiceError("gallery_exists", f"You already have a gallery named '{name}'.", status=409)
+    gallery.match_threshold = match_threshold
     audit.record(session, account, "gallery.create", "gallery", gallery.id, name=name)
     session.commit()
     return gallery
@@ -620,6 +631,16 @@ def list_galleries(session: Session, account: Account, *, limit: int, cursor: st
     query = select(Gallery, persons.scalar_subquery()).where(Gallery.owner_id == account.id)
     page, next_cursor = keyset_page(session, query, (Gallery.created_at, Gallery.id), limit=limit, cursor=cursor)
     return {"items": [gallery_document(gallery, count) for gallery, count in page], "next_cursor": next_cursor}
+
+
+def set_gallery_threshold(session: Session, account: Account, name: str, threshold: float | None) -> dict[str, Any]:
+    """Fix the gallery's recognition threshold, or (None) let it follow MATCH_FPIR again."""
+    gallery = require_gallery(session, account, name)
+    audit.record(session, account, "gallery.threshold", "gallery", gallery.id, match_threshold=threshold)
+    gallery.match_threshold = threshold
+    session.commit()
+    count = session.execute(select(func.count()).where(Person.gallery_id == gallery.id)).scalar_one()
+    return gallery_document(gallery, count)
 
 
 def delete_gallery(session: Session, account: Account, name: str) -> None:
