@@ -2,6 +2,10 @@
 
 Used only when DATABASE_URL / REDIS_URL are unset. Data lives under DATA_DIR and survives
 restarts: PostgreSQL keeps its data directory, Redis an append-only file.
+
+Both run in sessions of their own (pg_ctl detaches PostgreSQL; Redis is started so), so that a
+terminal's Ctrl-C reaches only `make run`'s supervisor, which stops them after the processes
+that use them (stack/run.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import redis
 from config import get_settings
 
 DATABASE_NAME = "faceapi"
+log = logging.getLogger("faceapi.embedded")
 
 
 def redis_server_binary() -> str:
@@ -40,15 +45,19 @@ class EmbeddedServices:
     started: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
+        """Stop what this process started: Redis, then PostgreSQL."""
         if self.redis_process and self.redis_process.poll() is None:
             self.redis_process.terminate()  # SIGTERM: Redis flushes its append-only file and exits
             try:
                 self.redis_process.wait(15)
             except subprocess.TimeoutExpired:
                 self.redis_process.kill()
+                self.redis_process.wait()
+            log.info("redis stopped")
         if self.pg_server is not None:
             stop_postgres(self.pg_server)
             self.pg_server = None
+            log.info("postgresql stopped")
 
 
 def postgres_running(pgdata: Path) -> bool:
@@ -87,11 +96,28 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
+def _redis_dir(url: str) -> Path | None:
+    """The data directory of the Redis answering at `url` (None if it does not say)."""
+    try:
+        directory = redis.Redis.from_url(url, socket_connect_timeout=0.5).config_get("dir").get("dir")
+    except redis.RedisError:
+        return None
+    return Path(directory).resolve() if directory else None
+
+
 def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str]:
     url = f"redis://127.0.0.1:{port}/0"
-    if _redis_answers(url):
-        return None, url  # ours from an earlier run, still up: reuse it
     redis_dir = data_dir / "redis"
+    if _redis_answers(url):
+        # Ours from an earlier run, still up: reuse it. Another instance's (another DATA_DIR) would
+        # make the two share one broker: each worker would take the other's jobs.
+        serving = _redis_dir(url)
+        if serving != redis_dir.resolve():
+            raise RuntimeError(
+                f"Port {port} is taken by a Redis serving {serving or 'another directory'}, not {redis_dir}: "
+                "set EMBEDDED_REDIS_PORT to a free port for this DATA_DIR."
+            )
+        return None, url
     redis_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
@@ -115,6 +141,7 @@ def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a terminal's Ctrl-C must not stop it before the worker
     )
     deadline = time.monotonic() + 15
     while not _redis_answers(url):
@@ -124,10 +151,14 @@ def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str
     return process, url
 
 
-def ensure_services() -> EmbeddedServices:
-    """Start whichever of PostgreSQL and Redis is not configured, and export their URLs."""
+def ensure_services(services: EmbeddedServices | None = None) -> EmbeddedServices:
+    """Start whichever of PostgreSQL and Redis is not configured, and export their URLs.
+
+    `services` is filled as they start, so that a caller can stop what did start if the rest fails.
+    """
     settings = get_settings()
-    services = EmbeddedServices(database_url=settings.database_url, redis_url=settings.redis_url)
+    services = services or EmbeddedServices()
+    services.database_url, services.redis_url = settings.database_url, settings.redis_url
     if not services.database_url:
         services.pg_server, services.database_url = start_postgres(settings.data_dir)
         services.started.append("postgresql")

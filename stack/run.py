@@ -1,6 +1,8 @@
 """`make run`: embedded services (when not configured), migrations, then web + worker + Flower.
 
-Stops everything cleanly on Ctrl-C or SIGTERM, and stops everything when any process dies.
+Stops everything cleanly on Ctrl-C or SIGTERM, and stops everything when any process dies:
+web, worker, beat and Flower first, then the embedded Redis and PostgreSQL they use. Every
+child runs in a session of its own, so a terminal's Ctrl-C reaches only this supervisor.
 """
 
 from __future__ import annotations
@@ -14,16 +16,30 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from config import get_settings
 from domain.accounts import bootstrap_admin
 from domain.schema import upgrade
-from stack.embedded import ensure_services
+from stack.embedded import EmbeddedServices, ensure_services
 
 log = logging.getLogger("faceapi.run")
 STOP_GRACE_SECONDS = 30
 RESTART_GRACE_SECONDS = 15
 WORKER_START_GRACE_SECONDS = 90  # loading the models on a busy machine
+UNIX_SOCKET_PATH_MAX = 107  # bytes in sun_path on Linux, less the terminating NUL
+
+
+def control_socket_options(data_dir: Path) -> list[str]:
+    """gunicorn's control socket (for `gunicornc -s PATH`) in this instance's DATA_DIR.
+
+    Its default, ~/.gunicorn/gunicorn.ctl, is one per user: a second instance on the host took it
+    over and removed it when it stopped. Off where DATA_DIR's path is too long for a Unix socket.
+    """
+    path = data_dir.resolve() / "gunicorn.ctl"
+    if len(os.fsencode(str(path))) > UNIX_SOCKET_PATH_MAX:
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
 
 
 def worker_command(concurrency: int, hostname: str, *options: str) -> list[str]:
@@ -67,6 +83,7 @@ def process_commands() -> dict[str, list[str]]:
             "8",
             "--graceful-timeout",
             "20",
+            *control_socket_options(settings.data_dir),
             "web:create_app()",
         ],
         "worker": worker_command(settings.worker_concurrency, "worker@%h"),
@@ -174,6 +191,8 @@ class Supervisor:
     def start(self, commands: dict[str, list[str]]) -> None:
         self.commands = commands
         for name in commands:
+            if self.stopping:  # Ctrl-C while starting
+                return
             self.spawn(name)
 
     def spawn(self, name: str) -> None:
@@ -215,45 +234,50 @@ class Supervisor:
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in self.processes.values():
+        for name, process in self.processes.items():
             self.terminate(process, max(0.1, deadline - time.monotonic()))
+            log.info("%s stopped (status %s)", name, process.returncode)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    services = ensure_services()
-    settings = get_settings()
-    watchdog = WorkerWatchdog(
-        settings.worker_liveness_interval,
-        settings.worker_liveness_failures,
-        f"worker@{socket.gethostname()}",
-        grace=WORKER_START_GRACE_SECONDS,
-        stall=settings.worker_stall_seconds,
-    )
-    supervisor = Supervisor(watchdog)
+    supervisor = Supervisor()
+    # From the start: a Ctrl-C while the services start lets them finish starting, then stops them.
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
+    services = EmbeddedServices()
     status = 1
     try:
+        ensure_services(services)
+        settings = get_settings()
+        supervisor.watchdog = WorkerWatchdog(
+            settings.worker_liveness_interval,
+            settings.worker_liveness_failures,
+            f"worker@{socket.gethostname()}",
+            grace=WORKER_START_GRACE_SECONDS,
+            stall=settings.worker_stall_seconds,
+        )
         upgrade()
         created = bootstrap_admin()
         if created:
             log.info("created the first admin account %s", created)
         supervisor.start(process_commands())
-        print(
-            f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
-            f"\n  Flower:  http://{settings.host}:{settings.flower_port}"
-            f"\n  Services: {', '.join(services.started) or 'external'}; data in {settings.data_dir}"
-            "\n  Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        if not supervisor.stopping:
+            print(
+                f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
+                f"\n  Flower:  http://{settings.host}:{settings.flower_port}"
+                f"\n  Services: {', '.join(services.started) or 'external'}; data in {settings.data_dir}"
+                "\n  Ctrl-C stops everything (web, worker, beat and Flower first, then Redis and PostgreSQL).\n",
+                flush=True,
+            )
         status = supervisor.wait()
     finally:
         log.info("stopping")
-        supervisor.stop()
-        services.stop()
+        supervisor.stop()  # first what uses the services,
+        services.stop()  # then the services
         log.info("stopped")
     return status
 

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+import pytest
 import requests
 
 from tests import images
 from tests.conftest import ROOT, free_port, login, stack_env, wait_until_ready
 
 
-def _start_stack(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def _start_stack(env: dict[str, str], log_path: Path, *, own_group: bool = False) -> subprocess.Popen:
+    """`python -m stack.run`; with `own_group`, at the head of a process group of its own, as a
+    shell starts a foreground command (a terminal's Ctrl-C signals that whole group)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "stack.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "stack.run"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
+
+
+def _ctrl_c(process: subprocess.Popen) -> int:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C does."""
+    os.killpg(process.pid, signal.SIGINT)
+    return process.wait(90)
+
+
+def _wait_for_log(log_path: Path, text: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log_path.read_text(errors="replace"):
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.5)
 
 
 def _stop(process: subprocess.Popen) -> int:
@@ -215,3 +240,128 @@ def test_the_watchdog_gives_a_starting_worker_its_grace(monkeypatch):
     watchdog.started -= 61
     time.sleep(0.002)
     assert watchdog.should_restart()
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+    return alive
+
+
+def _stack_env(data_dir: Path, **overrides: str) -> tuple[int, dict[str, str]]:
+    """stack_env with web, Flower and Redis ports that differ (free_port() may hand one out twice)."""
+    port, flower_port, redis_port = _distinct_ports(3)
+    env = stack_env(data_dir, port, FLOWER_PORT=str(flower_port), EMBEDDED_REDIS_PORT=str(redis_port), **overrides)
+    return port, env
+
+
+def _distinct_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def test_ctrl_c_stops_web_worker_beat_and_flower_before_redis_and_postgresql(tmp_path):
+    data = tmp_path / "data"
+    port, env = _stack_env(data)
+    log_path = tmp_path / "run.log"
+    process = _start_stack(env, log_path, own_group=True)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", log_path, process=process, timeout=180)
+        _wait_for_log(log_path, " ready.", process)  # the worker consumes from Redis
+        children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+        postmaster = int((data / "pg" / "postmaster.pid").read_text().split()[0])  # detached by pg_ctl
+        start_of_shutdown = len(log_path.read_text(errors="replace"))
+        status = _ctrl_c(process)
+    finally:
+        if process.poll() is None:
+            _stop(process)
+    shutdown = log_path.read_text(errors="replace")[start_of_shutdown:]
+    assert status == 0, shutdown[-3000:]
+    # Nobody lost its broker or database while stopping: Redis got its SIGTERM from the supervisor.
+    for symptom in ("Traceback", "Connection to broker lost", "Cannot connect to redis", "Connection refused"):
+        assert symptom not in shutdown, shutdown[-3000:]
+    redis_log = (data / "redis" / "redis.log").read_text(errors="replace")
+    assert "Received SIGTERM" in redis_log and "Received SIGINT" not in redis_log, redis_log[-2000:]
+    lines = shutdown.splitlines()
+
+    def line_of(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    services_stopped = min(line_of("redis stopped"), line_of("postgresql stopped"))
+    for name in ("web", "worker", "beat", "flower"):
+        assert line_of(f"{name} stopped (status") < services_stopped, shutdown[-3000:]
+    assert line_of("faceapi.run stopped") > services_stopped
+    # Nothing is left running.
+    assert _alive([*children, postmaster]) == []
+    assert not (data / "pg" / "postmaster.pid").exists()
+
+
+def _control_socket(supervisor: subprocess.Popen) -> Path:
+    """The Unix socket the stack's gunicorn master listens on for `gunicornc`."""
+    master = next(
+        child for child in psutil.Process(supervisor.pid).children() if "gunicorn" in " ".join(child.cmdline())
+    )
+    paths = [Path(c.laddr) for c in master.net_connections(kind="unix") if c.laddr]  # bound ones
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def _listeners(control_socket: Path) -> str:
+    from gunicorn.ctl.client import ControlClient
+
+    with ControlClient(str(control_socket), timeout=10) as client:
+        return json.dumps(client.send_command("show listeners"))
+
+
+def test_two_instances_on_one_host_keep_their_own_control_sockets(tmp_path):
+    """gunicorn's default control socket is ~/.gunicorn/gunicorn.ctl, one per user: the second
+    instance took it over and removed it when it stopped. Each now keeps its own in its DATA_DIR."""
+    home = tmp_path / "home"  # the same user's home for both
+    home.mkdir()
+    stacks = {}
+    for name in ("first", "second"):
+        port, env = _stack_env(tmp_path / name / "data", HOME=str(home), XDG_RUNTIME_DIR="")
+        log_path = tmp_path / f"{name}.log"
+        stacks[name] = (port, log_path, _start_stack(env, log_path, own_group=True))
+    try:
+        sockets = {}
+        for name, (port, log_path, process) in stacks.items():
+            wait_until_ready(f"http://127.0.0.1:{port}", log_path, process=process, timeout=180)
+            sockets[name] = _control_socket(process)
+        for name, (port, _, _) in stacks.items():
+            assert sockets[name].parent == (tmp_path / name / "data").resolve()
+            assert f":{port}" in _listeners(sockets[name])
+        assert not (home / ".gunicorn").exists()
+
+        second = stacks["second"][2]
+        assert _ctrl_c(second) == 0, stacks["second"][1].read_text()[-3000:]
+        first_port, first_log, first = stacks["first"]
+        assert stat.S_ISSOCK(sockets["first"].stat().st_mode)  # still there, and still the first's
+        assert f":{first_port}" in _listeners(sockets["first"])
+        assert requests.get(f"http://127.0.0.1:{first_port}/readyz", timeout=10).status_code == 200
+        assert _ctrl_c(first) == 0, first_log.read_text()[-3000:]
+    finally:
+        for _, _, process in stacks.values():
+            if process.poll() is None:
+                _stop(process)
+
+
+def test_embedded_redis_of_another_data_dir_is_not_reused(tmp_path):
+    """Two instances on one EMBEDDED_REDIS_PORT would share a broker (each worker taking the other's jobs)."""
+    from stack.embedded import start_redis
+
+    port = free_port()
+    first, url = start_redis(tmp_path / "first", port)
+    try:
+        with pytest.raises(RuntimeError, match="EMBEDDED_REDIS_PORT"):
+            start_redis(tmp_path / "second", port)
+        assert start_redis(tmp_path / "first", port) == (None, url)  # its own, still up: reused
+    finally:
+        first.terminate()
+        first.wait(15)
