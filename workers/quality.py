@@ -18,20 +18,35 @@ def sharpness(aligned_crop: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def pose(kps: np.ndarray) -> tuple[float, float]:
-    """Approximate (yaw, roll) in degrees from the five keypoints.
+# Half the width of the eye and mouth lines over how far the nose tip stands in front of the face's
+# midline (halfway between them), in InsightFace's mean 3D face (insightface/data/objects/
+# meanshape_68.pkl; eye centres: the mean of each eye's six points; 30: the nose tip; 48 and 54:
+# the mouth corners): (0.266 + 0.210) / 2 / (0.599 - (0.315 + 0.378) / 2). bench/pose.py checks it.
+FACE_WIDTH_OVER_NOSE_DEPTH = 0.94
 
-    Roll is the tilt of the eye line. Yaw comes from how far the nose sits from the middle
-    of the eyes, relative to the eye distance (about half of it in a full profile).
+
+def pose(kps: np.ndarray) -> tuple[float, float]:
+    """Approximate (yaw, roll) in degrees from the five keypoints (eyes, nose, mouth corners).
+
+    The face's midline runs from the middle of the eyes to the middle of the mouth; roll is its
+    tilt from vertical (positive: clockwise in the photo). Turning the head by `yaw` moves the
+    nose tip, which stands in front of that line, sideways by depth x sin(yaw), while the eye and
+    mouth lines shrink to width x cos(yaw); so the nose's distance from the midline over their
+    half-widths is tan(yaw) / FACE_WIDTH_OVER_NOSE_DEPTH, and atan2 maps it back: 0 frontal,
+    45 a three-quarter view, 90 a profile, without saturating in between. The midline keeps its
+    length and direction when the head turns, where the eye line shrinks (its direction is noise
+    near a profile) and tilts when a turned head is also seen from above or below.
+    Positive yaw: the nose is towards the second eye (the right one in the photo).
     """
-    left_eye, right_eye, nose = kps[0], kps[1], kps[2]
-    dx, dy = right_eye - left_eye
-    eye_distance = math.hypot(dx, dy) or 1.0
-    roll = math.atan2(dy, dx)
-    offset = nose - (left_eye + right_eye) / 2
-    along_eyes = offset[0] * math.cos(roll) + offset[1] * math.sin(roll)
-    yaw = math.degrees(math.asin(max(-1.0, min(1.0, 2 * along_eyes / eye_distance))))
-    return yaw, math.degrees(roll)
+    left_eye, right_eye, nose, mouth_left, mouth_right = (np.asarray(p, dtype=np.float64) for p in kps[:5])
+    eyes, mouth = (left_eye + right_eye) / 2, (mouth_left + mouth_right) / 2
+    down_x, down_y = mouth - eyes
+    roll = math.atan2(-down_x, down_y)
+    across = np.array([math.cos(roll), math.sin(roll)])  # perpendicular to the midline
+    offset = float((nose - eyes) @ across)
+    half_width = float((right_eye - left_eye) @ across + (mouth_right - mouth_left) @ across) / 4
+    yaw = math.atan2(FACE_WIDTH_OVER_NOSE_DEPTH * offset, max(half_width, 0.0))
+    return math.degrees(yaw), math.degrees(roll)
 
 
 def measure(bbox: list[float], det_score: float, kps: np.ndarray, aligned_crop: np.ndarray) -> dict[str, float]:
