@@ -201,13 +201,18 @@ def init_jwt(app: Flask) -> None:
             return True  # issued before the last password change
         return bool(redis_client().exists(REVOKED_PREFIX + payload["jti"]))
 
-    def unauthorized(message: str):
-        return error_response(401, "unauthorized", message)
+    def unauthorized(code: str, message: str):
+        return error_response(401, code, message)
 
-    jwt.unauthorized_loader(lambda reason: unauthorized("A bearer token is required."))
-    jwt.invalid_token_loader(lambda reason: unauthorized("The token is invalid."))
-    jwt.expired_token_loader(lambda header, payload: unauthorized("The token has expired."))
-    jwt.revoked_token_loader(lambda header, payload: unauthorized("The token has been revoked."))
-    jwt.user_lookup_error_loader(lambda header, payload: unauthorized("The account no longer exists."))
-    jwt.needs_fresh_token_loader(lambda header, payload: unauthorized("A fresh token is required."))
-    jwt.token_verification_failed_loader(lambda header, payload: unauthorized("The token is invalid."))
+    # One code per condition: a client refreshes on token_expired, logs in again on the others.
+    jwt.unauthorized_loader(lambda reason: unauthorized("unauthorized", "A bearer token is required."))
+    jwt.invalid_token_loader(lambda reason: unauthorized("token_invalid", "The token is invalid."))
+    jwt.expired_token_loader(
+        lambda header, payload: unauthorized(
+            "token_expired", "The token has expired: get a new one from POST /api/v1/auth/refresh."
+        )
+    )
+    jwt.revoked_token_loader(lambda header, payload: unauthorized("token_revoked", "The token has been revoked."))
+    jwt.user_lookup_error_loader(lambda header, payload: unauthorized("token_invalid", "The account no longer exists."))
+    jwt.needs_fresh_token_loader(lambda header, payload: unauthorized("token_invalid", "A fresh token is required."))
+    jwt.token_verification_failed_loader(lambda header, payload: unauthorized("token_invalid", "The token is invalid."))
