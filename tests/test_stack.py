@@ -117,6 +117,8 @@ def _run_client(base: str, folder: Path) -> subprocess.CompletedProcess:
             "root@example.com",
             "--chunk",
             "2",
+            "--gallery",
+            "staff",  # not `default`, where the same photo of Tom is already another person's
         ],
         cwd=ROOT,
         env={**os.environ, "FACEAPI_PASSWORD": "a long admin password"},
