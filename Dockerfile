@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for every process of the service: web (the default CMD), migrate, worker and Flower
-# (docker-compose.yml picks the command). Build: `docker build -t faceapi .`
+# One image for every process of the service: `web` (the default), `worker`, `beat`, `flower` and
+# `migrate` are commands of stack/serve.py, the entrypoint (docker-compose.yml picks one per
+# service). Build: `docker build -t faceapi .`
 
 # --- build: compile the wheels that have none for Linux (insightface's Cython extension needs g++) ---
 FROM python:3.11-slim AS build
@@ -27,18 +28,21 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     FACEAPI_ENV=production \
+    DATA_DIR=/var/lib/faceapi \
     HOST=0.0.0.0 \
     PORT=8000
 
-# A fixed, unprivileged uid with a writable home (gunicorn's control socket and matplotlib's cache live there).
+# A fixed, unprivileged uid with a writable home (matplotlib's cache) and DATA_DIR (gunicorn's
+# control socket, beat's schedule).
 RUN groupadd --system --gid 10001 faceapi \
     && useradd --system --uid 10001 --gid faceapi --create-home --home-dir /home/faceapi \
-       --shell /usr/sbin/nologin faceapi
+       --shell /usr/sbin/nologin faceapi \
+    && install -d -o faceapi -g faceapi /var/lib/faceapi
 
 COPY --from=build /opt/venv /opt/venv
 
 WORKDIR /app
-COPY requirements.txt alembic.ini ./
+COPY requirements.txt gunicorn.conf.py ./
 COPY config ./config
 COPY domain ./domain
 COPY migrations ./migrations
@@ -54,5 +58,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
 
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--worker-class", "gthread", "--threads", "8", \
-     "--graceful-timeout", "20", "--worker-tmp-dir", "/dev/shm", "web:create_app()"]
+ENTRYPOINT ["python", "-m", "stack.serve"]
+CMD ["web"]

@@ -2,84 +2,102 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-requirements
+# One stamp per requirements set; each is remade when any file it reads changes (dev and bench
+# read requirements.txt through -r).
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+BENCH_STAMP   := $(VENV)/.installed-bench
+DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install run test lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install install-dev install-bench run test lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
 
-$(STAMP): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	touch $(STAMP)
 
-install: $(STAMP)
+# Runtime only: what the image installs (`make run`).
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(BENCH_STAMP): requirements.txt requirements-bench.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+# Tests and development: runtime, benchmarks' packages and the test tools.
+$(DEV_STAMP): requirements.txt requirements-bench.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(RUNTIME_STAMP)
+install-dev: $(DEV_STAMP)
+install-bench: $(BENCH_STAMP)
 
 run: install
 	$(PY) -m stack.run
 
-test: install
+test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
-lint: install
+lint: install-dev
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 # Every benchmark writes to bench/results/ (PERFORMANCE.md, docs/RECOGNITION.md). `make bench` runs
 # them all (about an hour on 2 cores without the 1M size); each has its own target.
 bench: bench-lfw bench-identify bench-spectrum bench-db bench-service bench-service-trims bench-profile
 
-bench-lfw: install
+bench-lfw: install-bench
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 
 # Open-set (1:N) FPIR/FNIR by gallery size, the impostor tail (rewrites domain/openset_tail.json) and
 # 1M synthetic distractors; embeddings cached in /tmp/faceapi-bench-cache (about 8 min the first time).
-bench-openset: install
+bench-openset: install-bench
 	$(PY) -m bench.openset --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 
-bench-identify: install
+bench-identify: install-bench
 	$(PY) -m bench.identify --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
 
 # Covariances of real LFW embeddings, for bench-db-real's synthetic faces.
-bench-spectrum: install
+bench-spectrum: install-bench
 	$(PY) -m bench.spectrum --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 
-bench-db: install
+bench-db: install-bench
 	$(PY) -m bench.db --sizes 10000,100000 --queries 200 --latent-dim 64
 
-bench-db-1m: install
+bench-db-1m: install-bench
 	$(PY) -m bench.db --sizes 1000000 --queries 200 --latent-dim 64 --maintenance-work-mem 8GB --merge
 
 # 10k, 100k and 1M faces sampled from the real-embedding model (about 35 min, 8 GB of memory).
-bench-db-real: install
+bench-db-real: install-bench
 	$(PY) -m bench.db --sizes 10000,100000,1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
 		--maintenance-work-mem 8GB --ef-sweep 10,20,40,64,100,200,400 --output db_spectrum
 
 # The same 1M rows with the first index (m 16 / ef_construction 64) and migration 0007's (m 24 / 100): 75 min.
-bench-db-1m-indexes: install
+bench-db-1m-indexes: install-bench
 	$(PY) -m bench.db --sizes 1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
 		--maintenance-work-mem 6GB --shared-buffers 8GB --indexes 16:64,24:100 \
 		--ef-sweep 20,40,64,100,150,200,400 --output db_spectrum_1m_indexes
 
 # The same 1M rows in 10 galleries, one partial HNSW index each (domain.gallery_indexes): about 30 min.
-bench-db-1m-gallery: install
+bench-db-1m-gallery: install-bench
 	$(PY) -m bench.db --sizes 1000000 --spectrum bench/results/lfw_spectrum.json --queries 500 \
 		--maintenance-work-mem 6GB --shared-buffers 8GB --hnsw-max-size 100000 --gallery-index 16:64 \
 		--ef-scoped 20,40,64,100 --output db_spectrum_1m_gallery
 
-bench-service: install
+bench-service: install-bench
 	$(PY) -m bench.service --configs 2x1 --clients 1,2,4,8,16,32 --modes longpoll,webhook,poll:0.02 \
 		--bare-fixed-640 --requests-per-level 120 --requests-per-level-high 100
 	$(PY) -m bench.service --configs 2x1 --clients 1,4,16,32 --modes submitwait,longpoll --bare-fixed-640 \
 		--requests-per-level 120 --requests-per-level-high 100 --output service_submitwait
 
 # A/B of settings that trim per-job work, alternating stacks over 2 rounds (about 12 min).
-bench-service-trims: install
+bench-service-trims: install-bench
 	$(PY) -m bench.service --configs 2x1 --clients 4,16 --modes longpoll --rounds 2 --bare-passes 1 \
 		--variants "defaults:;no_size_cache:GALLERY_SIZE_CACHE_SECONDS=0;no_task_events:CELERY_TASK_EVENTS=0" \
 		--requests-per-level 150 --requests-per-level-high 150 --output service_trims
 
 # py-spy profile of the web, worker and Flower processes at 16 clients (GIL-holding samples).
-bench-profile: install
+bench-profile: install-bench
 	$(PY) -m bench.service --configs 2x1 --clients 16 --modes longpoll --requests-per-level-high 300 \
 		--bare-passes 1 --profile-clients 16 --output service_profile
 

@@ -12,9 +12,11 @@ from alembic.script import ScriptDirectory
 from config import ROOT_DIR
 from domain.db import get_engine
 
+MIGRATIONS_DIR = ROOT_DIR / "migrations"  # Flask-Migrate's layout: alembic.ini inside it
+
 
 def alembic_config() -> Config:
-    return Config(str(ROOT_DIR / "alembic.ini"))
+    return Config(str(MIGRATIONS_DIR / "alembic.ini"))
 
 
 def upgrade() -> None:

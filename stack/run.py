@@ -16,101 +16,27 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from config import get_settings
 from domain.accounts import bootstrap_admin
 from domain.schema import upgrade
+from stack import serve
 from stack.embedded import EmbeddedServices, ensure_services
 
 log = logging.getLogger("faceapi.run")
 STOP_GRACE_SECONDS = 30
 RESTART_GRACE_SECONDS = 15
 WORKER_START_GRACE_SECONDS = 90  # loading the models on a busy machine
-UNIX_SOCKET_PATH_MAX = 107  # bytes in sun_path on Linux, less the terminating NUL
-
-
-def control_socket_options(data_dir: Path) -> list[str]:
-    """gunicorn's control socket (for `gunicornc -s PATH`) in this instance's DATA_DIR.
-
-    Its default, ~/.gunicorn/gunicorn.ctl, is one per user: a second instance on the host took it
-    over and removed it when it stopped. Off where DATA_DIR's path is too long for a Unix socket.
-    """
-    path = data_dir.resolve() / "gunicorn.ctl"
-    if len(os.fsencode(str(path))) > UNIX_SOCKET_PATH_MAX:
-        return ["--no-control-socket"]
-    return ["--control-socket", str(path)]
 
 
 def worker_command(concurrency: int, hostname: str, *options: str) -> list[str]:
-    """The Celery worker's command line (prefork: one engine per process); the tests start it too."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app",
-        "worker",
-        "--concurrency",
-        str(concurrency),
-        "--pool",
-        "prefork",
-        "--loglevel",
-        "INFO",
-        "--hostname",
-        hostname,
-        *options,
-    ]
+    """The Celery worker's command line (stack/serve.py) with its own node name and pool size; the tests start it."""
+    return serve.command("worker", "--concurrency", str(concurrency), "--hostname", hostname, *options)
 
 
 def process_commands() -> dict[str, list[str]]:
-    settings = get_settings()
-    python = sys.executable
-    flower_auth = [f"--basic-auth={settings.flower_basic_auth}"] if settings.flower_basic_auth else []
-    return {
-        "web": [
-            python,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"{settings.host}:{settings.port}",
-            "--workers",
-            str(settings.web_workers),
-            # Threads, so that long-polls (GET /jobs/{id}?wait=N) do not hold a whole worker process.
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            "--graceful-timeout",
-            "20",
-            *control_socket_options(settings.data_dir),
-            "web:create_app()",
-        ],
-        "worker": worker_command(settings.worker_concurrency, "worker@%h"),
-        "beat": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(settings.data_dir / "celerybeat-schedule"),
-        ],
-        "flower": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "flower",
-            f"--address={settings.host}",
-            f"--port={settings.flower_port}",
-            *flower_auth,
-        ],
-    }
+    """web, worker, beat and Flower as the image runs them (stack/serve.py: one definition each)."""
+    return {role: serve.command(role) for role in ("web", "worker", "beat", "flower")}
 
 
 def worker_answers(hostname: str, timeout: float = 5.0) -> bool | None:

@@ -1,11 +1,14 @@
 """Static checks of the deployment files: Dockerfile, docker-compose.yml and .dockerignore.
 
-No Docker engine and no services are needed, and no fixture is used: the compose file is parsed
-with PyYAML, every command it runs is resolved against this repository (modules findable, the
-gunicorn app factory callable, celery subcommands known), every environment variable is one that
-config/__init__.py reads, and the Dockerfile copies files that exist and runs as a non-root user.
-Imports of the application run in a subprocess with a container-like environment, so that the
-settings of other tests in the same session cannot leak in (nor these into them).
+No Docker engine and no services are needed, and no fixture is used. Every process's command line
+is defined once (stack/serve.py, gunicorn.conf.py and the Celery configuration); the image's
+entrypoint and every compose service name a role of it, so what is checked here is that they do,
+and what those definitions resolve to under a container's environment (gunicorn's own parser reads
+gunicorn.conf.py, Celery's configuration is built, every module is findable). Every environment
+variable is one that config/__init__.py reads, and the Dockerfile copies files that exist and runs
+as a non-root user. Imports of the application run in a subprocess with a container-like
+environment, so that the settings of other tests in the same session cannot leak in (nor these
+into them).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG_SOURCE = ROOT / "config" / "__init__.py"
 
-REQUIRED_SERVICES = {"db", "redis", "migrate", "web", "worker", "flower"}
-APP_SERVICES = {"migrate", "web", "worker", "flower"}
+REQUIRED_SERVICES = {"db", "redis", "migrate", "web", "worker", "beat", "flower"}
+APP_SERVICES = {"migrate", "web", "worker", "beat", "flower"}
+ROLES = {"migrate": "migrate", "web": "web", "worker": "worker", "beat": "beat", "flower": "flower"}
+ENTRYPOINT = ["python", "-m", "stack.serve"]
 GUNICORN_APP = "web:create_app()"
 # Variables the image or compose file may set that are not application settings.
 NON_SETTING_ENV = {"PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR"}
@@ -43,6 +48,9 @@ CONTAINER_ENV = {
     "DATABASE_URL": "postgresql://faceapi:unused@127.0.0.1:9/faceapi",
     "REDIS_URL": "redis://127.0.0.1:9/0",
     "HOST": "0.0.0.0",
+    "PORT": "8000",
+    "DATA_DIR": "/var/lib/faceapi",
+    "WORKER_CONCURRENCY": "3",
 }
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -158,21 +166,6 @@ def ignored_by_dockerignore(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def gunicorn_app_spec(command: list[str]) -> str:
-    specs = [word for word in command if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(.*\))?", word)]
-    assert len(specs) == 1, f"expected one WSGI app spec in {command}"
-    return specs[0]
-
-
-def bind_of(command: list[str]) -> str:
-    for index, word in enumerate(command):
-        if word in ("-b", "--bind"):
-            return command[index + 1]
-        if word.startswith("--bind="):
-            return word.split("=", 1)[1]
-    return ""
-
-
 def option_value(command: list[str], option: str) -> str | None:
     for index, word in enumerate(command):
         if word == option and index + 1 < len(command):
@@ -182,18 +175,38 @@ def option_value(command: list[str], option: str) -> str | None:
     return None
 
 
-def resolve_command(command: list[str]) -> tuple[str, list[str]]:
-    """('python-module' | 'celery' | 'gunicorn', the words after the program) for a service's command."""
-    assert command, "empty command"
-    program, rest = command[0], command[1:]
-    if Path(program).name.startswith("python") and rest[:1] == ["-m"]:
-        module, arguments = rest[1], rest[2:]
-        if module in ("celery", "gunicorn"):
-            return module, arguments
-        return "python-module", [module, *arguments]
-    if program in ("celery", "gunicorn"):
-        return program, rest
-    raise AssertionError(f"unknown program in command {command}")
+def role_of(service: dict) -> str:
+    """The stack.serve role a compose service runs: its command is exactly one role, no options."""
+    command = command_of(service)
+    assert len(command) == 1, f"a service names one role of stack/serve.py, not a command line: {command}"
+    return command[0]
+
+
+def resolved(extra_env: dict[str, str] | None = None) -> dict:
+    """What the single definitions resolve to in a container's environment: each role's argv
+    (stack.serve), gunicorn's settings as gunicorn itself parses gunicorn.conf.py, and Celery's."""
+    code = """
+import json, sys
+from stack import serve
+sys.argv = ["gunicorn", *serve.command("web")[3:]]
+from gunicorn.app.wsgiapp import WSGIApplication
+web = WSGIApplication()
+cfg = web.cfg
+from workers.celery_app import make_celery
+conf = make_celery().conf
+print(json.dumps({
+    "roles": {role: serve.command(role) for role in serve.ROLES},
+    "gunicorn": {"bind": cfg.bind, "workers": cfg.workers, "worker_class": cfg.worker_class_str,
+                 "threads": cfg.threads, "timeout": cfg.timeout, "graceful_timeout": cfg.graceful_timeout,
+                 "control_socket": cfg.control_socket, "control_socket_disable": cfg.control_socket_disable,
+                 "app": web.app_uri},
+    "celery": {"concurrency": conf.worker_concurrency, "pool": conf.worker_pool,
+               "schedule": conf.beat_schedule_filename, "acks_late": conf.task_acks_late},
+}))
+"""
+    completed = run_python(code, extra_env)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- docker-compose.yml
@@ -262,31 +275,66 @@ def test_app_environment_is_spelled_the_way_config_reads_it():
     assert not unknown, f"Dockerfile ENV {sorted(unknown)} are not read by config/__init__.py"
 
 
-def test_command_line_options_follow_the_same_variables_as_the_settings():
-    """`--concurrency` and WORKER_CONCURRENCY must agree: onnxruntime threads are cores / concurrency."""
+def test_every_app_service_runs_a_role_of_the_image():
+    """No command line is copied into compose: each service names its role, and the options come
+    from the settings (WORKER_CONCURRENCY, WEB_WORKERS, ...) through the one definition."""
     services = load_compose()["services"]
-    worker, web = services["worker"], services["web"]
-    raw_worker = [str(word) for word in worker["command"]]
-    concurrency = raw_worker[raw_worker.index("--concurrency") + 1]
-    assert concurrency == environment_of(worker)["WORKER_CONCURRENCY"]
-    raw_web = [str(word) for word in web["command"]]
-    if "--workers" in raw_web:
-        assert raw_web[raw_web.index("--workers") + 1] == environment_of(web)["WEB_WORKERS"]
+    assert {name: role_of(services[name]) for name in APP_SERVICES} == ROLES
+    for name in APP_SERVICES:
+        assert "entrypoint" not in services[name], f"{name} must keep the image's entrypoint"
+
+
+def test_the_definitions_resolve_in_a_container():
+    """gunicorn.conf.py through gunicorn's own parser, and the Celery configuration, under the
+    image's environment: threads for long-polls, settings-driven sizes, files under DATA_DIR."""
+    result = resolved()
+    web = result["gunicorn"]
+    assert web["app"] == GUNICORN_APP
+    assert web["bind"] == ["0.0.0.0:8000"]
+    assert web["worker_class"] == "gthread" and web["threads"] >= 4  # long-polls do not hold a process
+    assert web["workers"] == 2 and web["graceful_timeout"] >= 20
+    assert web["control_socket"] == "/var/lib/faceapi/gunicorn.ctl"
+    celery = result["celery"]
+    assert celery["concurrency"] == 3  # WORKER_CONCURRENCY, which also sizes onnxruntime's threads
+    assert celery["pool"] == "prefork" and celery["acks_late"]
+    assert celery["schedule"] == "/var/lib/faceapi/celerybeat-schedule"
+
+    other = resolved({"WEB_WORKERS": "5", "PORT": "9000", "WORKER_CONCURRENCY": "1"})
+    assert other["gunicorn"]["workers"] == 5 and other["gunicorn"]["bind"] == ["0.0.0.0:9000"]
+    assert other["celery"]["concurrency"] == 1
+
+
+def test_every_role_resolves_to_something_runnable():
+    roles = resolved()["roles"]
+    assert set(roles) == {"web", "worker", "beat", "flower", "migrate"}
+    modules = {argv[2] for argv in roles.values()}
+    assert roles["web"][2:4] == ["gunicorn", "--config"] and roles["web"][4].endswith("gunicorn.conf.py")
+    assert roles["migrate"][2:] == ["stack.cli", "migrate"]
+    worker = roles["worker"]
+    assert worker[2:6] == ["celery", "-A", "workers.celery_app", "worker"]
+    assert "%h" in option_value(worker, "--hostname"), "each scaled worker needs its own node name"
+    assert option_value(roles["flower"], "--port") == "5555" and option_value(roles["flower"], "--address") == "0.0.0.0"
+    subcommands = {argv[5] for argv in roles.values() if argv[2] == "celery"}
+    code = f"""
+import importlib.util, json
+from celery.bin.celery import celery as cli
+missing = [m for m in {sorted(modules | {"workers.celery_app"})!r} if importlib.util.find_spec(m) is None]
+print(json.dumps({{"missing": missing, "subcommands": sorted(cli.commands)}}))
+"""
+    completed = run_python(code)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert not result["missing"], f"not importable: {result['missing']}"
+    assert subcommands <= set(result["subcommands"]), subcommands
+    source = (ROOT / "stack" / "cli.py").read_text()
+    assert 'add_parser("migrate"' in source
 
 
 def test_worker_can_be_scaled():
     worker = load_compose()["services"]["worker"]
     assert "container_name" not in worker
     assert "ports" not in worker
-    command = command_of(worker)
-    program, arguments = resolve_command(command)
-    assert program == "celery"
-    assert "worker" in arguments
-    assert option_value(arguments, "--pool") == "prefork"
-    assert int(option_value(arguments, "--concurrency")) >= 1
     assert environment_of(worker).get("CELERY_TASK_EVENTS", "1") != "0"  # Flower shows tasks
-    hostname = option_value(arguments, "--hostname") or option_value(arguments, "-n")
-    assert hostname is None or "%h" in hostname, "each scaled worker needs its own node name"
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False)])
@@ -307,20 +355,31 @@ def test_task_events_for_flower_follow_the_setting(monkeypatch, value, expected)
         get_settings.cache_clear()
 
 
-def test_web_uses_threads_so_long_polls_do_not_hold_a_process():
-    from stack.run import process_commands
+def test_make_run_starts_the_same_definitions():
+    from stack import serve
+    from stack.run import process_commands, worker_command
 
-    compose_web = resolve_command(command_of(load_compose()["services"]["web"]))[1]
-    image_web = resolve_command(exec_form_or_words(final_cmd()))[1]
-    make_run_web = process_commands()["web"]
-    for arguments in (compose_web, image_web, make_run_web):
-        assert option_value(arguments, "--worker-class") == "gthread", arguments
-        assert int(option_value(arguments, "--threads")) >= 4, arguments
+    assert process_commands() == {role: serve.command(role) for role in ("web", "worker", "beat", "flower")}
+    words = worker_command(1, "test@%h", "--without-gossip")
+    assert words[: len(serve.command("worker"))] == serve.command("worker")
+    assert option_value(words[len(serve.command("worker")) :], "--hostname") == "test@%h"  # a later option wins
 
 
-def final_cmd() -> str:
-    stage = final_stage(dockerfile_instructions())
-    return [arguments for keyword, arguments in stage if keyword == "CMD"][-1]
+def test_serve_runs_other_commands_as_given(monkeypatch, capsys):
+    from stack import serve
+
+    executed = []
+    monkeypatch.setattr(serve.os, "execvp", lambda program, argv: executed.append(argv))
+    serve.main(["python", "-m", "stack.cli", "create-admin", "a@example.com"])
+    serve.main(["worker", "--concurrency", "4"])
+    serve.main([])
+    assert executed[0] == ["python", "-m", "stack.cli", "create-admin", "a@example.com"]
+    assert executed[1] == serve.command("worker", "--concurrency", "4")
+    assert executed[2] == serve.command("web")
+    serve.main(["--help"])
+    assert "migrate" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown role"):
+        serve.command("nonsense")
 
 
 def test_service_dependencies():
@@ -338,7 +397,6 @@ def test_service_dependencies():
         assert conditions(name).get("migrate") == "service_completed_successfully"
         assert conditions(name).get("redis") == "service_healthy"
     assert conditions("flower").get("redis") == "service_healthy"
-    assert command_of(services["migrate"]) == ["python", "-m", "stack.cli", "migrate"]
 
 
 def test_published_ports():
@@ -349,16 +407,12 @@ def test_published_ports():
 
     assert container_ports("web") == {"8000"}
     assert container_ports("flower") == {"5555"}
-    assert bind_of(command_of(services["web"])) == "0.0.0.0:8000"
-    flower = command_of(services["flower"])
-    assert option_value(flower, "--port") == "5555"
-    assert option_value(flower, "--address") == "0.0.0.0"
 
 
 def test_the_image_healthcheck_is_replaced_where_nothing_serves_http():
     """The Dockerfile's HEALTHCHECK probes gunicorn; the other app containers need their own or none."""
     services = load_compose()["services"]
-    for name in ("migrate", "worker", "flower"):
+    for name in ("migrate", "worker", "beat", "flower"):
         healthcheck = services[name].get("healthcheck")
         assert healthcheck, f"{name} would inherit the web HEALTHCHECK and be reported unhealthy"
         assert healthcheck.get("disable") or "8000" not in json.dumps(healthcheck.get("test"))
@@ -369,60 +423,6 @@ def test_compose_variables_used_by_app_services_have_defaults_or_errors():
     text = COMPOSE_FILE.read_text()
     bare = {match.group("name") for match in _INTERPOLATION.finditer(text) if match.group("op") is None}
     assert not bare, f"{sorted(bare)} silently become empty when unset: give them a default or `:?`"
-
-
-# ---------------------------------------------------------------- commands resolve in this repository
-
-
-def service_commands() -> dict[str, list[str]]:
-    services = load_compose()["services"]
-    return {name: command_of(services[name]) for name in sorted(APP_SERVICES)}
-
-
-def test_every_app_command_resolves():
-    python_modules: set[str] = set()
-    celery_apps: set[str] = set()
-    celery_subcommands: set[str] = set()
-    gunicorn_specs: set[str] = set()
-    for name, command in service_commands().items():
-        program, arguments = resolve_command(command)
-        if program == "python-module":
-            python_modules.add(arguments[0])
-            if arguments[0] == "stack.cli":
-                source = (ROOT / "stack" / "cli.py").read_text()
-                for word in arguments[1:2]:
-                    assert f'add_parser("{word}"' in source, f"{name}: stack.cli has no `{word}` command"
-        elif program == "celery":
-            app = option_value(arguments, "-A") or option_value(arguments, "--app")
-            assert app, f"{name}: celery without -A"
-            celery_apps.add(app)
-            positional = [w for i, w in enumerate(arguments) if not w.startswith("-") and arguments[i - 1] != "-A"]
-            assert positional, f"{name}: celery without a subcommand"
-            celery_subcommands.add(positional[0])
-        else:
-            gunicorn_specs.add(gunicorn_app_spec(arguments))
-
-    code = f"""
-import importlib, importlib.util, json, sys
-result = {{"missing": [], "subcommands": []}}
-for module in {sorted(python_modules | {"gunicorn", "celery"})!r}:
-    if importlib.util.find_spec(module) is None:
-        result["missing"].append(module)
-for app in {sorted(celery_apps)!r}:
-    module = app.split(":")[0]
-    if importlib.util.find_spec(module) is None:
-        result["missing"].append(module)
-from celery.bin.celery import celery as cli
-result["subcommands"] = sorted(cli.commands)
-print(json.dumps(result))
-"""
-    completed = run_python(code)
-    assert completed.returncode == 0, completed.stderr
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert not result["missing"], f"not importable: {result['missing']}"
-    unknown = celery_subcommands - set(result["subcommands"])
-    assert not unknown, f"celery has no subcommand {sorted(unknown)} (known: {result['subcommands']})"
-    assert gunicorn_specs == {GUNICORN_APP}
 
 
 def test_gunicorn_app_factory_builds_without_the_models():
@@ -437,16 +437,22 @@ assert callable(factory), "{module}.{attribute} is not callable"
 app = factory()
 heavy = sorted(name for name in sys.modules if name.split(".")[0] in {HEAVY_MODULES!r})
 rules = sorted(rule.rule for rule in app.url_map.iter_rules())
-print(json.dumps({{"heavy": heavy, "rules": rules}}))
+print(json.dumps({{"heavy": heavy, "rules": rules, "commands": sorted(app.cli.commands)}}))
 """
     completed = run_python(code)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert not result["heavy"], f"the web process imports {result['heavy']}"
     assert "/healthz" in result["rules"]
+    assert "db" in result["commands"]  # Flask-Migrate: `flask --app web:create_app db upgrade`
 
 
 # ---------------------------------------------------------------- Dockerfile and .dockerignore
+
+
+def final_instruction(keyword: str) -> str | None:
+    found = [arguments for name, arguments in final_stage(dockerfile_instructions()) if name == keyword]
+    return found[-1] if found else None
 
 
 def test_dockerfile_base_image_and_install():
@@ -455,6 +461,7 @@ def test_dockerfile_base_image_and_install():
     assert bases and all(base.startswith("python:3.11-slim") for base in bases)
     runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
     assert re.search(r"pip install[^&;]*-r \S*requirements\.txt", runs)
+    assert "requirements-dev" not in runs and "requirements-bench" not in runs, "the image installs the runtime only"
 
 
 def test_dockerfile_copies_files_that_exist_and_are_not_ignored():
@@ -476,7 +483,7 @@ def test_dockerfile_copies_files_that_exist_and_are_not_ignored():
             assert not ignored_by_dockerignore(source, patterns), f".dockerignore excludes {source}"
             copied.append(source)
     assert "requirements.txt" in copied or any("requirements" in source for source in copied)
-    for package in ("config", "domain", "web", "workers", "stack", "migrations", "alembic.ini"):
+    for package in ("config", "domain", "web", "workers", "stack", "migrations", "gunicorn.conf.py"):
         assert any(source.rstrip("/") == package or source == "." for source in copied), f"{package} is not copied"
 
 
@@ -487,29 +494,23 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
 
 
 def test_dockerfile_runs_as_a_non_root_user():
-    users = [arguments.split()[0] for keyword, arguments in final_stage(dockerfile_instructions()) if keyword == "USER"]
-    assert users, "the final stage has no USER"
-    user = users[-1].split(":")[0]
-    assert user not in ("root", "0")
+    user = final_instruction("USER")
+    assert user, "the final stage has no USER"
+    assert user.split()[0].split(":")[0] not in ("root", "0")
 
 
-def test_dockerfile_default_command_serves_the_app():
-    stage = final_stage(dockerfile_instructions())
-    commands = [arguments for keyword, arguments in stage if keyword == "CMD"]
-    assert commands, "no CMD"
-    assert commands[-1].startswith("["), "CMD in exec form, so gunicorn gets the signals"
-    program, arguments = resolve_command(exec_form_or_words(commands[-1]))
-    assert program == "gunicorn"
-    assert gunicorn_app_spec(arguments) == GUNICORN_APP
-    assert bind_of(arguments) == "0.0.0.0:8000"
-    assert not [arguments for keyword, arguments in stage if keyword == "ENTRYPOINT"]
+def test_dockerfile_entrypoint_runs_the_roles_and_serves_by_default():
+    entrypoint, command = final_instruction("ENTRYPOINT"), final_instruction("CMD")
+    assert entrypoint and command
+    assert entrypoint.startswith("[") and command.startswith("["), "exec form, so the process gets the signals"
+    assert json.loads(entrypoint) == ENTRYPOINT
+    assert json.loads(command) == ["web"]
 
 
 def test_dockerfile_healthcheck_uses_python():
-    checks = [arguments for keyword, arguments in final_stage(dockerfile_instructions()) if keyword == "HEALTHCHECK"]
-    assert checks, "no HEALTHCHECK"
-    check = checks[-1]
-    assert "/healthz" in check
+    check = final_instruction("HEALTHCHECK")
+    assert check, "no HEALTHCHECK"
+    assert re.search(r"/(healthz|readyz)", check)
     assert re.search(r"\bCMD\s+(\[\s*\"python|python)", check)
     assert "curl" not in check and "wget" not in check
 

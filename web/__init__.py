@@ -73,6 +73,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         # Client addresses (used by rate limits) come from X-Forwarded-For, set by our own proxies only.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     db.init_app(app)
+    from web import migrate  # Flask-Migrate: `flask --app web:create_app db upgrade`
+
+    migrate.init_app(app)
     auth.init_jwt(app)
     limiter.init_app(app)
     if settings.cors_origins:

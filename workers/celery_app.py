@@ -41,6 +41,11 @@ def make_celery() -> Celery:
         task_soft_time_limit=settings.job_soft_time_limit,
         # A new pool process loads the models before it reports up: give it time on a busy machine.
         worker_proc_alive_timeout=60,
+        # The worker's and beat's options live here, not on command lines (stack/serve.py starts
+        # them): prefork, one engine per process; beat's schedule file in this instance's DATA_DIR.
+        worker_pool="prefork",
+        worker_concurrency=settings.worker_concurrency,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         # Tasks cut off by a lost broker connection are re-queued instead of finishing unacknowledged.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         beat_schedule={

@@ -1,0 +1,60 @@
+"""The service's processes by role, each command line defined once: `python -m stack.serve ROLE`.
+
+    web      gunicorn with gunicorn.conf.py (bind, workers, threads, timeouts, control socket)
+    worker   a Celery worker (concurrency, pool and the rest in workers/celery_app.py's configuration)
+    beat     Celery beat, the periodic tasks (run exactly one)
+    flower   Flower, the Celery monitor
+    migrate  apply the migrations and create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD
+
+The image's entrypoint (`docker run faceapi worker`), docker-compose, the Kubernetes manifests
+and `make run` (stack/run.py) all start the processes through `command()`, so there is no copy
+of a command line to keep equal. Extra words are appended (a later option wins: `worker
+--concurrency 4`); anything that is not a role runs as given (`docker run faceapi python -m
+stack.cli create-admin EMAIL`). The process replaces this one (exec), so it gets the signals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from config import ROOT_DIR, get_settings
+
+GUNICORN_CONFIG = ROOT_DIR / "gunicorn.conf.py"
+CELERY_APP = "workers.celery_app"
+# One node name per host (%h), so that replicas and scaled containers never share one; stack/run.py's
+# watchdog and the compose healthcheck ping it as worker@<hostname>.
+WORKER_NODE = "worker@%h"
+ROLES = ("web", "worker", "beat", "flower", "migrate")
+
+
+def command(role: str, *extra: str) -> list[str]:
+    """The argv of one role's process."""
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", CELERY_APP]
+    if role == "web":
+        return [python, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), *extra]
+    if role == "worker":
+        return [*celery, "worker", "--loglevel", "INFO", "--hostname", WORKER_NODE, *extra]
+    if role == "beat":
+        return [*celery, "beat", "--loglevel", "INFO", *extra]
+    if role == "flower":
+        settings = get_settings()
+        auth = [f"--basic-auth={settings.flower_basic_auth}"] if settings.flower_basic_auth else []
+        return [*celery, "flower", f"--address={settings.host}", f"--port={settings.flower_port}", *auth, *extra]
+    if role == "migrate":
+        return [python, "-m", "stack.cli", "migrate", *extra]
+    raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv) or ["web"]
+    if argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
+    os.execvp(words[0], words)
+
+
+if __name__ == "__main__":
+    main()
