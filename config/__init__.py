@@ -21,7 +21,14 @@ WELL_KNOWN_SECRETS = frozenset({"", "secret", "changeme", "change-me", "dev", "d
 
 
 def _env(name: str, default: str | None = None) -> str | None:
+    """NAME, or when it is unset the content of the file NAME_FILE names (Docker and Kubernetes
+    secrets are files: DATABASE_URL_FILE=/run/secrets/database_url), less its final newline."""
     value = os.environ.get(name)
+    if value in (None, "") and os.environ.get(f"{name}_FILE"):
+        try:
+            value = Path(os.environ[f"{name}_FILE"]).read_text().rstrip("\r\n")
+        except OSError as error:
+            raise RuntimeError(f"{name}_FILE: cannot read {os.environ[f'{name}_FILE']}: {error.strerror}") from None
     return value if value not in (None, "") else default
 
 
@@ -77,6 +84,9 @@ class Settings:
     web_workers: int = 2
     flower_port: int = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
+    # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep
+    # /metrics off the public side); open when unset, as on a developer machine.
+    metrics_token: str | None = None
     # Celery task events feed Flower's task views; without Flower they are 4 Redis publishes a job.
     celery_task_events: bool = True
     proxy_hops: int = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
@@ -225,6 +235,7 @@ def load_settings() -> Settings:
         web_workers=_int("WEB_WORKERS", 2),
         flower_port=_int("FLOWER_PORT", 5555),
         flower_basic_auth=_env("FLOWER_BASIC_AUTH"),
+        metrics_token=_env("METRICS_TOKEN"),
         celery_task_events=_bool("CELERY_TASK_EVENTS", True),
         proxy_hops=_int("PROXY_HOPS", 0),
         cors_origins=tuple(o.strip() for o in (_env("CORS_ORIGINS", "") or "").split(",") if o.strip()),
@@ -240,7 +251,8 @@ def load_settings() -> Settings:
         ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
         ratelimit_signup=_env("RATELIMIT_SIGNUP", "10/hour"),
         ratelimit_batch=_env("RATELIMIT_BATCH", "10/minute"),
-        signup_enabled=_bool("SIGNUP_ENABLED", True),
+        # Off outside development: the usual deployment is an organisation's internal service.
+        signup_enabled=_bool("SIGNUP_ENABLED", env in ("development", "test")),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
         max_batch_bytes=_int("MAX_BATCH_BYTES", 200 * 1024 * 1024),
         max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import bcrypt
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from config import get_settings
 from domain.errors import ServiceError
-from domain.models import Account, Role
+from domain.models import Account, Organisation, Role
 
 # bcrypt only looks at the first 72 bytes; longer passwords are refused rather than silently cut.
 MAX_PASSWORD_BYTES = 72
@@ -55,17 +56,35 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
     return account if account and valid else None
 
 
-def create_account(session: Session, email: str, password: str, role: Role = Role.user) -> Account:
+def create_account(
+    session: Session,
+    email: str,
+    password: str,
+    role: Role = Role.user,
+    organisation_id: uuid.UUID | None = None,
+) -> Account:
+    """An account in the organisation, or (None) in a new organisation of its own: signup, the
+    first admin, and each test account are organisations of their own."""
     email = normalize_email(email)
     if "@" not in email or len(email) > 254:
         raise ServiceError("invalid_email", "A valid email address is required.")
     check_password_rules(password)
     if session.execute(select(Account.id).where(Account.email == email)).first():
         raise ServiceError("account_exists", "An account with this email already exists.", status=409)
-    account = Account(email=email, password_hash=hash_password(password), role=role)
+    if organisation_id is None:
+        organisation = Organisation(id=uuid.uuid4(), name=email)
+        session.add(organisation)
+        session.flush()
+        organisation_id = organisation.id
+    account = Account(email=email, password_hash=hash_password(password), role=role, organisation_id=organisation_id)
     session.add(account)
     session.flush()
     return account
+
+
+def first_organisation(session: Session) -> uuid.UUID | None:
+    """The oldest organisation: the one a single-organisation deployment has."""
+    return session.execute(select(Organisation.id).order_by(Organisation.created_at).limit(1)).scalar_one_or_none()
 
 
 def change_password(session: Session, account: Account, current: str, new: str) -> None:
@@ -99,7 +118,11 @@ def bootstrap_admin() -> str | None:
 
 
 def delete_account(session: Session, account: Account) -> None:
-    """Delete an account. The database cascades to its galleries, their persons and faces, its
-    linked person (its own face profile, wherever it is enrolled) and its jobs."""
+    """Delete an account. The database cascades to its linked person (its own face profile), its
+    jobs, batches and API keys; the galleries it created stay with the organisation. The last
+    account of an organisation takes the organisation with it: its galleries, persons and faces."""
+    organisation_id = account.organisation_id
     session.execute(delete(Account).where(Account.id == account.id))
     session.expunge(account)
+    if not session.execute(select(func.count()).where(Account.organisation_id == organisation_id)).scalar_one():
+        session.execute(delete(Organisation).where(Organisation.id == organisation_id))

@@ -62,38 +62,55 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
-class Account(Base):
-    """Credentials and role. Kept apart from Person, the biometric subject."""
+class Organisation(Base):
+    """The tenant: its accounts share its galleries, persons, jobs, batches, webhook secret and
+    audit log; nothing of one organisation is visible to another (migration 0010)."""
 
-    __tablename__ = "accounts"
+    __tablename__ = "organisations"
 
     id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # HMAC key for the organisation's webhooks, created on first use.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created_at()
+
+
+def _organisation_id() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False)
+
+
+class Account(Base):
+    """Credentials and role inside one organisation. Kept apart from Person, the biometric subject."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (Index("ix_accounts_organisation", "organisation_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
     email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
     role: Mapped[Role] = mapped_column(Enum(Role, name="role"), nullable=False, default=Role.user)
     created_at: Mapped[datetime] = _created_at()
     # Tokens issued before this instant are refused (set when the password changes).
     tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # HMAC key for this account's webhooks, created on first use.
-    webhook_secret: Mapped[str | None] = mapped_column(String(100))
 
-    galleries: Mapped[list[Gallery]] = relationship(back_populates="owner", passive_deletes=True)
+    organisation: Mapped[Organisation] = relationship()
 
 
 class Gallery(Base):
-    """A named collection of persons, owned by one account; names are unique per owner."""
+    """A named collection of persons of an organisation; names are unique per organisation."""
 
     __tablename__ = "galleries"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_galleries_owner_name"),)
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_galleries_organisation_name"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
+    # The account that created it (the gallery stays when that account goes).
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     # A fixed recognition threshold for this gallery, instead of the one derived from MATCH_FPIR.
     match_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created_at()
-
-    owner: Mapped[Account] = relationship(back_populates="galleries")
 
 
 class Person(Base):
@@ -165,6 +182,7 @@ class Batch(Base):
     __table_args__ = (Index("ix_batches_owner_created", "owner_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     # NULL once a gallery that this batch created is removed because every item failed.
     gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
@@ -182,13 +200,18 @@ class Job(Base):
     """A unit of asynchronous work. Holds the uploaded bytes only until the job ends."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"), Index("ix_jobs_batch", "batch_id"))
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_jobs_organisation_created", "organisation_id", "created_at"),
+        Index("ix_jobs_batch", "batch_id"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     type: Mapped[JobType] = mapped_column(Enum(JobType, name="job_type"), nullable=False)
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, name="job_status"), nullable=False, default=JobStatus.queued
     )
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     # SET NULL: a job outlives a gallery removed because its enrollment failed; deleting a gallery
     # through the API deletes its jobs explicitly (web/services.delete_gallery).
@@ -221,6 +244,7 @@ class AuditEvent(Base):
         Index("ix_audit_events_at", "at", "id"),
         Index("ix_audit_events_actor_at", "actor_id", "at"),
         Index("ix_audit_events_action_at", "action", "at"),
+        Index("ix_audit_events_organisation_at", "organisation_id", "at"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -228,6 +252,9 @@ class AuditEvent(Base):
     # Kept after the actor's account is deleted (as its id and email), so history stays readable.
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     actor_email: Mapped[str | None] = mapped_column(String(254))
+    # No foreign keys: events outlive the organisation's accounts and keys.
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     action: Mapped[str] = mapped_column(String(50), nullable=False)
     target_type: Mapped[str | None] = mapped_column(String(30))
     target_id: Mapped[str | None] = mapped_column(String(100))
@@ -249,3 +276,24 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
+
+
+class ApiKey(Base):
+    """A service account of an organisation: a role, an optional gallery scope, and the sha256
+    of a high-entropy secret (the secret itself is shown once, at creation)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_organisation", "organisation_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
+    # Jobs submitted with the key are this account's (revoked with it when the account is deleted).
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[Role] = mapped_column(Enum(Role, name="role"), nullable=False)
+    galleries: Mapped[list[str] | None] = mapped_column(JSONB)
+    prefix: Mapped[str] = mapped_column(String(20), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

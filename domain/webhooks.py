@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import secrets
 import socket
+import uuid
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, update
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from config import get_settings
 from domain.errors import ServiceError
-from domain.models import Account, Batch, Job
+from domain.models import Batch, Job, Organisation
 
 
 def invalid_url(message: str) -> ServiceError:
@@ -76,17 +77,20 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def secret_of(session: Session, account: Account) -> str:
-    if not account.webhook_secret:
-        account.webhook_secret = secrets.token_urlsafe(32)
+def secret_of(session: Session, organisation_id: uuid.UUID) -> str:
+    """The organisation's webhook signing secret, created on first use."""
+    organisation = session.get(Organisation, organisation_id)
+    if not organisation.webhook_secret:
+        organisation.webhook_secret = secrets.token_urlsafe(32)
         session.flush()
-    return account.webhook_secret
+    return organisation.webhook_secret
 
 
-def rotate_secret(session: Session, account: Account) -> str:
-    account.webhook_secret = secrets.token_urlsafe(32)
+def rotate_secret(session: Session, organisation_id: uuid.UUID) -> str:
+    organisation = session.get(Organisation, organisation_id)
+    organisation.webhook_secret = secrets.token_urlsafe(32)
     session.flush()
-    return account.webhook_secret
+    return organisation.webhook_secret
 
 
 def log_attempt(session: Session, model: type[Job] | type[Batch], object_id, entry: dict) -> None:

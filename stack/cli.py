@@ -12,7 +12,7 @@ import sys
 
 from config import get_settings
 from domain import gallery_indexes
-from domain.accounts import bootstrap_admin, create_account
+from domain.accounts import bootstrap_admin, create_account, first_organisation
 from domain.db import get_engine, session_scope
 from domain.errors import ServiceError
 from domain.models import Role
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="create an admin account")
     admin.add_argument("email")
     admin.add_argument("--role", choices=[r.value for r in Role], default=Role.admin.value)
+    admin.add_argument(
+        "--organisation",
+        default=None,
+        help="the organisation's id (default: the first organisation, or a new one if there is none)",
+    )
     indexes = commands.add_parser("gallery-indexes", help="give each large gallery its own HNSW index now")
     indexes.add_argument("--min-faces", type=int, default=None, help="default: GALLERY_INDEX_MIN_FACES")
     args = parser.parse_args(argv)
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "create-admin":
             password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
             with session_scope() as session:
-                account = create_account(session, args.email, password, Role(args.role))
+                organisation = args.organisation or first_organisation(session)
+                account = create_account(session, args.email, password, Role(args.role), organisation)
                 print(f"created {account.role.value} {account.email}")
         if args.command == "gallery-indexes":
             settings = get_settings()

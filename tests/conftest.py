@@ -130,30 +130,60 @@ def db(services):
     session.close()
 
 
-def make_account(role: str) -> tuple[str, str]:
-    """A fresh account of `role`; returns (email, password)."""
+def make_account(role: str, *, colleague_of: str | None = None) -> tuple[str, str]:
+    """A fresh account of `role` in an organisation of its own, or in the organisation of the
+    account with the email `colleague_of`; returns (email, password)."""
+    from sqlalchemy import select
+
     from domain.accounts import create_account
     from domain.db import session_scope
-    from domain.models import Role
+    from domain.models import Account, Role
 
     email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     password = "correct horse battery"
     with session_scope() as session:
-        create_account(session, email, password, Role(role))
+        organisation = None
+        if colleague_of:
+            organisation = session.execute(
+                select(Account.organisation_id).where(Account.email == colleague_of)
+            ).scalar_one()
+        create_account(session, email, password, Role(role), organisation)
     return email, password
+
+
+def gallery_of(session, owner_id: uuid.UUID, name: str):
+    """The owner's organisation's gallery named `name`, created if needed (written straight to the database)."""
+    from sqlalchemy import select
+
+    from domain.models import Account, Gallery
+
+    organisation_id = session.get(Account, owner_id).organisation_id
+    gallery = session.execute(
+        select(Gallery).where(Gallery.organisation_id == organisation_id, Gallery.name == name)
+    ).scalar_one_or_none()
+    if gallery is None:
+        gallery = Gallery(organisation_id=organisation_id, owner_id=owner_id, name=name)
+        session.add(gallery)
+        session.flush()
+    return gallery
 
 
 def stored_job(session, owner_id: uuid.UUID, *, gallery: str | None = None, image: bytes = b"x", params=None):
     """A queued recognize job written straight to the database, in a new gallery of its owner
     (named `gallery`, else a random name). No message is sent: no worker takes it by itself."""
     from domain.jobs import create_job
-    from domain.models import Gallery, JobType
+    from domain.models import Account, JobType
 
-    row = Gallery(owner_id=owner_id, name=gallery or f"g-{uuid.uuid4().hex[:8]}")
-    session.add(row)
-    session.flush()
+    organisation_id = session.get(Account, owner_id).organisation_id
+    row = gallery_of(session, owner_id, gallery or f"g-{uuid.uuid4().hex[:8]}")
     return create_job(
-        session, job_type=JobType.recognize, owner_id=owner_id, image=image, gallery_id=row.id, params=params or {}
+        session,
+        job_type=JobType.recognize,
+        owner_id=owner_id,
+        organisation_id=organisation_id,
+        image=image,
+        gallery_id=row.id,
+        params=params or {},
     )
 
 
@@ -168,14 +198,20 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture()
-def operator_headers(client, services) -> dict[str, str]:
-    """A fresh operator account per test, so galleries never leak between tests."""
-    return bearer(login(client, *make_account("operator"))["access_token"])
+def operator_account(services) -> tuple[str, str]:
+    """A fresh operator in an organisation of its own, so galleries never leak between tests."""
+    return make_account("operator")
 
 
 @pytest.fixture()
-def admin_headers(client, services) -> dict[str, str]:
-    return bearer(login(client, *make_account("admin"))["access_token"])
+def operator_headers(client, operator_account) -> dict[str, str]:
+    return bearer(login(client, *operator_account)["access_token"])
+
+
+@pytest.fixture()
+def admin_headers(client, operator_account) -> dict[str, str]:
+    """An admin of the operator's organisation."""
+    return bearer(login(client, *make_account("admin", colleague_of=operator_account[0]))["access_token"])
 
 
 def wait_for_job(client, headers: dict, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> dict:

@@ -13,13 +13,14 @@ from domain.models import Account, Person
 from tests import images
 from tests.conftest import bearer, login, make_account, stored_job, upload
 
-ROLES = ("admin", "owner", "other", "user", "anonymous")
+ROLES = ("admin", "owner", "colleague", "other", "user", "anonymous")
 PHOTO = images.another_photo(images.tom_hanks(), scale=2.0)
 
 
 @dataclass
 class World:
-    """An operator ("owner") with gallery "g", a person and a job in it; everyone else's tokens."""
+    """An organisation with an operator ("owner") whose gallery "g" holds a person and a job, an
+    admin, another operator ("colleague") and a user; an operator of another organisation ("other")."""
 
     headers: dict[str, dict[str, str]]
     person_id: str
@@ -31,8 +32,15 @@ class World:
 def world(client, services) -> World:
     tokens = {}
     ids = {}
-    for role, kind in (("admin", "admin"), ("owner", "operator"), ("other", "operator"), ("user", "user")):
-        email, password = make_account(kind)
+    owner = make_account("operator")
+    accounts = {
+        "owner": owner,
+        "admin": make_account("admin", colleague_of=owner[0]),
+        "colleague": make_account("operator", colleague_of=owner[0]),
+        "other": make_account("operator"),
+        "user": make_account("user", colleague_of=owner[0]),
+    }
+    for role, (email, password) in accounts.items():
         tokens[role] = bearer(login(client, email, password)["access_token"])
         ids[role] = client.get("/api/v1/auth/me", headers=tokens[role]).get_json()["id"]
     tokens["anonymous"] = {}
@@ -49,28 +57,30 @@ def _multipart(**fields):
     return {"data": fields, "content_type": "multipart/form-data"}
 
 
-# method, path, request, expected status for: admin, owner, other operator, user, anonymous
+# method, path, request, expected status for: admin, owner, colleague, other organisation's operator, user, anonymous
 MATRIX = [
-    ("get", "/api/v1/auth/me", {}, (200, 200, 200, 200, 401)),
-    ("get", "/api/v1/persons?gallery=g", {}, (404, 200, 404, 403, 401)),
-    ("get", "/api/v1/persons/{person}/faces", {}, (200, 200, 404, 404, 401)),
-    ("patch", "/api/v1/persons/{person}", {"json": {"name": "Q"}}, (200, 200, 404, 403, 401)),
-    ("get", "/api/v1/persons/{person}", {}, (200, 200, 404, 404, 401)),
-    ("delete", "/api/v1/persons/{person}", {}, (204, 204, 404, 404, 401)),
-    ("post", "/api/v1/persons/{person}/faces", {"image": PHOTO}, (202, 202, 404, 404, 401)),
-    ("post", "/api/v1/persons", {"name": "N", "consent": "true", "image": PHOTO}, (202, 202, 202, 403, 401)),
-    ("post", "/api/v1/recognize", {"gallery": "g", "image": PHOTO}, (404, 202, 404, 403, 401)),
-    ("get", "/api/v1/jobs/{job}", {}, (200, 200, 404, 404, 401)),
-    ("get", "/api/v1/galleries", {}, (200, 200, 200, 403, 401)),
-    ("get", "/api/v1/enrollments", {}, (200, 200, 200, 403, 401)),
-    ("post", "/api/v1/galleries", {"json": {"name": "new"}}, (201, 201, 201, 403, 401)),
-    ("delete", "/api/v1/galleries/g", {}, (404, 204, 404, 403, 401)),
-    ("get", "/api/v1/accounts", {}, (200, 403, 403, 403, 401)),
-    ("patch", "/api/v1/accounts/{user}", {"json": {"role": "operator"}}, (200, 403, 403, 403, 401)),
-    ("delete", "/api/v1/accounts/{user}", {}, (204, 403, 403, 403, 401)),
-    ("get", "/api/v1/audit", {}, (200, 403, 403, 403, 401)),
-    ("post", "/api/v1/auth/me/face", {"consent": "true", "image": PHOTO}, (202, 202, 202, 202, 401)),
-    ("delete", "/api/v1/auth/me", {}, (204, 204, 204, 204, 401)),
+    ("get", "/api/v1/auth/me", {}, (200, 200, 200, 200, 200, 401)),
+    ("get", "/api/v1/persons?gallery=g", {}, (200, 200, 200, 404, 403, 401)),
+    ("get", "/api/v1/persons/{person}/faces", {}, (200, 200, 200, 404, 404, 401)),
+    ("patch", "/api/v1/persons/{person}", {"json": {"name": "Q"}}, (200, 200, 200, 404, 403, 401)),
+    ("get", "/api/v1/persons/{person}", {}, (200, 200, 200, 404, 404, 401)),
+    ("delete", "/api/v1/persons/{person}", {}, (204, 204, 204, 404, 404, 401)),
+    ("post", "/api/v1/persons/{person}/faces", {"image": PHOTO}, (202, 202, 202, 404, 404, 401)),
+    ("post", "/api/v1/persons", {"name": "N", "consent": "true", "image": PHOTO}, (202, 202, 202, 202, 403, 401)),
+    ("post", "/api/v1/recognize", {"gallery": "g", "image": PHOTO}, (202, 202, 202, 404, 403, 401)),
+    ("get", "/api/v1/jobs/{job}", {}, (200, 200, 200, 404, 404, 401)),
+    ("get", "/api/v1/galleries", {}, (200, 200, 200, 200, 403, 401)),
+    ("get", "/api/v1/enrollments", {}, (200, 200, 200, 200, 403, 401)),
+    ("post", "/api/v1/galleries", {"json": {"name": "new"}}, (201, 201, 201, 201, 403, 401)),
+    ("delete", "/api/v1/galleries/g", {}, (204, 204, 204, 404, 403, 401)),
+    ("get", "/api/v1/accounts", {}, (200, 403, 403, 403, 403, 401)),
+    ("patch", "/api/v1/accounts/{user}", {"json": {"role": "operator"}}, (200, 403, 403, 403, 403, 401)),
+    ("delete", "/api/v1/accounts/{user}", {}, (204, 403, 403, 403, 403, 401)),
+    ("get", "/api/v1/audit", {}, (200, 403, 403, 403, 403, 401)),
+    ("get", "/api/v1/api-keys", {}, (200, 403, 403, 403, 403, 401)),
+    ("get", "/api/v1/webhooks/secret", {}, (200, 200, 200, 200, 403, 401)),
+    ("post", "/api/v1/auth/me/face", {"consent": "true", "image": PHOTO}, (202, 202, 202, 202, 202, 401)),
+    ("delete", "/api/v1/auth/me", {}, (204, 204, 204, 204, 204, 401)),
 ]
 
 

@@ -11,21 +11,15 @@ from sqlalchemy import func, select
 
 from domain.db import session_scope
 from domain.jobs import now
-from domain.models import Account, Face, Gallery, Person
-from tests.conftest import bearer, login, make_account, override_settings
+from domain.models import Account, Face, Person
+from tests.conftest import bearer, gallery_of, login, make_account, override_settings
 
 
 def _person_with_faces(owner_id: str, gallery_name: str, faces: int = 2, account_id: str | None = None) -> str:
     """A person with real-looking (random, normalised) embeddings, stored directly."""
     rng = np.random.default_rng()
     with session_scope() as session:
-        gallery = session.execute(
-            select(Gallery).where(Gallery.owner_id == uuid.UUID(owner_id), Gallery.name == gallery_name)
-        ).scalar_one_or_none()
-        if gallery is None:
-            gallery = Gallery(owner_id=uuid.UUID(owner_id), name=gallery_name)
-            session.add(gallery)
-            session.flush()
+        gallery = gallery_of(session, uuid.UUID(owner_id), gallery_name)
         person = Person(
             gallery_id=gallery.id,
             name="P",
@@ -118,12 +112,17 @@ def test_erasing_an_account_deletes_every_embedding_it_owns(client, services, db
     assert client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code == 401
 
 
-def test_admin_deletes_an_account_and_its_data(client, services, db):
-    admin = bearer(login(client, *make_account("admin"))["access_token"])
-    operator = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+def test_admin_deletes_an_account_of_its_organisation_whose_galleries_stay(client, services, db):
+    admin_email, password = make_account("admin")
+    admin = bearer(login(client, admin_email, password)["access_token"])
+    operator = _me(client, bearer(login(client, *make_account("operator", colleague_of=admin_email))["access_token"]))
+    stranger = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
     person = _person_with_faces(operator["id"], "default")
+    profile = _person_with_faces(operator["id"], "badges", account_id=operator["id"])
+    assert client.delete(f"/api/v1/accounts/{stranger['id']}", headers=admin).status_code == 404  # another org
     assert client.delete(f"/api/v1/accounts/{operator['id']}", headers=admin).status_code == 204
-    assert _faces_of(db, person) == 0
+    assert _faces_of(db, person) == 2  # the organisation's gallery outlives the operator who made it
+    assert _faces_of(db, profile) == 0  # the operator's own face profile goes with the account
     assert client.delete(f"/api/v1/accounts/{operator['id']}", headers=admin).status_code == 404
 
 
@@ -150,12 +149,16 @@ def test_galleries_are_listed_page_by_page(client, services):
     assert client.get("/api/v1/galleries?page=2", headers=headers).status_code == 400
 
 
-def test_admin_can_delete_any_person(client, services, db):
-    admin = bearer(login(client, *make_account("admin"))["access_token"])
-    operator = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
+def test_an_admin_deletes_any_person_of_its_organisation_only(client, services, db):
+    admin_email, password = make_account("admin")
+    admin = bearer(login(client, admin_email, password)["access_token"])
+    operator = _me(client, bearer(login(client, *make_account("operator", colleague_of=admin_email))["access_token"]))
+    stranger = _me(client, bearer(login(client, *make_account("operator"))["access_token"]))
     person = _person_with_faces(operator["id"], "default")
+    elsewhere = _person_with_faces(stranger["id"], "default")
+    assert client.delete(f"/api/v1/persons/{elsewhere}", headers=admin).status_code == 404
     assert client.delete(f"/api/v1/persons/{person}", headers=admin).status_code == 204
-    assert _faces_of(db, person) == 0
+    assert _faces_of(db, person) == 0 and _faces_of(db, elsewhere) == 2
 
 
 def test_a_user_sees_and_erases_only_its_own_face_profile(client, services, db):
@@ -172,8 +175,9 @@ def test_a_user_sees_and_erases_only_its_own_face_profile(client, services, db):
 
 
 def test_role_promotion_and_audit_log(client, services):
-    admin = bearer(login(client, *make_account("admin"))["access_token"])
-    email, password = make_account("user")
+    admin_email, admin_password = make_account("admin")
+    admin = bearer(login(client, admin_email, admin_password)["access_token"])
+    email, password = make_account("user", colleague_of=admin_email)
     user = _me(client, bearer(login(client, email, password)["access_token"]))
     promoted = client.patch(f"/api/v1/accounts/{user['id']}", json={"role": "operator"}, headers=admin)
     assert promoted.get_json()["role"] == "operator"

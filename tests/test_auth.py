@@ -92,15 +92,18 @@ def test_user_role_cannot_enroll_or_recognize(client, services):
         assert response.get_json()["error"]["code"] == "forbidden"
 
 
-def test_another_operators_person_and_job_are_invisible(client, services, worker):
+def test_another_organisations_person_and_job_are_invisible(client, services, worker):
     from tests import images
     from tests.conftest import enroll
 
-    owner = bearer(login(client, *make_account("operator"))["access_token"])
+    owner_email, password = make_account("operator")
+    owner = bearer(login(client, owner_email, password)["access_token"])
+    colleague = bearer(login(client, *make_account("operator", colleague_of=owner_email))["access_token"])
+    admin = bearer(login(client, *make_account("admin", colleague_of=owner_email))["access_token"])
     other = bearer(login(client, *make_account("operator"))["access_token"])
-    admin = bearer(login(client, *make_account("admin"))["access_token"])
+    other_admin = bearer(login(client, *make_account("admin"))["access_token"])
     enrolled = enroll(client, owner, images.tom_hanks(), "Private")
-    for headers, expected in ((other, 404), (admin, 200), (owner, 200)):
+    for headers, expected in ((other, 404), (other_admin, 404), (admin, 200), (colleague, 200), (owner, 200)):
         assert client.get(f"/api/v1/persons/{enrolled['person_id']}", headers=headers).status_code == expected
         assert client.get(f"/api/v1/jobs/{enrolled['job_id']}", headers=headers).status_code == expected
     assert client.delete(f"/api/v1/persons/{enrolled['person_id']}", headers=other).status_code == 404

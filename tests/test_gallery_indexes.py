@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 
 from domain import gallery_indexes, matching
 from domain.db import get_engine, session_scope
-from domain.models import Gallery, Job
-from tests.conftest import stored_job
+from domain.models import Account, Gallery, Job
+from tests.conftest import make_account, stored_job
 from tests.test_matching import DIM, MODEL, _enroll, _gallery, _unit
 
 GALLERY_FACES = 40
@@ -52,6 +52,7 @@ def _first_pass(session, query, gallery_id) -> tuple[list, str]:
     """The service's first (HNSW) query and its plan, with only HNSW indexes to choose from
     (the caller rolls this DDL back)."""
     session.execute(text("DROP INDEX ix_faces_gallery_model"))
+    session.execute(text("DROP INDEX ix_faces_gallery_source"))
     session.execute(text("SET LOCAL enable_seqscan = off"))
     params = {"query": matching.vector_literal(query), "gallery_id": gallery_id, "model": MODEL, "candidates": 12}
     rows = matching._hnsw_candidates(session, params, 64)
@@ -122,7 +123,8 @@ def test_a_build_in_progress_is_seen_so_the_watchdog_does_not_take_it_for_a_stal
 
     _, crowd_id, _, _ = crowd_and_mine
     with session_scope() as session:  # a job waiting, and (since 0 s ago) none started: a stall but for the build
-        job = stored_job(session, session.get(Gallery, crowd_id).owner_id)
+        owner = session.execute(select(Account.id).where(Account.email == make_account("operator")[0])).scalar_one()
+        job = stored_job(session, owner)
         session.flush()
         job_id = job.id
     assert queue_stalled(0) is True

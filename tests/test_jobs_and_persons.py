@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from config import load_settings
 from domain.models import Face, Gallery, Job, JobStatus, Person
 from tests import images
-from tests.conftest import enroll, upload, wait_for_job
+from tests.conftest import enroll, gallery_of, upload, wait_for_job
 
 
 def test_a_redelivered_enrollment_never_adds_a_second_face(client, operator_headers, db, worker):
@@ -43,9 +43,7 @@ def test_a_finished_job_is_not_run_again(client, operator_headers, db, worker):
 
 
 def _gallery_with_persons(db, owner_id: uuid.UUID, count: int) -> Gallery:
-    gallery = Gallery(owner_id=owner_id, name="default")
-    db.add(gallery)
-    db.flush()
+    gallery = gallery_of(db, owner_id, "default")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for index in range(count):
         db.add(

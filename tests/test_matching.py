@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from domain import matching
-from domain.models import Account, Face, Gallery, Person, Role
+from domain.models import Face, Gallery, Organisation, Person
 
 DIM = 512
 MODEL = "test-model"
@@ -21,9 +20,11 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def _gallery(session, name: str) -> Gallery:
-    account = Account(email=f"{name}-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", role=Role.operator)
-    gallery = Gallery(owner=account, name=name)
-    session.add_all([account, gallery])
+    organisation = Organisation(name=name)
+    session.add(organisation)
+    session.flush()
+    gallery = Gallery(organisation_id=organisation.id, name=name)
+    session.add(gallery)
     session.flush()
     return gallery
 
@@ -52,6 +53,7 @@ def crowded_table(db):
     db.flush()
     # Only the HNSW index can serve the search now (DDL is transactional: the fixture rolls it back).
     db.execute(text("DROP INDEX ix_faces_gallery_model"))
+    db.execute(text("DROP INDEX ix_faces_gallery_source"))
     db.execute(text("SET LOCAL enable_seqscan = off"))
     return db, query, mine, target
 

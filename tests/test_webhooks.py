@@ -88,12 +88,14 @@ def test_delivery_is_retried_until_accepted_and_signed(client, operator_headers,
     assert 'faceapi_webhook_attempts{outcome="rejected"}' in metrics
 
 
-def test_redeliver_and_rotated_secret(client, operator_headers, worker, receiver):
+def test_redeliver_and_rotated_secret(client, operator_headers, admin_headers, worker, receiver):
     hook = receiver([])
     enrolled = enroll(client, operator_headers, images.no_face_photo(), "Nobody", webhook_url=hook.url)
     hook.wait_for(1)
     assert hook.requests[0][0]["X-FaceAPI-Event"] == "job.failed"
-    new_secret = client.post("/api/v1/webhooks/secret/rotate", headers=operator_headers).get_json()["secret"]
+    # The organisation's secret: only its admin rotates it.
+    assert client.post("/api/v1/webhooks/secret/rotate", headers=operator_headers).status_code == 403
+    new_secret = client.post("/api/v1/webhooks/secret/rotate", headers=admin_headers).get_json()["secret"]
     again = client.post(f"/api/v1/jobs/{enrolled['job_id']}/redeliver", headers=operator_headers)
     assert again.status_code == 202
     hook.wait_for(2)

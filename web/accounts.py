@@ -1,4 +1,4 @@
-"""Account management for admins, and the audit log."""
+"""Admins of an organisation: its accounts, its API keys and its audit log."""
 
 from __future__ import annotations
 
@@ -7,36 +7,97 @@ import uuid
 from flask import jsonify
 from sqlalchemy import select
 
-from domain import accounts, audit
+from domain import accounts, api_keys, audit
 from domain.errors import NotFound
 from domain.jobs import iso
 from domain.models import Account, AuditEvent, Role
-from web.auth import account_document, current_account, roles_required
+from web.auth import account_document, current_caller, roles_required
 from web.db import get_session
 from web.pagination import keyset_page
 from web.schemas import Account as AccountOut
-from web.schemas import AccountPage, AccountPath, AuditPage, AuditQuery, PageQuery, RoleChange
+from web.schemas import (
+    AccountPage,
+    AccountPath,
+    ApiKeyCreate,
+    ApiKeyList,
+    ApiKeyPath,
+    AuditPage,
+    AuditQuery,
+    NewAccount,
+    NewApiKey,
+    PageQuery,
+    RoleChange,
+)
 from web.validation import AUTH, errors, resource, validated
 
-bp = resource("accounts", __name__, "/api/v1", "Admins: accounts, roles and the audit log")
+bp = resource("accounts", __name__, "/api/v1", "Admins: the organisation's accounts, API keys and audit log")
 
 
 def _account(account_id: uuid.UUID) -> Account:
+    """An account of the caller's organisation (another organisation's answers 404 too)."""
     account = get_session().get(Account, account_id)
-    if account is None:
+    if account is None or account.organisation_id != current_caller().organisation_id:
         raise NotFound("account_not_found", "No such account.")
     return account
+
+
+@bp.post("/accounts", responses={201: AccountOut, **errors(400, 409, *AUTH)})
+@roles_required(Role.admin)
+@validated
+def create_account(body: NewAccount):
+    """Create an account in the organisation, with an initial password to hand over"""
+    session = get_session()
+    caller = current_caller()
+    account = accounts.create_account(session, body.email, body.password, body.role, caller.organisation_id)
+    audit.record(session, caller, "account.create", "account", account.id, email=account.email, role=body.role.value)
+    session.commit()
+    return jsonify(account_document(account)), 201
 
 
 @bp.get("/accounts", responses={200: AccountPage, **errors(400, *AUTH)})
 @roles_required(Role.admin)
 @validated
 def list_accounts(query: PageQuery):
-    """Every account, in creation order"""
+    """The organisation's accounts, in creation order"""
+    statement = select(Account).where(Account.organisation_id == current_caller().organisation_id)
     page, next_cursor = keyset_page(
-        get_session(), select(Account), (Account.created_at, Account.id), limit=query.limit, cursor=query.cursor
+        get_session(), statement, (Account.created_at, Account.id), limit=query.limit, cursor=query.cursor
     )
     return jsonify({"items": [account_document(a) for (a,) in page], "next_cursor": next_cursor})
+
+
+@bp.post("/api-keys", responses={201: NewApiKey, **errors(400, *AUTH)})
+@roles_required(Role.admin)
+@validated
+def create_api_key(body: ApiKeyCreate):
+    """A service account for code: the key is shown once, in this answer only"""
+    session = get_session()
+    caller = current_caller()
+    key, secret = api_keys.create(
+        session, caller, name=body.name, role=body.role, galleries=body.galleries, expires_at=body.expires_at
+    )
+    audit.record(session, caller, "api_key.create", "api_key", key.id, name=key.name, role=key.role.value)
+    session.commit()
+    return jsonify({**api_keys.document(key), "key": secret}), 201
+
+
+@bp.get("/api-keys", responses={200: ApiKeyList, **errors(*AUTH)})
+@roles_required(Role.admin)
+def list_api_keys():
+    """The organisation's API keys (never their secrets), with when each was last used"""
+    return jsonify({"items": api_keys.list_keys(get_session(), current_caller())})
+
+
+@bp.delete("/api-keys/<uuid:key_id>", responses={204: None, **errors(400, 404, *AUTH)})
+@roles_required(Role.admin)
+@validated
+def revoke_api_key(path: ApiKeyPath):
+    """Revoke a key: the next request with it answers 401"""
+    session = get_session()
+    api_keys.revoke(session, current_caller(), path.key_id)
+    audit.record(session, current_caller(), "api_key.revoke", "api_key", path.key_id)
+    session.commit()
+    return "", 204
 
 
 @bp.patch("/accounts/<uuid:account_id>", responses={200: AccountOut, **errors(400, 404, *AUTH)})
@@ -48,7 +109,7 @@ def change_role(path: AccountPath, body: RoleChange):
     account = _account(path.account_id)
     audit.record(
         session,
-        current_account(),
+        current_caller(),
         "account.role_change",
         "account",
         account.id,
@@ -67,7 +128,7 @@ def delete_account(path: AccountPath):
     """Delete an account with everything it owns"""
     session = get_session()
     account = _account(path.account_id)
-    audit.record(session, current_account(), "account.delete", "account", account.id, email=account.email)
+    audit.record(session, current_caller(), "account.delete", "account", account.id, email=account.email)
     accounts.delete_account(session, account)
     session.commit()
     return "", 204
@@ -77,8 +138,8 @@ def delete_account(path: AccountPath):
 @roles_required(Role.admin)
 @validated
 def audit_log(query: AuditQuery):
-    """The audit log, newest first; filters: actor_id, action, target_id, since, until"""
-    statement = select(AuditEvent)
+    """The organisation's audit log, newest first; filters: actor_id, action, target_id, since, until"""
+    statement = select(AuditEvent).where(AuditEvent.organisation_id == current_caller().organisation_id)
     if query.actor_id:
         statement = statement.where(AuditEvent.actor_id == query.actor_id)
     if query.action:
@@ -109,5 +170,6 @@ def _event_document(event: AuditEvent) -> dict:
         "action": event.action,
         "target_type": event.target_type,
         "target_id": event.target_id,
+        "api_key_id": str(event.api_key_id) if event.api_key_id else None,
         "details": event.details,
     }

@@ -7,24 +7,26 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
     current_user,
     get_jwt,
     jwt_required,
+    verify_jwt_in_request,
 )
 
 from config import get_settings
-from domain import accounts, audit
+from domain import accounts, api_keys, audit
+from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.models import Account, Role
 from domain.notifications import redis_client
 from web import services
 from web.db import get_session
 from web.errors import error_response
-from web.extensions import jwt, limiter, login_email_key
+from web.extensions import jwt, limiter, login_email_key, presented_api_key
 from web.forms import checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import login_limit, signup_limit, submit_limit
@@ -49,18 +51,34 @@ PUBLIC: list = []  # operations without a token
 REVOKED_PREFIX = "jwt:revoked:"
 
 
-def current_account() -> Account:
+def current_login() -> Account:
+    """The account of a password login (routes about the account itself take no API key)."""
     return current_user
 
 
+def current_caller() -> Caller:
+    """Who is calling: set by `roles_required` from an API key or an access token."""
+    return g.caller
+
+
+def _authenticate() -> Caller:
+    if (raw := presented_api_key()) is not None:
+        key = api_keys.authenticate(get_session(), raw)
+        if key is None:
+            raise ServiceError("api_key_invalid", "The API key is unknown, revoked or expired.", status=401)
+        return Caller.of_key(key)
+    verify_jwt_in_request()
+    return Caller.of_account(current_user)
+
+
 def roles_required(*roles: Role) -> Callable:
-    """A valid access token from an account holding one of `roles`."""
+    """An API key or a valid access token, of one of `roles` (any role when none is named)."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
-        @jwt_required()
         def wrapper(*args: Any, **kwargs: Any):
-            if roles and current_account().role not in roles:
+            g.caller = _authenticate()
+            if roles and g.caller.role not in roles:
                 raise ServiceError("forbidden", "Your role does not allow this action.", status=403)
             return view(*args, **kwargs)
 
@@ -111,7 +129,7 @@ def login(body: Credentials):
 @jwt_required(refresh=True)
 def refresh():
     """A new access token; send the refresh token as the bearer"""
-    account = current_account()
+    account = current_login()
     token = create_access_token(identity=str(account.id), additional_claims={"role": account.role.value})
     return jsonify(
         {"access_token": token, "token_type": "Bearer", "expires_in": get_settings().jwt_access_minutes * 60}
@@ -132,7 +150,7 @@ def logout():
 @jwt_required()
 def me():
     """The calling account"""
-    return jsonify(account_document(current_account()))
+    return jsonify(account_document(current_login()))
 
 
 @bp.post("/password", responses={200: Tokens, **errors(400, *AUTH)})
@@ -142,7 +160,7 @@ def me():
 def change_password(body: PasswordChange):
     """Change the password; every token issued before is revoked, fresh ones are returned."""
     session = get_session()
-    account = current_account()
+    account = current_login()
     accounts.change_password(session, account, body.current_password, body.new_password)
     audit.record(session, account, "account.password_change", "account", account.id)
     session.commit()
@@ -154,7 +172,7 @@ def change_password(body: PasswordChange):
 def delete_me():
     """Erase the caller's account with its galleries, persons, faces and jobs."""
     session = get_session()
-    account = current_account()
+    account = current_login()
     audit.record(session, account, "account.delete", "account", account.id, by="self")
     accounts.delete_account(session, account)
     session.commit()
@@ -170,7 +188,8 @@ def enroll_me(form: ProfileFaceForm, query: WaitQuery, header: IdempotencyHeader
     """Enroll a photo of the caller as its own face profile (a person linked to the account)"""
     webhook_url = checked_webhook(form.webhook_url)
     upload = read_upload(form.image)
-    person, job = services.submit_profile_face(get_session(), current_account(), upload.data, form.name, webhook_url)
+    caller = Caller.of_account(current_login())
+    person, job = services.submit_profile_face(get_session(), caller, upload.data, form.name, webhook_url)
     return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 
 
@@ -179,6 +198,7 @@ def account_document(account: Account) -> dict[str, Any]:
         "id": str(account.id),
         "email": account.email,
         "role": account.role.value,
+        "organisation_id": str(account.organisation_id),
         "created_at": account.created_at.isoformat() if account.created_at else None,
     }
 

@@ -14,6 +14,7 @@ from flask import jsonify, redirect
 from flask_openapi3 import Info, OpenAPI
 
 from web import schemas
+from web.errors import JSON_BODY_LIMIT
 from web.validation import operation_id, validation_error_response
 
 DOCS_PREFIX = "/api/v1/docs"
@@ -24,8 +25,50 @@ API_DESCRIPTION = (
 )
 
 
+class ContractApp(OpenAPI):
+    """flask-openapi3's app, with the document corrected where the package's defaults say
+    something this API does not do."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        for path_item in self.spec_json["paths"].values():
+            for operation in path_item.values():
+                _validation_answer(operation, self.validation_error_status)
+                _json_body_limit(operation)
+
+
+def _validation_answer(operation: dict, status: str) -> None:
+    """flask-openapi3 gives every operation that declares no 400 one whose body is a *list* of
+    the error model. A failed validation here answers one error document (web/validation.py),
+    and an operation with no parameters and no body has nothing to validate: it never answers
+    400 at all."""
+    response = operation["responses"].get(status)
+    if not response or response["content"]["application/json"]["schema"].get("type") != "array":
+        return
+    if operation.get("parameters") or operation.get("requestBody"):
+        response["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    else:
+        del operation["responses"][status]
+
+
+def _json_body_limit(operation: dict) -> None:
+    """The app refuses a JSON body over JSON_BODY_LIMIT before any operation sees it (web/__init__.py):
+    every operation that takes one may answer 413."""
+    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+        operation["responses"].setdefault(
+            "413",
+            {
+                "description": f"The JSON body is over {JSON_BODY_LIMIT} bytes (request_too_large)",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}},
+            },
+        )
+
+
+ERROR_SCHEMA = schemas.ErrorBody.__name__
+
+
 def make_app(import_name: str) -> OpenAPI:
-    return OpenAPI(
+    return ContractApp(
         import_name,
         info=Info(title="Face recognition service", version="1.0.0", description=API_DESCRIPTION),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},

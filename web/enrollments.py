@@ -9,7 +9,7 @@ from domain.batches import batch_document
 from domain.errors import NotFound
 from domain.models import Role
 from web import services
-from web.auth import current_account, roles_required
+from web.auth import current_caller, roles_required
 from web.batch_input import read_entries
 from web.db import get_session
 from web.extensions import limiter
@@ -42,7 +42,7 @@ def submit(form: BatchForm, header: IdempotencyHeader):
     """
     batch = services.submit_batch(
         get_session(),
-        current_account(),
+        current_caller(),
         entries=read_entries(form),
         gallery_name=form.gallery,
         webhook_url=checked_webhook(form.webhook_url),
@@ -56,7 +56,7 @@ def submit(form: BatchForm, header: IdempotencyHeader):
 @validated
 def list_batches(query: PageQuery):
     """The caller's batches, newest first (keyset pagination), without their items"""
-    return jsonify(services.list_batches(get_session(), current_account(), limit=query.limit, cursor=query.cursor))
+    return jsonify(services.list_batches(get_session(), current_caller(), limit=query.limit, cursor=query.cursor))
 
 
 @bp.get("/<uuid:batch_id>", responses={200: Batch, **errors(400, 404, *AUTH)})
@@ -65,7 +65,7 @@ def list_batches(query: PageQuery):
 def show(path: BatchPath):
     """A batch with its items in manifest order"""
     session = get_session()
-    batch = services.find_batch(session, current_account(), path.batch_id)
+    batch = services.find_batch(session, current_caller(), path.batch_id)
     if batch is None:
         raise NotFound("batch_not_found", "No such batch.")
     return jsonify(batch_document(session, batch))

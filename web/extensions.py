@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+API_KEY_PREFIX = "fk_"
+
+
+def presented_api_key() -> str | None:
+    """An API key from `X-API-Key`, or from `Authorization: Bearer fk_...`."""
+    if key := request.headers.get("X-API-Key"):
+        return key.strip()
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token.startswith(API_KEY_PREFIX) else None
+
+
+def client_key() -> str:
+    """The rate-limit bucket: an API key has its own (by a digest: the secret never reaches Redis),
+    anything else shares its client address's."""
+    if key := presented_api_key():
+        return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    return get_remote_address()
+
+
 jwt = JWTManager()
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+limiter = Limiter(key_func=client_key, default_limits=[], headers_enabled=True)
 
 
 def login_email_key() -> str:

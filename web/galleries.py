@@ -6,7 +6,7 @@ from flask import jsonify
 
 from domain.models import Role
 from web import services
-from web.auth import current_account, roles_required
+from web.auth import current_caller, roles_required
 from web.db import get_session
 from web.schemas import Gallery, GalleryCreate, GalleryPage, GalleryPatch, GalleryPath, PageQuery
 from web.validation import AUTH, errors, resource, validated
@@ -20,7 +20,7 @@ MANAGERS = (Role.admin, Role.operator)
 @validated
 def create(body: GalleryCreate):
     """Create a gallery (enrollment also creates one when needed)"""
-    gallery = services.create_gallery(get_session(), current_account(), body.name, body.match_threshold)
+    gallery = services.create_gallery(get_session(), current_caller(), body.name, body.match_threshold)
     return jsonify(services.gallery_document(gallery, 0)), 201
 
 
@@ -29,7 +29,7 @@ def create(body: GalleryCreate):
 @validated
 def list_galleries(query: PageQuery):
     """The caller's galleries in creation order (keyset pagination)"""
-    page = services.list_galleries(get_session(), current_account(), limit=query.limit, cursor=query.cursor)
+    page = services.list_galleries(get_session(), current_caller(), limit=query.limit, cursor=query.cursor)
     return jsonify(page)
 
 
@@ -38,7 +38,7 @@ def list_galleries(query: PageQuery):
 @validated
 def change(path: GalleryPath, body: GalleryPatch):
     """Fix the gallery's recognition threshold, or (null) let it follow MATCH_FPIR and its size"""
-    return jsonify(services.set_gallery_threshold(get_session(), current_account(), path.name, body.match_threshold))
+    return jsonify(services.set_gallery_threshold(get_session(), current_caller(), path.name, body.match_threshold))
 
 
 @bp.delete("/<name>", responses={204: None, **errors(400, 404, *AUTH)})
@@ -46,5 +46,5 @@ def change(path: GalleryPath, body: GalleryPatch):
 @validated
 def remove(path: GalleryPath):
     """Delete a gallery with its persons, faces and jobs"""
-    services.delete_gallery(get_session(), current_account(), path.name)
+    services.delete_gallery(get_session(), current_caller(), path.name)
     return "", 204

@@ -7,7 +7,7 @@ from flask import jsonify
 
 from domain.models import Role
 from web import services
-from web.auth import current_account, roles_required
+from web.auth import current_caller, roles_required
 from web.db import get_session
 from web.extensions import limiter
 from web.forms import checked_webhook, read_upload
@@ -50,7 +50,7 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
     upload = read_upload(form.image)
     person, job = services.submit_enrollment(
         get_session(),
-        current_account(),
+        current_caller(),
         name=form.name,
         image=upload.data,
         gallery_name=form.gallery,
@@ -72,10 +72,10 @@ def add_face(path: PersonPath, form: AddFaceForm, query: WaitQuery, header: Idem
     `force=true` enrolls it anyway (audited).
     """
     session = get_session()
-    person = services.load_person(session, current_account(), path.person_id)
+    person = services.load_person(session, current_caller(), path.person_id)
     webhook_url = checked_webhook(form.webhook_url)
     upload = read_upload(form.image)
-    job = services.submit_face(session, current_account(), person, upload.data, webhook_url, force=form.force)
+    job = services.submit_face(session, current_caller(), person, upload.data, webhook_url, force=form.force)
     return accepted(job, {"job_id": str(job.id)}, query.wait)
 
 
@@ -85,7 +85,7 @@ def add_face(path: PersonPath, form: AddFaceForm, query: WaitQuery, header: Idem
 def list_faces(path: PersonPath):
     """A person's enrolled faces, to inspect and repair"""
     session = get_session()
-    person = services.load_person(session, current_account(), path.person_id)
+    person = services.load_person(session, current_caller(), path.person_id)
     return jsonify({"items": services.list_faces(session, person)})
 
 
@@ -95,7 +95,7 @@ def list_faces(path: PersonPath):
 def remove_face(path: FacePath):
     """Remove one embedding of a person (a wrong photo); searches stop using it at once"""
     session = get_session()
-    account = current_account()
+    account = current_caller()
     services.delete_face(session, account, services.load_person(session, account, path.person_id), path.face_id)
     return "", 204
 
@@ -107,7 +107,7 @@ def list_persons(query: PersonsQuery):
     """A gallery's persons in creation order (keyset pagination); 404 for an unknown gallery"""
     page = services.list_persons(
         get_session(),
-        current_account(),
+        current_caller(),
         gallery_name=query.gallery,
         external_id=query.external_id,
         limit=query.limit,
@@ -121,7 +121,7 @@ def list_persons(query: PersonsQuery):
 @validated
 def show(path: PersonPath):
     """A person with its faces and consent record"""
-    person = services.load_person(get_session(), current_account(), path.person_id, with_faces=True)
+    person = services.load_person(get_session(), current_caller(), path.person_id, with_faces=True)
     return jsonify(services.person_document(person, faces=person.faces))
 
 
@@ -131,7 +131,7 @@ def show(path: PersonPath):
 def change(path: PersonPath, body: PersonPatch):
     """Change a person's name, external_id (null removes it) or metadata (replaced whole)"""
     session = get_session()
-    account = current_account()
+    account = current_caller()
     person = services.load_person(session, account, path.person_id, with_faces=True)
     services.update_person(session, account, person, body.model_dump(exclude_unset=True))
     return jsonify(services.person_document(person, faces=person.faces))
@@ -143,6 +143,6 @@ def change(path: PersonPath, body: PersonPatch):
 def remove(path: PersonPath):
     """Delete a person and every embedding of it"""
     session = get_session()
-    account = current_account()
+    account = current_caller()
     services.delete_person(session, account, services.load_person(session, account, path.person_id))
     return "", 204

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.models import Role
 from web import services
-from web.auth import current_account, roles_required
+from web.auth import current_caller, roles_required
 from web.db import get_session
 from web.extensions import limiter
 from web.forms import bad_request, checked_webhook, read_upload
@@ -32,7 +32,7 @@ def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
     upload = read_upload(form.image)
     job = services.submit_recognition(
         get_session(),
-        current_account(),
+        current_caller(),
         image=upload.data,
         gallery_name=form.gallery,
         threshold=form.threshold,
@@ -58,7 +58,7 @@ def verify(form: VerifyForm, query: WaitQuery, header: IdempotencyHeader):
     if form.person_id is not None or form.image is not None:
         if form.person_id is None or form.image is None:
             raise bad_request("missing_field", "Send image with person_id (or image_a with image_b).")
-        person = services.load_person(session, current_account(), form.person_id)
+        person = services.load_person(session, current_caller(), form.person_id)
         first, second = read_upload(form.image), None
     elif form.image_a is not None and form.image_b is not None:
         person = None
@@ -67,7 +67,7 @@ def verify(form: VerifyForm, query: WaitQuery, header: IdempotencyHeader):
         raise bad_request("missing_field", "Send image_a and image_b, or image and person_id.")
     job = services.submit_verification(
         session,
-        current_account(),
+        current_caller(),
         image=first.data,
         second_image=second.data if second else None,
         person=person,

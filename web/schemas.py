@@ -61,6 +61,12 @@ def _metadata(value: dict) -> dict:
     return value
 
 
+def _sent_or_unchanged(schema: dict[str, Any]) -> None:
+    """A field that may be left out but not sent as null: the document shows no default (a null
+    default would contradict its type); leaving it out leaves the value as it is."""
+    schema.pop("default", None)
+
+
 Text = Annotated[str, Field(max_length=200), AfterValidator(_text)]
 OptionalText = Annotated[Text | None, BeforeValidator(_blank_is_none)]
 GalleryName = Annotated[
@@ -187,6 +193,7 @@ class Account(BaseModel):
     id: uuid.UUID
     email: str
     role: Role
+    organisation_id: uuid.UUID
     created_at: datetime | None
 
 
@@ -201,6 +208,43 @@ class AccountPath(BaseModel):
 
 class RoleChange(Model):
     role: Role
+
+
+class NewAccount(Model):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1000, description="the initial password, to hand over")
+    role: Role = Role.user
+
+
+class ApiKeyCreate(Model):
+    name: Text
+    role: Role = Role.operator
+    galleries: list[GalleryName] | None = Field(None, description="the only galleries the key may use; null: all")
+    expires_at: datetime | None = None
+
+
+class ApiKey(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: Role
+    galleries: list[str] | None
+    prefix: str = Field(description="the key's first characters, to recognise it")
+    created_by: uuid.UUID
+    created_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewApiKey(ApiKey):
+    key: str = Field(description="the secret, shown once: send it as `Authorization: Bearer <key>` or `X-API-Key`")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKey]
+
+
+class ApiKeyPath(BaseModel):
+    key_id: uuid.UUID
 
 
 class AuditQuery(PageQuery):
@@ -219,6 +263,7 @@ class AuditEvent(BaseModel):
     action: str
     target_type: str | None
     target_id: str | None
+    api_key_id: uuid.UUID | None
     details: dict[str, Any]
 
 
@@ -256,7 +301,7 @@ class GalleryPath(BaseModel):
 class Gallery(BaseModel):
     id: uuid.UUID
     name: str
-    owner_id: uuid.UUID
+    owner_id: uuid.UUID | None = Field(description="the account that created it")
     person_count: int
     match_threshold: float | None
     created_at: datetime | None
@@ -309,9 +354,9 @@ class PersonsQuery(PageQuery):
 class PersonPatch(Model):
     """Only the fields sent change; `null` is allowed only for external_id (it removes it)."""
 
-    name: Text = None
+    name: Text = Field(None, json_schema_extra=_sent_or_unchanged)
     external_id: Text | None = Field(None, description="null removes it")
-    metadata: Metadata = None
+    metadata: Metadata = Field(None, json_schema_extra=_sent_or_unchanged)
 
 
 class Face(BaseModel):

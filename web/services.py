@@ -6,16 +6,17 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from config import get_settings
 from domain import audit, enrollment
 from domain.batches import batch_document, end_once
+from domain.callers import Caller
 from domain.errors import NotFound, ServiceError
 from domain.jobs import create_job, finish, iso, job_document, now
-from domain.models import Account, Batch, Face, Gallery, Job, JobStatus, JobType, Person, Role
+from domain.models import Batch, Face, Gallery, Job, JobStatus, JobType, Person
 from domain.notifications import announce_job_ended
 from web.batch_input import Entry
 from web.logs import request_stage
@@ -28,36 +29,55 @@ log = logging.getLogger(__name__)
 # --- galleries and access -------------------------------------------------------------
 
 
-def find_gallery(session: Session, owner: Account, name: str) -> Gallery | None:
+def _in_scope(caller: Caller, name: str) -> None:
+    if not caller.may_use_gallery(name):
+        raise ServiceError(
+            "gallery_out_of_scope", f"This API key may not use the gallery '{name}'.", status=403, gallery=name
+        )
+
+
+def find_gallery(session: Session, caller: Caller, name: str) -> Gallery | None:
+    """The caller's organisation's gallery named `name` (an API key: only within its scope)."""
+    _in_scope(caller, name)
     return session.execute(
-        select(Gallery).where(Gallery.owner_id == owner.id, Gallery.name == name)
+        select(Gallery).where(Gallery.organisation_id == caller.organisation_id, Gallery.name == name)
     ).scalar_one_or_none()
 
 
-def get_or_create_gallery(session: Session, owner: Account, name: str) -> tuple[Gallery, bool]:
-    """The owner's gallery named `name`, and whether this call created it."""
-    gallery = find_gallery(session, owner, name)
+def get_or_create_gallery(session: Session, caller: Caller, name: str) -> tuple[Gallery, bool]:
+    """The organisation's gallery named `name`, and whether this call created it."""
+    gallery = find_gallery(session, caller, name)
     if gallery is not None:
         return gallery, False
-    gallery = Gallery(owner_id=owner.id, name=name)
+    gallery = Gallery(organisation_id=caller.organisation_id, owner_id=caller.id, name=name)
     session.add(gallery)
     session.flush()
     return gallery, True
 
 
-def require_gallery(session: Session, owner: Account, name: str) -> Gallery:
-    gallery = find_gallery(session, owner, name)
+def require_gallery(session: Session, caller: Caller, name: str) -> Gallery:
+    gallery = find_gallery(session, caller, name)
     if gallery is None:
-        raise NotFound("gallery_not_found", f"You have no gallery named '{name}'.")
+        raise NotFound("gallery_not_found", f"Your organisation has no gallery named '{name}'.")
     return gallery
 
 
-def load_person(session: Session, account: Account, person_id: uuid.UUID, *, with_faces: bool = False) -> Person:
-    """The person if the caller may see it, else 404: admins see every person, others the
-    persons of their own galleries and the person linked to their own account."""
+def _scoped_galleries(caller: Caller) -> Select:
+    return select(Gallery.id).where(
+        Gallery.organisation_id == caller.organisation_id, Gallery.name.in_(caller.galleries or ())
+    )
+
+
+def load_person(session: Session, caller: Caller, person_id: uuid.UUID, *, with_faces: bool = False) -> Person:
+    """The person if the caller may see it, else 404: admins and operators see the persons of
+    their organisation's galleries (an API key: of its galleries), users their own linked person."""
     query = select(Person).join(Gallery).where(Person.id == person_id)
-    if account.role is not Role.admin:
-        query = query.where(or_(Gallery.owner_id == account.id, Person.account_id == account.id))
+    if caller.manages_galleries:
+        query = query.where(Gallery.organisation_id == caller.organisation_id)
+        if caller.galleries is not None:
+            query = query.where(Gallery.name.in_(caller.galleries))
+    else:
+        query = query.where(Person.account_id == caller.id)
     if with_faces:
         query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
     person = session.execute(query).scalar_one_or_none()
@@ -66,13 +86,19 @@ def load_person(session: Session, account: Account, person_id: uuid.UUID, *, wit
     return person
 
 
-def visible_to(account: Account, owner_id: InstrumentedAttribute) -> ColumnElement[bool]:
-    """Admins see every row; other accounts see the rows they own."""
-    return true() if account.role is Role.admin else owner_id == account.id
+def visible_to(caller: Caller, model: type[Job] | type[Batch]) -> ColumnElement[bool]:
+    """Admins and operators see their organisation's jobs and batches (an API key: those of its
+    galleries); users see their own."""
+    if not caller.manages_galleries:
+        return model.owner_id == caller.id
+    condition = model.organisation_id == caller.organisation_id
+    if caller.galleries is not None:
+        condition = condition & model.gallery_id.in_(_scoped_galleries(caller))
+    return condition
 
 
-def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
-    query = select(Job).where(Job.id == job_id, visible_to(account, Job.owner_id))
+def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:
+    query = select(Job).where(Job.id == job_id, visible_to(account, Job))
     job = session.execute(query).scalar_one_or_none()
     if job is None:
         raise NotFound("job_not_found", "No such job.")
@@ -81,15 +107,15 @@ def load_job(session: Session, account: Account, job_id: uuid.UUID) -> Job:
 
 def list_jobs(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     status: JobStatus | None,
     job_type: JobType | None,
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
-    """The caller's jobs (an admin's: everybody's), newest first."""
-    query = select(Job).where(visible_to(account, Job.owner_id))
+    """The jobs the caller may see, newest first."""
+    query = select(Job).where(visible_to(account, Job))
     if status:
         query = query.where(Job.status == status)
     if job_type:
@@ -100,7 +126,7 @@ def list_jobs(
     return {"items": [job_document(job) for (job,) in page], "next_cursor": next_cursor}
 
 
-def cancel_job(session: Session, account: Account, job: Job) -> bool:
+def cancel_job(session: Session, account: Caller, job: Job) -> bool:
     """End a still-queued job; False when a worker already took it (or it ended)."""
     cancelled = finish(
         session, job.id, error=ServiceError("cancelled", "The job was cancelled."), only_from=JobStatus.queued
@@ -162,7 +188,7 @@ def _enroll_params(
 
 def _submit_enroll_job(
     session: Session,
-    account: Account,
+    account: Caller,
     person: Person,
     image: bytes,
     *,
@@ -196,7 +222,7 @@ def _submit_enroll_job(
 
 def _submit_job(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     audit_as: tuple[str, str | None, Any],
     created: list[Any],
@@ -205,7 +231,7 @@ def _submit_job(
 ) -> Job:
     """A single-photo job of `account`: stored with its photo, audited (action, target type and
     id), committed, then enqueued; `created` rows are removed again if the queue is down."""
-    job = create_job(session, owner_id=account.id, **job_fields)
+    job = create_job(session, owner_id=account.id, organisation_id=account.organisation_id, **job_fields)
     audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
     _commit_and_enqueue(session, job, created=created)
     return job
@@ -213,7 +239,7 @@ def _submit_job(
 
 def submit_enrollment(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     name: str,
     image: bytes,
@@ -251,11 +277,15 @@ def submit_enrollment(
     return person, job
 
 
-def _person_by_external_id(session: Session, account: Account, gallery_name: str, external_id: str) -> Person | None:
+def _person_by_external_id(session: Session, account: Caller, gallery_name: str, external_id: str) -> Person | None:
     query = (
         select(Person)
         .join(Gallery)
-        .where(Gallery.owner_id == account.id, Gallery.name == gallery_name, Person.external_id == external_id)
+        .where(
+            Gallery.organisation_id == account.organisation_id,
+            Gallery.name == gallery_name,
+            Person.external_id == external_id,
+        )
     )
     return session.execute(query).scalar_one_or_none()
 
@@ -272,7 +302,7 @@ def person_exists(person: Person | None, gallery_name: str) -> ServiceError:
 
 def submit_face(
     session: Session,
-    account: Account,
+    account: Caller,
     person: Person,
     image: bytes,
     webhook_url: str | None = None,
@@ -293,7 +323,7 @@ def submit_face(
 
 def submit_recognition(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     image: bytes,
     gallery_name: str,
@@ -333,7 +363,7 @@ def _threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, An
 
 def submit_verification(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     image: bytes,
     second_image: bytes | None,
@@ -360,7 +390,7 @@ def submit_verification(
     )
 
 
-def redeliver(session: Session, account: Account, job: Job) -> str:
+def redeliver(session: Session, account: Caller, job: Job) -> str:
     """Send a finished job's webhook again, as a new delivery."""
     if not job.webhook_url:
         raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
@@ -374,14 +404,14 @@ def redeliver(session: Session, account: Account, job: Job) -> str:
 # --- batch enrollment ------------------------------------------------------------------------
 
 
-def find_batch(session: Session, account: Account, batch_id: uuid.UUID) -> Batch | None:
-    query = select(Batch).where(Batch.id == batch_id, visible_to(account, Batch.owner_id))
+def find_batch(session: Session, account: Caller, batch_id: uuid.UUID) -> Batch | None:
+    query = select(Batch).where(Batch.id == batch_id, visible_to(account, Batch))
     return session.execute(query).scalar_one_or_none()
 
 
-def list_batches(session: Session, account: Account, *, limit: int, cursor: str | None) -> dict[str, Any]:
+def list_batches(session: Session, account: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """The caller's batches (an admin's: everybody's), newest first, without their items."""
-    query = select(Batch).where(visible_to(account, Batch.owner_id))
+    query = select(Batch).where(visible_to(account, Batch))
     page, next_cursor = keyset_page(
         session, query, (Batch.created_at, Batch.id), limit=limit, cursor=cursor, descending=True
     )
@@ -389,7 +419,7 @@ def list_batches(session: Session, account: Account, *, limit: int, cursor: str 
 
 
 def _batch_person(
-    session: Session, account: Account, gallery: Gallery, entry: Entry, persons: dict
+    session: Session, account: Caller, gallery: Gallery, entry: Entry, persons: dict
 ) -> tuple[Person, bool]:
     """The person an entry enrolls, and whether this batch creates it. Entries sharing an
     external_id (or, without one, a name) are one person. An existing person is reused when it
@@ -423,7 +453,7 @@ def _batch_person(
 
 def submit_batch(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     entries: list[Entry],
     gallery_name: str,
@@ -437,6 +467,7 @@ def submit_batch(
     batch = Batch(
         id=uuid.uuid4(),
         owner_id=account.id,
+        organisation_id=account.organisation_id,
         gallery_id=gallery.id,
         gallery_name=gallery.name,
         created_gallery=created_gallery,
@@ -462,6 +493,7 @@ def submit_batch(
             session,
             job_type=JobType.enroll,
             owner_id=account.id,
+            organisation_id=account.organisation_id,
             image=entry.data,
             gallery_id=gallery.id,
             person_id=person.id if person else None,
@@ -546,7 +578,7 @@ def person_document(person: Person, *, faces: list[Face] | None = None, face_cou
 
 def list_persons(
     session: Session,
-    account: Account,
+    account: Caller,
     *,
     gallery_name: str,
     external_id: str | None,
@@ -563,7 +595,7 @@ def list_persons(
     return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
 
 
-def update_person(session: Session, account: Account, person: Person, changes: dict[str, Any]) -> Person:
+def update_person(session: Session, account: Caller, person: Person, changes: dict[str, Any]) -> Person:
     """Change a person's name, external_id or metadata (already validated by the handler)."""
     for field, value in changes.items():
         setattr(person, "meta" if field == "metadata" else field, value)
@@ -584,7 +616,7 @@ def list_faces(session: Session, person: Person) -> list[dict[str, Any]]:
     return [face_document(face) for face in faces.scalars()]
 
 
-def delete_face(session: Session, account: Account, person: Person, face_id: uuid.UUID) -> None:
+def delete_face(session: Session, account: Caller, person: Person, face_id: uuid.UUID) -> None:
     """Remove one embedding of the person (a wrong photo): later searches no longer see it."""
     deleted = session.execute(delete(Face).where(Face.id == face_id, Face.person_id == person.id))
     if deleted.rowcount != 1:
@@ -594,7 +626,7 @@ def delete_face(session: Session, account: Account, person: Person, face_id: uui
     session.commit()
 
 
-def delete_person(session: Session, account: Account, person: Person) -> None:
+def delete_person(session: Session, account: Caller, person: Person) -> None:
     """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE."""
     audit.record(session, account, "person.delete", "person", person.id, name=person.name)
     session.execute(delete(Person).where(Person.id == person.id))
@@ -608,14 +640,14 @@ def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
     return {
         "id": str(gallery.id),
         "name": gallery.name,
-        "owner_id": str(gallery.owner_id),
+        "owner_id": str(gallery.owner_id) if gallery.owner_id else None,
         "person_count": person_count,
         "match_threshold": gallery.match_threshold,
         "created_at": iso(gallery.created_at),
     }
 
 
-def create_gallery(session: Session, account: Account, name: str, match_threshold: float | None = None) -> Gallery:
+def create_gallery(session: Session, account: Caller, name: str, match_threshold: float | None = None) -> Gallery:
     gallery, created = get_or_create_gallery(session, account, name)
     if not created:
         raise ServiceError("gallery_exists", f"You already have a gallery named '{name}'.", status=409)
@@ -625,15 +657,17 @@ def create_gallery(session: Session, account: Account, name: str, match_threshol
     return gallery
 
 
-def list_galleries(session: Session, account: Account, *, limit: int, cursor: str | None) -> dict[str, Any]:
+def list_galleries(session: Session, account: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """The caller's galleries in creation order (keyset pagination, like every list)."""
     persons = select(func.count(Person.id)).where(Person.gallery_id == Gallery.id).correlate(Gallery)
-    query = select(Gallery, persons.scalar_subquery()).where(Gallery.owner_id == account.id)
+    query = select(Gallery, persons.scalar_subquery()).where(Gallery.organisation_id == account.organisation_id)
+    if account.galleries is not None:
+        query = query.where(Gallery.name.in_(account.galleries))
     page, next_cursor = keyset_page(session, query, (Gallery.created_at, Gallery.id), limit=limit, cursor=cursor)
     return {"items": [gallery_document(gallery, count) for gallery, count in page], "next_cursor": next_cursor}
 
 
-def set_gallery_threshold(session: Session, account: Account, name: str, threshold: float | None) -> dict[str, Any]:
+def set_gallery_threshold(session: Session, account: Caller, name: str, threshold: float | None) -> dict[str, Any]:
     """Fix the gallery's recognition threshold, or (None) let it follow MATCH_FPIR again."""
     gallery = require_gallery(session, account, name)
     audit.record(session, account, "gallery.threshold", "gallery", gallery.id, match_threshold=threshold)
@@ -643,7 +677,7 @@ def set_gallery_threshold(session: Session, account: Account, name: str, thresho
     return gallery_document(gallery, count)
 
 
-def delete_gallery(session: Session, account: Account, name: str) -> None:
+def delete_gallery(session: Session, account: Caller, name: str) -> None:
     """Delete a gallery with all its persons and their faces (cascade), and its jobs (explicitly:
     jobs outlive a gallery only when an enrollment that created it failed, see Job.gallery_id)."""
     gallery = require_gallery(session, account, name)
@@ -659,7 +693,7 @@ PROFILE_GALLERY = "profile"
 
 
 def submit_profile_face(
-    session: Session, account: Account, image: bytes, name: str | None, webhook_url: str | None = None
+    session: Session, account: Caller, image: bytes, name: str | None, webhook_url: str | None = None
 ) -> tuple[Person, Job]:
     """Enroll a photo of the caller as its own linked person (created on first use)."""
     person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()

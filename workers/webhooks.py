@@ -16,7 +16,7 @@ from domain.batches import batch_document
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import job_document, now
-from domain.models import Account, Batch, Job
+from domain.models import Batch, Job
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,15 @@ def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str] | N
             batch = session.get(Batch, object_id)
             if batch is None or not batch.webhook_url:
                 return None
-            owner_id, url, document = batch.owner_id, batch.webhook_url, batch_document(session, batch)
+            organisation_id, url, document = batch.organisation_id, batch.webhook_url, batch_document(session, batch)
             event = f"batch.{document['status']}"
         else:
             job = session.get(Job, object_id)
             if job is None or not job.webhook_url or not job.status.finished:
                 return None
-            owner_id, url, document, event = job.owner_id, job.webhook_url, job_document(job), f"job.{job.status.value}"
-        secret = webhooks.secret_of(session, session.get(Account, owner_id))
+            organisation_id, url, document = job.organisation_id, job.webhook_url, job_document(job)
+            event = f"job.{job.status.value}"
+        secret = webhooks.secret_of(session, organisation_id)
         return url, json.dumps(document, separators=(",", ":")).encode(), event, secret
 
 
