@@ -41,6 +41,10 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
     return buffer.getvalue()
 
 
+def as_jpeg(data: bytes) -> bytes:
+    return encode(Image.open(io.BytesIO(data)).convert("RGB"), quality=95)
+
+
 def another_photo(data: bytes, scale: float = 1.0) -> bytes:
     """A mirrored, darker, re-encoded copy: the stand-in for a second photo of the same person."""
     image = ImageOps.mirror(Image.open(io.BytesIO(data)).convert("RGB"))
