@@ -304,3 +304,34 @@ def wait_until_ready(
             pass
         time.sleep(0.5)
     raise AssertionError("stack did not become ready:\n" + log_path.read_text()[-3000:])
+
+
+def submit_batch(client, headers: dict, data: dict, key: str | None = None):
+    """POST /api/v1/enrollments with consent and the given form (and Idempotency-Key)."""
+    extra = {"Idempotency-Key": key} if key else {}
+    return client.post(
+        "/api/v1/enrollments",
+        data={"consent": "true", **data},
+        headers={**headers, **extra},
+        content_type="multipart/form-data",
+    )
+
+
+def wait_batch(client, headers: dict, batch_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.get(f"/api/v1/enrollments/{batch_id}", headers=headers).get_json()
+        if batch["status"] in ("succeeded", "partial", "failed"):
+            return batch
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+
+
+def zip_archive(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

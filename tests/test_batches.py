@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import zipfile
 
 import pytest
 
 from tests import images
-from tests.conftest import upload
+from tests.conftest import submit_batch, upload, wait_batch, zip_archive
 from tests.test_webhooks import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 TOM = images.tom_hanks()
 TOM_2 = images.another_photo(TOM, scale=2.0)
-
-
-def _wait_batch(client, headers, batch_id: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/api/v1/enrollments/{batch_id}", headers=headers).get_json()
-        if batch["status"] in ("succeeded", "partial", "failed"):
-            return batch
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.2)
-
-
-def _submit(client, headers, data: dict, key: str | None = None):
-    extra = {"Idempotency-Key": key} if key else {}
-    return client.post(
-        "/api/v1/enrollments",
-        data={"consent": "true", **data},
-        headers={**headers, **extra},
-        content_type="multipart/form-data",
-    )
 
 
 def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers):
@@ -53,12 +31,12 @@ def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers)
         (b"just some text", "notes.txt"),
     ]
     files = [upload(*part) for part in parts]
-    response = _submit(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
+    response = submit_batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
     assert response.status_code == 202, response.get_json()
     batch_id = response.get_json()["batch_id"]
     assert response.get_json()["total"] == 5
 
-    batch = _wait_batch(client, operator_headers, batch_id)
+    batch = wait_batch(client, operator_headers, batch_id)
     assert (batch["status"], batch["succeeded"], batch["failed"]) == ("partial", 2, 3)
     errors = {item["file"]: (item["error"] or {}).get("code") for item in batch["items"]}
     assert errors == {
@@ -74,9 +52,9 @@ def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers)
     assert person["face_count"] == 2 and person["external_id"] == "th"
 
     files = [upload(*part) for part in parts]  # the same request again (uploads are streams, read once)
-    again = _submit(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
+    again = submit_batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}, key="k-1")
     assert again.get_json()["batch_id"] == batch_id
-    other = _submit(
+    other = submit_batch(
         client, operator_headers, {"manifest": json.dumps(manifest), "images": [upload(TOM, "tom1.png")]}, key="k-1"
     )
     assert other.status_code == 409 and other.get_json()["error"]["code"] == "idempotency_key_reused"
@@ -84,16 +62,8 @@ def test_manifest_batch_with_bad_items_and_idempotency(client, operator_headers)
     assert sum(p["name"] == "Tom Hanks" for p in persons) == 1  # nothing new was created
 
 
-def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_zip_archive_batch_refuses_traversal_bombs_and_non_images(client, operator_headers):
-    archive = _zip(
+    archive = zip_archive(
         {
             "Tom Hanks/a.png": TOM,
             "Tom Hanks/b.jpg": TOM_2,
@@ -104,9 +74,9 @@ def test_zip_archive_batch_refuses_traversal_bombs_and_non_images(client, operat
         }
     )
     assert len(archive) < 100_000
-    response = _submit(client, operator_headers, {"archive": upload(archive, "photos.zip")})
+    response = submit_batch(client, operator_headers, {"archive": upload(archive, "photos.zip")})
     assert response.status_code == 202, response.get_json()
-    batch = _wait_batch(client, operator_headers, response.get_json()["batch_id"])
+    batch = wait_batch(client, operator_headers, response.get_json()["batch_id"])
     codes = {item["file"]: (item["error"] or {}).get("code") for item in batch["items"]}
     assert codes["Tom Hanks/a.png"] is None and codes["Tom Hanks/b.jpg"] is None
     assert codes["../escape.jpg"] == "invalid_path"
@@ -117,14 +87,14 @@ def test_zip_archive_batch_refuses_traversal_bombs_and_non_images(client, operat
 
 
 def test_bad_batch_requests(client, operator_headers):
-    assert _submit(client, operator_headers, {}).status_code == 400
-    broken = _submit(client, operator_headers, {"archive": upload(b"PK not really a zip", "x.zip")})
+    assert submit_batch(client, operator_headers, {}).status_code == 400
+    broken = submit_batch(client, operator_headers, {"archive": upload(b"PK not really a zip", "x.zip")})
     assert broken.get_json()["error"]["code"] == "invalid_archive"
-    manifest = _submit(client, operator_headers, {"manifest": "{not json", "images": [upload(TOM, "a.png")]})
+    manifest = submit_batch(client, operator_headers, {"manifest": "{not json", "images": [upload(TOM, "a.png")]})
     assert manifest.get_json()["error"]["code"] == "invalid_manifest"
     no_consent = client.post(
         "/api/v1/enrollments",
-        data={"archive": upload(_zip({"A/a.png": TOM}), "a.zip")},
+        data={"archive": upload(zip_archive({"A/a.png": TOM}), "a.zip")},
         headers=operator_headers,
         content_type="multipart/form-data",
     )
@@ -135,7 +105,7 @@ def test_batch_webhook_posts_the_batch_document(client, operator_headers):
     hook = Receiver([])
     try:
         manifest = [{"file": "a.png", "name": "Tom"}, {"file": "b.jpg", "name": "Tom"}]
-        response = _submit(
+        response = submit_batch(
             client,
             operator_headers,
             {
@@ -160,7 +130,7 @@ def test_a_batch_whose_every_entry_is_refused_still_posts_its_webhook(client, op
     hook = Receiver([])
     try:
         manifest = [{"file": "a.txt", "name": "A"}]
-        _submit(
+        submit_batch(
             client,
             operator_headers,
             {"manifest": json.dumps(manifest), "images": [upload(b"not an image", "a.txt")], "webhook_url": hook.url},

@@ -6,39 +6,19 @@ PostgreSQL, Redis and a worker running the model.
 
 from __future__ import annotations
 
-import io
 import json
-import time
 import uuid
-import zipfile
 
 import pytest
 
 from tests import images
-from tests.conftest import enroll, upload, wait_for_job
+from tests.conftest import enroll, submit_batch, upload, wait_batch, wait_for_job, zip_archive
 
 pytestmark = pytest.mark.usefixtures("worker")
 TOM = images.tom_hanks()
 TOM_2 = images.another_photo(TOM, scale=2.0)
 STRANGER = images.crop(images.group_photo(), images.ONE_FACE_OF_GROUP)
 MULTIPART = "multipart/form-data"
-
-
-def _batch(client, headers, data: dict, key: str | None = None):
-    extra = {"Idempotency-Key": key} if key else {}
-    return client.post(
-        "/api/v1/enrollments", data={"consent": "true", **data}, headers={**headers, **extra}, content_type=MULTIPART
-    )
-
-
-def _wait_batch(client, headers, batch_id: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/api/v1/enrollments/{batch_id}", headers=headers).get_json()
-        if batch["status"] in ("succeeded", "partial", "failed"):
-            return batch
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.2)
 
 
 def _galleries(client, headers) -> set[str]:
@@ -66,7 +46,7 @@ def _add_face(client, headers, person_id: str, image: bytes, **fields) -> dict:
 
 def test_two_uploads_with_one_file_name_are_refused_and_leave_nothing(client, operator_headers):
     manifest = [{"file": "img1.jpg", "name": "Tom Hanks"}, {"file": "img1.jpg", "name": "Someone Else"}]
-    response = _batch(
+    response = submit_batch(
         client,
         operator_headers,
         {
@@ -83,7 +63,9 @@ def test_two_uploads_with_one_file_name_are_refused_and_leave_nothing(client, op
 
 def test_two_manifest_rows_naming_one_file_are_refused(client, operator_headers):
     manifest = [{"file": "a.png", "name": "Tom Hanks"}, {"file": "a.png", "name": "Someone Else"}]
-    response = _batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": [upload(TOM, "a.png")]})
+    response = submit_batch(
+        client, operator_headers, {"manifest": json.dumps(manifest), "images": [upload(TOM, "a.png")]}
+    )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "duplicate_file"
 
@@ -91,7 +73,7 @@ def test_two_manifest_rows_naming_one_file_are_refused(client, operator_headers)
 def test_an_upload_no_row_names_is_refused(client, operator_headers):
     manifest = [{"file": "a.png", "name": "Tom Hanks"}]
     files = [upload(TOM, "a.png"), upload(STRANGER, "forgotten.jpg")]
-    response = _batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files})
+    response = submit_batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files})
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["code"] == "unreferenced_file" and error["files"] == ["forgotten.jpg"]
@@ -104,17 +86,19 @@ def test_an_upload_no_row_names_is_refused(client, operator_headers):
 def test_a_key_reused_with_another_batch_is_refused(client, operator_headers):
     key = f"k-{uuid.uuid4()}"
     manifest = json.dumps([{"file": "a.png", "name": "Tom Hanks", "external_id": "th"}])
-    first = _batch(client, operator_headers, {"manifest": manifest, "images": [upload(TOM, "a.png")]}, key=key)
+    first = submit_batch(client, operator_headers, {"manifest": manifest, "images": [upload(TOM, "a.png")]}, key=key)
     assert first.status_code == 202
-    again = _batch(client, operator_headers, {"manifest": manifest, "images": [upload(TOM, "a.png")]}, key=key)
+    again = submit_batch(client, operator_headers, {"manifest": manifest, "images": [upload(TOM, "a.png")]}, key=key)
     assert again.status_code == 202 and again.get_json() == first.get_json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.headers["Location"].endswith(first.get_json()["batch_id"])
 
-    other_gallery = _batch(
+    other_gallery = submit_batch(
         client, operator_headers, {"gallery": "other", "manifest": manifest, "images": [upload(TOM, "a.png")]}, key=key
     )
-    other_photo = _batch(client, operator_headers, {"manifest": manifest, "images": [upload(TOM_2, "a.png")]}, key=key)
+    other_photo = submit_batch(
+        client, operator_headers, {"manifest": manifest, "images": [upload(TOM_2, "a.png")]}, key=key
+    )
     for response in (other_gallery, other_photo):
         assert response.status_code == 409, response.get_json()
         assert response.get_json()["error"]["code"] == "idempotency_key_reused"
@@ -195,10 +179,10 @@ def test_a_batch_person_whose_photos_all_fail_is_removed(client, operator_header
         upload(images.no_face_photo(), "empty1.jpg"),
         upload(images.no_face_photo((400, 300)), "empty2.jpg"),
     ]
-    batch_id = _batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}).get_json()[
+    batch_id = submit_batch(client, operator_headers, {"manifest": json.dumps(manifest), "images": files}).get_json()[
         "batch_id"
     ]
-    batch = _wait_batch(client, operator_headers, batch_id)
+    batch = wait_batch(client, operator_headers, batch_id)
     assert (batch["succeeded"], batch["failed"]) == (1, 2)
     assert [item["index"] for item in batch["items"]] == [0, 1, 2]  # manifest order
     assert batch["items"][1]["faces_detected"] == 0
@@ -207,7 +191,7 @@ def test_a_batch_person_whose_photos_all_fail_is_removed(client, operator_header
 
 def test_a_batch_that_fails_every_item_leaves_no_gallery(client, operator_headers):
     manifest = [{"file": "empty.jpg", "name": "Nobody"}]
-    response = _batch(
+    response = submit_batch(
         client,
         operator_headers,
         {
@@ -216,7 +200,7 @@ def test_a_batch_that_fails_every_item_leaves_no_gallery(client, operator_header
             "images": [upload(images.no_face_photo(), "empty.jpg")],
         },
     )
-    batch = _wait_batch(client, operator_headers, response.get_json()["batch_id"])
+    batch = wait_batch(client, operator_headers, response.get_json()["batch_id"])
     assert batch["status"] == "failed" and batch["gallery"] == "doomed"
     assert "doomed" not in _galleries(client, operator_headers)
     item = batch["items"][0]
@@ -248,8 +232,8 @@ def test_a_batch_rerun_after_an_interruption_adds_nothing(client, operator_heade
 
     def run() -> dict:
         files = [upload(TOM, "a.png"), upload(TOM_2, "b.jpg")]
-        response = _batch(client, operator_headers, {"manifest": manifest, "images": files})
-        return _wait_batch(client, operator_headers, response.get_json()["batch_id"])
+        response = submit_batch(client, operator_headers, {"manifest": manifest, "images": files})
+        return wait_batch(client, operator_headers, response.get_json()["batch_id"])
 
     first, rerun = run(), run()
     assert first["succeeded"] == rerun["succeeded"] == 2
@@ -304,16 +288,8 @@ def test_a_group_photo_is_not_enrolled_as_one_person(client, operator_headers):
 # --- 9. ZIP archives made the usual way ---------------------------------------------------------
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_a_zip_of_the_parent_folder_enrolls_its_people(client, operator_headers):
-    archive = _zip(
+    archive = zip_archive(
         {
             "staff/Tom Hanks/1.png": TOM,
             "staff/Tom Hanks/2.jpg": TOM_2,
@@ -322,9 +298,9 @@ def test_a_zip_of_the_parent_folder_enrolls_its_people(client, operator_headers)
             "staff/Tom Hanks/.hidden.jpg": b"junk",
         }
     )
-    response = _batch(client, operator_headers, {"archive": upload(archive, "staff.zip")})
+    response = submit_batch(client, operator_headers, {"archive": upload(archive, "staff.zip")})
     assert response.status_code == 202, response.get_json()
-    batch = _wait_batch(client, operator_headers, response.get_json()["batch_id"])
+    batch = wait_batch(client, operator_headers, response.get_json()["batch_id"])
     assert (batch["status"], batch["total"], batch["succeeded"]) == ("succeeded", 2, 2)
     assert [item["file"] for item in batch["items"]] == ["Tom Hanks/1.png", "Tom Hanks/2.jpg"]
     assert [p["name"] for p in _persons(client, operator_headers)] == ["Tom Hanks"]
