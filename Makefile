@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ run: install
 test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+# One layer alone (tests/conftest.py marks each test): unit (seconds), api, stack, system.
+test-unit test-api test-stack test-system: install-dev
+	$(PY) -m pytest -m $(subst test-,,$@) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -26,6 +26,23 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_SECONDS = 90
 
 
+SYSTEM_MODULES = ("test_stack", "test_faults", "test_multihost", "test_backup", "test_deploy_files")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark each test with its layer (pyproject.toml lists them) from the fixtures it uses."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.module.__name__.rsplit(".", 1)[-1] in SYSTEM_MODULES:
+            item.add_marker(pytest.mark.system)
+        elif "worker" in fixtures:
+            item.add_marker(pytest.mark.stack)
+        elif fixtures & {"services", "app", "client", "db"}:
+            item.add_marker(pytest.mark.api)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
