@@ -87,10 +87,42 @@ def first_organisation(session: Session) -> uuid.UUID | None:
     return session.execute(select(Organisation.id).order_by(Organisation.created_at).limit(1)).scalar_one_or_none()
 
 
+def check_current_password(account: Account, password: str) -> None:
+    """Refuse (401) an action on the account itself unless the caller knows its password."""
+    if not bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], account.password_hash.encode()):
+        raise ServiceError("invalid_credentials", "The current password is wrong.", status=401)
+
+
+def ensure_an_admin_remains(session: Session, account: Account, new_role: Role | None = None) -> None:
+    """Refuse (409 `last_admin`) to demote (`new_role`) or delete (None) the last admin of an
+    organisation that keeps other accounts: nobody could manage them any more. The last account
+    of all may still delete itself (its organisation goes with it). The organisation's admins are
+    locked, so two admins demoting each other at once cannot both succeed."""
+    if account.role is not Role.admin or new_role is Role.admin:
+        return
+    admins = session.execute(
+        select(Account.id)
+        .where(Account.organisation_id == account.organisation_id, Account.role == Role.admin)
+        .with_for_update()
+    ).scalars()
+    if any(admin != account.id for admin in admins):
+        return
+    if new_role is None:
+        others = session.execute(
+            select(func.count()).where(Account.organisation_id == account.organisation_id, Account.id != account.id)
+        ).scalar_one()
+        if not others:
+            return
+    raise ServiceError(
+        "last_admin",
+        "This is the organisation's last admin: make another account admin first.",
+        status=409,
+    )
+
+
 def change_password(session: Session, account: Account, current: str, new: str) -> None:
     """Set a new password and revoke every token issued before now."""
-    if not bcrypt.checkpw(current.encode()[:MAX_PASSWORD_BYTES], account.password_hash.encode()):
-        raise ServiceError("invalid_credentials", "The current password is wrong.", status=401)
+    check_current_password(account, current)
     check_password_rules(new)
     account.password_hash = hash_password(new)
     # JWT `iat` has one-second resolution: tokens from this second on stay valid.

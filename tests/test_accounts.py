@@ -104,7 +104,7 @@ def test_erasing_an_account_deletes_every_embedding_it_owns(client, services, db
     profile = _person_with_faces(enroller["id"], "badges", account_id=me["id"])
     assert _faces_of(db, in_gallery) == 2 and _faces_of(db, profile) == 2
 
-    assert client.delete("/api/v1/auth/me", headers=headers).status_code == 204
+    assert client.delete("/api/v1/auth/me", headers=headers, json={"password": password}).status_code == 204
     assert _faces_of(db, in_gallery) == 0
     assert _faces_of(db, profile) == 0
     assert db.get(Person, uuid.UUID(in_gallery)) is None

@@ -100,13 +100,14 @@ def revoke_api_key(path: ApiKeyPath):
     return "", 204
 
 
-@bp.patch("/accounts/<uuid:account_id>", responses={200: AccountOut, **errors(400, 404, *AUTH)})
+@bp.patch("/accounts/<uuid:account_id>", responses={200: AccountOut, **errors(400, 404, 409, *AUTH)})
 @roles_required(Role.admin)
 @validated
 def change_role(path: AccountPath, body: RoleChange):
     """Change an account's role"""
     session = get_session()
     account = _account(path.account_id)
+    accounts.ensure_an_admin_remains(session, account, body.role)
     audit.record(
         session,
         current_caller(),
@@ -121,13 +122,14 @@ def change_role(path: AccountPath, body: RoleChange):
     return jsonify(account_document(account))
 
 
-@bp.delete("/accounts/<uuid:account_id>", responses={204: None, **errors(400, 404, *AUTH)})
+@bp.delete("/accounts/<uuid:account_id>", responses={204: None, **errors(400, 404, 409, *AUTH)})
 @roles_required(Role.admin)
 @validated
 def delete_account(path: AccountPath):
     """Delete an account with everything it owns"""
     session = get_session()
     account = _account(path.account_id)
+    accounts.ensure_an_admin_remains(session, account)
     audit.record(session, current_caller(), "account.delete", "account", account.id, email=account.email)
     accounts.delete_account(session, account)
     session.commit()

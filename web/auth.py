@@ -12,10 +12,12 @@ from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
     current_user,
+    get_jti,
     get_jwt,
     jwt_required,
     verify_jwt_in_request,
 )
+from flask_jwt_extended.exceptions import JWTDecodeError
 
 from config import get_settings
 from domain import accounts, api_keys, audit
@@ -35,6 +37,7 @@ from web.schemas import (
     Credentials,
     IdempotencyHeader,
     PasswordChange,
+    PasswordConfirmation,
     PersonAccepted,
     ProfileFaceForm,
     SubmittedJob,
@@ -49,6 +52,8 @@ bp = resource("auth", __name__, "/api/v1/auth", "Accounts of one's own: tokens, 
 PUBLIC: list = []  # operations without a token
 
 REVOKED_PREFIX = "jwt:revoked:"
+# An access token names the refresh token of its login, so that logging out revokes both.
+REFRESH_JTI = "rjti"
 
 
 def current_login() -> Account:
@@ -87,12 +92,16 @@ def roles_required(*roles: Role) -> Callable:
     return decorator
 
 
+def _access_token(account: Account, refresh_jti: str) -> str:
+    claims = {"role": account.role.value, REFRESH_JTI: refresh_jti}
+    return create_access_token(identity=str(account.id), additional_claims=claims)
+
+
 def _tokens(account: Account) -> dict[str, Any]:
-    identity = str(account.id)
-    claims = {"role": account.role.value}
+    refresh_token = create_refresh_token(identity=str(account.id))
     return {
-        "access_token": create_access_token(identity=identity, additional_claims=claims),
-        "refresh_token": create_refresh_token(identity=identity),
+        "access_token": _access_token(account, get_jti(refresh_token)),
+        "refresh_token": refresh_token,
         "token_type": "Bearer",
         "expires_in": get_settings().jwt_access_minutes * 60,
     }
@@ -129,8 +138,7 @@ def login(body: Credentials):
 @jwt_required(refresh=True)
 def refresh():
     """A new access token; send the refresh token as the bearer"""
-    account = current_login()
-    token = create_access_token(identity=str(account.id), additional_claims={"role": account.role.value})
+    token = _access_token(current_login(), get_jwt()["jti"])
     return jsonify(
         {"access_token": token, "token_type": "Bearer", "expires_in": get_settings().jwt_access_minutes * 60}
     )
@@ -139,10 +147,16 @@ def refresh():
 @bp.post("/logout", responses={204: None, **errors(401, 429)})
 @jwt_required(verify_type=False)
 def logout():
-    """Revoke the presented token (access or refresh) until it would have expired anyway."""
+    """Revoke the presented token (access or refresh) until it would have expired anyway; an
+    access token also revokes the refresh token of its login."""
     claims = get_jwt()
-    ttl = max(1, int(claims["exp"] - claims["iat"]))
-    redis_client().set(REVOKED_PREFIX + claims["jti"], "1", ex=ttl)
+    revoked = {claims["jti"]: claims["exp"] - claims["iat"]}
+    if refresh_jti := claims.get(REFRESH_JTI):
+        revoked[str(refresh_jti)] = get_settings().jwt_refresh_days * 86400
+    with redis_client().pipeline() as pipe:
+        for jti, ttl in revoked.items():
+            pipe.set(REVOKED_PREFIX + jti, "1", ex=max(1, int(ttl)))
+        pipe.execute()
     return "", 204
 
 
@@ -167,12 +181,16 @@ def change_password(body: PasswordChange):
     return jsonify(_tokens(account))
 
 
-@bp.delete("/me", responses={204: None, **errors(*AUTH)})
+@bp.delete("/me", responses={204: None, **errors(400, 409, *AUTH)})
 @jwt_required()
-def delete_me():
-    """Erase the caller's account with its galleries, persons, faces and jobs."""
+@limiter.limit(login_limit)
+@validated
+def delete_me(body: PasswordConfirmation):
+    """Erase the caller's account with its galleries, persons, faces and jobs (JSON `{password}`)"""
     session = get_session()
     account = current_login()
+    accounts.check_current_password(account, body.password)
+    accounts.ensure_an_admin_remains(session, account)
     audit.record(session, account, "account.delete", "account", account.id, by="self")
     accounts.delete_account(session, account)
     session.commit()
@@ -216,6 +234,9 @@ def init_jwt(app: Flask) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
+        # Every token we issue expires and has an id (to revoke it by): one without is not ours.
+        if not payload.get("jti") or not all(isinstance(payload.get(c), int | float) for c in ("exp", "iat")):
+            raise JWTDecodeError("The token lacks exp, iat or jti.")
         account = load_account(_header, payload)
         if account and account.tokens_valid_after and payload["iat"] < account.tokens_valid_after.timestamp():
             return True  # issued before the last password change

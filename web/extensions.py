@@ -34,7 +34,9 @@ limiter = Limiter(key_func=client_key, default_limits=[], headers_enabled=True)
 
 
 def login_email_key() -> str:
-    """Rate-limit key for login attempts against one email, whichever client sends them."""
+    """Rate-limit key for login attempts against one email from one client address: guessing one
+    account's password is slowed down, while nobody can lock its owner out from elsewhere."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return f"login-email:{str(email).strip().lower()[:254]}" if email else get_remote_address()
+    email = str(email).strip().lower()[:254] if email else ""
+    return f"login-email:{email}|{get_remote_address()}"

@@ -176,6 +176,10 @@ class PasswordChange(Model):
     new_password: str = Field(max_length=1000)
 
 
+class PasswordConfirmation(Model):
+    password: str = Field(max_length=1000, description="the account's current password")
+
+
 class Tokens(BaseModel):
     access_token: str
     refresh_token: str
