@@ -3,7 +3,7 @@
     python -m bench.pose [--lfw-dir DIR] [--limit N] [--out bench/results/pose.json]
 
 Every LFW dev image goes through the worker's path: ``domain.images.decode_bgr``, then the
-service engine (``workers.engine.get_engine``, the configured DET_SIZE / DET_SIZE_MIN /
+service engine (``workers.engine.get_face_engine``, the configured DET_SIZE / DET_SIZE_MIN /
 DET_THRESH) detects, and ``FaceEngine.embed`` aligns the face nearest the image centre (the
 labelled person; bench/lfw.py does the same) and measures its quality exactly as an enrollment
 does (``workers.quality.measure``). Its keypoints are also read by the old estimator (kept
@@ -111,11 +111,11 @@ def synthetic(points: np.ndarray) -> list[dict]:
 
 def measure(lfw_dir: Path, limit: int | None, log) -> dict:
     from bench.lfw import nearest_centre  # the labelled person, as in the LFW benchmark
-    from workers.engine import get_engine
+    from workers.engine import get_face_engine
 
     settings = get_settings()
     gates = settings.enrollment_policy()
-    engine = get_engine()
+    engine = get_face_engine()
     paths = sorted((lfw_dir / "images").glob("*/*.jpg"))[:limit]
     rows, undetected, not_largest = [], [], 0
     started = time.perf_counter()

@@ -81,7 +81,7 @@ def enqueue_webhook(object_id: uuid.UUID, kind: str = "job") -> str:
 def _load_engine_in_child(**_: object) -> None:
     """Build the models once per worker process, after the fork, and fresh DB connections."""
     from domain.db import dispose_engine
-    from workers.engine import get_engine
+    from workers.engine import get_face_engine
 
     dispose_engine()
-    get_engine()
+    get_face_engine()

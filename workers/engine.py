@@ -246,6 +246,6 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def get_engine() -> FaceEngine:
+def get_face_engine() -> FaceEngine:
     """The process's engine, built on first use (eagerly in each worker process at start)."""
     return FaceEngine()

@@ -17,7 +17,7 @@ from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from workers.celery_app import enqueue_webhook
-from workers.engine import crop_scale, get_engine
+from workers.engine import crop_scale, get_face_engine
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _analyze(engine, image: bytes, timer: StageTimer, max_faces: int = 0, embed_
 def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
-    engine = get_engine()
+    engine = get_face_engine()
     if job.type is JobType.enroll:
         sha256 = enrollment.job_photo_hash(job, image)
         if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:
