@@ -1,0 +1,335 @@
+"""Typed results, mirroring the service's contract (web/schemas.py, /api/v1/openapi.json).
+
+The models accept fields they do not know (a newer server may add some) and keep them
+(`model.model_extra`); enum values (roles, statuses, job types) are plain strings for the same
+reason. Every model has `.model_dump()` / `.model_dump_json()` for printing or storing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+JOB_ENDED = ("succeeded", "failed")
+BATCH_ENDED = ("succeeded", "partial", "failed")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# --- errors and tokens --------------------------------------------------------------------------
+
+
+class ErrorDetail(Model):
+    """An error document's body: `code`, `message` and, for some codes, facts to act on."""
+
+    code: str
+    message: str = ""
+
+
+class Tokens(Model):
+    access_token: str
+    refresh_token: str | None = None
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+
+
+class Account(Model):
+    id: str
+    email: str
+    role: str
+    created_at: datetime | None = None
+
+
+class Page(Model):
+    next_cursor: str | None = None
+
+
+class AccountPage(Page):
+    items: list[Account]
+
+
+class AuditEvent(Model):
+    id: str
+    at: datetime
+    actor_id: str | None = None
+    actor_email: str | None = None
+    action: str
+    target_type: str | None = None
+    target_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditPage(Page):
+    items: list[AuditEvent]
+
+
+class WebhookSecret(Model):
+    secret: str
+
+
+class ApiKey(Model):
+    """An API key as listed; `key` (the secret, `fk_...`) is present only in the creation answer."""
+
+    id: str
+    name: str
+    role: str
+    galleries: list[str] | None = None
+    prefix: str | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    key: str | None = None
+
+
+class ApiKeyList(Model):
+    items: list[ApiKey]
+
+
+# --- galleries, persons, faces -----------------------------------------------------------------
+
+
+class Gallery(Model):
+    id: str
+    name: str
+    owner_id: str | None = None
+    person_count: int = 0
+    match_threshold: float | None = None
+    created_at: datetime | None = None
+
+
+class GalleryPage(Page):
+    items: list[Gallery]
+
+
+class Face(Model):
+    id: str
+    model: str
+    det_score: float
+    bbox: list[float]
+    quality: dict[str, float] | None = None
+    photo_sha256_prefix: str | None = None
+    created_at: datetime | None = None
+
+
+class FaceList(Model):
+    items: list[Face]
+
+
+class ConsentRecord(Model):
+    given_at: datetime | None = None
+    given_by: str | None = None
+
+
+class Person(Model):
+    id: str
+    name: str
+    external_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    gallery: str
+    account_id: str | None = None
+    consent: ConsentRecord | None = None
+    created_at: datetime | None = None
+    face_count: int = 0
+    faces: list[Face] | None = None
+
+
+class PersonPage(Page):
+    items: list[Person]
+
+
+class Accepted(Model):
+    """A submission's 202: the job to wait for (and, for an enrollment, the person it creates)."""
+
+    job_id: str
+    person_id: str | None = None
+
+
+class BatchAccepted(Model):
+    batch_id: str
+    total: int
+
+
+# --- job results ---------------------------------------------------------------------------------
+
+
+class EnrollResult(Model):
+    person_id: str
+    face_id: str
+    det_score: float
+    bbox: list[float]
+    faces_detected: int | None = None
+    quality: dict[str, float] | None = None
+    duplicate: bool = False
+    consistency: float | None = None
+
+
+class Match(Model):
+    person_id: str
+    name: str
+    external_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    similarity: float
+
+
+class RecognizedFace(Model):
+    bbox: list[float]
+    det_score: float
+    quality: dict[str, float] = Field(default_factory=dict)
+    matches: list[Match] = Field(default_factory=list)
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+
+class RecognizeResult(Model):
+    faces: list[RecognizedFace]
+    threshold: float
+    threshold_source: str | None = None
+    gallery_faces: int | None = None
+    expected_fpir: float | None = None
+    model: str | None = None
+
+
+class ComparedFace(Model):
+    bbox: list[float]
+    det_score: float
+    faces_detected: int | None = None
+
+
+class VerifyResult(Model):
+    similarity: float
+    same_person: bool
+    threshold: float
+    person_id: str | None = None
+    model: str | None = None
+    faces: dict[str, ComparedFace] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Deliveries(Model):
+    url: str
+    deliveries: list[dict[str, Any]] = Field(default_factory=list)
+
+
+_RESULTS: dict[str, type[Model]] = {"enroll": EnrollResult, "recognize": RecognizeResult, "verify": VerifyResult}
+
+
+class Job(Model):
+    """A job (GET /api/v1/jobs/{id}); `result` is typed by `type`. A submission answered with
+    `?wait=N` also carries `job_id` (and `person_id`)."""
+
+    id: str
+    type: str
+    status: str
+    gallery: str | None = None
+    person_id: str | None = None
+    batch_id: str | None = None
+    index: int | None = None
+    file: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: EnrollResult | RecognizeResult | VerifyResult | dict[str, Any] | None = None
+    error: ErrorDetail | None = None
+    timings_ms: dict[str, float] | None = None
+    webhook: Deliveries | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_result(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("result"), dict):
+            model = _RESULTS.get(str(data.get("type")))
+            if model is not None:
+                data = {**data, "result": model.model_validate(data["result"])}
+        return data
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    def raise_for_error(self) -> Job:
+        """Raise `JobFailed` (with the job's error code and message) if the job failed; else return it."""
+        if self.status == "failed":
+            from faceapi_client.errors import JobFailed
+
+            raise JobFailed(self)
+        return self
+
+
+class EnrollJob(Job):
+    result: EnrollResult | None = None
+
+
+class RecognizeJob(Job):
+    result: RecognizeResult | None = None
+
+
+class VerifyJob(Job):
+    result: VerifyResult | None = None
+
+
+class JobPage(Page):
+    items: list[Job]
+
+
+class Delivery(Model):
+    delivery_id: str
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+
+class BatchItem(Model):
+    index: int | None = None
+    file: str | None = None
+    name: str | None = None
+    external_id: str | None = None
+    person_id: str | None = None
+    job_id: str
+    status: str
+    face_id: str | None = None
+    faces_detected: int | None = None
+    duplicate: bool | None = None
+    error: ErrorDetail | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDED
+
+
+class Batch(Model):
+    id: str
+    status: Literal["queued", "running", "succeeded", "partial", "failed"] | str
+    gallery: str
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    created_at: datetime | None = None
+    items: list[BatchItem] | None = None
+    webhook: Deliveries | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in BATCH_ENDED
+
+
+class BatchPage(Page):
+    items: list[Batch]
+
+
+# --- probes ----------------------------------------------------------------------------------------
+
+
+class Health(Model):
+    status: str
+    checks: dict[str, str] | None = None
