@@ -238,7 +238,7 @@ def test_a_webhook_is_verified_and_a_tampered_one_rejected(operator):
 
 
 def test_api_keys(server):
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     email, password = make_account("admin")
     admin = FaceAPI(server.url, email=email, password=password)
@@ -268,11 +268,11 @@ def test_api_keys(server):
         assert revoked.value.status == 401 and revoked.value.code
     assert created.id not in {k.id for k in admin.list_api_keys()}
 
-    soon = datetime.now(timezone.utc) + timedelta(seconds=2)  # noqa: UP017
+    soon = datetime.now(UTC) + timedelta(seconds=2)
     expiring = admin.create_api_key("short-lived", "operator", expires_at=soon)
     with FaceAPI(server.url, api_key=expiring.key) as by_key:
         assert by_key.list_galleries().items is not None
-        time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.5)  # noqa: UP017
+        time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
         with pytest.raises(AuthenticationError) as expired:
             by_key.list_galleries()
         assert expired.value.status == 401

@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def mapping_items(root: str | os.PathLike, mapping: str | os.PathLike) -> list[E
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 - runs on 3.10
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def photo_sha256(path: Path) -> str:
