@@ -15,7 +15,6 @@ from domain.images import decode, decode_bgr
 from domain.timing import StageTimer
 from tests import images
 from workers.engine import FaceEngine, crop_scale
-from workers.pipeline import _analyze
 
 
 @pytest.mark.parametrize(
@@ -79,6 +78,14 @@ def _on_canvas(data: bytes, size: tuple[int, int]) -> bytes:
     return images.encode(canvas, quality=92)
 
 
+def _analyze(engine: FaceEngine, data: bytes) -> list:
+    """The worker's decode, detect and embed steps. Imported here, not at the top: importing the
+    pipeline builds the Celery app, which must not read the settings before the test run sets them."""
+    from workers.pipeline import _analyze as analyze
+
+    return analyze(engine, data, StageTimer())
+
+
 def _matched(old: list, new: list) -> list[tuple]:
     """Pairs each old face with the new face whose box centre is nearest."""
 
@@ -104,7 +111,7 @@ def test_a_large_photo_is_decoded_reduced_and_reported_in_its_own_pixels(engines
     data = _enlarged(images.group_photo(), 4, orientation)  # 5120x3544, faces ~400 px
     assert decode(data, min_long_side=adaptive.decode_long_side()).scale == 4
     old = adaptive.analyze(decode_bgr(data))
-    new = _analyze(adaptive, data, StageTimer())
+    new = _analyze(adaptive, data)
     assert len(old) == 6
     _assert_same_faces(old, new, min_cosine=0.97)
 
@@ -116,7 +123,7 @@ def test_a_face_too_small_in_the_reduced_photo_is_cropped_from_a_finer_decode(en
     faces = adaptive.detect(decoded.bgr, scale=decoded.scale)
     assert decoded.scale == 2 and crop_scale(faces, decoded.scale) == 1
     old = adaptive.analyze(decode_bgr(data))
-    new = _analyze(adaptive, data, StageTimer())
+    new = _analyze(adaptive, data)
     _assert_same_faces(old, new, min_cosine=0.95)
     for before, after in _matched(old, new):  # cropped from 50 px faces, it would be a third
         assert after.quality["sharpness"] > 0.85 * before.quality["sharpness"]
