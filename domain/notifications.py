@@ -19,6 +19,8 @@ from functools import lru_cache
 from types import TracebackType
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from config import get_settings
 
@@ -26,9 +28,16 @@ log = logging.getLogger(__name__)
 CHANNEL_PREFIX = "faceapi:job-ended:"
 
 
+# One quick retry, not redis-py's default three with up to 10 s of backoff: a request that needs
+# Redis while it is down answers 503 at once (web/errors.py) instead of holding its thread.
+FAIL_FAST = Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
+
+
 @lru_cache(maxsize=4)
 def _redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+    return redis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30, retry=FAIL_FAST
+    )
 
 
 def redis_client() -> redis.Redis:

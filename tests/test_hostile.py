@@ -3,18 +3,34 @@ nothing a hostile client sends costs unbounded time or memory."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import jwt as pyjwt
+import pytest
+import requests
 from flask_jwt_extended import create_access_token
 
 from config import get_settings
 from domain.db import session_scope
 from domain.jobs import now
 from domain.models import Person
-from tests.conftest import bearer, gallery_of, login, make_account, override_settings
+from tests.conftest import (
+    ROOT,
+    bearer,
+    free_port,
+    gallery_of,
+    login,
+    make_account,
+    override_settings,
+    wait_until_ready,
+)
 
 PASSWORD = "correct horse battery"  # make_account's
 
@@ -152,3 +168,166 @@ def test_expired_tokens_still_say_so(client, app, services):
     with app.app_context():
         expired = create_access_token(identity=_me(client, headers)["id"], expires_delta=timedelta(seconds=-5))
     assert _error(client.get("/api/v1/auth/me", headers=bearer(expired))) == "token_expired"
+
+
+# --- a real gunicorn with a Redis of its own: Redis down, broken bodies (items 6, 8) ----------------
+
+
+class WebServer:
+    """gunicorn (stack/serve.py's command line) on the session's PostgreSQL and a Redis of its own,
+    which a test may stop and start again."""
+
+    def __init__(self, directory: Path):
+        from stack.embedded import start_redis
+        from stack.serve import command
+
+        self.directory = directory
+        self.redis_port = free_port()
+        self.redis, self.redis_url = start_redis(directory, self.redis_port)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "REDIS_URL": self.redis_url, "PORT": str(self.port), "WEB_WORKERS": "1"}
+        env["DATA_DIR"] = str(directory)
+        self.log = (directory / "web.log").open("ab")
+        self.process = subprocess.Popen(command("web"), cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until_ready(self.base, directory / "web.log", process=self.process)
+
+    def stop_redis(self) -> None:
+        self.redis.terminate()
+        self.redis.wait(15)
+
+    def start_redis(self) -> None:
+        from stack.embedded import start_redis
+
+        self.redis, _ = start_redis(self.directory, self.redis_port)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if self.redis.poll() is None:
+            self.stop_redis()
+        self.log.close()
+
+    def raw(self, head: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send bytes as they are (no client fixes them up) and read the answer: (status, body)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.fixture(scope="module")
+def web_server(services, tmp_path_factory):
+    server = WebServer(tmp_path_factory.mktemp("hostile-web"))
+    yield server
+    server.close()
+
+
+def _api_key(base: str, headers: dict) -> str:
+    created = requests.post(
+        f"{base}/api/v1/api-keys", headers=headers, json={"name": "ci", "role": "operator"}, timeout=30
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["key"]
+
+
+def test_redis_down_answers_503_with_retry_after_and_recovers(web_server):
+    from tests import images
+
+    base = web_server.base
+    email, _ = make_account("admin")
+    tokens = requests.post(f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
+    assert tokens.status_code == 200, tokens.text
+    headers = bearer(tokens.json()["access_token"])
+    key = {"X-API-Key": _api_key(base, headers)}
+    photo = images.tom_hanks()
+    web_server.stop_redis()
+    try:
+        answers = {
+            "login": requests.post(
+                f"{base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30
+            ),
+            "me": requests.get(f"{base}/api/v1/auth/me", headers=headers, timeout=30),  # the denylist fails closed
+            "logout": requests.post(f"{base}/api/v1/auth/logout", headers=headers, timeout=30),
+            "recognize": requests.post(
+                f"{base}/api/v1/recognize", headers=headers, files={"image": ("a.jpg", photo)}, timeout=30
+            ),
+            "enroll by key": requests.post(
+                f"{base}/api/v1/persons",
+                headers=key,
+                data={"name": "Tom", "consent": "true"},
+                files={"image": ("a.jpg", photo)},
+                timeout=30,
+            ),
+        }
+        for name, response in answers.items():
+            assert response.status_code == 503, (name, response.status_code, response.text)
+            assert int(response.headers["Retry-After"]) > 0, name
+            assert response.elapsed.total_seconds() < 3, (name, response.elapsed)
+        codes = {name: response.json()["error"]["code"] for name, response in answers.items()}
+        assert codes["recognize"] == codes["enroll by key"] == "queue_unavailable", codes
+        assert codes["login"] == codes["me"] == "service_unavailable", codes
+        # The enrollment refused by the queue left nothing behind.
+        listed = requests.get(f"{base}/api/v1/persons", headers=key, timeout=30)
+        assert listed.status_code == 404 and listed.json()["error"]["code"] == "gallery_not_found", listed.text
+    finally:
+        web_server.start_redis()
+    again = requests.get(f"{base}/api/v1/auth/me", headers=headers, timeout=30)
+    assert again.status_code == 200, again.text
+
+
+def test_broken_and_oversized_chunked_bodies_answer_400_and_413(web_server):
+    head = "POST /api/v1/auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\n"
+    for broken in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n", b'ffff\r\n{"email"'):
+        status, body = web_server.raw(head, broken)
+        assert status == 400, (broken, status, body[:300])
+        assert json.loads(body)["error"]["code"] == "malformed_body"
+    # The 64 KiB JSON limit holds without a Content-Length too.
+    document = json.dumps({"email": "a@example.com", "password": "x" * 100_000}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (document[:50_000], document[50_000:]))
+    status, body = web_server.raw(head, chunked + b"0\r\n\r\n")
+    assert status == 413, (status, body[:300])
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+    # A broken multipart body too, once the caller is known.
+    email, _ = make_account("operator")
+    token = requests.post(
+        f"{web_server.base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30
+    ).json()["access_token"]
+    multipart = (
+        "POST /api/v1/recognize HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n"
+        f"Authorization: Bearer {token}\nContent-Type: multipart/form-data; boundary=b\n"
+    )
+    status, body = web_server.raw(multipart, b"10\r\n--b\r\nContent-Disposition\r\nnot hex\r\n")
+    assert status == 400, (status, body[:300])
+    assert json.loads(body)["error"]["code"] == "malformed_body"
+
+
+def test_deeply_nested_json_is_invalid_json_and_still_counted(client, services):
+    email, _ = make_account("operator")
+    nested = b"[" * 60_000
+    with override_settings(RATELIMIT_LOGIN="2/minute"):
+        statuses = []
+        for _ in range(3):
+            response = client.post(
+                "/api/v1/auth/login",
+                data=nested,
+                content_type="application/json",
+                environ_base={"REMOTE_ADDR": "203.0.113.5"},
+            )
+            statuses.append(response.status_code)
+            assert response.get_json()["error"]["code"] in ("invalid_json", "rate_limited")
+        assert statuses == [400, 400, 429]
+    headers = bearer(login(client, email, PASSWORD)["access_token"])
+    for path, method in (("/api/v1/galleries", "post"), ("/api/v1/auth/password", "post")):
+        response = getattr(client, method)(
+            path, data=b'{"a":' * 12_000, content_type="application/json", headers=headers
+        )
+        assert response.status_code == 400, response.get_data()[:300]
+        assert response.get_json()["error"]["code"] == "invalid_json"

@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, request
 
 from config import Settings, get_settings
+from domain.notifications import FAIL_FAST
+from web.bodies import JSONProvider, guard_input
 from web.errors import JSON_BODY_LIMIT, too_large
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -28,6 +30,14 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "RATELIMIT_ENABLED": settings.ratelimit_enabled,
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_PREFIX": "faceapi-rl",
+        # Redis down: the limiter fails closed (the error answers 503, web/errors.py), neither
+        # swallowing it nor counting in memory. Every limited route needs Redis further on anyway
+        # (tokens, the job queue), and a login must not become an unlimited password guess.
+        "RATELIMIT_SWALLOW_ERRORS": False,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": False,
+        "RATELIMIT_STORAGE_OPTIONS": (
+            {"socket_connect_timeout": 2, "socket_timeout": 2, "retry": FAIL_FAST} if settings.redis_url else {}
+        ),
     }
 
 
@@ -63,6 +73,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     check_secret(settings)
     configure_logging()
     app = contract.make_app(__name__)
+    app.json = JSONProvider(app)  # deeply nested JSON is invalid JSON, not a RecursionError
     app.json.sort_keys = False  # keys in the order the schemas declare them
     app.config.update(flask_config(settings))
     app.config.update(overrides or {})
@@ -89,10 +100,20 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     init_request_logging(app)
 
+    app.wsgi_app = guard_input(app.wsgi_app)  # a broken chunked body is a 400, not a 500
+
     @app.before_request
     def limit_json_bodies():
-        if request.is_json and (request.content_length or 0) > JSON_BODY_LIMIT:
+        if not request.is_json:
+            return
+        if (request.content_length or 0) > JSON_BODY_LIMIT:
             raise too_large()
+        if request.content_length is None:
+            # Chunked: no Content-Length to check. Read at most one byte over the limit (werkzeug
+            # stops the stream there) and refuse the body if that byte came.
+            request.max_content_length = JSON_BODY_LIMIT + 1
+            if len(request.get_data(cache=True)) > JSON_BODY_LIMIT:
+                raise too_large()
 
     @app.after_request
     def security_headers(response):

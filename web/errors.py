@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+import redis
+from flask import Flask, Response, current_app, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from limits.errors import StorageError
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -17,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 JSON_BODY_LIMIT = 64 * 1024
+# Seconds a 503 asks the client to wait before it tries again.
+RETRY_AFTER_SECONDS = 5
 
 
 def too_large() -> ServiceError:
@@ -33,10 +38,26 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+def unavailable(code: str, message: str) -> tuple[Response, int]:
+    """503 with `Retry-After`: a backing service is down, the request may be sent again later."""
+    response, status = error_response(503, code, message)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
+
+
+def _submits_job() -> bool:
+    """Whether the request is a submission (its view is `@idempotent`: web/idempotency.py)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "submits_job", False))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        return jsonify({"error": exc.as_dict()}), exc.status
+        response = jsonify({"error": exc.as_dict()})
+        if exc.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response, exc.status
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):
@@ -69,7 +90,21 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DatabaseNotConfigured)
     def database_unavailable(exc: Exception):
         log.error("database unavailable: %s", type(exc).__name__)
-        return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
+        return unavailable("database_unavailable", "The database is unavailable; try again shortly.")
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(StorageError)
+    @app.errorhandler(BrokerUnavailable)
+    def redis_unavailable(exc: Exception):
+        # Redis holds the token denylist, the rate-limit counters and the job queue: without it a
+        # token cannot be checked (the denylist fails closed), a limit cannot be counted (the
+        # limiter fails closed too) and a job cannot be queued. Never a 500.
+        log.error("redis unavailable: %s", type(exc).__name__)
+        if _submits_job():
+            return unavailable("queue_unavailable", "The job queue is unavailable; try again shortly.")
+        return unavailable(
+            "service_unavailable", "Redis (tokens, rate limits, job queue) is unavailable; try again shortly."
+        )
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

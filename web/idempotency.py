@@ -9,6 +9,7 @@ with 409. A submission's first answer is remembered as its 202 body (`accepted` 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -54,14 +55,25 @@ def _replay(record) -> Any:
     return response, status
 
 
+def _scoped(key: str) -> tuple[uuid.UUID, str]:
+    """(account, key) under which a key is remembered: keys are per caller, and an API key is a
+    caller of its own (its creator's password login must not share its keys)."""
+    caller = g.get("caller")
+    if caller is None:  # a route about the logged-in account itself (/auth/me/face)
+        return current_user.id, key
+    if caller.api_key_id is None:
+        return caller.id, key
+    return caller.id, "api-key:" + hashlib.sha256(f"{caller.api_key_id}:{key}".encode()).hexdigest()
+
+
 def idempotent(view: Callable) -> Callable:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
         raw = request.headers.get(HEADER)
         if raw is None:
             return view(*args, **kwargs)
-        key = idempotency.check_key(raw)
-        session, account_id = get_session(), current_user.id
+        session = get_session()
+        account_id, key = _scoped(idempotency.check_key(raw))
         earlier = idempotency.claim(session, account_id, key, request.path, request_fingerprint())
         if earlier is not None:
             return _replay(earlier)
@@ -79,4 +91,5 @@ def idempotent(view: Callable) -> Callable:
         session.commit()
         return response
 
+    wrapper.submits_job = True  # read by web/errors.py: a submission's Redis outage is `queue_unavailable`
     return wrapper
