@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system lint bench bench-lfw bench-openset bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(BENCH_STAMP): requirements.txt requirements-bench.txt | $(PY)
 	touch $@
 
 # Tests and development: runtime, benchmarks' packages and the test tools.
-$(DEV_STAMP): requirements.txt requirements-bench.txt requirements-dev.txt | $(PY)
+$(DEV_STAMP): requirements.txt requirements-bench.txt requirements-dev.txt clients/python/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -57,6 +57,10 @@ bench-lfw: install-bench
 # 1M synthetic distractors; embeddings cached in /tmp/faceapi-bench-cache (about 8 min the first time).
 bench-openset: install-bench
 	$(PY) -m bench.openset --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
+
+# Reduced-scale decoding vs full decoding, validation and worker side, with the quality checks (5-9 min).
+bench-decode: install-bench
+	$(PY) -m bench.decode --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces} --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 
 bench-identify: install-bench
 	$(PY) -m bench.identify --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
