@@ -157,3 +157,22 @@ def test_a_job_document_of_a_key_is_the_organisations(client):
     key = bearer(_key(client, admin, role="operator")["key"])
     job = _enroll(client, key, "desk").get_json()
     assert wait_for_job(client, operator, job["job_id"])["status"] == "succeeded"  # a colleague sees it
+
+
+def test_an_api_key_has_idempotency_keys_of_its_own(client):
+    admin, _, _ = _organisation(client)
+    key = bearer(_key(client, admin, role="operator")["key"])
+    form = {"name": "Tom Hanks", "consent": "true", "image": upload(TOM)}
+    first = client.post("/api/v1/persons", data=form, headers={**key, "Idempotency-Key": "k1"}, content_type=MULTIPART)
+    assert first.status_code == 202, first.get_json()
+    form = {"name": "Tom Hanks", "consent": "true", "image": upload(TOM)}
+    again = client.post("/api/v1/persons", data=form, headers={**key, "Idempotency-Key": "k1"}, content_type=MULTIPART)
+    assert again.get_json() == first.get_json()
+    # The admin who made the key has its own keys: the same string is a new request there.
+    other = client.post(
+        "/api/v1/recognize",
+        data={"image": upload(TOM)},
+        headers={**admin, "Idempotency-Key": "k1"},
+        content_type=MULTIPART,
+    )
+    assert other.status_code == 202
