@@ -1,13 +1,16 @@
 """Every answer is one that /api/v1/openapi.json promises: no 5xx, a documented status code, its
-documented content type, a body valid against that status' schema, and the documented headers.
+documented content type, a body valid against that status' schema, the documented headers, and
+no field the schema does not name (CHECKS).
 
-Two sources of requests, every answer held to the same checks (CHECKS):
-- schemathesis generates requests for every operation; operations that read or act on one
-  resource get the ids of real ones (a person with faces, finished jobs of each type, a batch)
-  as well as random ids, so real documents are checked, not only 404s;
+Three sources of requests, every answer held to the same checks:
+- schemathesis generates valid and invalid requests for every operation (admin operations as an
+  admin); operations on one resource also get the ids of real ones (a person with faces,
+  finished jobs of each type, a batch, an account, an API key), so real documents are checked,
+  not only 404s;
 - those real resources are made through the API, and each answer on the way is checked, as are
   the answers that only a real resource gives (?wait=N's finished job, 202s, a cancelled job,
-  a redelivery, deletions).
+  a redelivery, an API key as the caller, deletions);
+- a JSON body over the app's limit, sent to every operation that takes JSON.
 
 Schemathesis' own pytest plugin does not work with this pytest version, so each API
 operation's Hypothesis strategy is driven directly.
@@ -115,7 +118,11 @@ DESTRUCTIVE = {
     ("DELETE", "/api/v1/persons/{person_id}"),
     ("DELETE", "/api/v1/persons/{person_id}/faces/{face_id}"),
     ("DELETE", "/api/v1/galleries/{name}"),
+    ("DELETE", "/api/v1/accounts/{account_id}"),
+    ("DELETE", "/api/v1/api-keys/{key_id}"),
 }
+# Fuzzed as an admin of the fuzzing operator's organisation (as the operator they only answer 403).
+ADMIN_TAG = "accounts"
 GALLERY = "fuzz"
 TOM = images.tom_hanks()
 TOM_2 = images.another_photo(TOM, scale=2.0)
@@ -135,6 +142,12 @@ def fuzz_account(app, services) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def fuzz_headers(app, fuzz_account) -> dict[str, str]:
     return bearer(login(app.test_client(), *fuzz_account)["access_token"])
+
+
+@pytest.fixture(scope="module")
+def admin_headers(app, fuzz_account) -> dict[str, str]:
+    admin = make_account("admin", colleague_of=fuzz_account[0])
+    return bearer(login(app.test_client(), *admin)["access_token"])
 
 
 @dataclass
@@ -182,10 +195,11 @@ class Documented:
 
 
 @pytest.fixture(scope="module")
-def real(app, api_schema, fuzz_headers, worker) -> dict[str, list[str]]:
+def real(app, api_schema, fuzz_headers, admin_headers, worker) -> dict[str, list[str]]:
     """Real resources of the fuzzing account, made through the API with every answer checked:
     values for each path parameter."""
     send = Documented(app, api_schema, fuzz_headers)
+    admin = Documented(app, api_schema, admin_headers)
     enrolled = send.finished(
         send.submit("/api/v1/persons", {"name": "Tom", "consent": "true", "gallery": GALLERY, "image": upload(TOM)})
     )
@@ -238,13 +252,25 @@ def real(app, api_schema, fuzz_headers, worker) -> dict[str, list[str]]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     me = send("GET", "/api/v1/auth/me").get_json()
+    # A colleague whose role the fuzzing may change, and an API key.
+    colleague = admin(
+        "POST",
+        "/api/v1/accounts",
+        json={"email": f"c-{uuid.uuid4().hex[:8]}@example.com", "password": "a colleague's password"},
+    )
+    assert colleague.status_code == 201, colleague.get_json()
+    key = admin("POST", "/api/v1/api-keys", json={"name": "fuzz", "role": "operator", "galleries": [GALLERY]})
+    assert key.status_code == 201, key.get_json()
     return {
         "person_id": [person_id],
         "face_id": [enrolled["result"]["face_id"], added["result"]["face_id"]],
         "job_id": [job["id"] for job in (enrolled, added, recognized, verified, nobody, hooked)],
         "batch_id": [batch_id],
         "name": [GALLERY],
-        "account_id": [me["id"]],
+        "account_id": [colleague.get_json()["id"]],
+        "key_id": [key.get_json()["id"]],
+        "me": [me["id"]],
+        "key": [key.get_json()["key"]],
     }
 
 
@@ -260,13 +286,13 @@ def _strategy(operation, method: str, path: str, real: dict[str, list[str]]):
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_every_answer_is_documented(app, api_schema, fuzz_headers, real, method, path):
-    if (method, path) in (("DELETE", "/api/v1/auth/me"), ("DELETE", "/api/v1/accounts/{account_id}")):
-        pytest.skip("would erase the fuzzing account; covered in test_accounts")
+def test_every_answer_is_documented(app, api_schema, fuzz_headers, admin_headers, real, method, path):
     operation = api_schema[path][method]
+    tags = api_schema.raw_schema["paths"][path][method.lower()].get("tags", [])
+    caller = admin_headers if ADMIN_TAG in tags else fuzz_headers
 
-    # Operations that revoke the caller's tokens get a throwaway account per example.
-    revokes = path in ("/api/v1/auth/logout", "/api/v1/auth/password")
+    # Operations that revoke the caller's tokens, or erase the caller, get a throwaway account per example.
+    revokes = path in ("/api/v1/auth/logout", "/api/v1/auth/password", "/api/v1/auth/me") and method != "GET"
 
     @given(case=_strategy(operation, method, path, real))
     # Derandomized so CI sees the same examples every run; drop it locally to explore new inputs.
@@ -274,14 +300,15 @@ def test_every_answer_is_documented(app, api_schema, fuzz_headers, real, method,
         max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
     )
     def fuzz(case):
-        headers = bearer(login(app.test_client(), *make_account("user"))["access_token"]) if revokes else fuzz_headers
+        headers = bearer(login(app.test_client(), *make_account("user"))["access_token"]) if revokes else caller
         case.call_and_validate(headers=dict(headers), checks=CHECKS)
 
     fuzz()
 
 
-def test_answers_only_real_resources_give_are_documented(app, api_schema, fuzz_headers, real):
-    """Lists with items, a cancellation, a redelivery, an admin's views, deletions."""
+def test_answers_only_real_resources_give_are_documented(app, api_schema, fuzz_headers, admin_headers, real):
+    """Lists with items, a cancellation, a redelivery, an admin's views, an API key as the
+    caller, deletions."""
     from domain.db import session_scope
 
     send = Documented(app, api_schema, fuzz_headers)
@@ -309,24 +336,32 @@ def test_answers_only_real_resources_give_are_documented(app, api_schema, fuzz_h
     assert not_hooked.status_code == 409
     assert send("DELETE", "/api/v1/jobs/{job_id}", path_parameters={"job_id": plain}).status_code == 409
     with session_scope() as session:
-        queued = str(stored_job(session, uuid.UUID(real["account_id"][0])).id)
+        queued = str(stored_job(session, uuid.UUID(real["me"][0])).id)
     cancelled = send("DELETE", "/api/v1/jobs/{job_id}", path_parameters={"job_id": queued})
     assert cancelled.get_json()["error"]["code"] == "cancelled"
 
-    admin = Documented(app, api_schema, bearer(login(app.test_client(), *make_account("admin"))["access_token"]))
+    admin = Documented(app, api_schema, admin_headers)
     assert admin("GET", "/api/v1/accounts", query={"limit": 5}).get_json()["items"]
-    assert admin("GET", "/api/v1/audit", query={"actor_id": real["account_id"][0]}).get_json()["items"]
-    target = send("GET", "/api/v1/auth/me").get_json()  # the fuzzing account: the role stays
-    account = {"account_id": target["id"]}
-    assert (
-        admin("PATCH", "/api/v1/accounts/{account_id}", path_parameters=account, json={"role": "operator"}).status_code
-        == 200
-    )
+    assert admin("GET", "/api/v1/audit", query={"actor_id": real["me"][0]}).get_json()["items"]
+    account = {"account_id": real["account_id"][0]}
+    changed_role = admin("PATCH", "/api/v1/accounts/{account_id}", path_parameters=account, json={"role": "operator"})
+    assert changed_role.status_code == 200
+    assert admin("GET", "/api/v1/api-keys").get_json()["items"]
+
+    as_key = Documented(app, api_schema, bearer(real["key"][0]))
+    assert as_key("GET", "/api/v1/auth/me").status_code == 401  # routes about one's own account take no key
+    assert as_key("GET", "/api/v1/jobs", query={"limit": 1}).status_code == 200
+    assert as_key("GET", "/api/v1/persons", query={"gallery": GALLERY}).status_code == 200
+    assert as_key("GET", "/api/v1/persons", query={"gallery": f"{GALLERY}-batch"}).status_code == 403
+    revoked = admin("DELETE", "/api/v1/api-keys/{key_id}", path_parameters={"key_id": real["key_id"][0]})
+    assert revoked.status_code == 204
+    assert as_key("GET", "/api/v1/jobs").get_json()["error"]["code"] == "api_key_invalid"
 
     face = {**person, "face_id": real["face_id"][1]}
     assert send("DELETE", "/api/v1/persons/{person_id}/faces/{face_id}", path_parameters=face).status_code == 204
     assert send("DELETE", "/api/v1/persons/{person_id}", path_parameters=person).status_code == 204
     assert send("GET", "/api/v1/persons/{person_id}", path_parameters=person).status_code == 404
+    assert admin("DELETE", "/api/v1/accounts/{account_id}", path_parameters=account).status_code == 204
 
 
 def test_an_oversized_json_body_is_a_documented_answer(app, api_schema, fuzz_headers):
