@@ -19,10 +19,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from config import get_settings
-from domain.errors import InvalidImage
+from domain.errors import InvalidImage, file_too_large
 
 # Formats we accept, by magic bytes, with their canonical content type.
 _ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# What Pillow calls each: many phones save photos as MPO, a JPEG followed by further images
+# (a depth map, a second lens); the first image is the photo, and that is what is read.
+_PILLOW_FORMATS = {"JPEG": ("JPEG", "MPO"), "PNG": ("PNG",), "WEBP": ("WEBP",)}
 # Formats we recognise only to give a precise rejection message.
 _REJECTED_MAGIC = (
     (b"GIF87a", "GIF"),
@@ -122,11 +125,11 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
     del declared_type  # kept for the callers' signature; see above
     fmt = _accepted_format(data)
     image = _open(data)
-    if (image.format or "").upper() != fmt:
+    if (image.format or "").upper() not in _PILLOW_FORMATS[fmt]:
         raise InvalidImage("invalid_image", "The file could not be read as an image.")
     width, height = image.size
     _check_dimensions(width, height)
-    if getattr(image, "n_frames", 1) > 1:
+    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise InvalidImage("animated_image", "Animated images are not accepted; send a single frame.")
     _decode_pixel_data(image)
     if _exif_orientation(image) in (5, 6, 7, 8):
@@ -140,7 +143,7 @@ def _accepted_format(data: bytes) -> str:
     if not data:
         raise InvalidImage("empty_file", "The uploaded file is empty.")
     if len(data) > limit:
-        raise InvalidImage("file_too_large", f"The image is larger than {limit} bytes.", status=413)
+        raise file_too_large(limit)
     fmt = sniff_format(data)
     if fmt is None:
         kind = _describe_unsupported(data)
@@ -172,7 +175,7 @@ def _decode_pixel_data(image: Image.Image) -> None:
     decode (tests/test_images.py), without the full-size inverse DCT, upsampling, colour
     conversion and buffer (~5x less time for a 36 MP photo).
     """
-    if image.format == "JPEG":
+    if image.format in _PILLOW_FORMATS["JPEG"]:
         width, height = image.size
         image.draft("L", (max(1, width // 8), max(1, height // 8)))
     try:
@@ -219,7 +222,7 @@ def reduction_for(long_side: int, min_long_side: int, max_scale: int = 8) -> int
 def _draft(image: Image.Image, min_long_side: int, max_scale: int) -> int:
     """Ask libjpeg for a reduced decode (before anything is decoded); returns the scale it took."""
     width, height = image.size
-    scale = reduction_for(max(width, height), min_long_side, max_scale) if image.format == "JPEG" else 1
+    scale = reduction_for(max(width, height), min_long_side, max_scale) if image.format in ("JPEG", "MPO") else 1
     if scale == 1:
         return 1
     drafted = image.draft(None, (width // scale, height // scale))

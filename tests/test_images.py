@@ -239,3 +239,15 @@ def test_cmyk_jpeg_is_reduced_and_converted():
     assert decoded.scale == 8 and decoded.bgr.shape == (96, 128, 3)
     b, g, r = decoded.bgr[48, 64]
     assert r > 200 and g < 60 and b < 60
+
+
+def test_a_phone_photo_saved_as_mpo_is_accepted_as_the_jpeg_it_starts_with():
+    """Many phones save MPO: a JPEG followed by more images (depth, a second lens)."""
+    photo = Image.open(io.BytesIO(images.group_photo())).convert("RGB")
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[photo.resize((320, 240))], quality=90)
+    data = buffer.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    info = validate_image(data)
+    assert (info.format, info.content_type, info.width, info.height) == ("JPEG", "image/jpeg", *photo.size)
+    assert decode_bgr(data).shape == (photo.height, photo.width, 3)
