@@ -35,6 +35,7 @@ class ContractApp(OpenAPI):
             for operation in path_item.values():
                 _validation_answer(operation, self.validation_error_status)
                 _json_body_limit(operation)
+                _service_failures(operation)
 
 
 def _validation_answer(operation: dict, status: str) -> None:
@@ -62,6 +63,17 @@ def _json_body_limit(operation: dict) -> None:
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}},
             },
         )
+
+
+def _service_failures(operation: dict) -> None:
+    """Any operation may meet a failure of the service rather than of the request: 503 while the
+    database or the queue is unreachable (database_unavailable, queue_unavailable, with
+    Retry-After where known) and 500 internal_error for a defect. Both answer the error document."""
+    error = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
+    operation["responses"].setdefault("500", {"description": "A defect (internal_error)", "content": error})
+    operation["responses"].setdefault(
+        "503", {"description": "The database or the queue is unreachable: retry shortly", "content": error}
+    )
 
 
 ERROR_SCHEMA = schemas.ErrorBody.__name__
