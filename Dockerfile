@@ -1,10 +1,22 @@
 # syntax=docker/dockerfile:1
-# One image for every process of the service: `web` (the default), `worker`, `beat`, `flower` and
-# `migrate` are commands of stack/serve.py, the entrypoint (docker-compose.yml picks one per
-# service). Build: `docker build -t faceapi .`
+# The production image: one image for every process of the service. `web` (the default), `worker`,
+# `beat`, `flower` and `migrate` are commands of stack/serve.py, the entrypoint:
+#
+#   docker build -t faceapi:1 .                                 # or deploy/build-image.sh (times it, reports the size)
+#   docker run --rm faceapi:1 worker                            # docker-compose.yml / deploy/kubernetes pick the role
+#   docker build -t faceapi:1-gpu --build-arg ORT_PACKAGE="onnxruntime-gpu[cuda,cudnn]==1.31.1" .   # GPU workers
+#
+# Runtime requirements only (requirements.txt), no compiler, a fixed non-root uid, and the face
+# models checked at build: a missing or altered model file fails the build, not the first job.
+# The models are licensed for non-commercial research use only (README, "Models and their licence").
 
-# --- build: compile the wheels that have none for Linux (insightface's Cython extension needs g++) ---
-FROM python:3.11-slim AS build
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: the virtualenv (insightface's Cython extension needs g++; nothing of this stage ships) ---
+FROM ${PYTHON_IMAGE} AS build
+
+# Another onnxruntime build instead of the CPU one, e.g. "onnxruntime-gpu[cuda,cudnn]==1.31.1".
+ARG ORT_PACKAGE=""
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -18,10 +30,13 @@ ENV PATH=/opt/venv/bin:$PATH
 
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
+    && pip install -r /tmp/requirements.txt \
+    && if [ -n "$ORT_PACKAGE" ]; then pip uninstall -y onnxruntime && pip install "$ORT_PACKAGE"; fi \
+    && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} + \
+    && python -m compileall -q -j 0 /opt/venv/lib
 
-# --- runtime: the virtualenv and the application, no compiler ---
-FROM python:3.11-slim
+# --- runtime: the virtualenv and the application ---
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -30,14 +45,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     FACEAPI_ENV=production \
     DATA_DIR=/var/lib/faceapi \
     HOST=0.0.0.0 \
-    PORT=8000
+    PORT=8000 \
+    MPLCONFIGDIR=/tmp/matplotlib
 
-# A fixed, unprivileged uid with a writable home (matplotlib's cache) and DATA_DIR (gunicorn's
-# control socket, beat's schedule).
+# A fixed, unprivileged uid (10001: Kubernetes' runAsUser, the owner of compose's secret files) with
+# DATA_DIR writable (gunicorn's control socket, beat's schedule); everything else read-only to it.
 RUN groupadd --system --gid 10001 faceapi \
-    && useradd --system --uid 10001 --gid faceapi --create-home --home-dir /home/faceapi \
+    && useradd --system --uid 10001 --gid faceapi --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin faceapi \
-    && install -d -o faceapi -g faceapi /var/lib/faceapi
+    && install -d -o faceapi -g faceapi -m 0750 /var/lib/faceapi
 
 COPY --from=build /opt/venv /opt/venv
 
@@ -49,14 +65,20 @@ COPY migrations ./migrations
 COPY stack ./stack
 COPY web ./web
 COPY workers ./workers
+RUN python -m compileall -q /app
 
-USER faceapi
+USER 10001:10001
 
-EXPOSE 8000
+# The models as a worker loads them: pinned sha256, onnxruntime sessions, six faces found and
+# embedded in insightface's sample photo. Needs neither PostgreSQL nor Redis.
+RUN python -m stack.check_models
 
-# Liveness only (/healthz touches neither PostgreSQL nor Redis); python, because the slim image has no curl.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+EXPOSE 8000 5555
+
+# Readiness of the web role (PostgreSQL reachable with the current schema, Redis reachable); the
+# other roles replace it (docker-compose.yml, deploy/kubernetes). python: the slim image has no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/readyz\", timeout=4)"]
 
 ENTRYPOINT ["python", "-m", "stack.serve"]
 CMD ["web"]

@@ -5,6 +5,7 @@
     beat     Celery beat, the periodic tasks (run exactly one)
     flower   Flower, the Celery monitor
     migrate  apply the migrations and create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD
+    backup   pg_dump the database (stack/backup.py: `backup /backups --keep 14`)
 
 The image's entrypoint (`docker run faceapi worker`), docker-compose, the Kubernetes manifests
 and `make run` (stack/run.py) all start the processes through `command()`, so there is no copy
@@ -25,7 +26,7 @@ CELERY_APP = "workers.celery_app"
 # One node name per host (%h), so that replicas and scaled containers never share one; stack/run.py's
 # watchdog and the compose healthcheck ping it as worker@<hostname>.
 WORKER_NODE = "worker@%h"
-ROLES = ("web", "worker", "beat", "flower", "migrate")
+ROLES = ("web", "worker", "beat", "flower", "migrate", "backup")
 
 
 def command(role: str, *extra: str) -> list[str]:
@@ -44,6 +45,8 @@ def command(role: str, *extra: str) -> list[str]:
         return [*celery, "flower", f"--address={settings.host}", f"--port={settings.flower_port}", *auth, *extra]
     if role == "migrate":
         return [python, "-m", "stack.cli", "migrate", *extra]
+    if role == "backup":
+        return [python, "-m", "stack.backup", "dump", *extra]
     raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
 
 

@@ -32,13 +32,28 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG_SOURCE = ROOT / "config" / "__init__.py"
 
 REQUIRED_SERVICES = {"db", "redis", "migrate", "web", "worker", "beat", "flower"}
-APP_SERVICES = {"migrate", "web", "worker", "beat", "flower"}
-ROLES = {"migrate": "migrate", "web": "web", "worker": "worker", "beat": "beat", "flower": "flower"}
+APP_SERVICES = {"migrate", "web", "worker", "beat", "flower", "backup"}
+ROLES = {name: name for name in APP_SERVICES}
 ENTRYPOINT = ["python", "-m", "stack.serve"]
 GUNICORN_APP = "web:create_app()"
 # Variables the image or compose file may set that are not application settings.
 NON_SETTING_ENV = {"PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR"}
-NON_SETTING_ENV |= {"PIP_DISABLE_PIP_VERSION_CHECK"}
+NON_SETTING_ENV |= {"PIP_DISABLE_PIP_VERSION_CHECK", "MPLCONFIGDIR"}
+# Settings that hold secrets: in compose they come from files under ./secrets (NAME_FILE), never
+# from the environment or the compose file.
+SECRET_SETTINGS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWT_SECRET_KEY",
+    "FLOWER_BASIC_AUTH",
+    "METRICS_TOKEN",
+    "ADMIN_PASSWORD",
+}
+WORKERS_COMPOSE = ROOT / "deploy" / "compose" / "workers.yml"
+SHARED_SERVICES_COMPOSE = ROOT / "deploy" / "compose" / "shared-services.yml"
+CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
+MAKE_SECRETS = ROOT / "deploy" / "compose" / "make-secrets.sh"
+ENV_EXAMPLE = ROOT / ".env.example"
 HEAVY_MODULES = ("insightface", "onnxruntime", "cv2")
 
 # A strong, throwaway secret for the subprocess that builds the app as production would.
@@ -96,9 +111,11 @@ def environment_of(service: dict) -> dict[str, str]:
 
 
 def config_env_names() -> set[str]:
-    """Every variable config/__init__.py reads, from its source."""
+    """Every variable config/__init__.py reads, from its source; a setting read through its helpers
+    (_env, _int, ...) may also come from a file, NAME_FILE."""
     source = CONFIG_SOURCE.read_text()
     names = set(re.findall(r"""\b_(?:env|int|float|bool|path)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
+    names |= {f"{name}_FILE" for name in names}
     names |= set(re.findall(r"""os\.environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""", source))
     names |= set(re.findall(r"""os\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
     return names
@@ -176,9 +193,10 @@ def option_value(command: list[str], option: str) -> str | None:
 
 
 def role_of(service: dict) -> str:
-    """The stack.serve role a compose service runs: its command is exactly one role, no options."""
+    """The stack.serve role a compose service runs: its command is one role, no options (backup
+    takes its directory)."""
     command = command_of(service)
-    assert len(command) == 1, f"a service names one role of stack/serve.py, not a command line: {command}"
+    assert len(command) == 1 or command[0] == "backup", f"one role of stack/serve.py, not a command line: {command}"
     return command[0]
 
 
@@ -227,11 +245,19 @@ def test_infrastructure_services():
     assert "pg_isready" in json.dumps(db["healthcheck"]["test"])
     assert environment_of(db).get("POSTGRES_DB") == "faceapi"
     assert environment_of(db).get("POSTGRES_USER") == "faceapi"
+    assert environment_of(db).get("POSTGRES_PASSWORD_FILE") == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in environment_of(db)
+    # A vanished client's session (a worker host cut off) does not hold its locks for hours.
+    assert any("idle_in_transaction_session_timeout" in word for word in command_of(db))
 
     redis = services["redis"]
     assert redis["image"].split(":")[0] == "redis" and redis["image"].split(":")[1].startswith("7")
-    assert option_value(command_of(redis), "--appendonly") == "yes"
-    assert "redis-cli" in json.dumps(redis["healthcheck"]["test"])
+    script = " ".join(command_of(redis))
+    assert "--appendonly yes" in script
+    assert "requirepass" in script and "/run/secrets/redis_password" in script, "Redis must require a password"
+    assert "redis_password" in redis["secrets"]
+    check = json.dumps(redis["healthcheck"]["test"])
+    assert "redis-cli" in check and "REDISCLI_AUTH" in check
 
     for name in ("db", "redis"):
         named = [str(volume).split(":")[0] for volume in services[name].get("volumes", [])]
@@ -244,19 +270,141 @@ def test_app_services_share_one_image_and_environment():
     builds = {json.dumps(services[name].get("build"), sort_keys=True) for name in APP_SERVICES}
     assert len(images) == 1 and None not in images, f"one image for all app services, got {images}"
     assert len(builds) == 1 and builds != {"null"}, "every app service builds the same Dockerfile"
-    environments = [environment_of(services[name]) for name in APP_SERVICES]
-    assert all(environment == environments[0] for environment in environments)
+    environments = {name: environment_of(services[name]) for name in APP_SERVICES}
+    shared = environments["web"]
+    for name, environment in environments.items():
+        extra = {key: value for key, value in environment.items() if key not in shared}
+        assert {key: environment[key] for key in shared} == shared, name
+        assert set(extra) <= ({"ADMIN_EMAIL", "ADMIN_PASSWORD_FILE"} if name == "migrate" else set()), (name, extra)
+    assert shared["FACEAPI_ENV"] == "production"
+    assert shared["HOST"] == "0.0.0.0"
 
-    environment = environments[0]
-    assert environment["FACEAPI_ENV"] == "production"
-    assert environment["HOST"] == "0.0.0.0"
-    assert interpolate(environment["REDIS_URL"]) == "redis://redis:6379/0"
-    assert re.fullmatch(
-        r"postgresql://faceapi:\$\{POSTGRES_PASSWORD:\?[^}]+\}@db:5432/faceapi", environment["DATABASE_URL"]
+
+def test_secrets_come_from_files_never_from_the_environment():
+    """Every secret setting is NAME_FILE=/run/secrets/name with that secret mounted, defined by a
+    file; no secret value is in any environment, and ADMIN_PASSWORD reaches only `migrate`."""
+    compose = load_compose()
+    services, secrets = compose["services"], compose["secrets"]
+    for name, secret in secrets.items():
+        assert set(secret) == {"file"} and secret["file"] == f"./secrets/{name}", name
+    for name in APP_SERVICES:
+        environment = environment_of(services[name])
+        assert not SECRET_SETTINGS & set(environment), f"{name}: secret values in the environment"
+        for key, value in environment.items():
+            if key.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert value == f"/run/secrets/{secret}" and secret in services[name]["secrets"], (name, key)
+                assert secret in secrets
+        needed = {"DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY"}
+        assert {f"{key}_FILE" for key in needed} <= set(environment), name
+    holders = {name for name, service in services.items() if "admin_password" in (service.get("secrets") or [])}
+    assert holders == {"migrate"}
+    assert environment_of(services["migrate"])["ADMIN_PASSWORD_FILE"] == "/run/secrets/admin_password"
+    # Nothing in any compose file spells out a password.
+    for path in (COMPOSE_FILE, WORKERS_COMPOSE, SHARED_SERVICES_COMPOSE):
+        assert not re.search(r"(?i)(password|secret)[^\n]*[:=]\s*['\"]?[A-Za-z0-9]{12,}", path.read_text()), path
+
+
+def test_every_service_rotates_its_logs_and_has_resource_limits():
+    services = load_compose()["services"]
+    for name, service in services.items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") == "json-file" and {"max-size", "max-file"} <= set(logging.get("options", {})), (
+            f"{name}: logs must rotate"
+        )
+        limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+        assert {"cpus", "memory"} <= set(limits), f"{name}: no resource limits"
+
+
+def test_app_containers_are_locked_down():
+    services = load_compose()["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service.get("read_only") is True, name
+        assert "ALL" in service.get("cap_drop", []), name
+        assert any("/var/lib/faceapi" in mount and "uid=10001" in mount for mount in service.get("tmpfs", [])), name
+
+
+def test_healthchecks_use_readiness_where_http_is_served():
+    services = load_compose()["services"]
+    assert "/readyz" in json.dumps(services["web"]["healthcheck"]["test"])
+    assert "inspect ping" in json.dumps(services["worker"]["healthcheck"]["test"])
+    assert "/healthcheck" in json.dumps(services["flower"]["healthcheck"]["test"])
+
+
+def test_env_example_covers_the_variables_the_compose_files_read():
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
     )
-    # Compose refuses to start without a secret, rather than production starting with none.
-    assert re.fullmatch(r"\$\{JWT_SECRET_KEY:\?[^}]+\}", environment["JWT_SECRET_KEY"])
-    assert {"ADMIN_EMAIL", "ADMIN_PASSWORD"} <= set(environment)
+    used: set[str] = set()
+    for path in (COMPOSE_FILE, WORKERS_COMPOSE, SHARED_SERVICES_COMPOSE):
+        used |= {match.group("name") for match in _INTERPOLATION.finditer(path.read_text())}
+    used -= {"SECRETS_DIR", "FLOWER_PUBLISH"} - set(example)  # optional, with defaults
+    missing = used - set(example)
+    assert not missing, f".env.example does not mention {sorted(missing)}"
+    assert not SECRET_SETTINGS & set(example), ".env.example must not carry secrets"
+    assert example["PROXY_HOPS"] == "1"  # the proxy profile's Caddy is one hop
+
+
+def test_worker_only_compose_for_other_hosts():
+    compose = yaml.safe_load(WORKERS_COMPOSE.read_text())
+    services = compose["services"]
+    assert set(services) == {"worker"}, "workers only: no beat (exactly one, on the main host), no web"
+    worker = services["worker"]
+    assert role_of(worker) == "worker"
+    assert re.fullmatch(r"\$\{FACEAPI_IMAGE:\?[^}]+\}", worker["image"])
+    environment = environment_of(worker)
+    assert environment["DATABASE_URL_FILE"] == "/run/secrets/database_url"
+    assert environment["REDIS_URL_FILE"] == "/run/secrets/redis_url"
+    assert not SECRET_SETTINGS & set(environment)
+    assert set(worker["secrets"]) == {"database_url", "redis_url"} == set(compose["secrets"])
+    main_worker = load_compose()["services"]["worker"]
+    assert worker["stop_grace_period"] == main_worker["stop_grace_period"]
+    assert worker["healthcheck"]["test"] == main_worker["healthcheck"]["test"]
+    unknown = set(environment) - config_env_names()
+    assert not unknown, unknown
+
+    shared = yaml.safe_load(SHARED_SERVICES_COMPOSE.read_text())["services"]
+    assert set(shared) == {"db", "redis"}
+    for name, port in (("db", "5432"), ("redis", "6379")):
+        (published,) = shared[name]["ports"]
+        assert published.startswith("${PRIVATE_ADDRESS:?") and published.endswith(f":{port}:{port}"), published
+
+
+def test_reverse_proxy_example():
+    """Caddy with automatic TLS in front of web: the body-size limit lets the largest request (a batch
+    of MAX_BATCH_BYTES) reach the app, long-polls outlive 30 s, and compose wires it as a profile."""
+    from config import Settings
+
+    text = CADDYFILE.read_text()
+    assert re.search(r"^\{\$FACEAPI_DOMAIN\} \{", text, flags=re.M), "a site named by its domain: automatic HTTPS"
+    assert "reverse_proxy web:8000" in text
+    size = re.search(r"max_size (\d+)MiB", text)
+    assert size and int(size.group(1)) * 1024 * 1024 > Settings().max_batch_bytes
+    assert re.search(r"read_timeout (\d+)s", text) and int(re.search(r"read_timeout (\d+)s", text).group(1)) > 30
+    proxy = load_compose()["services"]["proxy"]
+    assert proxy["profiles"] == ["proxy"] and proxy["image"].startswith("caddy:2")
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert environment_of(load_compose()["services"]["web"])["PROXY_HOPS"] == "${PROXY_HOPS:-0}"
+
+
+def test_make_secrets_writes_every_secret_the_compose_files_mount(tmp_path):
+    compose_secrets = set(load_compose()["secrets"])
+    target = tmp_path / "secrets"
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    completed = subprocess.run(
+        ["bash", str(MAKE_SECRETS), str(target)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    written = {path.name for path in target.iterdir()}
+    assert written == compose_secrets
+    values = {name: (target / name).read_text() for name in written}
+    assert values["database_url"] == f"postgresql://faceapi:{values['postgres_password']}@db:5432/faceapi"
+    assert values["redis_url"] == f"redis://:{values['redis_password']}@redis:6379/0"
+    assert len(values["jwt_secret_key"]) >= 32
+    assert all(not value.endswith("\n") for value in values.values())
+    again = subprocess.run(["bash", str(MAKE_SECRETS), str(target)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and {name: (target / name).read_text() for name in written} == values  # kept
 
 
 def test_app_environment_is_spelled_the_way_config_reads_it():
@@ -306,10 +454,11 @@ def test_the_definitions_resolve_in_a_container():
 
 def test_every_role_resolves_to_something_runnable():
     roles = resolved()["roles"]
-    assert set(roles) == {"web", "worker", "beat", "flower", "migrate"}
+    assert set(roles) == {"web", "worker", "beat", "flower", "migrate", "backup"}
     modules = {argv[2] for argv in roles.values()}
     assert roles["web"][2:4] == ["gunicorn", "--config"] and roles["web"][4].endswith("gunicorn.conf.py")
     assert roles["migrate"][2:] == ["stack.cli", "migrate"]
+    assert roles["backup"][2:] == ["stack.backup", "dump"]
     worker = roles["worker"]
     assert worker[2:6] == ["celery", "-A", "workers.celery_app", "worker"]
     assert "%h" in option_value(worker, "--hostname"), "each scaled worker needs its own node name"
@@ -457,8 +606,17 @@ def final_instruction(keyword: str) -> str | None:
 
 def test_dockerfile_base_image_and_install():
     instructions = dockerfile_instructions()
+    arguments_before = dict(
+        re.fullmatch(r"(\w+)=(\S+)", arguments).groups()
+        for keyword, arguments in instructions[: [k for k, _ in instructions].index("FROM")]
+        if keyword == "ARG" and "=" in arguments
+    )
     bases = [arguments.split()[0] for keyword, arguments in instructions if keyword == "FROM"]
-    assert bases and all(base.startswith("python:3.11-slim") for base in bases)
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: arguments_before[m.group(1)], base) for base in bases]
+    assert len(bases) >= 2, "multi-stage: the compiler stays in the build stage"
+    assert all(base.startswith("python:3.11-slim") for base in bases)
+    final = " ".join(arguments for keyword, arguments in final_stage(instructions) if keyword == "RUN")
+    assert "build-essential" not in final and "apt-get install" not in final
     runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
     assert re.search(r"pip install[^&;]*-r \S*requirements\.txt", runs)
     assert "requirements-dev" not in runs and "requirements-bench" not in runs, "the image installs the runtime only"
@@ -515,6 +673,42 @@ def test_dockerfile_healthcheck_uses_python():
     assert "curl" not in check and "wget" not in check
 
 
+def test_the_image_checks_its_models_at_build_as_its_user():
+    stage = final_stage(dockerfile_instructions())
+    user_at = max(index for index, (keyword, _) in enumerate(stage) if keyword == "USER")
+    checks = [index for index, (keyword, args) in enumerate(stage) if keyword == "RUN" and "stack.check_models" in args]
+    assert checks and checks[-1] > user_at, "the model check runs in the final stage, as the unprivileged user"
+    assert final_instruction("USER").split(":")[0] == "10001"  # Kubernetes' runAsUser, compose's secret owner
+
+
+def test_the_healthcheck_command_is_valid_python():
+    check = final_instruction("HEALTHCHECK")
+    command = json.loads(check[check.index("CMD") + 3 :].strip())
+    assert command[:2] == ["python", "-c"] and "/readyz" in command[2]
+    compile(command[2], "HEALTHCHECK", "exec")
+
+
+def test_model_check_passes_and_refuses_an_altered_pack(tmp_path):
+    """`python -m stack.check_models`, the build step: the bundled pack passes; a pack whose file
+    does not match its SHA256SUMS fails with the reason."""
+    passed = run_python("from stack.check_models import main; raise SystemExit(main())")
+    assert passed.returncode == 0, passed.stderr[-2000:]
+    result = json.loads(passed.stdout.strip().splitlines()[-1])
+    assert result["model"] == "w600k_mbf" and result["faces"] == 6
+
+    from workers.engine import BUNDLED_FILES, bundled_pack_dir
+
+    for name in BUNDLED_FILES:
+        data = (bundled_pack_dir() / name).read_bytes()
+        (tmp_path / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if name.startswith("w600k") else data)
+    (tmp_path / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in BUNDLED_FILES.items()))
+    failed = run_python(
+        "from stack.check_models import main; raise SystemExit(main())", {"MODEL_PACK_DIR": str(tmp_path)}
+    )
+    assert failed.returncode == 1
+    assert "does not match its pinned sha256" in failed.stderr
+
+
 # ---------------------------------------------------------------- external linters, when installed
 
 
@@ -536,7 +730,7 @@ def test_docker_compose_config_when_available():
     if probe.returncode != 0:
         pytest.skip("the docker compose plugin is not installed")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"}
-    env |= {"POSTGRES_PASSWORD": "deploy-files-test", "JWT_SECRET_KEY": CONTAINER_ENV["JWT_SECRET_KEY"]}
+    env |= {"ADMIN_EMAIL": "admin@example.com"}
     completed = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
         cwd=ROOT,

@@ -2,7 +2,8 @@
 
 - requirements.txt: the runtime, what the image installs and `make run` needs;
 - requirements-bench.txt: the benchmarks (-r the runtime);
-- requirements-dev.txt: the tests and tools (-r the runtime and the benchmarks).
+- requirements-dev.txt: the tests and tools (-r the runtime and the benchmarks); projects of this
+  repository that the tests import are installed from their directory (`-e ./clients/python`).
 
 Imports are read from the source with `ast` (inside functions too), mapped to distributions by
 the installed metadata, and each must be declared in the set its code runs with. The Makefile's
@@ -52,10 +53,24 @@ def requirement_lines(path: Path, seen: set[Path] | None = None) -> list[tuple[P
     return lines
 
 
+def local_project(line: str, base: Path) -> str | None:
+    """The name of a project of this repository a line installs (`-e ./clients/python`), or None."""
+    target = line.removeprefix("-e").strip()
+    if not target.startswith("./"):
+        return None
+    pyproject = (base / target / "pyproject.toml").read_text()
+    return re.search(r'^name\s*=\s*"([^"]+)"', pyproject, flags=re.M).group(1)
+
+
 def declared(path: Path) -> dict[str, str]:
-    """{canonical name: pinned version} of a set, includes followed."""
+    """{canonical name: pinned version} of a set, includes followed; a project of this repository
+    installed from its directory has the version "local"."""
     pins = {}
-    for _, line in requirement_lines(path):
+    for file, line in requirement_lines(path):
+        project = local_project(line, file.parent)
+        if project:
+            pins[canonical(project)] = "local"
+            continue
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]+\])?==([^\s;]+)", line)
         assert match, f"{path.name}: `{line}` is not pinned with =="
         pins[canonical(match.group(1))] = match.group(3)
@@ -108,11 +123,13 @@ def test_the_image_installs_only_the_runtime():
 def test_pins_agree_across_sets_and_with_the_environment(requirements):
     """One version per package across the files, and the one installed (`make test` installs them)."""
     versions: dict[str, set[str]] = {}
-    for path in ROOT.glob("requirements*.txt"):
+    for path in sorted(ROOT.glob("requirements*.txt")):
         for name, version in declared(path).items():
             versions.setdefault(name, set()).add(version)
     assert {name: v for name, v in versions.items() if len(v) > 1} == {}
     for name, version in declared(ROOT / requirements).items():
+        if version == "local":
+            continue
         assert metadata.version(name) == version, f"{name}: pinned {version}, installed {metadata.version(name)}"
 
 
