@@ -3,12 +3,15 @@ nothing a hostile client sends costs unbounded time or memory."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
+import struct
 import subprocess
 import time
 import uuid
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -331,3 +334,209 @@ def test_deeply_nested_json_is_invalid_json_and_still_counted(client, services):
         )
         assert response.status_code == 400, response.get_data()[:300]
         assert response.get_json()["error"]["code"] == "invalid_json"
+
+
+# --- batch input: ZIP archives and manifests (items 7, 8, 9) --------------------------------------
+
+
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _headers_of(archive: bytes, name: str) -> tuple[int, int]:
+    """The offsets of a member's local header and of its central directory record."""
+    info = zipfile.ZipFile(io.BytesIO(archive)).getinfo(name)
+    central = archive.find(b"PK\x01\x02")
+    while central >= 0:
+        name_length = struct.unpack_from("<H", archive, central + 28)[0]
+        if archive[central + 46 : central + 46 + name_length] == name.encode():
+            return info.header_offset, central
+        central = archive.find(b"PK\x01\x02", central + 46)
+    raise AssertionError(name)
+
+
+def _patched(archive: bytes, name: str, *, flags: int | None = None, method: int | None = None) -> bytes:
+    """The archive with a member's flag bits or compression method changed in both of its headers."""
+    data = bytearray(archive)
+    local, central = _headers_of(archive, name)
+    if flags is not None:
+        struct.pack_into("<H", data, local + 6, flags)
+        struct.pack_into("<H", data, central + 8, flags)
+    if method is not None:
+        struct.pack_into("<H", data, local + 8, method)
+        struct.pack_into("<H", data, central + 10, method)
+    return bytes(data)
+
+
+def _corrupted(archive: bytes, name: str, at: float = 0.5) -> bytes:
+    """The archive with bytes inside a member's stored or compressed data flipped."""
+    data = bytearray(archive)
+    local, _ = _headers_of(archive, name)
+    name_length, extra_length = struct.unpack_from("<HH", archive, local + 26)
+    info = zipfile.ZipFile(io.BytesIO(archive)).getinfo(name)
+    start = local + 30 + name_length + extra_length + int(info.compress_size * at)
+    for offset in range(start, start + 8):
+        data[offset] ^= 0xA5
+    return bytes(data)
+
+
+def _items(client, headers, archive: bytes) -> dict[str, dict]:
+    from tests.conftest import submit_batch, upload
+
+    response = submit_batch(client, headers, {"archive": upload(archive, "photos.zip")})
+    assert response.status_code == 202, response.get_json()
+    batch = client.get(f"/api/v1/enrollments/{response.get_json()['batch_id']}", headers=headers).get_json()
+    return {item["file"]: item for item in batch["items"]}
+
+
+def _code(item: dict) -> str | None:
+    return (item["error"] or {}).get("code")
+
+
+def test_broken_zip_members_fail_alone_and_good_ones_are_kept(client, operator_headers):
+    from tests import images
+
+    tom = images.tom_hanks()
+    stored = {"Ann/good.jpg": tom, "Ann/crc.jpg": tom, "Ann/locked.jpg": tom, "Ann/method.jpg": tom}
+    archive = _zip({**stored, "Ann/deflate.jpg": tom, "Ann/good2.jpg": tom}, method=zipfile.ZIP_DEFLATED)
+    archive = _corrupted(archive, "Ann/deflate.jpg", at=0.2)
+    stored_archive = _zip(stored, method=zipfile.ZIP_STORED)
+    stored_archive = _corrupted(stored_archive, "Ann/crc.jpg")  # stored: only the CRC can tell
+    stored_archive = _patched(stored_archive, "Ann/locked.jpg", flags=0x1)
+    stored_archive = _patched(stored_archive, "Ann/method.jpg", method=99)  # AES, or anything unknown
+    items = {**_items(client, operator_headers, archive), **_items(client, operator_headers, stored_archive)}
+    codes = {file: _code(item) for file, item in items.items()}
+    assert codes == {
+        "Ann/good.jpg": None,
+        "Ann/good2.jpg": None,
+        "Ann/deflate.jpg": "corrupt_member",
+        "Ann/crc.jpg": "corrupt_member",
+        "Ann/locked.jpg": "encrypted_member",
+        "Ann/method.jpg": "unsupported_compression",
+    }, codes
+    assert items["Ann/good.jpg"]["status"] in ("queued", "running", "succeeded")
+
+
+def test_zip_entry_names_follow_the_single_photo_rules(client, operator_headers):
+    from tests import images
+
+    tom = images.tom_hanks()
+    archive = _zip(
+        {
+            "   /blank.jpg": tom,
+            "\x1b[31mRed/ansi.jpg": tom,
+            "Two\nLines/newline.jpg": tom,
+            "\u202eevil/bidi.jpg": tom,
+            f"{'L' * 201}/long.jpg": tom,
+            "  Fine Name /ok.jpg": tom,
+        }
+    )
+    items = {file.rsplit("/", 1)[-1]: item for file, item in _items(client, operator_headers, archive).items()}
+    assert _code(items["blank.jpg"]) == "missing_field"
+    for file in ("ansi.jpg", "newline.jpg", "bidi.jpg", "long.jpg"):
+        assert _code(items[file]) == "invalid_field", items[file]
+        assert items[file]["person_id"] is None
+    assert _code(items["ok.jpg"]) is None and items["ok.jpg"]["name"] == "Fine Name"
+
+
+def test_manifest_values_follow_the_single_photo_rules(client, operator_headers):
+    from tests import images
+    from tests.conftest import submit_batch, upload
+
+    tom = images.tom_hanks()
+
+    def send(manifest, files=("a.jpg",)):
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        parts = [upload(tom, file) for file in files]
+        return submit_batch(client, operator_headers, {"manifest": text, "images": parts})
+
+    for external_id in ({"a": 1}, ["x"], 7, 1.5, True):
+        response = send([{"file": "a.jpg", "name": "A", "external_id": external_id}])
+        assert response.status_code == 400, (external_id, response.get_data()[:300])
+        assert response.get_json()["error"]["code"] == "invalid_manifest"
+    for nested in ("[" * 50_000, '[{"file": "a.jpg", "name": "A", "x": ' + "[" * 50_000):
+        response = send(nested)
+        assert response.status_code == 400, response.get_data()[:300]
+        assert response.get_json()["error"]["code"] == "invalid_manifest"
+    response = send(
+        [
+            {"file": "a.jpg", "name": "Ann\x1b[2J"},
+            {"file": "b.jpg", "name": "Bob", "external_id": "id\n2"},
+            {"file": "c.jpg", "name": "Cy", "external_id": "  "},
+        ],
+        files=("a.jpg", "b.jpg", "c.jpg"),
+    )
+    assert response.status_code == 202, response.get_json()
+    batch = client.get(f"/api/v1/enrollments/{response.get_json()['batch_id']}", headers=operator_headers).get_json()
+    items = {item["file"]: item for item in batch["items"]}
+    assert _code(items["a.jpg"]) == _code(items["b.jpg"]) == "invalid_field"
+    assert _code(items["c.jpg"]) is None and items["c.jpg"]["external_id"] is None
+
+
+def _with_duplicated_record(archive: bytes, name: str, copies: int, new_name: bytes = b"") -> bytes:
+    """The archive with `copies` more central directory records pointing at `name`'s local header
+    (each renamed with a suffix, the same length): an overlapping-member zip bomb."""
+    _, central = _headers_of(archive, name)
+    eocd = archive.rfind(b"PK\x05\x06")
+    name_length, extra_length, comment_length = struct.unpack_from("<HHH", archive, central + 28)
+    record = archive[central : central + 46 + name_length + extra_length + comment_length]
+    extra_records = b""
+    for index in range(copies):
+        renamed = bytearray(record)
+        suffix = (new_name or b"%05d" % index)[:5]
+        renamed[46 + name_length - 5 : 46 + name_length] = suffix
+        extra_records += bytes(renamed)
+    (entries,) = struct.unpack_from("<H", archive, eocd + 10)
+    size, offset = struct.unpack_from("<LL", archive, eocd + 12)
+    tail = bytearray(archive[eocd:])
+    struct.pack_into("<HHLL", tail, 8, entries + copies, entries + copies, size + len(extra_records), offset)
+    return archive[:eocd] + extra_records + bytes(tail)
+
+
+def test_overlapping_members_and_huge_directories_refuse_the_archive(client, operator_headers):
+    from tests import images
+    from tests.conftest import submit_batch, upload
+
+    def send(archive):
+        return submit_batch(client, operator_headers, {"archive": upload(archive, "photos.zip")})
+
+    base = _zip({"Ann/photo.jpg": images.tom_hanks(), "Bob/photo.jpg": images.tom_hanks()})
+    overlapping = _with_duplicated_record(base, "Ann/photo.jpg", 3)
+    assert len(zipfile.ZipFile(io.BytesIO(overlapping)).infolist()) == 5
+    response = send(overlapping)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "invalid_archive"
+    assert "overlap" in response.get_json()["error"]["message"]
+
+    # 30,000 empty entries: refused from the end-of-central-directory record, before any parsing.
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(30_000):
+            archive.writestr(f"A/{index}.jpg", b"")
+    started = time.monotonic()
+    response = send(many.getvalue())
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_archive"
+    assert "entries" in response.get_json()["error"]["message"]
+    assert time.monotonic() - started < 5
+    # ...and a directory whose record claims one entry but holds thousands is refused by its size.
+    lying = bytearray(many.getvalue())
+    eocd = lying.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", lying, eocd + 8, 1, 1)
+    response = send(bytes(lying))
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_archive"
+
+
+def test_a_zip_may_not_decompress_to_more_than_max_batch_bytes(client, operator_headers):
+    from tests.conftest import submit_batch, upload
+
+    compressible = [b"\xff\xd8\xff" + os.urandom(60_000).hex().encode() for _ in range(5)]  # ~2:1 each
+    archive = _zip({f"P{i}/photo.jpg": data for i, data in enumerate(compressible)})
+    assert len(archive) < 400_000 < sum(map(len, compressible))
+    with override_settings(MAX_BATCH_BYTES="400000"):
+        response = submit_batch(client, operator_headers, {"archive": upload(archive, "photos.zip")})
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["error"]["code"] == "request_too_large"

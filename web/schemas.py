@@ -28,7 +28,10 @@ from domain.models import JobStatus, JobType, Role
 from web.pagination import decode_cursor
 
 SETTINGS = get_settings()
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (newlines, ANSI escapes: ESC and CSI) and the bidirectional overrides and
+# isolates that make a name display as something else ("Trojan Source").
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+TEXT_MAX_LENGTH = 200
 
 
 class Model(BaseModel):
@@ -42,6 +45,17 @@ def _text(value: str) -> str:
     if _CONTROL_CHARS.search(value):
         raise PydanticCustomError("invalid_field", "The field contains control characters.")
     return value
+
+
+def clean_text(value: str) -> str:
+    """The rules of `Text` for a value that no model parses (a batch entry's name or external_id):
+    stripped, not blank, no control characters, at most TEXT_MAX_LENGTH characters. Raises
+    PydanticCustomError (its `type` is the error code)."""
+    if len(value) > TEXT_MAX_LENGTH:
+        raise PydanticCustomError(
+            "invalid_field", "The field is longer than {limit} characters.", {"limit": TEXT_MAX_LENGTH}
+        )
+    return _text(value)
 
 
 def _consent(value: Any) -> str:
@@ -67,7 +81,7 @@ def _sent_or_unchanged(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-Text = Annotated[str, Field(max_length=200), AfterValidator(_text)]
+Text = Annotated[str, Field(max_length=TEXT_MAX_LENGTH), AfterValidator(_text)]
 OptionalText = Annotated[Text | None, BeforeValidator(_blank_is_none)]
 GalleryName = Annotated[
     str,
