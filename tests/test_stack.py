@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests import images
-from tests.conftest import ROOT, free_port, login, stack_env, wait_until_ready
+from tests.conftest import ROOT, STACK_ADMIN, free_port, login, stack_env, wait_until_ready
 
 
 def _start_stack(env: dict[str, str], log_path: Path, *, own_group: bool = False) -> subprocess.Popen:
@@ -87,7 +87,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
         ).json()
         assert _wait_job(base, headers, enrolled["job_id"])["status"] == "succeeded"
         assert "Flower:" in log_path.read_text()
-        _enroll_folder_with_the_client(base, tmp_path / "photos")
+        _enroll_folder_with_the_cli(base, headers, tmp_path / "photos")
     finally:
         status = _stop(process)
     assert status == 0, log_path.read_text()[-3000:]
@@ -104,51 +104,33 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path):
         assert _stop(process) == 0
 
 
-def _run_client(base: str, folder: Path) -> subprocess.CompletedProcess:
+def _run_cli(base: str, folder: Path, report: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "client.enroll",
-            str(folder),
-            "--api",
-            base,
-            "--email",
-            "root@example.com",
-            "--chunk",
-            "2",
-            "--gallery",
-            "staff",  # not `default`, where the same photo of Tom is already another person's
-        ],
-        cwd=ROOT,
-        env={**os.environ, "FACEAPI_PASSWORD": "a long admin password"},
+        [sys.executable, "-m", "faceapi_client", "enroll", str(folder), "--gallery", "staff", "--report", str(report)],
+        cwd=folder.parent,
+        env={**os.environ, "FACEAPI_URL": base, "FACEAPI_EMAIL": STACK_ADMIN[0], "FACEAPI_PASSWORD": STACK_ADMIN[1]},
         capture_output=True,
         text=True,
         timeout=180,
     )
 
 
-def _enroll_folder_with_the_client(base: str, folder: Path) -> None:
-    """The command-line client enrolls a folder tree, reports, and resumes without re-sending."""
+def _enroll_folder_with_the_cli(base: str, headers: dict, folder: Path) -> None:
+    """`faceapi enroll` against `make run`'s stack: one failed photo, then a rerun with one more
+    photo adds exactly that one (tests/test_cli.py covers the command line in depth)."""
     (folder / "Tom Hanks").mkdir(parents=True)
     (folder / "Nobody").mkdir()
     (folder / "Tom Hanks" / "a.png").write_bytes(images.tom_hanks())
     (folder / "Tom Hanks" / "b.jpg").write_bytes(images.another_photo(images.tom_hanks(), scale=2.0))
     (folder / "Nobody" / "empty.jpg").write_bytes(images.no_face_photo())
-    first = _run_client(base, folder)
+    report = folder.parent / "report.json"
+    first = _run_cli(base, folder, report)
     assert first.returncode == 1, first.stdout + first.stderr  # one photo has no face
-    report = json.loads((folder / "enroll-report.json").read_text())
-    assert {name: entry["status"] for name, entry in report.items()} == {
-        "Tom Hanks/a.png": "succeeded",
-        "Tom Hanks/b.jpg": "succeeded",
-        "Nobody/empty.jpg": "failed",
-    }
-    assert report["Tom Hanks/a.png"]["person_id"] == report["Tom Hanks/b.jpg"]["person_id"]
     (folder / "Tom Hanks" / "c.jpg").write_bytes(images.another_photo(images.tom_hanks(), scale=1.5))
-    second = _run_client(base, folder)  # resumes: only the new and the failed photos are sent
-    assert "2 photo" in second.stderr or "2/2" in second.stderr, second.stderr
-    report = json.loads((folder / "enroll-report.json").read_text())
-    assert report["Tom Hanks/c.jpg"]["person_id"] == report["Tom Hanks/a.png"]["person_id"]
+    second = _run_cli(base, folder, report)
+    assert second.returncode == 1, second.stdout + second.stderr
+    persons = requests.get(f"{base}/api/v1/persons?gallery=staff", headers=headers, timeout=10).json()["items"]
+    assert [(p["name"], p["face_count"]) for p in persons] == [("Tom Hanks", 3)]
 
 
 def test_web_process_never_loads_the_model():

@@ -1,1 +1,0 @@
-"""Command-line clients of the API."""
