@@ -540,3 +540,53 @@ def test_a_zip_may_not_decompress_to_more_than_max_batch_bytes(client, operator_
         response = submit_batch(client, operator_headers, {"archive": upload(archive, "photos.zip")})
     assert response.status_code == 413, response.get_json()
     assert response.get_json()["error"]["code"] == "request_too_large"
+
+
+# --- images whose decoding costs more than their pixels say (item 9) -------------------------------
+
+
+def _png(width: int, height: int, depth: int, colour_type: int, samples: int) -> bytes:
+    """A PNG of zeros written by hand (Pillow cannot write 16-bit colour): tiny, however large."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\x00" * (1 + width * samples * depth // 8)
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_images_that_decode_to_too_many_bytes_are_refused_before_decoding(client, operator_headers):
+    from tests.conftest import upload
+
+    for depth, colour_type, samples in ((16, 2, 3), (16, 6, 4), (8, 6, 4)):
+        photo = _png(6500, 5000, depth, colour_type, samples)  # 32.5 Mpx: under MAX_IMAGE_PIXELS
+        assert len(photo) < 400_000
+        started = time.monotonic()
+        response = client.post(
+            "/api/v1/recognize",
+            data={"image": upload(photo, "big.png")},
+            headers=operator_headers,
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 400, (depth, colour_type, response.get_json())
+        assert response.get_json()["error"]["code"] == "image_too_large"
+        assert time.monotonic() - started < 2, "refused from the header, before decoding"
+
+
+def test_a_16_bit_photo_converts_without_a_float_copy():
+    import tracemalloc
+
+    from domain.images import decode, validate_image
+
+    photo = _png(2000, 2000, 16, 0, 1)  # 4 Mpx of 16-bit grey: 8 MB decoded
+    validate_image(photo)
+    tracemalloc.start()
+    decoded = decode(photo)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert decoded.bgr.shape == (2000, 2000, 3)
+    assert peak < 60_000_000, peak  # the float64 copy, its scaled and its clipped copies took 96 MB
