@@ -214,7 +214,7 @@ class Job(Base):
     organisation_id: Mapped[uuid.UUID] = _organisation_id()
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     # SET NULL: a job outlives a gallery removed because its enrollment failed; deleting a gallery
-    # through the API deletes its jobs explicitly (web/services.delete_gallery).
+    # through the API deletes its jobs explicitly (web/services/galleries.delete_gallery).
     gallery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
     batch_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -1,0 +1,157 @@
+"""Batch enrollment: one enrollment job per photo, persons shared by external_id (or name and photo)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from domain import audit, enrollment
+from domain.batches import batch_document, end_once
+from domain.callers import Caller
+from domain.jobs import create_job, now
+from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
+from web.batch_input import Entry
+from web.logs import request_stage
+from web.pagination import keyset_page
+from web.services.access import get_or_create_gallery, visible_to
+from web.services.submissions import enroll_params, queue_unavailable
+from workers.celery_app import enqueue, enqueue_webhook
+
+log = logging.getLogger(__name__)
+
+
+def find_batch(session: Session, account: Caller, batch_id: uuid.UUID) -> Batch | None:
+    query = select(Batch).where(Batch.id == batch_id, visible_to(account, Batch))
+    return session.execute(query).scalar_one_or_none()
+
+
+def list_batches(session: Session, account: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The caller's batches (an admin's: everybody's), newest first, without their items."""
+    query = select(Batch).where(visible_to(account, Batch))
+    page, next_cursor = keyset_page(
+        session, query, (Batch.created_at, Batch.id), limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [batch_document(session, b, with_items=False) for (b,) in page], "next_cursor": next_cursor}
+
+
+def _batch_person(
+    session: Session, account: Caller, gallery: Gallery, entry: Entry, persons: dict
+) -> tuple[Person, bool]:
+    """The person an entry enrolls, and whether this batch creates it. Entries sharing an
+    external_id (or, without one, a name) are one person. An existing person is reused when it
+    has the entry's external_id, or, without one, the same name and this very photo (a batch
+    re-run after an interruption must not create everybody again)."""
+    key = ("external_id", entry.external_id) if entry.external_id else ("name", entry.name)
+    if key not in persons:
+        in_gallery = select(Person).where(Person.gallery_id == gallery.id)
+        if entry.external_id:
+            existing = in_gallery.where(Person.external_id == entry.external_id)
+        else:
+            existing = in_gallery.where(
+                Person.name == entry.name,
+                Person.id.in_(select(Face.person_id).where(Face.source_sha256 == entry.sha256)),
+            )
+        person = session.execute(existing.limit(1)).scalar_one_or_none()
+        created = person is None
+        if created:
+            person = Person(
+                id=uuid.uuid4(),
+                gallery_id=gallery.id,
+                name=entry.name,
+                external_id=entry.external_id,
+                consent_at=now(),
+                consent_by_id=account.id,
+            )
+            session.add(person)
+        persons[key] = (person, created)
+    return persons[key]
+
+
+def submit_batch(
+    session: Session,
+    account: Caller,
+    *,
+    entries: list[Entry],
+    gallery_name: str,
+    webhook_url: str | None,
+    force: bool = False,
+) -> Batch:
+    """Create the batch with one job per entry (in its manifest or archive order, `index`); bad
+    entries are failed items from the start. A person or gallery the batch creates is removed
+    again if none of its photos enrolls (domain/enrollment.py)."""
+    gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
+    batch = Batch(
+        id=uuid.uuid4(),
+        owner_id=account.id,
+        organisation_id=account.organisation_id,
+        gallery_id=gallery.id,
+        gallery_name=gallery.name,
+        created_gallery=created_gallery,
+        total=len(entries),
+        webhook_url=webhook_url,
+    )
+    session.add(batch)
+    persons: dict = {}
+    queued = []
+    for index, entry in enumerate(entries):
+        person, created_person = (None, False)
+        if entry.error is None:
+            person, created_person = _batch_person(session, account, gallery, entry, persons)
+        session.flush()
+        item = {
+            "index": index,
+            "file": entry.file,
+            "name": entry.name,
+            "external_id": entry.external_id,
+            "gallery": gallery.name,
+        }
+        job = create_job(
+            session,
+            job_type=JobType.enroll,
+            owner_id=account.id,
+            organisation_id=account.organisation_id,
+            image=entry.data,
+            gallery_id=gallery.id,
+            person_id=person.id if person else None,
+            params=enroll_params(
+                entry.data or b"",
+                created_person=created_person,
+                created_gallery=created_gallery,
+                force=force,
+                sha256=entry.sha256,
+                **item,
+            ),
+        )
+        job.batch_id = batch.id
+        if entry.error is not None:
+            # Refused before storage: a failed item from the start (its image was never kept).
+            job.status, job.error, job.finished_at = JobStatus.failed, entry.error.as_dict(), now()
+        else:
+            queued.append(job.id)
+    audit.record(
+        session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name, force=force
+    )
+    with request_stage("store"):
+        session.commit()
+    try:
+        for job_id in queued:
+            enqueue(job_id)
+    except Exception:
+        log.exception("could not enqueue batch %s", batch.id)
+        session.execute(delete(Batch).where(Batch.id == batch.id))
+        for person, created in persons.values():
+            if created and not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
+                session.execute(delete(Person).where(Person.id == person.id))
+        if created_gallery:
+            enrollment.discard_gallery_if_empty(session, gallery.id)
+        session.commit()
+        raise queue_unavailable() from None
+    if not queued and end_once(session, batch.id):
+        session.commit()
+        enqueue_webhook(batch.id, kind="batch")  # every entry was refused: the batch is already over
+    session.commit()
+    return batch

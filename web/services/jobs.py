@@ -1,0 +1,75 @@
+"""Jobs: load one the caller may see, list, cancel a queued one, send its webhook again."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain import audit, enrollment
+from domain.callers import Caller
+from domain.errors import NotFound, ServiceError
+from domain.jobs import finish, job_document
+from domain.models import Job, JobStatus, JobType
+from domain.notifications import announce_job_ended
+from web.pagination import keyset_page
+from web.services.access import visible_to
+from workers.celery_app import enqueue_webhook
+
+
+def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:
+    query = select(Job).where(Job.id == job_id, visible_to(account, Job))
+    job = session.execute(query).scalar_one_or_none()
+    if job is None:
+        raise NotFound("job_not_found", "No such job.")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    account: Caller,
+    *,
+    status: JobStatus | None,
+    job_type: JobType | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The jobs the caller may see, newest first."""
+    query = select(Job).where(visible_to(account, Job))
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.type == job_type)
+    page, next_cursor = keyset_page(
+        session, query, (Job.created_at, Job.id), limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [job_document(job) for (job,) in page], "next_cursor": next_cursor}
+
+
+def cancel_job(session: Session, account: Caller, job: Job) -> bool:
+    """End a still-queued job; False when a worker already took it (or it ended)."""
+    cancelled = finish(
+        session, job.id, error=ServiceError("cancelled", "The job was cancelled."), only_from=JobStatus.queued
+    )
+    if cancelled:
+        audit.record(session, account, "job.cancel", "job", job.id)
+        if job.type is JobType.enroll:
+            enrollment.discard_failed(session, job)
+    session.commit()
+    if cancelled:
+        announce_job_ended(job.id)
+    session.refresh(job)
+    return cancelled
+
+
+def redeliver(session: Session, account: Caller, job: Job) -> str:
+    """Send a finished job's webhook again, as a new delivery."""
+    if not job.webhook_url:
+        raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
+    if not job.status.finished:
+        raise ServiceError("job_not_finished", "The job has not ended yet.", status=409)
+    audit.record(session, account, "job.redeliver", "job", job.id)
+    session.commit()
+    return enqueue_webhook(job.id)

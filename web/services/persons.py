@@ -1,0 +1,112 @@
+"""Persons and their faces: documents, listing, changes, deletion."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from domain import audit
+from domain.callers import Caller
+from domain.errors import NotFound
+from domain.jobs import iso
+from domain.models import Face, Person
+from web.pagination import keyset_page
+from web.services.access import require_gallery
+from web.services.submissions import person_exists
+
+
+def face_document(face: Face) -> dict[str, Any]:
+    return {
+        "id": str(face.id),
+        "model": face.model,
+        "det_score": round(face.det_score, 4),
+        "bbox": face.bbox,
+        "quality": face.quality,
+        # A prefix is enough to tell two photos apart; the full hash would only help to probe
+        # whether a given photo was enrolled.
+        "photo_sha256_prefix": face.source_sha256[:12] if face.source_sha256 else None,
+        "created_at": iso(face.created_at),
+    }
+
+
+def person_document(person: Person, *, faces: list[Face] | None = None, face_count: int | None = None) -> dict:
+    document: dict[str, Any] = {
+        "id": str(person.id),
+        "name": person.name,
+        "external_id": person.external_id,
+        "metadata": person.meta or {},
+        "gallery": person.gallery.name,
+        "account_id": str(person.account_id) if person.account_id else None,
+        "consent": {
+            "given_at": iso(person.consent_at),
+            "given_by": str(person.consent_by_id) if person.consent_by_id else None,
+        },
+        "created_at": iso(person.created_at),
+    }
+    if faces is not None:
+        document["faces"] = [face_document(face) for face in faces]
+        document["face_count"] = len(faces)
+    else:
+        document["face_count"] = face_count or 0
+    return document
+
+
+def list_persons(
+    session: Session,
+    account: Caller,
+    *,
+    gallery_name: str,
+    external_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The gallery's persons in creation order, optionally only the one with `external_id`."""
+    gallery = require_gallery(session, account, gallery_name)
+    face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
+    query = select(Person, face_count).where(Person.gallery_id == gallery.id).options(selectinload(Person.gallery))
+    if external_id is not None:
+        query = query.where(Person.external_id == external_id)
+    page, next_cursor = keyset_page(session, query, (Person.created_at, Person.id), limit=limit, cursor=cursor)
+    return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
+
+
+def update_person(session: Session, account: Caller, person: Person, changes: dict[str, Any]) -> Person:
+    """Change a person's name, external_id or metadata (already validated by the handler)."""
+    for field, value in changes.items():
+        setattr(person, "meta" if field == "metadata" else field, value)
+    audit.record(session, account, "person.update", "person", person.id, fields=sorted(changes))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = session.execute(
+            select(Person).where(Person.gallery_id == person.gallery_id, Person.external_id == changes["external_id"])
+        ).scalar_one_or_none()
+        raise person_exists(existing, person.gallery.name) from None
+    return person
+
+
+def list_faces(session: Session, person: Person) -> list[dict[str, Any]]:
+    faces = session.execute(select(Face).where(Face.person_id == person.id).order_by(Face.created_at, Face.id))
+    return [face_document(face) for face in faces.scalars()]
+
+
+def delete_face(session: Session, account: Caller, person: Person, face_id: uuid.UUID) -> None:
+    """Remove one embedding of the person (a wrong photo): later searches no longer see it."""
+    deleted = session.execute(delete(Face).where(Face.id == face_id, Face.person_id == person.id))
+    if deleted.rowcount != 1:
+        session.rollback()
+        raise NotFound("face_not_found", "The person has no face with this id.")
+    audit.record(session, account, "person.delete_face", "person", person.id, face_id=str(face_id))
+    session.commit()
+
+
+def delete_person(session: Session, account: Caller, person: Person) -> None:
+    """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE."""
+    audit.record(session, account, "person.delete", "person", person.id, name=person.name)
+    session.execute(delete(Person).where(Person.id == person.id))
+    session.commit()

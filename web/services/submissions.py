@@ -1,0 +1,303 @@
+"""Submitting single-photo jobs (enroll, add a face, recognize, verify, the face profile): stored with
+their photo, audited, committed, then enqueued; whatever they created is undone if the queue is down."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import get_settings
+from domain import audit, enrollment
+from domain.callers import Caller
+from domain.errors import ServiceError
+from domain.jobs import create_job, now
+from domain.models import Gallery, Job, JobType, Person
+from web.logs import request_stage
+from web.services.access import get_or_create_gallery, require_gallery
+from workers.celery_app import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def queue_unavailable() -> ServiceError:
+    return ServiceError("queue_unavailable", "The job queue is unavailable; try again shortly.", status=503)
+
+
+def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
+    """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
+    with request_stage("store"):
+        session.commit()
+    try:
+        with request_stage("enqueue"):
+            enqueue(job.id)
+    except Exception:  # kombu raises many types for an unreachable broker
+        log.exception("could not enqueue job %s", job.id)
+        session.execute(delete(Job).where(Job.id == job.id))
+        for row in created:
+            session.delete(row)
+        session.commit()
+        raise queue_unavailable() from None
+
+
+def enroll_params(
+    image: bytes,
+    *,
+    created_person: bool,
+    created_gallery: bool,
+    force: bool = False,
+    sha256: str | None = None,
+    **item: Any,
+) -> dict[str, Any]:
+    """What an enrollment job needs beside its photo: what it created (removed again if it fails:
+    domain/enrollment.discard_failed), the photo's hash, and the policy in force at submission."""
+    return {
+        "created_person": created_person,
+        "created_gallery": created_gallery,
+        "force": force,
+        "photo_sha256": sha256 or enrollment.photo_sha256(image),
+        "quality_gates": get_settings().enrollment_policy(),
+        **item,
+    }
+
+
+def _submit_enroll_job(
+    session: Session,
+    account: Caller,
+    person: Person,
+    image: bytes,
+    *,
+    created_person: bool,
+    created_gallery: bool = False,
+    force: bool = False,
+    action: str,
+    webhook_url: str | None,
+) -> Job:
+    """One enrollment job for `person`; a forced one is audited as such."""
+    return _submit_job(
+        session,
+        account,
+        audit_as=(action, "person", person.id),
+        audit_details={"force": True} if force else None,
+        created=[person] if created_person else [],
+        webhook_url=webhook_url,
+        job_type=JobType.enroll,
+        image=image,
+        gallery_id=person.gallery_id,
+        person_id=person.id,
+        params=enroll_params(
+            image,
+            created_person=created_person,
+            created_gallery=created_gallery,
+            force=force,
+            gallery=person.gallery.name,
+        ),
+    )
+
+
+def _submit_job(
+    session: Session,
+    account: Caller,
+    *,
+    audit_as: tuple[str, str | None, Any],
+    created: list[Any],
+    audit_details: dict[str, Any] | None = None,
+    **job_fields: Any,
+) -> Job:
+    """A single-photo job of `account`: stored with its photo, audited (action, target type and
+    id), committed, then enqueued; `created` rows are removed again if the queue is down."""
+    job = create_job(session, owner_id=account.id, organisation_id=account.organisation_id, **job_fields)
+    audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
+    _commit_and_enqueue(session, job, created=created)
+    return job
+
+
+def submit_enrollment(
+    session: Session,
+    account: Caller,
+    *,
+    name: str,
+    image: bytes,
+    gallery_name: str,
+    external_id: str | None,
+    webhook_url: str | None = None,
+) -> tuple[Person, Job]:
+    if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
+        raise person_exists(existing, gallery_name)
+    gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
+    person = Person(
+        id=uuid.uuid4(),
+        gallery_id=gallery.id,
+        name=name,
+        external_id=external_id,
+        consent_at=now(),
+        consent_by_id=account.id,
+    )
+    session.add(person)
+    try:
+        session.flush()
+    except IntegrityError:  # the same external_id, enrolled concurrently
+        session.rollback()
+        raise person_exists(_person_by_external_id(session, account, gallery_name, external_id), gallery_name) from None
+    job = _submit_enroll_job(
+        session,
+        account,
+        person,
+        image,
+        created_person=True,
+        created_gallery=created_gallery,
+        action="person.enroll",
+        webhook_url=webhook_url,
+    )
+    return person, job
+
+
+def _person_by_external_id(session: Session, account: Caller, gallery_name: str, external_id: str) -> Person | None:
+    query = (
+        select(Person)
+        .join(Gallery)
+        .where(
+            Gallery.organisation_id == account.organisation_id,
+            Gallery.name == gallery_name,
+            Person.external_id == external_id,
+        )
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
+def person_exists(person: Person | None, gallery_name: str) -> ServiceError:
+    return ServiceError(
+        "person_exists",
+        f"A person with external_id '{person.external_id if person else ''}' already exists in gallery "
+        f"'{gallery_name}': add this photo to it with POST /api/v1/persons/{{person_id}}/faces.",
+        status=409,
+        person_id=str(person.id) if person else None,
+    )
+
+
+def submit_face(
+    session: Session,
+    account: Caller,
+    person: Person,
+    image: bytes,
+    webhook_url: str | None = None,
+    *,
+    force: bool = False,
+) -> Job:
+    return _submit_enroll_job(
+        session,
+        account,
+        person,
+        image,
+        created_person=False,
+        force=force,
+        action="person.add_face",
+        webhook_url=webhook_url,
+    )
+
+
+def submit_recognition(
+    session: Session,
+    account: Caller,
+    *,
+    image: bytes,
+    gallery_name: str,
+    threshold: float | None,
+    top_k: int,
+    max_faces: int,
+    webhook_url: str | None = None,
+) -> Job:
+    gallery = require_gallery(session, account, gallery_name)
+    return _submit_job(
+        session,
+        account,
+        audit_as=("recognize", "gallery", gallery.id),
+        audit_details={"gallery": gallery_name},
+        created=[],
+        webhook_url=webhook_url,
+        job_type=JobType.recognize,
+        image=image,
+        gallery_id=gallery.id,
+        # No threshold: the worker derives the gallery's from MATCH_FPIR (domain/recognition.py).
+        params={
+            **_threshold_choice(threshold, gallery),
+            "top_k": top_k,
+            "max_faces": max_faces,
+            "gallery": gallery.name,
+        },
+    )
+
+
+def _threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, Any]:
+    if requested is not None:
+        return {"threshold": requested, "threshold_source": "request"}
+    if gallery.match_threshold is not None:
+        return {"threshold": gallery.match_threshold, "threshold_source": "gallery"}
+    return {"threshold": None}
+
+
+def submit_verification(
+    session: Session,
+    account: Caller,
+    *,
+    image: bytes,
+    second_image: bytes | None,
+    person: Person | None,
+    threshold: float | None,
+    webhook_url: str | None = None,
+) -> Job:
+    return _submit_job(
+        session,
+        account,
+        audit_as=("verify", "person" if person else None, person.id if person else None),
+        created=[],
+        webhook_url=webhook_url,
+        job_type=JobType.verify,
+        image=image,
+        second_image=second_image,
+        gallery_id=person.gallery_id if person else None,
+        person_id=person.id if person else None,
+        # The 1:1 threshold: a pair question has no gallery (docs/RECOGNITION.md).
+        params={
+            "threshold": threshold if threshold is not None else get_settings().match_threshold,
+            **({"gallery": person.gallery.name} if person else {}),
+        },
+    )
+
+
+PROFILE_GALLERY = "profile"
+
+
+def submit_profile_face(
+    session: Session, account: Caller, image: bytes, name: str | None, webhook_url: str | None = None
+) -> tuple[Person, Job]:
+    """Enroll a photo of the caller as its own linked person (created on first use)."""
+    person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
+    created, created_gallery = person is None, False
+    if created:
+        gallery, created_gallery = get_or_create_gallery(session, account, PROFILE_GALLERY)
+        person = Person(
+            id=uuid.uuid4(),
+            gallery_id=gallery.id,
+            name=name or account.email.split("@")[0],
+            account_id=account.id,
+            consent_at=now(),
+            consent_by_id=account.id,
+        )
+        session.add(person)
+        session.flush()
+    job = _submit_enroll_job(
+        session,
+        account,
+        person,
+        image,
+        created_person=created,
+        created_gallery=created_gallery,
+        action="profile.enroll",
+        webhook_url=webhook_url,
+    )
+    return person, job
