@@ -107,6 +107,7 @@ class Settings:
     ratelimit_submit: str = "120/minute"
     ratelimit_signup: str = "10/hour"
     ratelimit_batch: str = "10/minute"
+    ratelimit_redeliver: str = "10/minute"  # POST /jobs/{id}/redeliver, per client
     signup_enabled: bool = True
 
     # Uploads
@@ -188,7 +189,8 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: float = 10.0  # exponential backoff with jitter from this base
     webhook_timeout_seconds: float = 10.0
-    webhook_allowed_hosts: tuple[str, ...] = ()  # host names or IPs let through the SSRF guard
+    webhook_allowed_hosts: tuple[str, ...] = ()  # host, host:port or host:* let through the SSRF guard
+    webhook_max_pending: int = 1000  # deliveries (with their retries) under way per organisation
 
     # Datasets for tests and benchmarks (never copied into the repository)
     faces_dataset_dir: Path | None = None
@@ -251,6 +253,7 @@ def load_settings() -> Settings:
         ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
         ratelimit_signup=_env("RATELIMIT_SIGNUP", "10/hour"),
         ratelimit_batch=_env("RATELIMIT_BATCH", "10/minute"),
+        ratelimit_redeliver=_env("RATELIMIT_REDELIVER", "10/minute"),
         # Off outside development: the usual deployment is an organisation's internal service.
         signup_enabled=_bool("SIGNUP_ENABLED", env in ("development", "test")),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
@@ -301,6 +304,7 @@ def load_settings() -> Settings:
         webhook_allowed_hosts=tuple(
             h.strip().lower() for h in (_env("WEBHOOK_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
         ),
+        webhook_max_pending=_int("WEBHOOK_MAX_PENDING", 1000),
         faces_dataset_dir=_path("FACES_DATASET_DIR", None),
         lfw_dir=_path("LFW_DIR", None),
     )

@@ -1,10 +1,19 @@
-"""Webhooks: the SSRF guard, the signature, and the delivery log.
+"""Webhooks: the SSRF guard, the signature, the delivery log, and the bounds on deliveries.
 
 A delivery POSTs the job document (the same JSON as GET /api/v1/jobs/{id}) with:
   X-FaceAPI-Event: job.succeeded | job.failed
   X-FaceAPI-Delivery: a UUID, the same for every retry of one delivery
   X-FaceAPI-Timestamp: unix seconds
   X-FaceAPI-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>
+
+The SSRF guard resolves the host once and refuses any address that is not globally routable
+(`ipaddress`'s is_global, plus multicast, reserved and the 6to4 relay anycast 192.88.99.0/24; an
+IPv4 address inside an IPv6 one, ::ffff:a.b.c.d, 6to4 2002::/16 or NAT64 64:ff9b::/96, is judged
+as that IPv4 address). `resolve` returns the address it checked: the delivery connects to that
+very address (workers/webhooks.py), so DNS cannot answer differently in between.
+
+WEBHOOK_ALLOWED_HOSTS lets chosen hosts or addresses through the guard: `host` on ports 80 and
+443, `host:port` on that port, `host:*` on any port (an IPv6 address in brackets: `[fd00::1]:8080`).
 """
 
 from __future__ import annotations
@@ -12,9 +21,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import socket
+import time
 import uuid
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, update
@@ -25,50 +37,135 @@ from config import get_settings
 from domain.errors import ServiceError
 from domain.models import Batch, Job, Organisation
 
+log = logging.getLogger(__name__)
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Not globally routable, though Python's is_global says otherwise (3.11): the 6to4 relay anycast,
+# and IETF protocol assignments beyond the few it lists.
+_NOT_GLOBAL = (ipaddress.ip_network("192.88.99.0/24"), ipaddress.ip_network("192.0.0.0/24"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
 
 def invalid_url(message: str) -> ServiceError:
     return ServiceError("invalid_webhook_url", message, status=400)
 
 
-def _forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), which is where it leads."""
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def forbidden_address(address: Address) -> bool:
+    """Whether a webhook may not be delivered to this address: anything not globally routable."""
+    if isinstance(address, ipaddress.IPv6Address) and (inner := _embedded_ipv4(address)) is not None:
+        if forbidden_address(inner):
+            return True
+        if address.ipv4_mapped or address in _NAT64:
+            return False  # ::ffff:a.b.c.d is a.b.c.d itself; NAT64 leads to it (Python calls ::/8 reserved)
     return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
+        not address.is_global
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or any(address in network for network in _NOT_GLOBAL if network.version == address.version)
     )
 
 
-def check_url(url: str) -> str:
-    """Refuse URLs that are not http(s) or that resolve to loopback, private, link-local or
-    metadata addresses, unless the host is in WEBHOOK_ALLOWED_HOSTS. Returns the URL."""
+def _allowed_entry(entry: str) -> tuple[str, int | str | None]:
+    """`host` -> (host, None); `host:port` -> (host, port); `host:*` -> (host, "*"); IPv6 in brackets."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    else:  # a bare name, or a bare IPv6 address
+        host, port = entry, None
+    if port is None or port == "*":
+        return host, port
+    return host, int(port) if port.isdigit() else -1
+
+
+def allowed(host: str, port: int) -> bool:
+    """Whether WEBHOOK_ALLOWED_HOSTS lets `host` (a name or an address) through on `port`."""
+    for entry in get_settings().webhook_allowed_hosts:
+        name, entry_port = _allowed_entry(entry)
+        if name != host:
+            continue
+        if entry_port == "*" or entry_port == port or (entry_port is None and port in (80, 443)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a webhook goes: its URL's parts and the one address the guard checked."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # with the query
+    address: str
+    family: int
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def resolve(url: str) -> Target:
+    """Check a webhook URL and resolve its host, once: refused (400 invalid_webhook_url) unless it
+    is http(s) without credentials and every address it resolves to is globally routable or
+    allowed by WEBHOOK_ALLOWED_HOSTS. Returns the first address, the one to connect to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise invalid_url("The webhook URL must be an http(s) URL with a host.")
     if parts.username or parts.password:
         raise invalid_url("The webhook URL must not carry credentials.")
-    allowed = get_settings().webhook_allowed_hosts
-    host = parts.hostname.lower()
-    if host in allowed:
-        return url
     try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise invalid_url("The webhook URL's port is not a port number.") from None
+    host = parts.hostname.lower()
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError):
         raise invalid_url(f"The webhook host '{host}' does not resolve.") from None
+    host_allowed = allowed(host, port)
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if str(address) not in allowed and _forbidden_address(address):
+        if not host_allowed and not allowed(str(address), port) and forbidden_address(address):
             raise invalid_url(
-                f"The webhook URL points to a loopback, private, link-local or metadata address ({address}). "
-                f"If '{host}' is your own receiver on such a network, the operator can allow it with "
-                "WEBHOOK_ALLOWED_HOSTS."
+                f"The webhook URL points to an address that is not publicly routable ({address}: loopback, "
+                f"private, link-local, shared, metadata or reserved). If '{host}' is your own receiver on such "
+                f"a network, the operator can allow it with WEBHOOK_ALLOWED_HOSTS ('{host}' allows ports 80 "
+                f"and 443, '{host}:{port}' this port)."
             )
+    if not infos:
+        raise invalid_url(f"The webhook host '{host}' does not resolve.")
+    path = parts.path or "/"
+    return Target(
+        scheme=parts.scheme,
+        host=host,
+        port=port,
+        path=f"{path}?{parts.query}" if parts.query else path,
+        address=infos[0][4][0],
+        family=infos[0][0],
+    )
+
+
+def check_url(url: str) -> str:
+    """Refuse a webhook URL the guard does not let through (see `resolve`). Returns the URL."""
+    resolve(url)
     return url
 
 
@@ -100,3 +197,99 @@ def log_attempt(session: Session, model: type[Job] | type[Batch], object_id, ent
         .where(model.id == object_id)
         .values(deliveries=model.deliveries.op("||")(bindparam("entry", [entry], type_=JSONB)))
     )
+
+
+# --- bounds on deliveries: one in flight per job or batch, a cap per organisation --------------
+
+IN_FLIGHT_PREFIX = "faceapi:webhooks:in-flight:"  # per job or batch: the delivery id in flight
+PENDING_PREFIX = "faceapi:webhooks:pending:"  # per organisation: delivery id -> when it expires
+# Atomically: forget expired entries, refuse at the cap, else add the delivery.
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+_RELEASE_IN_FLIGHT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def delivery_lifetime() -> int:
+    """Seconds a delivery may take with all its attempts and backoffs (jitter included), plus an
+    hour in the queue: after that its bookkeeping expires, should its worker have died."""
+    settings = get_settings()
+    attempts = settings.webhook_max_attempts
+    backoffs = settings.webhook_retry_base_seconds * 1.5 * (2 ** max(0, attempts - 1) - 1)
+    return int(attempts * (settings.webhook_timeout_seconds + 5) + backoffs + 3600)
+
+
+def _in_flight_key(kind: str, object_id: uuid.UUID | str) -> str:
+    return f"{IN_FLIGHT_PREFIX}{kind}:{object_id}"
+
+
+def reserve(
+    organisation_id: uuid.UUID | str, kind: str, object_id: uuid.UUID | str, delivery_id: str, *, exclusive: bool
+) -> None:
+    """Count a delivery as pending for its organisation (at most WEBHOOK_MAX_PENDING: else 429
+    `too_many_pending_deliveries`) and as the one in flight for its job or batch. An exclusive one
+    (a redelivery) is refused (409 `delivery_in_flight`) while another is in flight."""
+    from domain.notifications import redis_client
+
+    client, lifetime = redis_client(), delivery_lifetime()
+    in_flight = _in_flight_key(kind, object_id)
+    if not client.set(in_flight, delivery_id, ex=lifetime, nx=exclusive):
+        raise ServiceError(
+            "delivery_in_flight",
+            "A delivery of this webhook is still under way (with its retries); see webhook.deliveries.",
+            status=409,
+        )
+    expires = time.time() + lifetime
+    limit = get_settings().webhook_max_pending
+    if not client.eval(
+        _RESERVE, 1, PENDING_PREFIX + str(organisation_id), time.time(), limit, expires, delivery_id, lifetime
+    ):
+        client.eval(_RELEASE_IN_FLIGHT, 1, in_flight, delivery_id)
+        raise ServiceError(
+            "too_many_pending_deliveries",
+            f"Your organisation has {limit} webhook deliveries under way (WEBHOOK_MAX_PENDING): "
+            "its receiver is slow or down. Try again once they end.",
+            status=429,
+        )
+
+
+def release(organisation_id: uuid.UUID | str, kind: str, object_id: uuid.UUID | str, delivery_id: str) -> None:
+    """A delivery ended (delivered, refused or given up): it no longer counts."""
+    from domain.notifications import redis_client
+
+    client = redis_client()
+    client.zrem(PENDING_PREFIX + str(organisation_id), delivery_id)
+    client.eval(_RELEASE_IN_FLIGHT, 1, _in_flight_key(kind, object_id), delivery_id)
+
+
+def organisation_of(kind: str, object_id: uuid.UUID) -> uuid.UUID | None:
+    """The organisation of a job or batch (None when it is gone)."""
+    from sqlalchemy import select
+
+    from domain.db import session_scope
+
+    model = Batch if kind == "batch" else Job
+    with session_scope() as session:
+        return session.execute(select(model.organisation_id).where(model.id == object_id)).scalar_one_or_none()
+
+
+def record_refusal(kind: str, object_id: uuid.UUID, refused: ServiceError) -> None:
+    """A delivery that was never started (its organisation at the cap): in its delivery log."""
+    from domain.db import session_scope
+    from domain.jobs import now
+
+    log.warning("webhook for %s %s not sent: %s", kind, object_id, refused.code)
+    with session_scope() as session:
+        log_attempt(
+            session,
+            Batch if kind == "batch" else Job,
+            object_id,
+            {"delivery_id": None, "attempt": 0, "at": now().isoformat(), "status_code": None, "error": refused.code},
+        )

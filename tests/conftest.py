@@ -74,8 +74,9 @@ def test_environment(data_dir: Path) -> Iterator[None]:
             "RATELIMIT_SUBMIT": "10000/minute",
             "RATELIMIT_LOGIN": "10000/minute",
             "RATELIMIT_BATCH": "10000/minute",
+            "RATELIMIT_REDELIVER": "10000/minute",
             # The tests' own webhook receivers listen on loopback; retries are fast.
-            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1:*",  # any port: a bare host allows 80 and 443 only
             "WEBHOOK_RETRY_BASE_SECONDS": "0.2",
         }
     )

@@ -3,12 +3,14 @@ nothing a hostile client sends costs unbounded time or memory."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 import uuid
 import zipfile
@@ -590,3 +592,337 @@ def test_a_16_bit_photo_converts_without_a_float_copy():
     tracemalloc.stop()
     assert decoded.bgr.shape == (2000, 2000, 3)
     assert peak < 60_000_000, peak  # the float64 copy, its scaled and its clipped copies took 96 MB
+
+
+# --- webhooks: the SSRF guard and bounded deliveries (items 1, 10) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.100.100.200/latest/meta-data",  # Alibaba Cloud's metadata, in shared 100.64.0.0/10
+        "http://100.64.0.1/hook",
+        "http://192.88.99.1/hook",  # the 6to4 relay anycast
+        "http://192.0.0.170/hook",
+        "http://198.18.0.1/hook",
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[::ffff:169.254.169.254]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+        "http://[fd00::1]/hook",
+        "http://224.0.0.1/hook",
+        "http://240.0.0.1/hook",
+        "http://127.0.0.1:99999/hook",
+    ],
+)
+def test_addresses_that_are_not_globally_routable_are_refused(url):
+    from domain.errors import ServiceError
+    from domain.webhooks import check_url
+
+    with override_settings(WEBHOOK_ALLOWED_HOSTS=""), pytest.raises(ServiceError) as refused:
+        check_url(url)
+    assert refused.value.code == "invalid_webhook_url"
+
+
+def test_global_addresses_pass_the_guard():
+    from domain.webhooks import check_url
+
+    with override_settings(WEBHOOK_ALLOWED_HOSTS=""):
+        for url in ("http://8.8.8.8/hook", "https://[2606:4700:4700::1111]/hook", "http://[64:ff9b::808:808]/x"):
+            assert check_url(url) == url
+
+
+def test_allowed_hosts_name_their_ports():
+    from domain.errors import ServiceError
+    from domain.webhooks import check_url
+
+    def passes(url: str) -> bool:
+        try:
+            check_url(url)
+        except ServiceError:
+            return False
+        return True
+
+    with override_settings(WEBHOOK_ALLOWED_HOSTS="127.0.0.1, 10.0.0.7:8443, [fd00::5]:*"):
+        assert passes("http://127.0.0.1/hook") and passes("https://127.0.0.1/hook")
+        assert not passes("http://127.0.0.1:6379/hook")  # a bare host: 80 and 443 only
+        assert passes("https://10.0.0.7:8443/hook")
+        assert not passes("https://10.0.0.7/hook") and not passes("http://10.0.0.7:8444/hook")
+        assert passes("http://[fd00::5]:9000/hook")
+
+
+class RawServer:
+    """A TCP server on loopback whose every connection is handed to `handle(socket)` in a thread."""
+
+    def __init__(self, handle):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.handle = handle
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._run, args=(conn, self.connections), daemon=True).start()
+
+    def _run(self, conn, number):
+        with conn, contextlib.suppress(OSError):
+            self.handle(conn, number)
+
+    def close(self):
+        self.listener.close()
+
+
+def _read_request(conn) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+def _finished_job_with_webhook(owner_email: str, url: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A succeeded job of the account's organisation with a webhook_url; (job id, organisation id)."""
+    from sqlalchemy import select
+
+    from domain.models import Account, JobStatus
+    from tests.conftest import stored_job
+
+    with session_scope() as session:
+        account = session.execute(select(Account).where(Account.email == owner_email)).scalar_one()
+        job = stored_job(session, account.id)
+        job.status, job.finished_at, job.result, job.webhook_url = JobStatus.succeeded, now(), {}, url
+        job.input_image = None
+        return job.id, account.organisation_id
+
+
+class _Task:
+    """What deliver() needs of a Celery task: its retry count, and retry() (raised, not queued)."""
+
+    class request:  # noqa: N801 - Celery's attribute name
+        retries = 0
+
+    @staticmethod
+    def retry(countdown: float) -> Exception:
+        return RuntimeError(f"retry in {countdown:.1f}s")
+
+
+def _deliver(job_id: uuid.UUID, timeout: float = 30) -> tuple[str | None, float]:
+    """Run one delivery attempt in a thread: (None, seconds) if it ended, or ('retry...', seconds)."""
+    from workers.webhooks import deliver
+
+    outcome: dict = {}
+
+    def run():
+        try:
+            deliver(_Task(), str(job_id), str(uuid.uuid4()))
+            outcome["result"] = None
+        except RuntimeError as retry:
+            outcome["result"] = str(retry)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"the delivery attempt still runs after {timeout} s"
+    return outcome["result"], time.monotonic() - started
+
+
+def _deliveries(job_id: uuid.UUID) -> list[dict]:
+    from domain.models import Job
+
+    with session_scope() as session:
+        return session.get(Job, job_id).deliveries
+
+
+def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_retried(operator_account):
+    def drip(conn, number):
+        _read_request(conn)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.4)
+
+    server = RawServer(drip)
+    try:
+        job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://127.0.0.1:{server.port}/hook")
+        with override_settings(WEBHOOK_TIMEOUT_SECONDS="1.5"):
+            retried, seconds = _deliver(job_id)
+        assert retried and retried.startswith("retry"), retried
+        assert seconds < 5, seconds
+        assert [(d["status_code"], d["error"]) for d in _deliveries(job_id)] == [(None, "deadline_exceeded")]
+    finally:
+        server.close()
+
+
+def test_a_huge_answer_is_not_read(operator_account):
+    import tracemalloc
+
+    def flood(conn, number):
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 300000000\r\n\r\n")
+        block = b"x" * 65536
+        for _ in range(300_000_000 // len(block)):
+            conn.sendall(block)
+
+    server = RawServer(flood)
+    try:
+        job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://127.0.0.1:{server.port}/hook")
+        tracemalloc.start()
+        result, seconds = _deliver(job_id)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert result is None and seconds < 5, (result, seconds)
+        assert peak < 5_000_000, peak
+        assert [d["status_code"] for d in _deliveries(job_id)] == [200]
+    finally:
+        server.close()
+
+
+def test_delivery_connects_to_the_address_it_checked(operator_account, monkeypatch):
+    """DNS rebinding: the host answers a public-looking allowed address first, the metadata
+    address after. One resolution, and the request goes where it was checked, with its Host."""
+    seen = []
+
+    def receive(conn, number):
+        seen.append(_read_request(conn))
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    server = RawServer(receive)
+    real_getaddrinfo = socket.getaddrinfo
+    answers = iter(["127.0.0.1", "169.254.169.254", "169.254.169.254"])
+    lookups = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    try:
+        job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://rebind.example:{server.port}/hook?x=1")
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        with override_settings(WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*"):
+            result, _ = _deliver(job_id)
+        assert result is None, _deliveries(job_id)
+        assert lookups == ["rebind.example"]
+        assert seen and seen[0].startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
+        assert f"\r\nHost: rebind.example:{server.port}\r\n".encode() in seen[0]
+    finally:
+        server.close()
+
+
+def test_https_delivery_to_the_checked_address_keeps_sni_and_the_certificate_check(
+    operator_account, monkeypatch, tmp_path
+):
+    import ssl
+
+    from workers import webhooks as delivery
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", "/CN=hooks.test", "-addext", "subjectAltName=DNS:hooks.test"],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    names = []
+    server_context.sni_callback = lambda sock, name, context: names.append(name)
+    heads = []
+
+    def receive(conn, number):
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            heads.append(_read_request(tls))
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = RawServer(receive)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local(host, port, *args, **kwargs):
+        if host in ("hooks.test", "other.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(socket, "getaddrinfo", local)
+        monkeypatch.setattr(delivery, "tls_context", lambda: ssl.create_default_context(cafile=str(cert)))
+        with override_settings(WEBHOOK_ALLOWED_HOSTS="hooks.test:*,other.test:*"):
+            good, _ = _finished_job_with_webhook(operator_account[0], f"https://hooks.test:{server.port}/h")
+            assert _deliver(good)[0] is None, _deliveries(good)
+            # The certificate names hooks.test: another name on the same address fails its check.
+            wrong, _ = _finished_job_with_webhook(operator_account[0], f"https://other.test:{server.port}/h")
+            assert _deliver(wrong)[0].startswith("retry")
+        assert names[0] == "hooks.test"
+        assert f"\r\nHost: hooks.test:{server.port}\r\n".encode() in heads[0]
+        assert _deliveries(wrong)[0]["error"] == "SSLCertVerificationError"
+    finally:
+        server.close()
+
+
+def test_deliveries_go_to_their_own_queue():
+    from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, WEBHOOK_QUEUE, celery_app
+
+    router = celery_app.amqp.router
+    assert router.route({}, DELIVER_WEBHOOK)["queue"].name == WEBHOOK_QUEUE == "webhooks"
+    assert router.route({}, PROCESS_JOB)["queue"].name == "faceapi"
+    # A worker started without -Q consumes both (make run, the tests); -Q webhooks splits them.
+    assert {queue.name for queue in celery_app.amqp.queues.values()} == {"faceapi", "webhooks"}
+
+
+def test_redeliver_is_limited_to_one_delivery_in_flight(client, operator_headers, operator_account, worker):
+    def slow(conn, number):
+        _read_request(conn)
+        time.sleep(2)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    server = RawServer(slow)
+    try:
+        job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://127.0.0.1:{server.port}/hook")
+        address = {"REMOTE_ADDR": "198.51.100.30"}
+        with override_settings(RATELIMIT_REDELIVER="10/minute"):
+            statuses = [
+                client.post(
+                    f"/api/v1/jobs/{job_id}/redeliver", headers=operator_headers, environ_base=address
+                ).status_code
+                for _ in range(30)
+            ]
+        assert statuses.count(202) == 1, statuses
+        assert statuses[:10] == [202] + [409] * 9, statuses  # one in flight at a time
+        assert statuses[10:] == [429] * 20, statuses  # RATELIMIT_REDELIVER
+        deadline = time.monotonic() + 30
+        while not _deliveries(job_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert server.connections == 1
+        assert [d["status_code"] for d in _deliveries(job_id)] == [200]
+        # Once it ended, the job may be sent again.
+        assert client.post(f"/api/v1/jobs/{job_id}/redeliver", headers=operator_headers).status_code == 202
+    finally:
+        server.close()
+
+
+def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, operator_headers, operator_account):
+    from workers.celery_app import enqueue_webhook
+
+    url = "http://127.0.0.1:9/never"  # nothing has to answer: the deliveries only have to be pending
+    jobs = [_finished_job_with_webhook(operator_account[0], url) for _ in range(4)]
+    with override_settings(WEBHOOK_MAX_PENDING="2"):
+        answers = [client.post(f"/api/v1/jobs/{job_id}/redeliver", headers=operator_headers) for job_id, _ in jobs[:3]]
+        assert [answer.status_code for answer in answers] == [202, 202, 429]
+        assert answers[2].get_json()["error"]["code"] == "too_many_pending_deliveries"
+        # A job that ends at the cap: its delivery is not sent, and its log says why.
+        job_id, _ = jobs[3]
+        assert enqueue_webhook(job_id) is None  # as the worker calls it: the organisation is looked up
+        assert [d["error"] for d in _deliveries(job_id)] == ["too_many_pending_deliveries"]

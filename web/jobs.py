@@ -11,6 +11,8 @@ from domain.jobs import job_document
 from web import services
 from web.auth import current_caller, roles_required
 from web.db import get_session
+from web.extensions import limiter
+from web.ratelimits import redeliver_limit
 from web.schemas import Delivery, Job, JobPage, JobPath, JobsQuery, WaitQuery
 from web.validation import AUTH, errors, resource, validated
 from web.waiting import wait_until_ended
@@ -58,11 +60,16 @@ def cancel(path: JobPath):
     return jsonify(job_document(job))
 
 
-@bp.post("/<uuid:job_id>/redeliver", responses={202: Delivery, **errors(400, 404, 409, *AUTH)})
+@bp.post("/<uuid:job_id>/redeliver", responses={202: Delivery, **errors(400, 404, 409, 503, *AUTH)})
 @roles_required()
+@limiter.limit(redeliver_limit)
 @validated
 def redeliver(path: JobPath):
-    """Send the finished job's webhook again (a new delivery id)"""
+    """Send the finished job's webhook again (a new delivery id)
+
+    Refused while a delivery of the job is still under way (409 `delivery_in_flight`) and when the
+    organisation has WEBHOOK_MAX_PENDING deliveries under way (429 `too_many_pending_deliveries`).
+    """
     session = get_session()
     job = services.load_job(session, current_caller(), path.job_id)
     return jsonify({"delivery_id": services.redeliver(session, current_caller(), job)}), 202

@@ -17,3 +17,7 @@ def login_limit() -> str:
 
 def batch_limit() -> str:
     return get_settings().ratelimit_batch
+
+
+def redeliver_limit() -> str:
+    return get_settings().ratelimit_redeliver

@@ -12,6 +12,7 @@ import uuid
 
 from celery import Celery
 from celery.signals import worker_process_init
+from kombu import Queue
 
 from config import get_settings
 
@@ -19,6 +20,10 @@ PROCESS_JOB = "workers.tasks.process_job"
 DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
 SYNC_GALLERY_INDEXES = "workers.tasks.sync_gallery_indexes"
 QUEUE_NAME = "faceapi"
+# Webhook deliveries have a queue of their own, so that slow receivers never hold the workers
+# that run jobs: run a worker for it alone with `-Q webhooks` (and the job workers with
+# `-Q faceapi`); a worker started without -Q consumes both.
+WEBHOOK_QUEUE = "webhooks"
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +38,8 @@ def make_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=QUEUE_NAME,
+        task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
+        task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
         task_send_sent_event=settings.celery_task_events,
         worker_send_task_events=settings.celery_task_events,
         broker_connection_retry_on_startup=True,
@@ -70,10 +77,33 @@ def enqueue(job_id: uuid.UUID) -> None:
     celery_app.send_task(PROCESS_JOB, args=[str(job_id)])
 
 
-def enqueue_webhook(object_id: uuid.UUID, kind: str = "job") -> str:
-    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across retries."""
+def enqueue_webhook(
+    object_id: uuid.UUID, kind: str = "job", organisation_id: uuid.UUID | None = None, *, redeliver: bool = False
+) -> str | None:
+    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across
+    retries. It counts against its organisation's WEBHOOK_MAX_PENDING until it ends: at the cap a
+    delivery is not sent (the refusal is in its delivery log, and None returned), and a
+    redelivery is refused (429), as is one while another delivery of it is under way (409)."""
+    from domain import webhooks
+    from domain.errors import ServiceError
+
     delivery_id = str(uuid.uuid4())
-    celery_app.send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind])
+    if organisation_id is None:
+        organisation_id = webhooks.organisation_of(kind, object_id)
+    if organisation_id is not None:
+        try:
+            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver)
+        except ServiceError as refused:
+            if redeliver:
+                raise
+            webhooks.record_refusal(kind, object_id, refused)
+            return None
+    try:
+        celery_app.send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")])
+    except Exception:
+        if organisation_id is not None:
+            webhooks.release(organisation_id, kind, object_id, delivery_id)
+        raise
     return delivery_id
 
 

@@ -61,6 +61,6 @@ def sync_gallery_indexes() -> dict[str, int]:
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
-def deliver_webhook(self, object_id: str, delivery_id: str, kind: str = "job") -> None:
+def deliver_webhook(self, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str = "") -> None:
     """POST the job (or batch) document to its webhook_url; retried with backoff through Celery's retry."""
-    deliver(self, object_id, delivery_id, kind)
+    deliver(self, object_id, delivery_id, kind, organisation_id or None)

@@ -152,6 +152,7 @@ def submit_batch(
         raise queue_unavailable() from None
     if not queued and end_once(session, batch.id):
         session.commit()
-        enqueue_webhook(batch.id, kind="batch")  # every entry was refused: the batch is already over
+        # Every entry was refused: the batch is already over.
+        enqueue_webhook(batch.id, kind="batch", organisation_id=batch.organisation_id)
     session.commit()
     return batch

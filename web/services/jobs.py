@@ -65,11 +65,13 @@ def cancel_job(session: Session, account: Caller, job: Job) -> bool:
 
 
 def redeliver(session: Session, account: Caller, job: Job) -> str:
-    """Send a finished job's webhook again, as a new delivery."""
+    """Send a finished job's webhook again, as a new delivery: refused while another delivery of
+    it is under way (409 delivery_in_flight) or its organisation has WEBHOOK_MAX_PENDING (429)."""
     if not job.webhook_url:
         raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
     if not job.status.finished:
         raise ServiceError("job_not_finished", "The job has not ended yet.", status=409)
-    audit.record(session, account, "job.redeliver", "job", job.id)
+    delivery_id = enqueue_webhook(job.id, organisation_id=job.organisation_id, redeliver=True)
+    audit.record(session, account, "job.redeliver", "job", job.id, delivery_id=delivery_id)
     session.commit()
-    return enqueue_webhook(job.id)
+    return delivery_id
