@@ -926,3 +926,56 @@ def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, oper
         job_id, _ = jobs[3]
         assert enqueue_webhook(job_id) is None  # as the worker calls it: the organisation is looked up
         assert [d["error"] for d in _deliveries(job_id)] == ["too_many_pending_deliveries"]
+
+
+# --- deleting a person leaves no trace of who it was (item 12) --------------------------------------
+
+
+def test_deleting_a_person_redacts_the_jobs_and_the_audit_log_that_name_it(
+    client, operator_headers, admin_headers, worker
+):
+    from tests import images
+    from tests.conftest import submit_batch, upload, wait_batch, wait_for_job
+
+    tom = images.tom_hanks()
+    name, external_id = "Secret Person", "emp-secret-42"
+    manifest = [{"file": "a.jpg", "name": name, "external_id": external_id}]
+    response = submit_batch(
+        client, operator_headers, {"manifest": json.dumps(manifest), "images": [upload(tom, "a.jpg")]}
+    )
+    assert response.status_code == 202, response.get_json()
+    batch_id = response.get_json()["batch_id"]
+    batch = wait_batch(client, operator_headers, batch_id)
+    assert batch["status"] == "succeeded", batch
+    person_id = batch["items"][0]["person_id"]
+
+    photo = images.another_photo(tom, scale=2.0)
+    recognized = client.post(
+        "/api/v1/recognize", data={"image": upload(photo)}, headers=operator_headers, content_type="multipart/form-data"
+    ).get_json()["job_id"]
+    verified = client.post(
+        "/api/v1/verify",
+        data={"image": upload(photo), "person_id": person_id},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    ).get_json()["job_id"]
+    recognition = wait_for_job(client, operator_headers, recognized)
+    assert recognition["result"]["faces"][0]["matches"][0]["name"] == name
+    assert wait_for_job(client, operator_headers, verified)["result"]["person_id"] == person_id
+
+    assert client.delete(f"/api/v1/persons/{person_id}", headers=operator_headers).status_code == 204
+
+    for job_id in (recognized, verified):
+        text = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_data(as_text=True)
+        for secret in (name, external_id, person_id):
+            assert secret not in text, (job_id, secret, text)
+    recognition = client.get(f"/api/v1/jobs/{recognized}", headers=operator_headers).get_json()["result"]
+    assert recognition["faces"][0]["matches"] == [] and recognition["redacted_matches"] == 1
+    verification = client.get(f"/api/v1/jobs/{verified}", headers=operator_headers).get_json()["result"]
+    assert verification["person_id"] is None and "similarity" in verification
+    batch_text = client.get(f"/api/v1/enrollments/{batch_id}", headers=operator_headers).get_data(as_text=True)
+    assert name not in batch_text and external_id not in batch_text
+    audit = client.get("/api/v1/audit?limit=200", headers=admin_headers).get_json()["items"]
+    deleted = [event for event in audit if event["action"] == "person.delete"]
+    assert [event["target_id"] for event in deleted] == [person_id] and deleted[0]["details"] == {}
+    assert name not in json.dumps(audit) and external_id not in json.dumps(audit)

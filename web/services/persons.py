@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from domain import audit
+from domain import audit, erasure
 from domain.callers import Caller
 from domain.errors import NotFound
 from domain.jobs import iso
@@ -106,7 +106,10 @@ def delete_face(session: Session, account: Caller, person: Person, face_id: uuid
 
 
 def delete_person(session: Session, account: Caller, person: Person) -> None:
-    """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE."""
-    audit.record(session, account, "person.delete", "person", person.id, name=person.name)
+    """Delete the person; its faces (embeddings) go with it through ON DELETE CASCADE, and the
+    finished jobs that name it forget it in the same transaction (domain/erasure.py). The audit
+    log keeps its id only."""
+    audit.record(session, account, "person.delete", "person", person.id)
+    erasure.redact_person(session, person)
     session.execute(delete(Person).where(Person.id == person.id))
     session.commit()
