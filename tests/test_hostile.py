@@ -979,3 +979,27 @@ def test_deleting_a_person_redacts_the_jobs_and_the_audit_log_that_name_it(
     deleted = [event for event in audit if event["action"] == "person.delete"]
     assert [event["target_id"] for event in deleted] == [person_id] and deleted[0]["details"] == {}
     assert name not in json.dumps(audit) and external_id not in json.dumps(audit)
+
+
+def test_gallery_names_with_a_trailing_newline_are_refused(client, operator_headers, admin_headers):
+    """pydantic's `pattern` searches; `$` must not let 'staff\\n' through (nor any other field's)."""
+    from tests import images
+    from tests.conftest import upload
+
+    for name in ("staff\n", "staff\r\n", "\nstaff", "sta\nff"):
+        created = client.post("/api/v1/galleries", json={"name": name}, headers=operator_headers)
+        assert created.status_code == 400, (name, created.get_json())
+        recognized = client.post(
+            "/api/v1/recognize",
+            data={"image": upload(images.tom_hanks()), "gallery": name},
+            headers=operator_headers,
+            content_type="multipart/form-data",
+        )
+        assert recognized.status_code == 400, (name, recognized.get_json())
+        listed = client.get("/api/v1/persons", query_string={"gallery": name}, headers=operator_headers)
+        assert listed.status_code == 400, (name, listed.get_json())
+        key = client.post(
+            "/api/v1/api-keys", json={"name": "k", "role": "operator", "galleries": [name]}, headers=admin_headers
+        )
+        assert key.status_code == 400, (name, key.get_json())
+    assert client.post("/api/v1/galleries", json={"name": "staff"}, headers=operator_headers).status_code == 201
