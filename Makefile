@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: install-dev
 # One layer alone (tests/conftest.py marks each test): unit (seconds), api, stack, system.
 test-unit test-api test-stack test-system: install-dev
 	$(PY) -m pytest -m $(subst test-,,$@) $(PYTEST_ARGS)
+
+# Four hosts on this machine (network namespaces: needs root and iproute2), a worker host cut off
+# mid-batch; about 2 minutes. Part of `make test` (and of test-system); skipped where not allowed.
+test-multihost: install-dev
+	$(PY) -m pytest tests/test_multihost.py $(PYTEST_ARGS)
 
 lint: install-dev
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -80,10 +80,17 @@ def finish(
     error: ServiceError | None = None,
     only_from: JobStatus | None = None,
     timings: dict[str, float] | None = None,
+    claimed_at: datetime | None = None,
 ) -> bool:
     """End a job and drop its raw upload, whatever the outcome. With `only_from`, only a job
-    still in that status is ended (one conditional UPDATE, so no race); True if it was."""
+    still in that status is ended (one conditional UPDATE, so no race); True if it was.
+
+    With `claimed_at` (the started_at its claim set), only that run ends it: a job claimed again
+    since (its worker was cut off and the reaper re-queued it, or a duplicate message reached a
+    second worker) belongs to the later run, and this one ends nothing. A job ends exactly once."""
     condition = Job.id == job_id if only_from is None else (Job.id == job_id) & (Job.status == only_from)
+    if claimed_at is not None:
+        condition &= (Job.status == JobStatus.running) & (Job.started_at == claimed_at)
     ended = session.execute(
         update(Job)
         .where(condition)

@@ -22,6 +22,10 @@ from workers.engine import crop_scale, get_face_engine
 log = logging.getLogger(__name__)
 
 
+class Superseded(Exception):
+    """A later run claimed the job while this one ran (jobs.finish's claimed_at)."""
+
+
 def process_job(job_id: str) -> None:
     job_uuid = uuid.UUID(job_id)
     timer = StageTimer()
@@ -31,23 +35,36 @@ def process_job(job_id: str) -> None:
     if claimed is None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
         return
+    # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
+    # otherwise its transaction, effects included, is rolled back and the later run answers.
+    claimed_at = claimed.started_at
     try:
-        with session_scope() as session:
-            job = session.get(Job, job_uuid)
-            result = _run(session, job, image, second_image, timer)
-            jobs.finish(session, job_uuid, result=result, timings=timer.as_ms())
-    except ServiceError as error:
-        with session_scope() as session:
-            jobs.finish(session, job_uuid, error=error, timings=timer.as_ms())
-            if claimed.type is JobType.enroll:
-                enrollment.discard_failed(session, claimed)
-        log.info("job %s failed: %s", job_id, error.code)
-    except OperationalError:
-        raise  # the database is unreachable: the task retries and the job stays `running`
-    except Exception:
-        log.exception("job %s crashed", job_id)
-        with session_scope() as session:
-            jobs.finish(session, job_uuid, error=ServiceError("internal_error", "The job failed unexpectedly."))
+        try:
+            with session_scope() as session:
+                job = session.get(Job, job_uuid)
+                result = _run(session, job, image, second_image, timer)
+                if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
+                    raise Superseded
+        except ServiceError as error:
+            with session_scope() as session:
+                if not jobs.finish(session, job_uuid, error=error, timings=timer.as_ms(), claimed_at=claimed_at):
+                    raise Superseded from None
+                if claimed.type is JobType.enroll:
+                    enrollment.discard_failed(session, claimed)
+            log.info("job %s failed: %s", job_id, error.code)
+        except OperationalError:
+            raise  # the database is unreachable: the task retries and the job stays `running`
+        except Superseded:
+            raise
+        except Exception:
+            log.exception("job %s crashed", job_id)
+            with session_scope() as session:
+                crashed = ServiceError("internal_error", "The job failed unexpectedly.")
+                if not jobs.finish(session, job_uuid, error=crashed, claimed_at=claimed_at):
+                    raise Superseded from None
+    except Superseded:
+        log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
+        return
     announce_job_ended(job_uuid)
     if claimed.webhook_url:
         enqueue_webhook(job_uuid)
