@@ -1,25 +1,72 @@
 """Prometheus metrics at /metrics, read from the database and Redis at scrape time.
 
 Reading the state at scrape time (instead of counting in each process) gives the same
-numbers whichever gunicorn worker answers, with no multiprocess bookkeeping. The duration
-histogram covers the finished jobs still retained in the database.
+numbers whichever gunicorn worker (or web replica) answers, with no multiprocess bookkeeping.
+The duration histogram and the failure counts cover the finished jobs still retained in the
+database (JOB_RETENTION_DAYS).
+
+What to alert on (deploy/monitoring/alerts.yml): jobs waiting (`faceapi_oldest_queued_job_age_seconds`),
+no worker answering (`faceapi_workers_online`), a growing queue, jobs failing for the service's
+reasons (`faceapi_failed_jobs{code="internal_error"|"timeout"}`), webhooks not delivered. A job
+that ends `failed` for the photo's reasons (no_face, ...) is a Celery task that succeeded:
+Flower shows workers and tasks, these show jobs.
+
+With METRICS_TOKEN set, a scrape needs `Authorization: Bearer <token>` (Prometheus:
+`authorization: {credentials_file: ...}`); keep /metrics off the public side anyway (the
+Ingress and Caddy examples do not route it).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+import hmac
+import logging
+import threading
+import time
+
+from flask import Blueprint, Response, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select, true
 
+from config import get_settings
 from domain.db import new_session
 from domain.models import Job, JobStatus
 from domain.notifications import redis_client
+from web.errors import error_response
 from workers.celery_app import QUEUE_NAME
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Workers are counted with a broadcast ping through the broker, at most this often per process.
+WORKERS_PING_SECONDS = 1.0
+WORKERS_CACHE_SECONDS = 10.0
+
+
+class WorkersOnline:
+    """How many Celery worker nodes answer a ping, remembered for WORKERS_CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.at, self.nodes = -WORKERS_CACHE_SECONDS, None
+
+    def __call__(self) -> int | None:
+        with self.lock:
+            if time.monotonic() - self.at >= WORKERS_CACHE_SECONDS:
+                from workers.celery_app import celery_app
+
+                try:
+                    replies = celery_app.control.ping(timeout=WORKERS_PING_SECONDS)
+                    self.nodes = len(replies or [])
+                except Exception:  # noqa: BLE001 - the broker is down: unknown, not zero
+                    log.warning("metrics: the workers could not be pinged")
+                    self.nodes = None
+                self.at = time.monotonic()
+            return self.nodes
+
+
+workers_online = WorkersOnline()
 
 
 class ServiceCollector(Collector):
@@ -31,15 +78,46 @@ class ServiceCollector(Collector):
                     Job.status == JobStatus.succeeded, Job.started_at.is_not(None)
                 )
             ).all()
+            code = Job.error.op("->>")("code")
+            failures = session.execute(
+                select(code, func.count()).where(Job.status == JobStatus.failed).group_by(code)
+            ).all()
+            queued_since = func.min(Job.created_at).filter(Job.status == JobStatus.queued)
+            running_since = func.min(Job.started_at).filter(Job.status == JobStatus.running)
+            ages = [func.extract("epoch", func.now() - since) for since in (queued_since, running_since)]
+            oldest_queued, oldest_running = session.execute(select(*ages)).one()
         jobs = GaugeMetricFamily("faceapi_jobs", "Jobs in the database by type and status", labels=["type", "status"])
         for job_type, status, count in counts:
             jobs.add_metric([job_type.value, status.value], count)
         yield jobs
+        failed = GaugeMetricFamily(
+            "faceapi_failed_jobs",
+            "Failed jobs retained, by error code (internal_error and timeout are the service's; the rest the input's)",
+            labels=["code"],
+        )
+        for error_code, count in failures:
+            failed.add_metric([error_code or "unknown"], count)
+        yield failed
+        yield GaugeMetricFamily(
+            "faceapi_oldest_queued_job_age_seconds",
+            "Seconds the oldest queued job has waited since submission (0: none waits)",
+            value=float(oldest_queued or 0),
+        )
+        yield GaugeMetricFamily(
+            "faceapi_oldest_running_job_age_seconds",
+            "Seconds the longest-running job has run (0: none runs); the reaper steps in at JOB_RUNNING_DEADLINE",
+            value=float(oldest_running or 0),
+        )
         yield self._histogram(durations)
         yield self._deliveries()
         depth = GaugeMetricFamily("faceapi_queue_depth", "Messages waiting in the Celery queue")
         depth.add_metric([], redis_client().llen(QUEUE_NAME))
         yield depth
+        nodes = workers_online()
+        if nodes is not None:
+            yield GaugeMetricFamily(
+                "faceapi_workers_online", "Celery worker nodes answering a ping through the broker", value=nodes
+            )
 
     @staticmethod
     def _deliveries() -> GaugeMetricFamily:
@@ -79,4 +157,13 @@ registry.register(ServiceCollector())
 
 @bp.get("/metrics")
 def metrics():
+    token = get_settings().metrics_token
+    if token:
+        supplied = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(supplied, f"Bearer {token}".encode()):
+            response, status = error_response(
+                401, "unauthorized", "GET /metrics needs the bearer token (METRICS_TOKEN)."
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response, status
     return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
