@@ -1003,3 +1003,12 @@ def test_gallery_names_with_a_trailing_newline_are_refused(client, operator_head
         )
         assert key.status_code == 400, (name, key.get_json())
     assert client.post("/api/v1/galleries", json={"name": "staff"}, headers=operator_headers).status_code == 201
+
+
+def test_a_webhooks_only_worker_loads_no_model():
+    from workers.celery_app import make_celery, runs_jobs
+
+    both, webhooks_only, jobs_only = make_celery(), make_celery(), make_celery()
+    webhooks_only.amqp.queues.select(["webhooks"])  # what `celery worker -Q webhooks` does
+    jobs_only.amqp.queues.select(["faceapi"])
+    assert runs_jobs(both) and runs_jobs(jobs_only) and not runs_jobs(webhooks_only)

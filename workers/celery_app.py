@@ -107,6 +107,12 @@ def enqueue_webhook(
     return delivery_id
 
 
+def runs_jobs(app: Celery | None = None) -> bool:
+    """Whether this worker consumes the jobs' queue: a worker started with `-Q webhooks` only
+    delivers webhooks and needs no model."""
+    return QUEUE_NAME in (app or celery_app).amqp.queues.consume_from
+
+
 @worker_process_init.connect
 def _load_engine_in_child(**_: object) -> None:
     """Build the models once per worker process, after the fork, and fresh DB connections."""
@@ -114,4 +120,5 @@ def _load_engine_in_child(**_: object) -> None:
     from workers.engine import get_face_engine
 
     dispose_engine()
-    get_face_engine()
+    if runs_jobs():
+        get_face_engine()
