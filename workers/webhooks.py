@@ -100,6 +100,8 @@ def post(target: webhooks.Target, body: bytes, headers: dict[str, str], seconds:
             deadline.watch(sock)
             sock.settimeout(seconds)
             sock.connect((target.address, target.port))
+            if deadline.expired:  # it fired while connecting, when a shutdown cannot stop anything
+                raise DeadlineExceeded
             if target.scheme == "https":
                 sock = tls_context().wrap_socket(sock, server_hostname=target.host)
             connection = http.client.HTTPConnection(target.host, target.port, timeout=seconds)
