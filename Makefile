@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ lint: install-dev
 
 # Every benchmark writes to bench/results/ (PERFORMANCE.md, docs/RECOGNITION.md). `make bench` runs
 # them all (about an hour on 2 cores without the 1M size); each has its own target.
-bench: bench-lfw bench-identify bench-spectrum bench-db bench-service bench-service-trims bench-profile
+bench: bench-lfw bench-identify bench-spectrum bench-db bench-service bench-service-trims bench-profile bench-real
 
 bench-lfw: install-bench
 	$(PY) -m bench.lfw --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
@@ -113,6 +113,14 @@ bench-service-trims: install-bench
 bench-profile: install-bench
 	$(PY) -m bench.service --configs 2x1 --clients 16 --modes longpoll --requests-per-level-high 300 \
 		--bare-passes 1 --profile-clients 16 --output service_profile
+
+# Issue 15: the labelled real photos (single and group, as they are) and LFW against one stack,
+# POST /recognize?wait=30, beside the hand-written InsightFace loop and the service's engine
+# (bench/loop.py), alternating; WAL and CPU per job, face counts, rank-1, a py-spy profile (10-13 min on 2 busy cores).
+bench-real: install-bench
+	$(PY) -m bench.service --sets lfw,real --configs 2x1 --modes submitwait --clients 1,2,4,8,16 \
+		--rounds 2 --repeat-clients 1,8 --requests-per-level 120 --requests-per-level-high 120 --profile-clients 8 \
+		--faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces} --output service_real
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)

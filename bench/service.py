@@ -20,12 +20,21 @@ for the 2-process configuration, 2 processes in parallel (with --bare-fixed-640 
 a fixed 640 detector size). Ratio = service / bare throughput.
 
 Results: bench/results/service_results.json, .csv, .png and service_results_stages.png (layer 2).
+
+With --sets lfw,real (issue 15, `make bench-real`) it runs instead: one stack, a gallery per set
+(LFW: 5 people; real: the first photo of each identity of ../shared/datasets/faces with two or
+more), every client level with each set's photos (real: the 100 labelled single and group
+photos as they are), and beside them, alternating, the hand-written InsightFace loop and the
+service's engine alone (bench/loop.py). Per level also WAL bytes a job (pg_current_wal_lsn()
+before and after); per set the face counts against the loop and the NNN_k.jpg names, and rank-1.
+Results: <output>.json, .csv, .png (throughput against clients, both sets).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
 import http.server
@@ -34,6 +43,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import socket
@@ -396,12 +406,13 @@ def run_job(
     mode: str = "longpoll",
     receiver: WebhookReceiver | None = None,
     timeout: float = 120,
+    form_extra: dict[str, str] | None = None,
 ) -> dict:
     """Submit one recognize job and wait for its result; `mode` is poll:<seconds>, longpoll, webhook or
     submitwait (POST /recognize?wait=30: the answer is the finished job, a long-poll only if it is not)."""
     t0, sent = time.perf_counter(), time.time()
     name, data = photo
-    form = {"gallery": gallery, **({"webhook_url": receiver.url} if mode == "webhook" else {})}
+    form = {"gallery": gallery, **(form_extra or {}), **({"webhook_url": receiver.url} if mode == "webhook" else {})}
     url = f"{base}/api/v1/recognize" + ("?wait=30" if mode == "submitwait" else "")
     response = session.post(url, data=form, files={"image": (name, data)}, timeout=60)
     submitted, answered = time.perf_counter(), time.time()
@@ -421,7 +432,11 @@ def run_job(
         return {"ok": False, "error": "timeout", "latency_s": time.perf_counter() - t0}
     created, started, finished = (parse_ts(doc.get(k)) for k in ("created_at", "started_at", "finished_at"))
     started_s, finished_s = (ts.timestamp() if ts else None for ts in (started, finished))
+    faces = (doc.get("result") or {}).get("faces") or []
     return {
+        "faces": len(faces),
+        # the best match of each face (largest face first), for the rank-1 check of the real set
+        "top_matches": [(f["matches"][0]["external_id"] if f.get("matches") else None) for f in faces],
         "ok": doc["status"] == "succeeded" or (doc.get("error") or {}).get("code") == "no_face",
         "status": doc["status"],
         "error": doc.get("error"),
@@ -447,6 +462,9 @@ def run_level(
     deadline_s: float,
     mode: str = "longpoll",
     receiver: WebhookReceiver | None = None,
+    gallery: str = "bench",
+    form_extra: dict[str, str] | None = None,
+    keep_jobs: bool = False,
 ) -> dict:
     lock = threading.Lock()
     counter = {"next": 0}
@@ -463,9 +481,10 @@ def run_level(
                     return
                 counter["next"] += 1
             try:
-                r = run_job(session, base, photos[i % len(photos)], "bench", mode, receiver)
+                r = run_job(session, base, photos[i % len(photos)], gallery, mode, receiver, form_extra=form_extra)
             except requests.RequestException as exc:
                 r = {"ok": False, "error": repr(exc), "latency_s": None}
+            r["photo_index"] = i % len(photos)
             with lock:
                 results.append(r)
 
@@ -494,6 +513,16 @@ def run_level(
         "submit_p50_ms": percentiles_ms([r["submit_s"] for r in ok if r.get("submit_s")])["p50_ms"],
         "polls_per_job": round(float(np.mean([r["polls"] for r in ok])), 1) if ok else None,
         "stages_p50_ms": stage_breakdown(ok),
+        **(
+            {
+                "jobs": [
+                    {k: r.get(k) for k in ("photo_index", "status", "faces", "top_matches", "latency_s")}
+                    for r in results
+                ]
+            }
+            if keep_jobs
+            else {}
+        ),
     }
 
 
@@ -676,6 +705,382 @@ def _finish_profile(recorder: Recorder, output: str) -> dict:
     return summary
 
 
+# ---------------------------------------------------------------- photo sets vs the hand-written loop
+
+GROUP_NAME = re.compile(r"^\d+_(\d+)\.jpe?g$", re.IGNORECASE)  # NNN_k.jpg: k faces in the photo
+
+
+@dataclasses.dataclass
+class PhotoSet:
+    """Probes (sent to the service and to the loop, in this order) and the gallery enrolled first."""
+
+    name: str
+    source: str
+    probes: list[Path]
+    enroll: list[tuple[Path, str]]  # (photo, external_id)
+    labels: list[dict] = dataclasses.field(default_factory=list)  # per probe: kind, identity, named count
+
+    def probe_items(self) -> list[tuple[str, bytes]]:
+        return [(p.name, p.read_bytes()) for p in self.probes]
+
+
+def lfw_set(explicit: str | None, n_photos: int) -> PhotoSet:
+    """One photo each of the first people of LFW, as the earlier rounds: 5 enrolled, the rest probes."""
+    paths, source = find_photos(explicit, n_photos + 5)
+    enroll, probes = paths[:5], paths[5:] or paths
+    return PhotoSet("lfw", source, probes, [(p, f"p{i}") for i, p in enumerate(enroll)])
+
+
+def real_set(faces_dir: Path) -> PhotoSet:
+    """Every labelled single-person and group photo of the real set, as they are (up to 36 MP).
+
+    The gallery: the first photo of each identity with at least two (bench.identify's protocol
+    with one enrolled photo); the probes include it, but the rank-1 check leaves it out."""
+    from bench.identify import labeled_photos
+
+    with (faces_dir / "labels.tsv").open() as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["kind"] in ("single", "group")]
+    labels = []
+    for r in rows:
+        named = GROUP_NAME.match(Path(r["path"]).name)
+        labels.append(
+            {
+                "path": r["path"],
+                "kind": r["kind"],
+                "identity": r["identity"],
+                "named_faces": int(named.group(1)) if r["kind"] == "group" and named else None,
+            }
+        )
+    known = {identity: paths for identity, paths in labeled_photos(faces_dir).items() if len(paths) >= 2}
+    enroll = [(faces_dir / paths[0], identity) for identity, paths in sorted(known.items())]
+    return PhotoSet("real", str(faces_dir), [faces_dir / r["path"] for r in rows], enroll, labels)
+
+
+def enroll_gallery(base: str, token: str, gallery: str, items: list[tuple[Path, str]]) -> dict:
+    """Enroll one person per (photo, external_id), waiting for each job; returns what failed."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    failed, started = [], time.perf_counter()
+    for path, external_id in items:
+        resp = session.post(
+            f"{base}/api/v1/persons?wait=30",
+            data={"name": external_id, "consent": "true", "gallery": gallery, "external_id": external_id},
+            files={"image": (path.name, path.read_bytes())},
+            timeout=60,
+        )
+        resp.raise_for_status()
+        doc = resp.json()
+        job_id = doc["job_id"]
+        while doc.get("status") not in ("succeeded", "failed"):
+            doc = session.get(f"{base}/api/v1/jobs/{job_id}?wait=30", timeout=60).json()
+        if doc.get("status") != "succeeded":
+            failed.append({"photo": path.name, "external_id": external_id, "error": doc.get("error")})
+    return {"persons": len(items) - len(failed), "failed": failed, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def database_uri(stack: Stack) -> str:
+    from pgserver.utils import PostmasterInfo
+
+    return PostmasterInfo.read_from_pgdata(stack.data_dir / "pg").get_uri(database="faceapi")
+
+
+def wal_snapshot(uri: str) -> dict:
+    """Where the WAL stands (bytes since the cluster began), pg_stat_wal's counters, the jobs table."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        lsn = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0]
+        records, fpi = conn.execute("SELECT wal_records, wal_fpi FROM pg_stat_wal").fetchone()
+        checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
+        jobs_bytes, toast_bytes = conn.execute(
+            "SELECT pg_total_relation_size('jobs'), pg_total_relation_size(reltoastrelid) FROM pg_class"
+            " WHERE relname = 'jobs'"
+        ).fetchone()
+    return {
+        "wal_bytes": int(lsn),
+        "wal_records": int(records),
+        "wal_fpi": int(fpi),
+        "checkpoints": int(checkpoints),
+        "jobs_table_bytes": int(jobs_bytes),
+        "jobs_toast_bytes": int(toast_bytes),
+    }
+
+
+def wal_per_job(before: dict, after: dict, jobs: int) -> dict:
+    jobs = max(1, jobs)
+    return {
+        "wal_bytes_per_job": round((after["wal_bytes"] - before["wal_bytes"]) / jobs),
+        "wal_records_per_job": round((after["wal_records"] - before["wal_records"]) / jobs, 1),
+        "wal_fpi_per_job": round((after["wal_fpi"] - before["wal_fpi"]) / jobs, 2),
+        "checkpoints_during": after["checkpoints"] - before["checkpoints"],
+        "jobs_toast_growth_bytes_per_job": round((after["jobs_toast_bytes"] - before["jobs_toast_bytes"]) / jobs),
+    }
+
+
+def quality_of_set(photo_set: PhotoSet, jobs: list[dict], loop_faces: list[int | None], threshold: float) -> dict:
+    """Faces found by the service per photo against the names' counts and the loop's; rank-1 (real set)."""
+    by_photo: dict[int, dict] = {}
+    for job in jobs:
+        if job.get("status") in ("succeeded", "failed"):
+            by_photo.setdefault(job["photo_index"], job)
+    out: dict = {"photos_seen": len(by_photo), "photos": len(photo_set.probes)}
+    counts = {i: by_photo[i]["faces"] if i in by_photo else None for i in range(len(photo_set.probes))}
+    differ = [
+        {"photo": photo_set.probes[i].name, "service": counts[i], "loop": loop_faces[i]}
+        for i in counts
+        if counts[i] != loop_faces[i]
+    ]
+    out["faces_service_total"] = sum(c or 0 for c in counts.values())
+    out["faces_loop_total"] = sum(c or 0 for c in loop_faces)
+    out["count_differs_from_loop"] = differ
+    out["undetected_by_service_found_by_loop"] = [
+        photo_set.probes[i].name for i in counts if not counts[i] and (loop_faces[i] or 0) > 0
+    ]
+    out["undetected_by_both"] = [photo_set.probes[i].name for i in counts if not counts[i] and not loop_faces[i]]
+    if photo_set.labels:
+        groups = [
+            {"photo": lab["path"], "named": lab["named_faces"], "service": counts[i], "loop": loop_faces[i]}
+            for i, lab in enumerate(photo_set.labels)
+            if lab["kind"] == "group"
+        ]
+        named = [g for g in groups if g["named"] is not None]
+        out["groups"] = groups
+        out["groups_named"] = len(named)
+        out["groups_named_count_met"] = sum(g["service"] == g["named"] for g in named)
+        out["groups_named_count_met_by_loop"] = sum(g["loop"] == g["named"] for g in named)
+        # rank-1 with one enrolled photo (bench.identify's protocol), at the fixed threshold sent
+        enrolled = {p for p, _ in photo_set.enroll}
+        identities = {ext for _, ext in photo_set.enroll}
+        probes = correct = 0
+        misses = []
+        for i, lab in enumerate(photo_set.labels):
+            if lab["kind"] != "single" or lab["identity"] not in identities or "_near_dup" in lab["path"]:
+                continue
+            if photo_set.probes[i] in enrolled:
+                continue
+            probes += 1
+            top = (by_photo.get(i) or {}).get("top_matches") or [None]
+            correct += top[0] == lab["identity"]
+            if top[0] != lab["identity"]:
+                misses.append({"photo": lab["path"], "expected": lab["identity"], "got": top[0]})
+        out["rank1"] = {"probes": probes, "correct": correct, "rank1_at_threshold": round(correct / max(1, probes), 4)}
+        out["rank1"]["threshold"] = threshold
+        out["rank1"]["misses"] = misses
+        unknown = [
+            i
+            for i, lab in enumerate(photo_set.labels)
+            if lab["kind"] == "single"
+            and lab["identity"] not in identities
+            and lab["identity"] != "-"
+            and "_near_dup" not in lab["path"]
+        ]
+        out["unknown_probes"] = len(unknown)
+        out["unknown_accepted"] = [
+            {"photo": photo_set.labels[i]["path"], "matched": top[0]}
+            for i in unknown
+            if (top := ((by_photo.get(i) or {}).get("top_matches") or [None]))[0]
+        ]
+    return out
+
+
+def sets_run(args) -> dict:
+    """Both photo sets against one stack, each client level next to the loop and the engine.
+
+    Per round and set: the loop (1 and N processes) and the engine (N processes) before, the
+    service's client levels, then the loop and engine again; the next round takes the sets in the
+    other order. Ratios use the median of the loop's runs around the service's levels."""
+    from bench.loop import Pool
+    from config import load_settings
+
+    concurrency, threads = args.config_list[0]
+    threshold = load_settings().match_threshold
+    sets = {}
+    for name in args.set_list:
+        sets[name] = lfw_set(args.photos, args.n_photos) if name == "lfw" else real_set(Path(args.faces_dir))
+    pool = Pool({name: ps.probes for name, ps in sets.items()}, processes=concurrency, threads=threads)
+    stack = Stack(concurrency, threads, args.web_workers, dict(args.stack_env))
+    out: dict = {
+        "worker_concurrency": concurrency,
+        "ort_threads": threads,
+        "web_workers": args.web_workers,
+        "sets": {
+            name: {
+                "source": ps.source,
+                "probes": len(ps.probes),
+                "probe_bytes_mean": round(float(np.mean([p.stat().st_size for p in ps.probes]))),
+                "enroll_persons": len(ps.enroll),
+                "baselines": [],
+                "levels": [],
+            }
+            for name, ps in sets.items()
+        },
+    }
+    form_extra = {"max_faces": str(args.max_faces), "threshold": str(threshold)}
+    try:
+        out["ready_after_s"] = round(stack.wait_ready(), 1)
+        r = requests.post(
+            f"{stack.base}/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}, timeout=30
+        )
+        r.raise_for_status()
+        token = r.json()["access_token"]
+        uri = database_uri(stack)
+        items = {name: ps.probe_items() for name, ps in sets.items()}
+        for name, ps in sets.items():
+            out["sets"][name]["enrollment"] = enroll_gallery(stack.base, token, name, ps.enroll)
+            log.info("enrolled %s: %s", name, out["sets"][name]["enrollment"])
+            run_level(stack.base, token, items[name], 4, 8, 60, args.mode_list[0], gallery=name, form_extra=form_extra)
+        for round_ in range(args.rounds):
+            order = list(sets) if round_ % 2 == 0 else list(sets)[::-1]
+            levels = args.client_levels if round_ == 0 else args.repeat_client_levels
+            for name in order:
+                entry = out["sets"][name]
+                passes = max(1, args.min_loop_photos // len(sets[name].probes))
+
+                def baselines(when: str, name=name, entry=entry, passes=passes, round_=round_) -> None:
+                    # one process alone only where the one-client target needs it (LFW): the real set's
+                    # large photos make every baseline run cost 10-20 s
+                    runs = (("loop", 1),) if name == "lfw" else ()
+                    for kind, procs in (*runs, ("loop", concurrency), ("engine", concurrency)):
+                        res = pool.run(kind, name, procs, passes)
+                        entry["baselines"].append({"round": round_, "when": when, **res})
+
+                baselines("before")
+                for clients in levels:
+                    n = max(len(items[name]) if name == "real" else args.requests_per_level, 2 * clients)
+                    if clients > 8 and name != "real":
+                        n = max(args.requests_per_level_high, 2 * clients)
+                    cpu_before, wal_before = stack.cpu_seconds(), wal_snapshot(uri)
+                    level = run_level(
+                        stack.base, token, items[name], clients, n, args.level_deadline, args.mode_list[0],
+                        gallery=name, form_extra=form_extra, keep_jobs=True,
+                    )  # fmt: skip
+                    cpu_after, wal_after = stack.cpu_seconds(), wal_snapshot(uri)
+                    level["round"] = round_
+                    level["cpu_s"] = {k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 2) for k in cpu_after}
+                    level["cpu_s_per_job"] = {
+                        k: round(v / max(1, level["requests"]), 4) for k, v in level["cpu_s"].items()
+                    }
+                    level["wal"] = wal_per_job(wal_before, wal_after, level["requests"])
+                    entry["levels"].append(level)
+                    log.info(
+                        "  %s clients=%2d: %6.2f jobs/s  p50 %7.1f ms  errors %d  cpu/job %s  WAL/job %s B",
+                        name, clients, level["throughput_jobs_s"], level["latency_p50_ms"] or -1, level["errors"],
+                        level["cpu_s_per_job"], level["wal"]["wal_bytes_per_job"],
+                    )  # fmt: skip
+                baselines("after")
+        if args.profile_clients:  # after the measured levels: py-spy costs CPU of its own
+            for name in sets:
+                recorder = _start_profile(stack)
+                level = run_level(
+                    stack.base, token, items[name], args.profile_clients, len(items[name]) if name == "real" else 200,
+                    args.level_deadline, args.mode_list[0], gallery=name, form_extra=form_extra,
+                )  # fmt: skip
+                level["profile"] = _finish_profile(recorder, f"{args.output}_{name}")
+                out["sets"][name]["profiled_level"] = level
+        out["memory_at_end"] = stack.memory()
+    finally:
+        out["stop_returncode"] = stack.stop()
+        pool.close()
+    for name, ps in sets.items():
+        entry = out["sets"][name]
+        loop_runs = [b for b in entry["baselines"] if b["kind"] == "loop"]
+        entry["quality"] = quality_of_set(
+            ps, [j for lv in entry["levels"] for j in lv["jobs"]], loop_runs[0]["faces_by_photo"], threshold
+        )
+        entry["targets"] = set_targets(entry, concurrency, args)
+        for lv in entry["levels"]:
+            lv.pop("jobs", None)
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 3) if values else None
+
+
+def set_targets(entry: dict, concurrency: int, args) -> dict:
+    """The issue's ratios from this set's runs: medians over rounds of the service and the baselines."""
+
+    def base(kind: str, procs: int, key: str) -> float | None:
+        return _median([b[key] for b in entry["baselines"] if b["kind"] == kind and b["processes"] == procs])
+
+    def level(clients: int, key: str) -> float | None:
+        return _median([lv[key] for lv in entry["levels"] if lv["clients"] == clients and lv[key] is not None])
+
+    def cpu(clients: int, role: str) -> float | None:
+        return _median([lv["cpu_s_per_job"][role] for lv in entry["levels"] if lv["clients"] == clients])
+
+    loop_n = base("loop", concurrency, "throughput_photos_s")
+    engine_n = base("engine", concurrency, "throughput_photos_s")
+    loop_1_p50 = base("loop", 1, "per_photo_p50_ms")
+    engine_cpu = base("engine", concurrency, "cpu_s_per_photo")
+    out = {
+        "loop_photos_s": loop_n,
+        "loop_1proc_per_photo_p50_ms": loop_1_p50,
+        "engine_photos_s": engine_n,
+        "engine_cpu_s_per_photo": engine_cpu,
+        "loop_cpu_s_per_photo": base("loop", concurrency, "cpu_s_per_photo"),
+    }
+    for clients in sorted({lv["clients"] for lv in entry["levels"]}):
+        jobs_s = level(clients, "throughput_jobs_s")
+        worker = cpu(clients, "worker")
+        out[f"c{clients}"] = {
+            "service_jobs_s": jobs_s,
+            "service_over_loop": round(jobs_s / loop_n, 3) if jobs_s and loop_n else None,
+            "service_over_engine": round(jobs_s / engine_n, 3) if jobs_s and engine_n else None,
+            "latency_p50_ms": level(clients, "latency_p50_ms"),
+            "cpu_s_per_job": {role: cpu(clients, role) for role in ("web", "worker", "postgres", "redis", "flower")},
+            "worker_cpu_s_per_job_outside_model": round(worker - engine_cpu, 4)
+            if worker is not None and engine_cpu
+            else None,
+            "wal_bytes_per_job": _median(
+                [lv["wal"]["wal_bytes_per_job"] for lv in entry["levels"] if lv["clients"] == clients]
+            ),
+        }
+    one = out.get("c1", {}).get("latency_p50_ms")
+    if one is not None and loop_1_p50:
+        out["one_client_p50_minus_loop_per_photo_ms"] = round(one - loop_1_p50, 1)
+    return out
+
+
+def plot_sets(payload: dict, path: Path) -> None:
+    """Throughput against clients for each photo set, the loop's and the engine's photos/s beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(payload["sets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        entry = payload["sets"][name]
+        clients = sorted({lv["clients"] for lv in entry["levels"]})
+        jobs_s = [entry["targets"][f"c{c}"]["service_jobs_s"] for c in clients]
+        ax.plot(clients, jobs_s, "o-", color="tab:blue", label="service (POST /recognize?wait=30), median")
+        for lv in entry["levels"]:
+            ax.plot(lv["clients"], lv["throughput_jobs_s"], ".", color="tab:blue", alpha=0.4)
+        t = entry["targets"]
+        if t.get("loop_photos_s"):
+            label = f"hand-written loop, {payload['worker_concurrency']} processes (cv2.imread, SCRFD 640, ArcFace)"
+            ax.axhline(t["loop_photos_s"], color="tab:red", linestyle="--", label=label)
+        if t.get("engine_photos_s"):
+            ax.axhline(
+                t["engine_photos_s"],
+                color="tab:green",
+                linestyle=":",
+                label=f"service's engine alone, {payload['worker_concurrency']} processes",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("jobs / s (photos / s for the baselines)")
+        ax.set_title(f"{name}: {entry['probes']} photos, mean {entry['probe_bytes_mean'] / 1000:.0f} kB")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -796,13 +1201,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bare-ab", type=int, default=0, metavar="ROUNDS", help="only compare bare-model thread/process splits"
     )
+    parser.add_argument(
+        "--sets",
+        default="",
+        help="instead of the usual run: photo sets (lfw, real) against one stack, each beside the hand-written"
+        " InsightFace loop and the service's engine (bench.loop), first --configs entry, first --modes entry",
+    )
+    parser.add_argument("--faces-dir", default=str(ROOT.parent / "shared" / "datasets" / "faces"))
+    parser.add_argument("--max-faces", type=int, default=100, help="with --sets: max_faces of every recognize job")
+    parser.add_argument("--repeat-clients", default="1,8", help="with --sets: the levels of rounds after the first")
+    parser.add_argument("--min-loop-photos", type=int, default=80, help="with --sets: passes of the baselines")
     args = parser.parse_args(argv)
+    args.set_list = [x for x in args.sets.split(",") if x]
+    args.repeat_client_levels = [int(c) for c in args.repeat_clients.split(",") if c]
     args.client_levels = [int(c) for c in args.clients.split(",") if c]
     args.mode_list = [m for m in args.modes.split(",") if m]
     args.stack_env = dict(item.split("=", 1) for item in args.stack_env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",") if c]
     args.config_list = configs
+
+    if args.set_list:
+        started = time.perf_counter()
+        result = {
+            "benchmark": "bench.service --sets",
+            "command": "python -m bench.service " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine_info(),
+            "mode": args.mode_list[0],
+            **sets_run(args),
+        }
+        result["total_s"] = round(time.perf_counter() - started, 1)
+        result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_json(RESULTS_DIR / f"{args.output}.json", result)
+        rows = []
+        for name, entry in result["sets"].items():
+            for b in entry["baselines"]:
+                rows.append({"set": name, "what": f"{b['kind']} x{b['processes']}", "round": b["round"],
+                             "when": b["when"], "throughput": b["throughput_photos_s"],
+                             "p50_ms": b["per_photo_p50_ms"], "cpu_s_per_unit": b["cpu_s_per_photo"]})  # fmt: skip
+            for lv in entry["levels"]:
+                rows.append({"set": name, "what": f"service {lv['clients']} clients", "round": lv["round"],
+                             "throughput": lv["throughput_jobs_s"], "p50_ms": lv["latency_p50_ms"],
+                             "p95_ms": lv["latency_p95_ms"], "errors": lv["errors"],
+                             **{f"cpu_s_per_job_{k}": v for k, v in lv["cpu_s_per_job"].items()},
+                             "wal_bytes_per_job": lv["wal"]["wal_bytes_per_job"]})  # fmt: skip
+            log.info("targets %s: %s", name, json.dumps(entry["targets"]))
+            log.info("quality %s: %s", name, json.dumps({k: v for k, v in entry["quality"].items() if k != "groups"}))
+        write_csv(RESULTS_DIR / f"{args.output}.csv", rows)
+        plot_sets(result, RESULTS_DIR / f"{args.output}.png")
+        return 0
 
     paths, source = find_photos(args.photos, args.n_photos + 5)
     photos = [(p.name, p.read_bytes()) for p in paths]
