@@ -41,6 +41,12 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
     return buffer.getvalue()
 
 
+def distinct_copy(data: bytes, tag: str) -> bytes:
+    """The same picture as a different file (a JPEG comment carries `tag`): the service refuses
+    one photo for two persons of a gallery, and tests that enroll many persons need many photos."""
+    return encode(Image.open(io.BytesIO(data)).convert("RGB"), quality=90, comment=tag.encode())
+
+
 def as_jpeg(data: bytes) -> bytes:
     return encode(Image.open(io.BytesIO(data)).convert("RGB"), quality=95)
 

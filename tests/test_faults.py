@@ -78,7 +78,9 @@ class Stack:
         tag = uuid.uuid4().hex[:6]  # fresh persons for every batch
         manifest = [{"file": f"p{i}.jpg", "name": f"Person {i}", "external_id": f"{tag}-{i}"} for i in range(count)]
         photo = images.another_photo(images.tom_hanks(), scale=2.0)
-        files = [("images", (f"p{i}.jpg", photo, "image/jpeg")) for i in range(count)]
+        files = [
+            ("images", (f"p{i}.jpg", images.distinct_copy(photo, f"{tag}-{i}"), "image/jpeg")) for i in range(count)
+        ]
         response = requests.post(
             f"{self.base}/api/v1/enrollments",
             headers=self.headers,
