@@ -233,7 +233,7 @@ class Stack:
                 "ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "RATELIMIT_ENABLED": "0",  # the benchmark submits far more than 120 jobs a minute
                 "FACEAPI_ENV": "development",
-                "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the benchmark's own webhook receiver
+                "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1:*",  # the benchmark's own webhook receiver, any port
                 **extra_env,
             }
         )

@@ -217,9 +217,10 @@ class FaceAPI:
             self.credentials.password = new_password
         return models.Tokens.model_validate(tokens)
 
-    def delete_me(self) -> None:
-        """Erase the caller's account with its galleries, persons, faces and jobs."""
-        self._t.request("DELETE", "/auth/me", gone_ok=True)
+    def delete_me(self, password: str) -> None:
+        """Erase the caller's account (its face profile and jobs; the last account of an
+        organisation takes the organisation's galleries with it). The current password confirms it."""
+        self._t.request("DELETE", "/auth/me", json={"password": password}, gone_ok=True)
 
     def enroll_me(
         self,
