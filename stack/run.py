@@ -27,6 +27,12 @@ log = logging.getLogger("faceapi.run")
 STOP_GRACE_SECONDS = 30
 RESTART_GRACE_SECONDS = 15
 WORKER_START_GRACE_SECONDS = 90  # loading the models on a busy machine
+# A child that exits is restarted after 1 s, then 2, 4, ... 30 s while it keeps dying; a run of a
+# minute resets the back-off.
+RESTART_BACKOFF_SECONDS = 1.0
+RESTART_BACKOFF_MAX_SECONDS = 30.0
+RESTART_BACKOFF_RESET_SECONDS = 60.0
+STARTUP_SECONDS = 10.0  # a child that exits sooner after its first start cannot start: make run stops
 
 
 def worker_command(concurrency: int, hostname: str, *options: str) -> list[str]:
@@ -108,11 +114,18 @@ class WorkerWatchdog:
 
 
 class Supervisor:
+    """Runs the children; one that exits is started again after a back-off that doubles while it
+    keeps failing, and the others (and the database) keep running: everything stops only on
+    Ctrl-C or SIGTERM."""
+
     def __init__(self, watchdog: WorkerWatchdog | None = None) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, list[str]] = {}
         self.stopping = False
         self.watchdog = watchdog
+        self.started_at: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
+        self.restart_at: dict[str, float] = {}
 
     def start(self, commands: dict[str, list[str]]) -> None:
         self.commands = commands
@@ -124,16 +137,43 @@ class Supervisor:
     def spawn(self, name: str) -> None:
         # Each child in its own process group, so Ctrl-C reaches us and we stop them in order.
         self.processes[name] = subprocess.Popen(self.commands[name], env=os.environ.copy(), start_new_session=True)
+        self.started_at[name] = time.monotonic()
+
+    def _restart_exited(self) -> bool:
+        """Schedule an exited child's restart, then start it when its back-off has passed. The
+        back-off starts at RESTART_BACKOFF_SECONDS, doubles up to RESTART_BACKOFF_MAX_SECONDS
+        while the child keeps dying, and resets once it has run RESTART_BACKOFF_RESET_SECONDS.
+        False when a child fails as it first starts (a port in use, a bad setting): that is not
+        a crash to ride out, and `make run` stops with the child's error."""
+        now = time.monotonic()
+        for name, process in self.processes.items():
+            if process.poll() is None or name in self.restart_at:
+                continue
+            previous = self.backoff.get(name)
+            if previous is None and now - self.started_at[name] < STARTUP_SECONDS:
+                log.error("%s exited with status %s as it started; stopping everything", name, process.returncode)
+                return False
+            if previous is None or now - self.started_at[name] > RESTART_BACKOFF_RESET_SECONDS:
+                delay = RESTART_BACKOFF_SECONDS
+            else:
+                delay = min(previous * 2, RESTART_BACKOFF_MAX_SECONDS)
+            self.backoff[name] = delay
+            self.restart_at[name] = now + delay
+            log.error("%s exited with status %s; restarting it in %.0f s", name, process.returncode, delay)
+        for name, when in list(self.restart_at.items()):
+            if now >= when:
+                del self.restart_at[name]
+                log.info("restarting %s", name)
+                self.spawn(name)
+        return True
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
 
     def wait(self) -> int:
         while not self.stopping:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    log.error("%s exited with status %s; stopping everything", name, process.returncode)
-                    return 1
+            if not self._restart_exited():
+                return 1
             if self.watchdog and "worker" in self.processes and self.watchdog.should_restart():
                 log.error("the worker failed its checks; restarting it (unfinished jobs are re-queued)")
                 self.terminate(self.processes["worker"], RESTART_GRACE_SECONDS)

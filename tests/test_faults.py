@@ -200,6 +200,20 @@ def test_a_burst_of_300_recognitions_from_16_clients_all_complete(stack):
     assert outcomes.count("succeeded") == 300, {o: outcomes.count(o) for o in set(outcomes)}
 
 
+def test_a_crashed_child_is_restarted_and_the_others_keep_running(stack):
+    """`kill -9` of Flower used to make `make run` stop gunicorn, the worker, beat and PostgreSQL."""
+    flower = stack.children("flower")[0]
+    web = stack.children("gunicorn")[0]
+    flower.kill()
+    deadline = time.monotonic() + 30
+    while not [p for p in stack.children("flower") if p.pid != flower.pid] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [p for p in stack.children("flower") if p.pid != flower.pid], "flower was not restarted"
+    assert stack.process.poll() is None and web.is_running()  # nothing else stopped
+    assert requests.get(f"{stack.base}/readyz", timeout=10).status_code == 200  # the database is up
+    assert stack.wait_batch(stack.batch(1))["status"] == "succeeded"
+
+
 def test_a_worker_that_stops_answering_is_restarted_and_its_batch_completes(stack):
     batch_id = stack.batch(6)
     hung = stack.worker_main()
