@@ -487,21 +487,18 @@ def test_worker_can_be_scaled():
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False)])
-def test_task_events_for_flower_follow_the_setting(monkeypatch, value, expected):
-    from config import get_settings
-    from workers.celery_app import make_celery
-
-    if value is None:
-        monkeypatch.delenv("CELERY_TASK_EVENTS", raising=False)
-    else:
-        monkeypatch.setenv("CELERY_TASK_EVENTS", value)
-    get_settings.cache_clear()
-    try:
-        conf = make_celery().conf
-        assert (conf.worker_send_task_events, conf.task_send_sent_event) == (expected, expected)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+def test_task_events_for_flower_follow_the_setting(value, expected):
+    """In a subprocess: importing workers.celery_app here would build this process's Celery app
+    before the tests' services (and their REDIS_URL) exist."""
+    code = """
+import json
+from workers.celery_app import make_celery
+conf = make_celery().conf
+print(json.dumps([conf.worker_send_task_events, conf.task_send_sent_event]))
+"""
+    completed = run_python(code, {} if value is None else {"CELERY_TASK_EVENTS": value})
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == [expected, expected]
 
 
 def test_make_run_starts_the_same_definitions():
