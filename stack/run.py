@@ -41,8 +41,9 @@ def worker_command(concurrency: int, hostname: str, *options: str) -> list[str]:
 
 
 def process_commands() -> dict[str, list[str]]:
-    """web, worker, beat and Flower as the image runs them (stack/serve.py: one definition each)."""
-    return {role: serve.command(role) for role in ("web", "worker", "beat", "flower")}
+    """web, the job worker, the webhook worker, beat and Flower as the image runs them
+    (stack/serve.py: one definition each)."""
+    return {role: serve.command(role) for role in ("web", "worker", "webhooks", "beat", "flower")}
 
 
 def worker_answers(hostname: str, timeout: float = 5.0) -> bool | None:

@@ -1,7 +1,9 @@
 """The service's processes by role, each command line defined once: `python -m stack.serve ROLE`.
 
     web      gunicorn with gunicorn.conf.py (bind, workers, threads, timeouts, control socket)
-    worker   a Celery worker (concurrency, pool and the rest in workers/celery_app.py's configuration)
+    worker   a Celery worker running jobs (concurrency, pool and the rest in workers/celery_app.py)
+    webhooks a Celery worker delivering webhooks only (threads, no model): slow receivers never
+             hold a job worker (issue 17)
     beat     Celery beat, the periodic tasks (run exactly one)
     flower   Flower, the Celery monitor
     migrate  apply the migrations and create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD
@@ -20,13 +22,17 @@ import os
 import sys
 
 from config import ROOT_DIR, get_settings
+from workers.queues import QUEUE_NAME, WEBHOOK_QUEUE
 
 GUNICORN_CONFIG = ROOT_DIR / "gunicorn.conf.py"
 CELERY_APP = "workers.celery_app"
 # One node name per host (%h), so that replicas and scaled containers never share one; stack/run.py's
 # watchdog and the compose healthcheck ping it as worker@<hostname>.
 WORKER_NODE = "worker@%h"
-ROLES = ("web", "worker", "beat", "flower", "migrate", "backup")
+WEBHOOK_NODE = "webhooks@%h"
+# Deliveries wait on the network, not the CPU: threads, many of them, in one process.
+WEBHOOK_THREADS = 16
+ROLES = ("web", "worker", "webhooks", "beat", "flower", "migrate", "backup")
 
 
 def command(role: str, *extra: str) -> list[str]:
@@ -36,7 +42,21 @@ def command(role: str, *extra: str) -> list[str]:
     if role == "web":
         return [python, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), *extra]
     if role == "worker":
-        return [*celery, "worker", "--loglevel", "INFO", "--hostname", WORKER_NODE, *extra]
+        return [*celery, "worker", "--loglevel", "INFO", "--hostname", WORKER_NODE, "--queues", QUEUE_NAME, *extra]
+    if role == "webhooks":
+        pool = ["--pool", "threads", "--concurrency", str(WEBHOOK_THREADS)]
+        return [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            WEBHOOK_NODE,
+            "--queues",
+            WEBHOOK_QUEUE,
+            *pool,
+            *extra,
+        ]
     if role == "beat":
         return [*celery, "beat", "--loglevel", "INFO", *extra]
     if role == "flower":

@@ -105,7 +105,15 @@ def worker(services, data_dir: Path) -> Iterator[subprocess.Popen]:
     env = dict(os.environ)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            worker_command(1, f"test-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"),
+            # Jobs and webhook deliveries both (make run and deployments give webhooks a worker of their own).
+            worker_command(
+                1,
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+                "--queues",
+                "faceapi,webhooks",
+                "--without-gossip",
+                "--without-mingle",
+            ),
             cwd=ROOT,
             env=env,
             stdout=log_file,

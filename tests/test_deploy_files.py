@@ -454,7 +454,7 @@ def test_the_definitions_resolve_in_a_container():
 
 def test_every_role_resolves_to_something_runnable():
     roles = resolved()["roles"]
-    assert set(roles) == {"web", "worker", "beat", "flower", "migrate", "backup"}
+    assert set(roles) == {"web", "worker", "webhooks", "beat", "flower", "migrate", "backup"}
     modules = {argv[2] for argv in roles.values()}
     assert roles["web"][2:4] == ["gunicorn", "--config"] and roles["web"][4].endswith("gunicorn.conf.py")
     assert roles["migrate"][2:] == ["stack.cli", "migrate"]
@@ -462,6 +462,10 @@ def test_every_role_resolves_to_something_runnable():
     worker = roles["worker"]
     assert worker[2:6] == ["celery", "-A", "workers.celery_app", "worker"]
     assert "%h" in option_value(worker, "--hostname"), "each scaled worker needs its own node name"
+    # Jobs and webhook deliveries in workers of their own: a slow receiver never holds a job worker.
+    assert option_value(worker, "--queues") == "faceapi"
+    assert option_value(roles["webhooks"], "--queues") == "webhooks"
+    assert option_value(roles["webhooks"], "--pool") == "threads"
     assert option_value(roles["flower"], "--port") == "5555" and option_value(roles["flower"], "--address") == "0.0.0.0"
     subcommands = {argv[5] for argv in roles.values() if argv[2] == "celery"}
     code = f"""
@@ -505,7 +509,8 @@ def test_make_run_starts_the_same_definitions():
     from stack import serve
     from stack.run import process_commands, worker_command
 
-    assert process_commands() == {role: serve.command(role) for role in ("web", "worker", "beat", "flower")}
+    roles = ("web", "worker", "webhooks", "beat", "flower")
+    assert process_commands() == {role: serve.command(role) for role in roles}
     words = worker_command(1, "test@%h", "--without-gossip")
     assert words[: len(serve.command("worker"))] == serve.command("worker")
     assert option_value(words[len(serve.command("worker")) :], "--hostname") == "test@%h"  # a later option wins

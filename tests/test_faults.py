@@ -63,8 +63,8 @@ class Stack:
         wait_until_ready(self.base, self.data_dir / "run.log", process=self.process, timeout=timeout)
 
     def worker_main(self) -> psutil.Process:
-        """The Celery worker's main process (the supervisor's child, not a pool process)."""
-        return next(p for p in self.children("workers.celery_app worker") if p.ppid() == self.process.pid)
+        """The job worker's main process (the supervisor's child, not a pool process, nor the webhook worker)."""
+        return next(p for p in self.children("--hostname worker@%h") if p.ppid() == self.process.pid)
 
     def children(self, needle: str) -> list[psutil.Process]:
         found = []

@@ -376,9 +376,8 @@ def test_each_deployment_is_scaled_by_one_thing_and_beat_by_none():
 
 
 def test_workers_scale_on_the_celery_queue():
-    # Read, not imported: importing workers.celery_app builds the Celery app from the settings of
-    # the moment, before the tests' services may exist.
-    source = (ROOT / "workers" / "celery_app.py").read_text()
+    # Read, not imported: the queue names live in workers/queues.py.
+    source = (ROOT / "workers" / "queues.py").read_text()
     (QUEUE_NAME,) = re.findall(r'^QUEUE_NAME = "([^"]+)"', source, flags=re.M)  # noqa: N806
     for name in ("worker", "worker-gpu"):
         scaled = by_kind(ALL, "ScaledObject")[name]

@@ -247,7 +247,7 @@ class Deployment:
         self.serve("web", "web")
         self.serve("web", "beat")
         for host in ("w1", "w2"):
-            self.serve(host, "worker", "--hostname", f"{host}@%h")
+            self.serve(host, "worker", "--hostname", f"{host}@%h", "--queues", "faceapi,webhooks")
 
     def wait_until_ready(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout

@@ -34,7 +34,7 @@ from domain.db import new_session
 from domain.models import Job, JobStatus
 from domain.notifications import redis_client
 from web.errors import error_response
-from workers.celery_app import QUEUE_NAME
+from workers.queues import QUEUE_NAME, WEBHOOK_QUEUE
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -110,9 +110,14 @@ class ServiceCollector(Collector):
         )
         yield self._histogram(durations)
         yield self._deliveries()
-        depth = GaugeMetricFamily("faceapi_queue_depth", "Messages waiting in the Celery queue")
+        depth = GaugeMetricFamily("faceapi_queue_depth", "Jobs waiting in the Celery queue")
         depth.add_metric([], redis_client().llen(QUEUE_NAME))
         yield depth
+        yield GaugeMetricFamily(
+            "faceapi_webhook_queue_depth",
+            "Webhook deliveries waiting in their own queue",
+            value=redis_client().llen(WEBHOOK_QUEUE),
+        )
         nodes = workers_online()
         if nodes is not None:
             yield GaugeMetricFamily(

@@ -15,15 +15,8 @@ from celery.signals import worker_process_init
 from kombu import Queue
 
 from config import get_settings
+from workers.queues import DELIVER_WEBHOOK, PROCESS_JOB, QUEUE_NAME, SYNC_GALLERY_INDEXES, WEBHOOK_QUEUE
 
-PROCESS_JOB = "workers.tasks.process_job"
-DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
-SYNC_GALLERY_INDEXES = "workers.tasks.sync_gallery_indexes"
-QUEUE_NAME = "faceapi"
-# Webhook deliveries have a queue of their own, so that slow receivers never hold the workers
-# that run jobs: run a worker for it alone with `-Q webhooks` (and the job workers with
-# `-Q faceapi`); a worker started without -Q consumes both.
-WEBHOOK_QUEUE = "webhooks"
 log = logging.getLogger(__name__)
 
 
