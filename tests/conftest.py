@@ -361,3 +361,13 @@ def zip_archive(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def live_server(app, worker):
+    """The app over real HTTP (werkzeug in a thread of this process), with the session's worker."""
+    from tests.live_server import LiveServer
+
+    server = LiveServer(app)
+    yield server
+    server.close()

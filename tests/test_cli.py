@@ -20,7 +20,6 @@ import pytest
 
 from tests import images
 from tests.conftest import ROOT, free_port, make_account
-from tests.live_server import LiveServer
 
 faceapi_client = pytest.importorskip(
     "faceapi_client", reason="the SDK is not installed: .venv/bin/pip install -e clients/python"
@@ -36,10 +35,8 @@ FACE_3 = images.crop(GROUP, (680, 250, 910, 560))
 
 
 @pytest.fixture(scope="module")
-def server(app, worker):
-    live = LiveServer(app)
-    yield live
-    live.close()
+def server(live_server):
+    return live_server
 
 
 @pytest.fixture()

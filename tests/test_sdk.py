@@ -15,7 +15,6 @@ import pytest
 
 from tests import images
 from tests.conftest import make_account, override_settings
-from tests.live_server import LiveServer
 
 faceapi_client = pytest.importorskip(
     "faceapi_client", reason="the SDK is not installed: .venv/bin/pip install -e clients/python"
@@ -42,10 +41,8 @@ FACE_2 = images.crop(GROUP, (400, 180, 640, 500))
 
 
 @pytest.fixture(scope="module")
-def server(app, worker):
-    live = LiveServer(app)
-    yield live
-    live.close()
+def server(live_server):
+    return live_server
 
 
 @pytest.fixture()
