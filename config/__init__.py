@@ -172,7 +172,7 @@ class Settings:
 
     # Jobs
     job_soft_time_limit: int = 120
-    job_max_retries: int = 3
+    job_max_retries: int = 10  # tries while the database is unreachable (workers/tasks.py: ~1 min or more)
     job_requeue_after: int = 600  # seconds a job may stay queued before the reaper sends it again
     reaper_interval: float = 60.0  # seconds between two reaper runs (Celery beat)
     # `make run` pings the worker through the broker this often (0: never) and restarts it after
@@ -290,7 +290,7 @@ def load_settings() -> Settings:
         ort_threads=_int("ORT_THREADS", 0),
         worker_concurrency=_int("WORKER_CONCURRENCY", 2),
         job_soft_time_limit=_int("JOB_SOFT_TIME_LIMIT", 120),
-        job_max_retries=_int("JOB_MAX_RETRIES", 3),
+        job_max_retries=_int("JOB_MAX_RETRIES", 10),
         job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
         reaper_interval=_float("REAPER_INTERVAL", 60.0),
         worker_liveness_interval=_float("WORKER_LIVENESS_INTERVAL", 30.0),

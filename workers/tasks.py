@@ -17,7 +17,10 @@ from workers.webhooks import deliver
 @celery_app.task(
     name=PROCESS_JOB,
     autoretry_for=(OperationalError,),  # the database was briefly unreachable: try again later
+    # 1, 2, 4, 8, 16, then 20 s apart (jittered): ten tries outlast a database restart of a minute
+    # or more, so a short outage delays jobs by about its length, not until the reaper's pass.
     retry_backoff=True,
+    retry_backoff_max=20,
     retry_jitter=True,
     max_retries=get_settings().job_max_retries,
 )
