@@ -22,7 +22,7 @@ from domain.errors import NotFound, ServiceError
 from domain.jobs import iso, now
 from domain.models import ApiKey, Role
 
-PREFIX = "fk_"  # web/extensions.API_KEY_PREFIX recognises it in requests
+PREFIX = "fk_"  # also how web/extensions.presented_api_key tells a key from a JWT
 # last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 _RANK = {Role.user: 0, Role.operator: 1, Role.admin: 2}

@@ -9,7 +9,7 @@ from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-API_KEY_PREFIX = "fk_"
+from domain import api_keys
 
 
 def presented_api_key() -> str | None:
@@ -18,7 +18,7 @@ def presented_api_key() -> str | None:
         return key.strip()
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
     token = token.strip()
-    return token if scheme.lower() == "bearer" and token.startswith(API_KEY_PREFIX) else None
+    return token if scheme.lower() == "bearer" and token.startswith(api_keys.PREFIX) else None
 
 
 def client_key() -> str:
