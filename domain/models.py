@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -204,6 +205,13 @@ class Job(Base):
         Index("ix_jobs_owner_created", "owner_id", "created_at"),
         Index("ix_jobs_organisation_created", "organisation_id", "created_at"),
         Index("ix_jobs_batch", "batch_id"),
+        # The organisation's outstanding cost, summed at every submission (domain/budget.py, migration 0011).
+        Index(
+            "ix_jobs_organisation_outstanding",
+            "organisation_id",
+            postgresql_include=["cost"],
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -221,6 +229,8 @@ class Job(Base):
         ForeignKey("batches.id", ondelete="CASCADE", name="fk_jobs_batch"), index=False
     )
     params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    # Cost units against the organisation's ORG_MAX_PENDING_COST while queued or running (domain/budget.py).
+    cost: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # The second photo of a two-photo verification.
     input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
