@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Update, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
@@ -52,24 +52,32 @@ def create_job(
     return job
 
 
+# A job in either status may be claimed: one found `running` was claimed by a worker that died
+# before acknowledging its message; it is run again (every job's effects are idempotent).
+CLAIMABLE = (JobStatus.queued, JobStatus.running)
+
+
+def _claiming(job_id: uuid.UUID) -> Update:
+    """One UPDATE that marks the job running unless it has finished (the row stays locked until
+    the caller commits, as SELECT ... FOR UPDATE did): claim and load in one round trip."""
+    return (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(CLAIMABLE))
+        .values(status=JobStatus.running, started_at=now())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def claim(session: Session, job_id: uuid.UUID) -> Job | None:
-    """Mark a job running and return it, or None when it is unknown or already finished.
-
-    A job found `running` was claimed by a worker that died before acknowledging its
-    message; it is run again (every job's effects are idempotent).
-    """
-    job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
-    if job is None or job.status.finished:
-        return None
-    job.status = JobStatus.running
-    job.started_at = now()
-    return job
+    """Mark a job running and return it, or None when it is unknown or already finished."""
+    return session.execute(_claiming(job_id).returning(Job)).scalar_one_or_none()
 
 
-def load_inputs(session: Session, job_id: uuid.UUID) -> tuple[bytes | None, bytes | None]:
-    """The job's photo and, for a two-photo verification, its second photo."""
-    row = session.execute(select(Job.input_image, Job.input_image_2).where(Job.id == job_id)).one_or_none()
-    return (row[0], row[1]) if row else (None, None)
+def claim_with_inputs(session: Session, job_id: uuid.UUID) -> tuple[Job, bytes | None, bytes | None] | None:
+    """`claim`, returning besides the job its photo and, for a two-photo verification, its second
+    photo, in the same statement (`UPDATE ... RETURNING`): None when there is nothing to run."""
+    row = session.execute(_claiming(job_id).returning(Job, Job.input_image, Job.input_image_2)).one_or_none()
+    return (row[0], row[1], row[2]) if row else None
 
 
 def finish(

@@ -30,18 +30,21 @@ def process_job(job_id: str) -> None:
     job_uuid = uuid.UUID(job_id)
     timer = StageTimer()
     with timer("claim"), session_scope() as session:
-        claimed = jobs.claim(session, job_uuid)
-        image, second_image = jobs.load_inputs(session, job_uuid) if claimed else (None, None)
-    if claimed is None:
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        claim = jobs.claim_with_inputs(session, job_uuid)
+    if claim is None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
         return
+    claimed, image, second_image = claim
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
     # otherwise its transaction, effects included, is rolled back and the later run answers.
     claimed_at = claimed.started_at
     try:
         try:
             with session_scope() as session:
-                job = session.get(Job, job_uuid)
+                # The row as claimed, without reading it again (nothing but a later claim changes it).
+                job = session.merge(claimed, load=False)
                 result = _run(session, job, image, second_image, timer)
                 if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
                     raise Superseded

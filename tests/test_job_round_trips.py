@@ -1,0 +1,67 @@
+"""A worker's run of a job costs few database statements (issue 15: worker CPU around the model).
+
+The claim returns the job and its photo in one `UPDATE ... RETURNING` (no SELECT ... FOR UPDATE,
+no second read of the photo, no re-read of the row in the run's transaction), and the end is one
+UPDATE that stores the outcome and drops the photo. bench/overhead.py measures the same live.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import event, select
+
+from domain.db import get_engine, session_scope
+from domain.models import Account, Job, JobStatus
+from tests.conftest import make_account, stored_job
+
+
+def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, monkeypatch):
+    from workers import pipeline
+
+    email, _ = make_account("operator")
+    with session_scope() as session:
+        owner = session.execute(select(Account.id).where(Account.email == email)).scalar_one()
+        job_id = stored_job(session, owner, image=b"the photo").id
+    handed: list[bytes | None] = []
+
+    def run(session, job, image, second_image, timer):
+        handed.append(image)
+        assert job.id == job_id and job.status is JobStatus.running
+        return {"faces": []}
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    monkeypatch.setattr(pipeline, "_run", run)
+    monkeypatch.setattr(pipeline, "announce_job_ended", lambda _job_id: None)
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        pipeline.process_job(str(job_id))
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert handed == [b"the photo"]
+    assert statements == ["UPDATE", "UPDATE"]  # the claim (RETURNING the photo), the end
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job.status is JobStatus.succeeded and job.input_image is None
+
+
+def test_an_unknown_or_finished_job_is_not_claimed(services):
+    from domain import jobs
+
+    with session_scope() as session:
+        assert jobs.claim_with_inputs(session, uuid.uuid4()) is None
+    email, _ = make_account("operator")
+    with session_scope() as session:
+        owner = session.execute(select(Account.id).where(Account.email == email)).scalar_one()
+        job_id = stored_job(session, owner).id
+    with session_scope() as session:
+        claimed, image, second = jobs.claim_with_inputs(session, job_id)
+        assert (claimed.status, image, second) == (JobStatus.running, b"x", None)
+        jobs.finish(session, job_id, result={"faces": []})
+    with session_scope() as session:
+        assert jobs.claim_with_inputs(session, job_id) is None
+        assert session.get(Job, job_id).status is JobStatus.succeeded
