@@ -16,9 +16,15 @@ _settings = get_settings()
 wsgi_app = "web:create_app()"
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_workers
-# Threads, so that long-polls (GET /jobs/{id}?wait=N, at most 30 s) do not hold a whole process.
+# Threads, so that long-polls (GET /jobs/{id}?wait=N, at most 30 s) do not hold a whole process;
+# at most WAIT_MAX_PER_PROCESS of them wait at once (web/waiting.py). gthread reads a request's
+# headers on a thread, so a client sending them slowly holds one until they are complete (gunicorn
+# has no header timeout): 32 threads leave room for a few slow clients and the probes, and
+# production puts a buffering proxy in front (deploy/caddy, deploy/kubernetes/ingress.yaml) that
+# passes on whole requests only. Threads beyond the process's database connections (2 x
+# DB_POOL_SIZE) queue for one when all query at once; /healthz needs none.
 worker_class = "gthread"
-threads = 8
+threads = 32
 # A gthread worker that does not report to the master for this long is killed and replaced (a
 # request itself may take longer: requests run on the threads).
 timeout = 30

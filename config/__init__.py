@@ -82,6 +82,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     web_workers: int = 2
+    # Long-polls (`?wait=N`) waiting at once per web process, and per organisation across all of them
+    # (counted in Redis): more answer at once with `Retry-After: 1` (web/waiting.py). Per process well
+    # below gunicorn's 32 threads, so short requests and probes always find one, and at most
+    # DB_POOL_SIZE (a wait holds its request's database connection).
+    wait_max_per_process: int = 4
+    wait_max_per_organisation: int = 8
     flower_port: int = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
     # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep
@@ -235,6 +241,8 @@ def load_settings() -> Settings:
         host=_env("HOST", "127.0.0.1"),
         port=_int("PORT", 8000),
         web_workers=_int("WEB_WORKERS", 2),
+        wait_max_per_process=_int("WAIT_MAX_PER_PROCESS", 4),
+        wait_max_per_organisation=_int("WAIT_MAX_PER_ORGANISATION", 8),
         flower_port=_int("FLOWER_PORT", 5555),
         flower_basic_auth=_env("FLOWER_BASIC_AUTH"),
         metrics_token=_env("METRICS_TOKEN"),

@@ -36,6 +36,7 @@ class ContractApp(OpenAPI):
                 _validation_answer(operation, self.validation_error_status)
                 _json_body_limit(operation)
                 _service_failures(operation)
+                _wait_refusal(operation)
 
 
 def _validation_answer(operation: dict, status: str) -> None:
@@ -74,6 +75,21 @@ def _service_failures(operation: dict) -> None:
     operation["responses"].setdefault(
         "503", {"description": "The database or the queue is unreachable: retry shortly", "content": error}
     )
+
+
+def _wait_refusal(operation: dict) -> None:
+    """An operation with `?wait=N` may answer at once, without waiting, when too many waits are
+    under way (web/waiting.py): its usual answer, with `Retry-After` saying when to poll again."""
+    if not any(p.get("name") == "wait" and p.get("in") == "query" for p in operation.get("parameters", ())):
+        return
+    header = {
+        "description": "Present when the wait was refused (too many under way): the job as it is, "
+        "not waited for; poll again after this many seconds",
+        "schema": {"type": "integer"},
+    }
+    for status, response in operation["responses"].items():
+        if status.startswith("2"):
+            response.setdefault("headers", {})["Retry-After"] = header
 
 
 ERROR_SCHEMA = schemas.ErrorBody.__name__

@@ -1,24 +1,48 @@
-"""Waiting for a job to end inside a request: `?wait=N` on a job's GET and on every submission."""
+"""Waiting for a job to end inside a request: `?wait=N` on a job's GET and on every submission.
+
+A wait holds a request thread (and its database connection), so waits are capped: at most
+WAIT_MAX_PER_PROCESS in one web process (well below its threads: short requests and probes always
+find a free one) and WAIT_MAX_PER_ORGANISATION across all processes (counted in Redis, so one
+organisation cannot take every replica's waits). A wait over a cap neither blocks nor fails: it
+answers at once with the job as it is, as `wait=0` would, plus `Retry-After: 1` (poll again).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
-from flask import Response, g, jsonify, request, url_for
+import redis
+from flask import Response, after_this_request, g, jsonify, request, url_for
 from sqlalchemy.orm import Session
 
+from config import get_settings
 from domain.jobs import job_document
 from domain.models import Job
-from domain.notifications import JobEndListener
+from domain.notifications import JobEndListener, redis_client
 from web.db import get_session
 from web.forms import bad_request
 from web.logs import request_stage
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 30
 # A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
 # notice was lost (see domain/notifications.py).
 FALLBACK_READ_SECONDS = 1.0
+# A wait refused by a cap tells the client when to ask again.
+RETRY_AFTER_SECONDS = 1
+# An organisation's waits: a sorted set of wait ids scored by their deadline (Unix time), so the
+# slot of a process killed mid-wait frees itself at that deadline; the key expires when idle.
+ORGANISATION_WAITS_KEY = "faceapi:waits:"
+# A slot outlives its wait by this much: the answer after the wait is still being written.
+SLOT_GRACE_SECONDS = 5
 
 
 def wait_seconds() -> float:
@@ -35,15 +59,84 @@ def wait_seconds() -> float:
     return wait
 
 
-def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
-    """Return when the job has ended or at the deadline (time.monotonic()), with `job` re-read."""
-    if job.status.finished or time.monotonic() >= deadline:
+@lru_cache(maxsize=4)
+def _process_waits(limit: int) -> threading.BoundedSemaphore:
+    """The process's wait slots (one semaphore per limit, so a changed setting takes effect)."""
+    return threading.BoundedSemaphore(limit)
+
+
+def take_organisation_slot(organisation_id: uuid.UUID, *, limit: int, seconds: float) -> str | None:
+    """A wait slot of the organisation for `seconds` (its id, to release it), or None when it
+    already has `limit` waits under way. Raises redis.RedisError."""
+    key, slot, now = f"{ORGANISATION_WAITS_KEY}{organisation_id}", uuid.uuid4().hex, time.time()
+    with redis_client().pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now)  # slots of waits that ended without releasing them
+        pipe.zadd(key, {slot: now + seconds})
+        pipe.zcard(key)
+        pipe.expire(key, MAX_WAIT_SECONDS + SLOT_GRACE_SECONDS)  # outlives every slot in it
+        held = pipe.execute()[2]
+    if held <= limit:
+        return slot
+    release_organisation_slot(organisation_id, slot)
+    return None
+
+
+def release_organisation_slot(organisation_id: uuid.UUID, slot: str) -> None:
+    with contextlib.suppress(redis.RedisError):  # an unreleased slot expires at its deadline
+        redis_client().zrem(f"{ORGANISATION_WAITS_KEY}{organisation_id}", slot)
+
+
+@contextlib.contextmanager
+def wait_slot(organisation_id: uuid.UUID, seconds: float) -> Iterator[bool]:
+    """True when the request may wait `seconds`: under the process's and the organisation's caps.
+    Without Redis only the process's cap holds (waits then poll the row, domain/notifications.py)."""
+    settings = get_settings()
+    process_waits = _process_waits(settings.wait_max_per_process)
+    if not process_waits.acquire(blocking=False):
+        yield False
         return
-    with JobEndListener(job.id) as listener:
-        session.refresh(job)  # subscribed now: an end between the first read and here is seen
-        while not job.status.finished and (left := deadline - time.monotonic()) > 0:
-            listener.wait(min(left, FALLBACK_READ_SECONDS))
-            session.refresh(job)
+    slot: str | None = None
+    try:
+        try:
+            slot = take_organisation_slot(
+                organisation_id, limit=settings.wait_max_per_organisation, seconds=seconds + SLOT_GRACE_SECONDS
+            )
+            granted = slot is not None
+        except redis.RedisError as error:
+            log.warning("long-poll without the organisation's cap (Redis: %s)", error)
+            granted = True
+        yield granted
+    finally:
+        if slot is not None:
+            release_organisation_slot(organisation_id, slot)
+        process_waits.release()
+
+
+def ask_to_poll_again() -> None:
+    """Answer this request's success with `Retry-After`: its wait was refused, not its request."""
+
+    @after_this_request
+    def retry_after(response: Response) -> Response:
+        if response.status_code < 300:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+
+def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
+    """Return when the job has ended or at the deadline (time.monotonic()), with `job` re-read;
+    at once, with `Retry-After` on the answer, when a cap refuses the wait."""
+    if job.status.finished or (seconds := deadline - time.monotonic()) <= 0:
+        return
+    caller = g.get("caller")  # set by roles_required; the job's organisation otherwise
+    with wait_slot(caller.organisation_id if caller else job.organisation_id, seconds) as granted:
+        if not granted:
+            ask_to_poll_again()
+            return
+        with JobEndListener(job.id) as listener:
+            session.refresh(job)  # subscribed now: an end between the first read and here is seen
+            while not job.status.finished and (left := deadline - time.monotonic()) > 0:
+                listener.wait(min(left, FALLBACK_READ_SECONDS))
+                session.refresh(job)
 
 
 def location_of(body: dict[str, Any]) -> str | None:
