@@ -61,6 +61,7 @@ WORKDIR /app
 COPY requirements.txt gunicorn.conf.py ./
 COPY config ./config
 COPY domain ./domain
+COPY jobqueue ./jobqueue
 COPY migrations ./migrations
 COPY stack ./stack
 COPY web ./web

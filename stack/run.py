@@ -49,8 +49,9 @@ def process_commands() -> dict[str, list[str]]:
 def worker_answers(hostname: str, timeout: float = 5.0) -> bool | None:
     """Whether the Celery worker answers a ping through the broker; None when the broker is down
     (then nothing can answer, and restarting the worker would not help)."""
-    from workers.celery_app import celery_app
+    from jobqueue import app
 
+    celery_app = app()
     try:
         with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1)

@@ -22,7 +22,7 @@ import os
 import sys
 
 from config import ROOT_DIR, get_settings
-from workers.queues import QUEUE_NAME, WEBHOOK_QUEUE
+from jobqueue import QUEUE_NAME, WEBHOOK_QUEUE
 
 GUNICORN_CONFIG = ROOT_DIR / "gunicorn.conf.py"
 CELERY_APP = "workers.celery_app"

@@ -643,7 +643,7 @@ def test_dockerfile_copies_files_that_exist_and_are_not_ignored():
             assert not ignored_by_dockerignore(source, patterns), f".dockerignore excludes {source}"
             copied.append(source)
     assert "requirements.txt" in copied or any("requirements" in source for source in copied)
-    for package in ("config", "domain", "web", "workers", "stack", "migrations", "gunicorn.conf.py"):
+    for package in ("config", "domain", "jobqueue", "web", "workers", "stack", "migrations", "gunicorn.conf.py"):
         assert any(source.rstrip("/") == package or source == "." for source in copied), f"{package} is not copied"
 
 

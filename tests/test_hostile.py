@@ -872,8 +872,9 @@ def test_https_delivery_to_the_checked_address_keeps_sni_and_the_certificate_che
 
 
 def test_deliveries_go_to_their_own_queue():
-    from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, WEBHOOK_QUEUE, celery_app
+    from jobqueue import DELIVER_WEBHOOK, PROCESS_JOB, WEBHOOK_QUEUE, make_app
 
+    celery_app = make_app()  # what the web process sends with
     router = celery_app.amqp.router
     assert router.route({}, DELIVER_WEBHOOK)["queue"].name == WEBHOOK_QUEUE == "webhooks"
     assert router.route({}, PROCESS_JOB)["queue"].name == "faceapi"
@@ -914,7 +915,7 @@ def test_redeliver_is_limited_to_one_delivery_in_flight(client, operator_headers
 
 
 def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, operator_headers, operator_account):
-    from workers.celery_app import enqueue_webhook
+    from jobqueue import enqueue_webhook
 
     url = "http://127.0.0.1:9/never"  # nothing has to answer: the deliveries only have to be pending
     jobs = [_finished_job_with_webhook(operator_account[0], url) for _ in range(4)]

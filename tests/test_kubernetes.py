@@ -376,8 +376,8 @@ def test_each_deployment_is_scaled_by_one_thing_and_beat_by_none():
 
 
 def test_workers_scale_on_the_celery_queue():
-    # Read, not imported: the queue names live in workers/queues.py.
-    source = (ROOT / "workers" / "queues.py").read_text()
+    # Read, not imported: the queue names live in jobqueue/__init__.py.
+    source = (ROOT / "jobqueue" / "__init__.py").read_text()
     (QUEUE_NAME,) = re.findall(r'^QUEUE_NAME = "([^"]+)"', source, flags=re.M)  # noqa: N806
     for name in ("worker", "worker-gpu"):
         scaled = by_kind(ALL, "ScaledObject")[name]

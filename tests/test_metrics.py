@@ -73,13 +73,13 @@ def test_the_gauges_to_alert_on(client, worker, aged_jobs):
 
 
 def test_without_the_broker_the_workers_are_unknown_not_zero(client, monkeypatch):
+    import jobqueue
     from web import metrics
-    from workers.celery_app import celery_app
 
     def unreachable(**_):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(celery_app.control, "ping", unreachable)
+    monkeypatch.setattr(jobqueue.app().control, "ping", unreachable)
     monkeypatch.setattr(metrics.workers_online, "at", float("-inf"))
     assert "faceapi_workers_online" not in client.get("/metrics").get_data(as_text=True)
     metrics.workers_online.at = float("-inf")

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_PACKAGES = {"config", "domain", "web", "workers", "stack", "bench", "tests", "migrations"}
+LOCAL_PACKAGES = {"config", "domain", "jobqueue", "web", "workers", "stack", "bench", "tests", "migrations"}
 # Which code runs with which set.
-RUNTIME_CODE = ["config", "domain", "web", "workers", "stack", "migrations", "gunicorn.conf.py"]
+RUNTIME_CODE = ["config", "domain", "jobqueue", "web", "workers", "stack", "migrations", "gunicorn.conf.py"]
 SETS = {
     "requirements.txt": RUNTIME_CODE,
     "requirements-bench.txt": ["bench"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -134,13 +135,36 @@ def _enroll_folder_with_the_cli(base: str, headers: dict, folder: Path) -> None:
 
 
 def test_web_process_never_loads_the_model():
+    """Building the app loads no model library, and nothing of workers/ (it sends through jobqueue)."""
     code = (
         "import sys; from web import create_app; create_app(); "
-        "bad = [m for m in ('insightface', 'onnxruntime', 'cv2') if m in sys.modules]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('insightface', 'onnxruntime', 'cv2', 'workers')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every absolute module an `import` or `from ... import` names in the file, at any depth."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", ["web", "domain", "jobqueue"])
+def test_only_workers_import_workers(package):
+    """web/ sends jobs by task name (jobqueue); an import of workers/, even inside a function that
+    runs rarely, would tie the web process to the task code and its model libraries."""
+    found = {
+        str(path.relative_to(ROOT)): sorted(name for name in _imported_modules(path) if name.split(".")[0] == "workers")
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert not {path: names for path, names in found.items() if names}
 
 
 def test_readiness_reports_services(client):

@@ -29,12 +29,13 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select, true
 
+import jobqueue
 from config import get_settings
 from domain.db import new_session
 from domain.models import Job, JobStatus
 from domain.notifications import redis_client
+from jobqueue import QUEUE_NAME, WEBHOOK_QUEUE
 from web.errors import error_response
-from workers.queues import QUEUE_NAME, WEBHOOK_QUEUE
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -54,10 +55,8 @@ class WorkersOnline:
     def __call__(self) -> int | None:
         with self.lock:
             if time.monotonic() - self.at >= WORKERS_CACHE_SECONDS:
-                from workers.celery_app import celery_app
-
                 try:
-                    replies = celery_app.control.ping(timeout=WORKERS_PING_SECONDS)
+                    replies = jobqueue.app().control.ping(timeout=WORKERS_PING_SECONDS)
                     self.nodes = len(replies or [])
                 except Exception:  # noqa: BLE001 - the broker is down: unknown, not zero
                     log.warning("metrics: the workers could not be pinged")

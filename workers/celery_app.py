@@ -1,4 +1,5 @@
-"""The Celery application. The web process imports it only to send task messages.
+"""The worker's Celery application: jobqueue's app with the worker's options and the tasks. The web
+process never imports it (it sends through jobqueue).
 
 Durability choices (see README, "Jobs are never lost"): messages are acknowledged after
 the task finishes (`acks_late`), re-queued when a worker process dies
@@ -8,32 +9,27 @@ the task finishes (`acks_late`), re-queued when a worker process dies
 from __future__ import annotations
 
 import logging
-import uuid
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu import Queue
 
+import jobqueue
 from config import get_settings
-from workers.queues import DELIVER_WEBHOOK, PROCESS_JOB, QUEUE_NAME, SYNC_GALLERY_INDEXES, WEBHOOK_QUEUE
+from jobqueue import QUEUE_NAME, SYNC_GALLERY_INDEXES
 
 log = logging.getLogger(__name__)
 
 
-def make_celery() -> Celery:
+def make_celery(app: Celery | None = None) -> Celery:
+    """The worker's options on `app` (a new one by default): broker, serialization, queues and
+    routes come from jobqueue.make_app, which the web process uses to send."""
     settings = get_settings()
-    app = Celery("faceapi", broker=settings.redis_url, include=["workers.tasks"])
+    app = app or jobqueue.make_app()
     app.conf.update(
+        include=["workers.tasks"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_ignore_result=True,  # job state lives in PostgreSQL, not in a result backend
-        task_serializer="json",
-        accept_content=["json"],
-        task_default_queue=QUEUE_NAME,
-        task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
-        task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
-        task_send_sent_event=settings.celery_task_events,
         worker_send_task_events=settings.celery_task_events,
         broker_connection_retry_on_startup=True,
         # Longer than any job may run, so Redis does not hand a running job to a second worker.
@@ -62,42 +58,8 @@ def make_celery() -> Celery:
     return app
 
 
-celery_app = make_celery()
-
-
-def enqueue(job_id: uuid.UUID) -> None:
-    """Send a job's id (never its payload) to the workers."""
-    celery_app.send_task(PROCESS_JOB, args=[str(job_id)])
-
-
-def enqueue_webhook(
-    object_id: uuid.UUID, kind: str = "job", organisation_id: uuid.UUID | None = None, *, redeliver: bool = False
-) -> str | None:
-    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across
-    retries. It counts against its organisation's WEBHOOK_MAX_PENDING until it ends: at the cap a
-    delivery is not sent (the refusal is in its delivery log, and None returned), and a
-    redelivery is refused (429), as is one while another delivery of it is under way (409)."""
-    from domain import webhooks
-    from domain.errors import ServiceError
-
-    delivery_id = str(uuid.uuid4())
-    if organisation_id is None:
-        organisation_id = webhooks.organisation_of(kind, object_id)
-    if organisation_id is not None:
-        try:
-            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver)
-        except ServiceError as refused:
-            if redeliver:
-                raise
-            webhooks.record_refusal(kind, object_id, refused)
-            return None
-    try:
-        celery_app.send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")])
-    except Exception:
-        if organisation_id is not None:
-            webhooks.release(organisation_id, kind, object_id, delivery_id)
-        raise
-    return delivery_id
+# The process's one app: tasks register on the app that jobqueue.enqueue sends with.
+celery_app = make_celery(jobqueue.app())
 
 
 def runs_jobs(app: Celery | None = None) -> bool:

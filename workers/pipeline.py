@@ -16,7 +16,7 @@ from domain.images import decode
 from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
-from workers.celery_app import enqueue_webhook
+from jobqueue import enqueue_webhook
 from workers.engine import crop_scale, get_face_engine
 
 log = logging.getLogger(__name__)

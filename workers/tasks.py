@@ -9,7 +9,8 @@ from sqlalchemy.exc import OperationalError
 from config import get_settings
 from domain import gallery_indexes, idempotency, jobs
 from domain.db import get_engine, session_scope
-from workers.celery_app import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, celery_app, enqueue
+from jobqueue import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, enqueue
+from workers.celery_app import celery_app
 from workers.pipeline import process_job as run_pipeline
 from workers.webhooks import deliver
 

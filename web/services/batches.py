@@ -14,12 +14,12 @@ from domain.batches import batch_document, end_once
 from domain.callers import Caller
 from domain.jobs import create_job, now
 from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
+from jobqueue import enqueue, enqueue_webhook
 from web.batch_input import Entry
 from web.logs import request_stage
 from web.pagination import keyset_page
 from web.services.access import get_or_create_gallery, visible_to
 from web.services.submissions import enroll_params, queue_unavailable
-from workers.celery_app import enqueue, enqueue_webhook
 
 log = logging.getLogger(__name__)
 

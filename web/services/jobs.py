@@ -14,9 +14,9 @@ from domain.errors import NotFound, ServiceError
 from domain.jobs import finish, job_document
 from domain.models import Job, JobStatus, JobType
 from domain.notifications import announce_job_ended
+from jobqueue import enqueue_webhook
 from web.pagination import keyset_page
 from web.services.access import visible_to
-from workers.celery_app import enqueue_webhook
 
 
 def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:

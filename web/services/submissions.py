@@ -17,9 +17,9 @@ from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.jobs import create_job, now
 from domain.models import Gallery, Job, JobType, Person
+from jobqueue import enqueue
 from web.logs import request_stage
 from web.services.access import get_or_create_gallery, require_gallery
-from workers.celery_app import enqueue
 
 log = logging.getLogger(__name__)
 

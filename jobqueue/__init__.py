@@ -1,0 +1,92 @@
+"""The job queue's interface, the one contract web and workers share: queue and task names, the
+Celery app that sends (the broker connection), `enqueue` and `enqueue_webhook`.
+
+Messages are sent by task NAME (`send_task`), so importing this package imports no task code, no
+model and nothing from workers/ (tests/test_stack.py checks it). The workers register their task
+bodies under these names (workers/tasks.py) and add the worker's own options to the same app
+(workers/celery_app.py). The app is built at first use, not at import: a process reads REDIS_URL
+when it first sends, not when it happens to import this.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import TYPE_CHECKING
+
+from config import get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+PROCESS_JOB = "workers.tasks.process_job"
+DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
+SYNC_GALLERY_INDEXES = "workers.tasks.sync_gallery_indexes"
+QUEUE_NAME = "faceapi"
+# Webhook deliveries have a queue of their own, so that slow receivers never hold the workers
+# that run jobs: `python -m stack.serve webhooks` consumes it alone (threads, no model), the job
+# workers run with `--queues faceapi`; a worker started without --queues consumes both.
+WEBHOOK_QUEUE = "webhooks"
+
+
+def make_app() -> Celery:
+    """A Celery app with what senders and workers share: broker, serialization, queues, routes."""
+    # Celery is imported here, not above: stack.serve reads the queue names before it execs a
+    # role, and importing Celery would add about a second to each start.
+    from celery import Celery
+    from kombu import Queue
+
+    settings = get_settings()
+    app = Celery("faceapi", broker=settings.redis_url)
+    app.conf.update(
+        task_ignore_result=True,  # job state lives in PostgreSQL, not in a result backend
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=QUEUE_NAME,
+        task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
+        task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
+        task_send_sent_event=settings.celery_task_events,
+    )
+    return app
+
+
+@cache  # two threads racing on the first call may each build one: harmless, one is kept
+def app() -> Celery:
+    """This process's Celery app; in a worker, workers/celery_app.py adds the worker's options to it."""
+    return make_app()
+
+
+def enqueue(job_id: uuid.UUID) -> None:
+    """Send a job's id (never its payload) to the workers."""
+    app().send_task(PROCESS_JOB, args=[str(job_id)])
+
+
+def enqueue_webhook(
+    object_id: uuid.UUID, kind: str = "job", organisation_id: uuid.UUID | None = None, *, redeliver: bool = False
+) -> str | None:
+    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across
+    retries. It counts against its organisation's WEBHOOK_MAX_PENDING until it ends: at the cap a
+    delivery is not sent (the refusal is in its delivery log, and None returned), and a
+    redelivery is refused (429), as is one while another delivery of it is under way (409)."""
+    # Imported here for the same reason: stack.serve need not load the database models.
+    from domain import webhooks
+    from domain.errors import ServiceError
+
+    delivery_id = str(uuid.uuid4())
+    if organisation_id is None:
+        organisation_id = webhooks.organisation_of(kind, object_id)
+    if organisation_id is not None:
+        try:
+            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver)
+        except ServiceError as refused:
+            if redeliver:
+                raise
+            webhooks.record_refusal(kind, object_id, refused)
+            return None
+    try:
+        app().send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")])
+    except Exception:
+        if organisation_id is not None:
+            webhooks.release(organisation_id, kind, object_id, delivery_id)
+        raise
+    return delivery_id
