@@ -32,12 +32,15 @@ def get_engine() -> Engine:
             "DATABASE_URL is not set: start the service with `make run`, or export DATABASE_URL"
         )
     # pool_pre_ping: a restarted PostgreSQL costs one failed checkout, not a failed request.
+    # hide_parameters: a failed statement's error (logged with its traceback) would otherwise carry
+    # its bound values (emails, names, embeddings) into the logs.
     return create_engine(
         sqlalchemy_url(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

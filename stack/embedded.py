@@ -3,6 +3,11 @@
 Used only when DATABASE_URL / REDIS_URL are unset. Data lives under DATA_DIR and survives
 restarts: PostgreSQL keeps its data directory, Redis an append-only file.
 
+Redis holds the token denylist: a local process that could write to it could un-revoke tokens.
+So it asks for a password (random, kept in DATA_DIR/redis_password, mode 0600, handed to Redis on
+its stdin rather than its command line, which every local user can read), and its directory is
+the owner's only (0700, files 0600: Redis runs with umask 077).
+
 Both run in sessions of their own (pg_ctl detaches PostgreSQL; Redis is started so), so that a
 terminal's Ctrl-C reaches only `make run`'s supervisor, which stops them after the processes
 that use them (stack/run.py).
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -89,11 +95,42 @@ def stop_postgres(server) -> None:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
+REDIS_PASSWORD_FILE = "redis_password"
+OWNER_ONLY_UMASK = 0o077  # what the embedded Redis creates (append-only file, dumps, log) is the owner's only
+
+
+def redis_password(data_dir: Path) -> str:
+    """The embedded Redis's password: random, made once and kept under DATA_DIR, readable by the owner only."""
+    path = data_dir / REDIS_PASSWORD_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        # Created with mode 0600 at once (no moment where another user could read it).
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))  # hex: safe in a URL's userinfo as it is
+    return path.read_text().strip()
+
+
+def embedded_redis_url(data_dir: Path, port: int) -> str:
+    """The URL of DATA_DIR's embedded Redis, password included: the one place that builds it."""
+    return f"redis://:{redis_password(data_dir)}@127.0.0.1:{port}/0"
+
+
 def _redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.AuthenticationError:
+        raise  # a Redis is there, but not one that takes our password
     except redis.RedisError:
         return False
+
+
+def _restrict_to_owner(redis_dir: Path) -> None:
+    """Mode 0700 for the directory and 0600 for its files, also those an earlier version left readable."""
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    redis_dir.chmod(0o700)
+    for path in redis_dir.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _redis_dir(url: str) -> Path | None:
@@ -106,9 +143,17 @@ def _redis_dir(url: str) -> Path | None:
 
 
 def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str]:
-    url = f"redis://127.0.0.1:{port}/0"
+    url = embedded_redis_url(data_dir, port)
     redis_dir = data_dir / "redis"
-    if _redis_answers(url):
+    try:
+        answers = _redis_answers(url)
+    except redis.AuthenticationError:
+        raise RuntimeError(
+            f"Port {port} is taken by a Redis that refuses {data_dir / REDIS_PASSWORD_FILE}'s password "
+            "(another DATA_DIR's, or one started without a password): stop it, or set EMBEDDED_REDIS_PORT "
+            "to a free port for this DATA_DIR."
+        ) from None
+    if answers:
         # Ours from an earlier run, still up: reuse it. Another instance's (another DATA_DIR) would
         # make the two share one broker: each worker would take the other's jobs.
         serving = _redis_dir(url)
@@ -118,10 +163,11 @@ def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str
                 "set EMBEDDED_REDIS_PORT to a free port for this DATA_DIR."
             )
         return None, url
-    redis_dir.mkdir(parents=True, exist_ok=True)
+    _restrict_to_owner(redis_dir)
     process = subprocess.Popen(
         [
             redis_server_binary(),
+            "-",  # the rest of the configuration (the password) comes on stdin
             "--bind",
             "127.0.0.1",
             "--port",
@@ -139,10 +185,14 @@ def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str
             "--logfile",
             str(redis_dir / "redis.log"),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a terminal's Ctrl-C must not stop it before the worker
+        umask=OWNER_ONLY_UMASK,
     )
+    with process.stdin:  # Redis reads its stdin to the end, then starts
+        process.stdin.write(f"requirepass {redis_password(data_dir)}\n".encode())
     deadline = time.monotonic() + 15
     while not _redis_answers(url):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -35,6 +35,28 @@ WEBHOOK_THREADS = 16
 ROLES = ("web", "worker", "webhooks", "beat", "flower", "migrate", "backup")
 
 
+class RoleRefused(RuntimeError):
+    """A role that must not start with the settings it was given."""
+
+
+def flower_options() -> list[str]:
+    """Flower shows every task's arguments and results and can control the workers: outside
+    development it needs basic auth (refused without), and without auth it listens on loopback only."""
+    settings = get_settings()
+    auth = settings.flower_basic_auth
+    if not auth:
+        if settings.is_production:
+            raise RoleRefused(
+                "flower: FLOWER_BASIC_AUTH (user:password, or FLOWER_BASIC_AUTH_FILE) must be set outside "
+                "development: Flower shows every task and can control the workers."
+            )
+        return ["--address=127.0.0.1", f"--port={settings.flower_port}"]
+    user, _, password = auth.partition(":")
+    if not user or not password:
+        raise RoleRefused("flower: FLOWER_BASIC_AUTH must be user:password (both non-empty).")
+    return [f"--address={settings.host}", f"--port={settings.flower_port}", f"--basic-auth={auth}"]
+
+
 def command(role: str, *extra: str) -> list[str]:
     """The argv of one role's process."""
     python = sys.executable
@@ -60,9 +82,7 @@ def command(role: str, *extra: str) -> list[str]:
     if role == "beat":
         return [*celery, "beat", "--loglevel", "INFO", *extra]
     if role == "flower":
-        settings = get_settings()
-        auth = [f"--basic-auth={settings.flower_basic_auth}"] if settings.flower_basic_auth else []
-        return [*celery, "flower", f"--address={settings.host}", f"--port={settings.flower_port}", *auth, *extra]
+        return [*celery, "flower", *flower_options(), *extra]
     if role == "migrate":
         return [python, "-m", "stack.cli", "migrate", *extra]
     if role == "backup":
@@ -75,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in ("-h", "--help"):
         print(__doc__)
         return
-    words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
+    try:
+        words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
+    except RoleRefused as refused:
+        sys.exit(str(refused))  # the reason on stderr, status 1
     os.execvp(words[0], words)
 
 

@@ -62,6 +62,7 @@ CONTAINER_ENV = {
     "JWT_SECRET_KEY": "x" * 24 + "deploy-files-test-secret",
     "DATABASE_URL": "postgresql://faceapi:unused@127.0.0.1:9/faceapi",
     "REDIS_URL": "redis://127.0.0.1:9/0",
+    "FLOWER_BASIC_AUTH": "ops:deploy-files-test-password",  # production's Flower refuses to start without
     "HOST": "0.0.0.0",
     "PORT": "8000",
     "DATA_DIR": "/var/lib/faceapi",

@@ -19,6 +19,7 @@ import psutil
 import pytest
 import requests
 
+from stack.embedded import embedded_redis_url
 from tests import images
 from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env, wait_until_ready
 
@@ -47,7 +48,7 @@ class Stack:
             WORKER_STALL_SECONDS="10",
         )
         # For commands of our own against the stack's Redis (the worker is named as in stack.run).
-        self.env = {**env, "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"}
+        self.env = {**env, "REDIS_URL": embedded_redis_url(data_dir, self.redis_port)}
         self.worker_name = f"worker@{socket.gethostname()}"
         self.log = (data_dir / "run.log").open("ab")
         self.process = subprocess.Popen(

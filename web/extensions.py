@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from flask import request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from config import get_settings
 from domain import api_keys
 
 
@@ -35,8 +37,11 @@ limiter = Limiter(key_func=client_key, default_limits=[], headers_enabled=True)
 
 def login_email_key() -> str:
     """Rate-limit key for login attempts against one email from one client address: guessing one
-    account's password is slowed down, while nobody can lock its owner out from elsewhere."""
+    account's password is slowed down, while nobody can lock its owner out from elsewhere. The
+    email goes in as a keyed digest (a plain one could be reversed from a list of addresses):
+    flask-limiter logs the key of a limit that is hit, and Redis keeps it."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     email = str(email).strip().lower()[:254] if email else ""
-    return f"login-email:{email}|{get_remote_address()}"
+    digest = hmac.new(get_settings().jwt_secret_key.encode(), email.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"login-email:{digest}|{get_remote_address()}"

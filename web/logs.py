@@ -1,4 +1,4 @@
-"""Structured JSON logs with a request id; tokens, passwords and images are never logged."""
+"""Structured JSON logs with a request id; tokens, passwords, images and email addresses are never logged."""
 
 from __future__ import annotations
 
@@ -23,10 +23,30 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+class RedactEmails(logging.Filter):
+    """Email addresses out of every message and traceback: an error's text may quote one that no
+    setting hides (PostgreSQL's `DETAIL: Key (email)=(...) already exists`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit: logging reports it later
+            return True
+        record.msg, record.args = _EMAIL.sub("<email>", message), ()
+        if record.exc_info:
+            record.exc_text = _EMAIL.sub("<email>", logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None  # formatters use exc_text, the redacted copy
+        return True
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactEmails())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

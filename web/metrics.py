@@ -12,8 +12,8 @@ that ends `failed` for the photo's reasons (no_face, ...) is a Celery task that 
 Flower shows workers and tasks, these show jobs.
 
 With METRICS_TOKEN set, a scrape needs `Authorization: Bearer <token>` (Prometheus:
-`authorization: {credentials_file: ...}`); keep /metrics off the public side anyway (the
-Ingress and Caddy examples do not route it).
+`authorization: {credentials_file: ...}`); outside development /metrics answers 403 until it is
+set. Keep /metrics off the public side anyway (the Ingress and Caddy examples do not route it).
 """
 
 from __future__ import annotations
@@ -161,7 +161,14 @@ registry.register(ServiceCollector())
 
 @bp.get("/metrics")
 def metrics():
-    token = get_settings().metrics_token
+    settings = get_settings()
+    token = settings.metrics_token
+    if not token and settings.is_production:
+        # Every organisation's job counts: outside development never served without a token, yet the
+        # API itself keeps running (a monitoring setting missing is no reason to refuse requests).
+        return error_response(
+            403, "metrics_token_unset", "GET /metrics is served only with a bearer token here: set METRICS_TOKEN."
+        )
     if token:
         supplied = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(supplied, f"Bearer {token}".encode()):

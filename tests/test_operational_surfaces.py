@@ -1,0 +1,218 @@
+"""Operational surfaces locked down (issue 17, item 14): Flower needs basic auth outside
+development, /metrics a token, the embedded Redis a password (its files the owner's only), and no
+email address reaches a log line (rate-limit keys, SQL parameters, database error details)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from sqlalchemy import text
+
+from tests.conftest import ROOT, free_port, make_account, override_settings
+
+FLOWER_AUTH = ("ops", "a-flower-test-password")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- the embedded Redis -------------------------------------------------------------------------
+
+
+def _raw_redis(port: int, command: bytes) -> bytes:
+    """A client that sends no password: what any local process could do."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(command)
+        return sock.recv(1024)
+
+
+def test_embedded_redis_needs_its_password_and_keeps_its_files_to_the_owner(tmp_path):
+    import redis
+
+    from stack.embedded import embedded_redis_url, start_redis
+
+    leftover = tmp_path / "redis" / "appendonly.aof"  # as an earlier version left it: world-readable
+    leftover.parent.mkdir(parents=True)
+    leftover.touch(mode=0o644)
+    port = free_port()
+    process, url = start_redis(tmp_path, port)
+    try:
+        assert url == embedded_redis_url(tmp_path, port) and url.startswith("redis://:")
+        assert _raw_redis(port, b"PING\r\n").startswith(b"-NOAUTH")
+        assert _raw_redis(port, b"SET revoked:jti no\r\n").startswith(b"-NOAUTH")
+        client = redis.Redis.from_url(url)
+        client.set("denylist-probe", "1")
+        client.bgrewriteaof()  # a rewrite makes a new append-only file: it too is the owner's only
+        deadline = time.monotonic() + 10
+        while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        password = url.split(":")[2].split("@")[0]
+        assert password not in " ".join(psutil.Process(process.pid).cmdline())  # `ps` shows every user the argv
+    finally:
+        process.terminate()
+        process.wait(15)
+    assert _mode(tmp_path / "redis_password") == 0o600
+    assert _mode(tmp_path / "redis") == 0o700
+    files = [path for path in (tmp_path / "redis").rglob("*") if path.is_file()]
+    assert leftover in files and {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+
+
+def test_the_stack_hands_out_the_password_protected_url(services):
+    from config import get_settings
+    from stack.embedded import embedded_redis_url
+
+    settings = get_settings()
+    assert os.environ["REDIS_URL"] == embedded_redis_url(settings.data_dir, settings.embedded_redis_port)
+    port = settings.embedded_redis_port
+    assert _raw_redis(port, b"PING\r\n").startswith(b"-NOAUTH")
+
+
+def test_a_redis_that_refuses_the_password_is_not_taken_for_ours(tmp_path):
+    from stack.embedded import start_redis
+
+    port = free_port()
+    first, _ = start_redis(tmp_path / "first", port)
+    try:
+        with pytest.raises(RuntimeError, match="EMBEDDED_REDIS_PORT"):
+            start_redis(tmp_path / "second", port)  # another DATA_DIR: another password
+    finally:
+        first.terminate()
+        first.wait(15)
+
+
+# --- Flower ---------------------------------------------------------------------------------------
+
+
+def _flower_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_BASIC_AUTH")}
+    return {**env, "FACEAPI_ENV": "production", "HOST": "127.0.0.1", **settings}
+
+
+def test_flower_refuses_to_start_in_production_without_basic_auth():
+    completed = subprocess.run(
+        [sys.executable, "-m", "stack.serve", "flower"],
+        cwd=ROOT,
+        env=_flower_env(FLOWER_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_flower_without_auth_listens_on_loopback_only_in_development():
+    from stack.serve import command
+
+    with override_settings(FACEAPI_ENV="development", HOST="0.0.0.0", FLOWER_BASIC_AUTH=""):
+        words = command("flower")
+    assert "--address=127.0.0.1" in words and not any(word.startswith("--basic-auth") for word in words)
+
+
+def test_flower_with_basic_auth_answers_401_without_credentials(services, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "flower.log"
+    env = _flower_env(FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stack.serve", "flower"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            try:
+                anonymous = requests.get(f"{base}/", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        tasks = requests.get(f"{base}/api/tasks", timeout=5)
+        wrong = requests.get(f"{base}/api/tasks", auth=(FLOWER_AUTH[0], "wrong"), timeout=5)
+        right = requests.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=30)
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert anonymous.status_code == 401 and tasks.status_code == 401 and wrong.status_code == 401
+    assert right.status_code == 200, right.text
+    assert FLOWER_AUTH[1] not in log_path.read_text(errors="replace")
+
+
+# --- /metrics -------------------------------------------------------------------------------------
+
+
+def test_metrics_are_not_served_without_a_token_outside_development(client):
+    production = {"FACEAPI_ENV": "production", "JWT_SECRET_KEY": "x" * 40}
+    with override_settings(METRICS_TOKEN="", **production):
+        unset = client.get("/metrics")
+    with override_settings(METRICS_TOKEN="a-long-metrics-token", **production):
+        anonymous = client.get("/metrics")
+        right = client.get("/metrics", headers={"Authorization": "Bearer a-long-metrics-token"})
+    assert unset.status_code == 403 and "METRICS_TOKEN" in unset.get_json()["error"]["message"]
+    assert anonymous.status_code == 401
+    assert right.status_code == 200 and "faceapi_jobs" in right.get_data(as_text=True)
+
+
+# --- no email address in the logs --------------------------------------------------------------
+
+
+def test_a_login_rate_limit_overrun_logs_no_email(client, caplog):
+    email = f"limited-{uuid.uuid4().hex[:8]}@example.com"
+    caplog.set_level(logging.INFO)
+    with override_settings(RATELIMIT_LOGIN="2/minute"):
+        statuses = [
+            client.post("/api/v1/auth/login", json={"email": email, "password": "not the password"}).status_code
+            for _ in range(3)
+        ]
+    assert statuses[-1] == 429
+    assert "exceeded" in caplog.text  # flask-limiter logged the overrun, with its key
+    assert email not in caplog.text and email.split("@")[0] not in caplog.text
+
+
+def test_a_failing_statement_logs_no_parameters(services, caplog):
+    from domain.db import get_engine
+
+    email = f"query-{uuid.uuid4().hex[:8]}@example.com"
+    with pytest.raises(Exception) as failure, get_engine().connect() as connection:
+        connection.execute(text("SELECT 1 / 0 WHERE CAST(:email AS text) IS NOT NULL"), {"email": email})
+    logging.getLogger("faceapi.test").error("query failed", exc_info=failure.value)
+    assert "division by zero" in caplog.text
+    assert email not in caplog.text and email not in str(failure.value)
+
+
+def test_a_database_error_that_quotes_an_email_is_logged_without_it(services):
+    """PostgreSQL's DETAIL repeats the row's values whatever hide_parameters hides; the web app's
+    log handler (web/logs.py) takes the address out, in this process's real stderr output."""
+    email, _ = make_account("user")
+    other, _ = make_account("user")
+    code = f"""
+import logging
+from sqlalchemy import text
+from domain.db import get_engine
+from web.logs import configure_logging
+configure_logging()
+try:
+    with get_engine().begin() as connection:
+        connection.execute(
+            text("UPDATE accounts SET email = :email WHERE email = :other"), {{"email": {email!r}, "other": {other!r}}}
+        )
+except Exception:
+    logging.getLogger("faceapi.test").exception("update failed for %s", {email!r})
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert "already exists" in completed.stderr, completed.stderr[-3000:]  # the DETAIL line was logged
+    assert email not in completed.stderr and "<email>" in completed.stderr
