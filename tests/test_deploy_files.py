@@ -389,6 +389,25 @@ def test_reverse_proxy_example():
     assert environment_of(load_compose()["services"]["web"])["PROXY_HOPS"] == "${PROXY_HOPS:-0}"
 
 
+def test_reverse_proxy_cuts_slow_clients_and_buffers_requests():
+    """Production runs behind the proxy because gunicorn has no header timeout and reads a request on
+    one of its threads (tests/test_request_capacity.py): Caddy times out slow headers and bodies and
+    passes every single-photo submission on whole."""
+    from config import Settings
+
+    text = CADDYFILE.read_text()
+    seconds = {"s": 1, "m": 60}
+    timeouts = {
+        name: int(value) * seconds[unit]
+        for name, value, unit in re.findall(r"^\s*(read_header|read_body) (\d+)([sm])$", text, flags=re.M)
+    }
+    assert re.search(r"servers \{\s*timeouts \{", text), "the timeouts are the servers' global option"
+    assert 0 < timeouts["read_header"] <= 30
+    assert timeouts["read_body"] > 30, "longer than a long-poll: Go's read deadline spans the whole request"
+    buffered = re.search(r"request_buffers (\d+)MiB", text)
+    assert buffered and int(buffered.group(1)) * 1024 * 1024 > Settings().max_upload_bytes
+
+
 def test_make_secrets_writes_every_secret_the_compose_files_mount(tmp_path):
     compose_secrets = set(load_compose()["secrets"])
     target = tmp_path / "secrets"

@@ -414,6 +414,18 @@ def test_gpu_variant():
     assert "ORT_PACKAGE" in (ROOT / "Dockerfile").read_text()
 
 
+def test_ingress_passes_on_whole_requests_only():
+    """nginx reads a whole request (headers, then the body, spilling to disk) before web sees it, so
+    slow clients never hold a gunicorn thread; its read timeouts are the controller's ConfigMap keys,
+    which the manifest names for the operator (no annotation sets them)."""
+    ingress = by_kind(ALL, "Ingress")["faceapi"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    assert re.fullmatch(r"\d+[km]", annotations["nginx.ingress.kubernetes.io/client-body-buffer-size"])
+    text = (ROOT / "deploy" / "kubernetes" / "ingress.yaml").read_text()
+    assert "client-header-timeout" in text and "client-body-timeout" in text
+
+
 def test_ingress_lets_the_largest_request_through_and_hides_the_rest():
     from config import Settings
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import requests
 
@@ -124,6 +125,41 @@ def test_long_polls_beyond_the_caps_answer_at_once_and_the_probe_stays_fast(guni
         assert response.status_code == 200 and response.json()["status"] == "queued" and seconds < 2
     for response, _ in waited:
         assert response.status_code == 200 and response.json()["status"] == "failed"
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """httpx's own transport, counting the requests it sends."""
+
+    requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return super().handle_request(request)
+
+
+def test_the_sdk_pauses_as_told_when_its_wait_is_refused(gunicorn):
+    """`FaceAPI.wait` long-polls in a loop: refused waits answer at once, so it must follow
+    `Retry-After` instead of asking again straight away."""
+    from faceapi_client import FaceAPI, errors
+
+    from config import get_settings
+
+    email, _ = make_account("operator")
+    job_id = stuck_job(email)
+    transport = CountingTransport()
+    api = FaceAPI(gunicorn.base, email=email, password=PASSWORD, transport=transport)
+    holders = FaceAPI(gunicorn.base, email=email, password=PASSWORD)
+    with ThreadPoolExecutor(get_settings().wait_max_per_process) as pool:
+        for _ in range(get_settings().wait_max_per_process):  # every wait slot of the process taken
+            pool.submit(holders.get_job, str(job_id), wait=30)
+        time.sleep(1.5)
+        try:
+            with pytest.raises(errors.WaitTimeout):
+                api.wait(str(job_id), timeout=3)
+        finally:
+            cancel(job_id)
+    print(f"FaceAPI.wait for 3 s with its waits refused: {transport.requests} requests")
+    assert transport.requests <= 6  # a login, then about one poll a second
 
 
 def test_slow_header_senders_leave_threads_for_the_probe(gunicorn):

@@ -31,7 +31,7 @@ from typing import IO, Any
 import httpx
 
 from faceapi_client import errors, models
-from faceapi_client._http import Credentials, Transport, new_idempotency_key
+from faceapi_client._http import Credentials, Transport, new_idempotency_key, retry_after_seconds
 
 Photo = str | os.PathLike | bytes | bytearray | IO[bytes]
 MAX_WAIT = 30  # the server's longest ?wait=
@@ -640,6 +640,11 @@ class FaceAPI:
 
     def get_job(self, job_id: str, *, wait: float = 0) -> models.Job:
         """A job; with `wait` (at most 30) the server answers as soon as it ends."""
+        return self._poll_job(job_id, wait)[0]
+
+    def _poll_job(self, job_id: str, wait: float) -> tuple[models.Job, float]:
+        """The job, and the seconds to pause before the next poll: the server's `Retry-After` when
+        it refused the wait (too many under way), else 0."""
         wait = min(max(wait, 0), MAX_WAIT)
         response = self._t.request(
             "GET",
@@ -647,7 +652,7 @@ class FaceAPI:
             params={"wait": _seconds(wait) if wait else None},
             timeout=self._t.timeout + wait,
         )
-        return parse_job(response.json())
+        return parse_job(response.json()), retry_after_seconds(response.headers.get("Retry-After")) or 0.0
 
     def wait(self, job: Any, *, timeout: float | None = 300) -> models.Job:
         """Wait for a job (a Job, an Accepted or an id) to end, by long-polls of at most 30 s,
@@ -658,13 +663,14 @@ class FaceAPI:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - time.monotonic())
-            current = self.get_job(job_id, wait=max(left, 0))
+            current, pause = self._poll_job(job_id, max(left, 0))
             if current.ended:
                 return current
             if deadline is not None and time.monotonic() >= deadline:
                 raise errors.WaitTimeout(
                     "wait_timeout", f"Job {job_id} is still {current.status} after {timeout}s.", details={"job": job_id}
                 )
+            time.sleep(pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic())))
 
     def list_jobs(
         self, *, status: str | None = None, type: str | None = None, limit: int = 50, cursor: str | None = None
