@@ -1,4 +1,4 @@
-"""A worker's run of a job costs few database statements (issue 15: worker CPU around the model).
+"""A job costs few database statements around the model (issue 15: web and worker CPU a job).
 
 The claim returns the job and its photo in one `UPDATE ... RETURNING` (no SELECT ... FOR UPDATE,
 no second read of the photo, no re-read of the row in the run's transaction), and the end is one
@@ -65,3 +65,20 @@ def test_an_unknown_or_finished_job_is_not_claimed(services):
     with session_scope() as session:
         assert jobs.claim_with_inputs(session, job_id) is None
         assert session.get(Job, job_id).status is JobStatus.succeeded
+
+
+def test_a_request_with_an_access_token_reads_its_account_once(client, operator_headers):
+    """The revocation check and the user lookup share the row (read afresh on every request)."""
+    reads: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:
+        if "FROM accounts" in statement:
+            reads.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        for _ in range(2):
+            assert client.get("/api/v1/auth/me", headers=operator_headers).status_code == 200
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert len(reads) == 2  # one a request

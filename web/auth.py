@@ -230,7 +230,12 @@ def init_jwt(app: Flask) -> None:
             account_id = uuid.UUID(payload["sub"])
         except (KeyError, ValueError):
             return None
-        return get_session().get(Account, account_id)
+        account = get_session().get(Account, account_id)
+        # Held for the request: the session's identity map keeps a row only while something
+        # references it, and the user lookup would otherwise read again the row that the
+        # revocation check (is_revoked, below) read a moment before. Never kept across requests.
+        g.token_account = account
+        return account
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
