@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -218,7 +217,7 @@ def run_detector(
     det_size, det_thresh = key
     # A fixed detector size per variant (DET_SIZE_MIN = DET_SIZE). The service's default adapts the
     # size to the photo: on 250 px LFW photos that is exactly the d320 variant.
-    fixed = dataclasses.replace(settings, det_size=det_size, det_size_min=det_size, det_thresh=det_thresh)
+    fixed = settings.model_copy(update={"det_size": det_size, "det_size_min": det_size, "det_thresh": det_thresh})
     engine = FaceEngine(fixed)
     result = DetectorPass(key, threads=settings.ort_intra_threads(), model=engine.model_name)
     for data in list(images.values())[:WARMUP_IMAGES]:  # first runs of a session are slow: untimed

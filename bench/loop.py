@@ -81,14 +81,12 @@ def _child(sets: dict[str, list[str]], commands, work, results, threads: int) ->
         return int(bboxes.shape[0])
 
     # ---- the service's engine, as its worker runs it
-    import dataclasses
-
     from config import get_settings
     from domain.timing import StageTimer
     from workers.engine import FaceEngine
     from workers.pipeline import _analyze
 
-    settings = dataclasses.replace(get_settings(), ort_threads=threads)
+    settings = get_settings().model_copy(update={"ort_threads": threads})
     engine = FaceEngine(settings)
     data = {name: [Path(p).read_bytes() for p in paths] for name, paths in sets.items()}
 

@@ -121,9 +121,9 @@ def _bare_worker(
     from domain.images import decode_bgr
     from workers.engine import FaceEngine
 
-    settings = dataclasses.replace(get_settings(), ort_threads=threads)
+    settings = get_settings().model_copy(update={"ort_threads": threads})
     if fixed_size:  # the detector at DET_SIZE whatever the photo's size (before the adaptive size)
-        settings = dataclasses.replace(settings, det_size_min=settings.det_size)
+        settings = settings.model_copy(update={"det_size_min": settings.det_size})
     engine = FaceEngine(settings)
     for data in images[:3]:  # warm-up
         engine.analyze(decode_bgr(data))

@@ -1,52 +1,39 @@
-"""Every setting of the service, read from the environment in one place.
+"""Every setting of the service, declared once: its environment variable, type, default and limits.
+
+A setting's variable is its field's name upper-cased (``FACEAPI_ENV`` for ``env``); an empty
+variable counts as unset, and ``NAME_FILE=/path`` is read when ``NAME`` is unset (Docker and
+Kubernetes secrets are files). A wrong value stops the process as it starts, with a message that
+names the variable (``PORT: expected an integer, got 'abc'``), not later at first use.
 
 Defaults are safe for a developer machine: embedded PostgreSQL and Redis under
 ``DATA_DIR``, services bound to loopback, signup off, CORS closed.
 Production sets ``FACEAPI_ENV=production``, ``DATABASE_URL``, ``REDIS_URL`` and
 ``JWT_SECRET_KEY`` (the web app refuses to start without a strong secret there).
+
+The processes' entry points (stack/, the web and Celery app factories, gunicorn.conf.py, the
+benches and CLIs) call ``get_settings()``; the code below them gets the settings object passed in.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
 # Secrets nobody may run production with (examples from docs and compose files).
 WELL_KNOWN_SECRETS = frozenset({"", "secret", "changeme", "change-me", "dev", "development", "test"})
+DEVELOPMENT_ENVS = ("development", "test")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    """NAME, or when it is unset the content of the file NAME_FILE names (Docker and Kubernetes
-    secrets are files: DATABASE_URL_FILE=/run/secrets/database_url), less its final newline."""
-    value = os.environ.get(name)
-    if value in (None, "") and os.environ.get(f"{name}_FILE"):
-        try:
-            value = Path(os.environ[f"{name}_FILE"]).read_text().rstrip("\r\n")
-        except OSError as error:
-            raise RuntimeError(f"{name}_FILE: cannot read {os.environ[f'{name}_FILE']}: {error.strerror}") from None
-    return value if value not in (None, "") else default
-
-
-def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
-
-
-def _float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
-
-
-def _bool(name: str, default: bool) -> bool:
-    return (_env(name, "1" if default else "0") or "").lower() in ("1", "true", "yes", "on")
-
-
-def _path(name: str, default: Path | None) -> Path | None:
-    value = _env(name)
-    return Path(value).expanduser().resolve() if value else default
+class SettingsError(RuntimeError):
+    """A setting's value is wrong or unreadable; the message names its variable."""
 
 
 def available_cores() -> int:
@@ -67,144 +54,228 @@ def _persistent_dev_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str = "development"  # development | test | production
-    data_dir: Path = ROOT_DIR / ".data"
+def _default_jwt_secret(settings: dict[str, Any]) -> str:
+    # Development and tests get a persistent random secret; production must set one (web/__init__.py).
+    if settings.get("env") in DEVELOPMENT_ENVS and "data_dir" in settings:
+        return _persistent_dev_secret(settings["data_dir"])
+    return ""
+
+
+def _split_commas(value: Any) -> Any:
+    """Lists are comma-separated in the environment (`a.example, b.example`), not JSON."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _rate_limit(value: str) -> str:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"expected a rate limit such as '10/minute' or '100 per hour', got {value!r}") from None
+    return value
+
+
+# Types shared by several settings: the constraint is what the code relies on.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+ResolvedPath = Annotated[Path, AfterValidator(lambda path: path.expanduser().resolve())]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]  # 0 turns the check off where the comment says so
+Similarity = Annotated[float, Field(ge=0, le=1)]  # cosine similarity of normalised embeddings
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]  # flask-limiter syntax
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """NAME_FILE=/path supplies NAME when NAME is unset or empty (Docker and Kubernetes secrets are
+    files: DATABASE_URL_FILE=/run/secrets/database_url), less the file's final newline."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name in self.settings_cls.model_fields:
+            variable = env_variable(field_name)
+            path = os.environ.get(f"{variable}_FILE")
+            if os.environ.get(variable) or not path:
+                continue
+            try:
+                content = Path(path).read_text().rstrip("\r\n")
+            except OSError as error:
+                raise SettingsError(f"{variable}_FILE: cannot read {path}: {error.strerror}") from None
+            if content:
+                values[field_name] = content
+        return values
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_ignore_empty=True,  # VAR= counts as unset, as in shell scripts and compose files
+        validate_by_name=True,  # Settings(env="test") as well as FACEAPI_ENV
+        extra="forbid",
+    )
+
+    env: str = Field("development", validation_alias="FACEAPI_ENV")  # development | test | production
+    data_dir: ResolvedPath = ROOT_DIR / ".data"  # embedded services' data, the development JWT secret
 
     # Services. None means "start the embedded one" (see stack/embedded.py).
     database_url: str | None = None
     redis_url: str | None = None
-    embedded_redis_port: int = 6399
-    db_pool_size: int = 5
+    embedded_redis_port: Port = 6399
+    db_pool_size: Positive = 5  # SQLAlchemy connections per process
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = 8000
-    web_workers: int = 2
+    host: str = "127.0.0.1"  # bind address of the web app and Flower
+    port: Port = 8000
+    web_workers: Positive = 2  # gunicorn worker processes
     # Long-polls (`?wait=N`) waiting at once per web process, and per organisation across all of them
     # (counted in Redis): more answer at once with `Retry-After: 1` (web/waiting.py). Per process well
     # below gunicorn's 32 threads, so short requests and probes always find one, and at most
     # DB_POOL_SIZE (a wait holds its request's database connection).
-    wait_max_per_process: int = 4
-    wait_max_per_organisation: int = 8
-    flower_port: int = 5555
+    wait_max_per_process: Positive = 4
+    wait_max_per_organisation: Positive = 8
+    flower_port: Port = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
     # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep
     # /metrics off the public side); open when unset, as on a developer machine.
     metrics_token: str | None = None
     # Celery task events feed Flower's task views; without Flower they are 4 Redis publishes a job.
     celery_task_events: bool = True
-    proxy_hops: int = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
-    cors_origins: tuple[str, ...] = ()
+    proxy_hops: NonNegative = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
+    cors_origins: CommaList = ()  # allowed origins; none: CORS closed
 
     # Auth
-    jwt_secret_key: str = ""
-    jwt_access_minutes: int = 15
-    jwt_refresh_days: int = 30
-    bcrypt_rounds: int = 12
-    min_password_length: int = 10
-    admin_email: str | None = None
+    jwt_secret_key: str = Field(default_factory=_default_jwt_secret)  # HS256 signing secret
+    jwt_access_minutes: Positive = 15
+    jwt_refresh_days: Positive = 30
+    bcrypt_rounds: Annotated[int, Field(ge=4, le=31)] = 12  # bcrypt's own limits
+    min_password_length: Positive = 10
+    admin_email: str | None = None  # the first admin, created at start when there is none
     admin_password: str | None = None
 
     # Rate limits (flask-limiter syntax), stored in Redis so all gunicorn workers share them.
     ratelimit_enabled: bool = True
-    ratelimit_login: str = "10/minute"
-    ratelimit_submit: str = "120/minute"
-    ratelimit_signup: str = "10/hour"
-    ratelimit_batch: str = "10/minute"
-    ratelimit_redeliver: str = "10/minute"  # POST /jobs/{id}/redeliver, per client
-    signup_enabled: bool = True
+    ratelimit_login: RateLimit = "10/minute"
+    ratelimit_submit: RateLimit = "120/minute"
+    ratelimit_signup: RateLimit = "10/hour"
+    ratelimit_batch: RateLimit = "10/minute"
+    ratelimit_redeliver: RateLimit = "10/minute"  # POST /jobs/{id}/redeliver, per client
+    # Cost units (a photo: one per started 6 MP, domain/budget.py) an organisation may have queued
+    # or running, over every submission route: a full batch of 500 phone photos (12 MP, 3 each) fits
+    # whole with 500 to spare; about 100 s of one worker process's time (0.1 s a unit).
+    org_max_pending_cost: Positive = 2000
+    # Off outside development: the usual deployment is an organisation's internal service.
+    signup_enabled: bool = Field(default_factory=lambda settings: settings.get("env") in DEVELOPMENT_ENVS)
 
     # Uploads
-    max_upload_bytes: int = 10 * 1024 * 1024
-    max_batch_bytes: int = 200 * 1024 * 1024  # a whole batch enrollment request
-    max_image_pixels: int = 40_000_000
-    min_image_side: int = 32
+    max_upload_bytes: Positive = 10 * 1024 * 1024
+    max_batch_bytes: Positive = 200 * 1024 * 1024  # a whole batch enrollment request
+    max_image_pixels: Positive = 40_000_000
+    min_image_side: Positive = 32
 
     # Matching. The threshold is cosine similarity between L2-normalised ArcFace embeddings.
     # The 1:1 threshold (verify), and the floor of every gallery's open-set threshold; calibrated
     # on LFW: see docs/RECOGNITION.md.
-    match_threshold: float = 0.30
+    match_threshold: Similarity = 0.30
     # Target false-positive identification rate of a stranger in a recognition: each gallery's
     # threshold is derived from it and the gallery's face count (domain/openset.py; 0: a fixed
     # MATCH_THRESHOLD). 0.0075 keeps the measured FPIR <= 1 % (docs/RECOGNITION.md).
-    match_fpir: float = 0.0075
-    min_threshold: float = 0.1
-    max_threshold: float = 0.95
-    default_top_k: int = 5
-    max_top_k: int = 50
-    default_max_faces: int = 20
-    max_max_faces: int = 100
+    match_fpir: Annotated[float, Field(ge=0, lt=1)] = 0.0075
+    min_threshold: Similarity = 0.1  # the range a request's own `threshold` may take
+    max_threshold: Similarity = 0.95
+    default_top_k: Positive = 5
+    max_top_k: Positive = 50
+    default_max_faces: Positive = 20
+    max_max_faces: Positive = 100
     # 100: recall@1 0.996 in 6 ms for a 100k gallery with its own index, 0.966 in 11 ms in a 1M
     # shared one (PERFORMANCE.md); 64 gave 0.988 and 0.940. Below 100k faces both are ~1 ms.
-    hnsw_ef_search: int = 100
+    # pgvector accepts 1 to 1000.
+    hnsw_ef_search: Annotated[int, Field(ge=1, le=1000)] = 100
     # A gallery search that HNSW leaves short of candidates (its filter runs after the scan) is
     # redone exactly when the gallery holds at most this many faces (docs: domain/matching.py).
-    exact_search_max_faces: int = 20_000
+    exact_search_max_faces: NonNegative = 20_000
     # How long a worker trusts a gallery's face count when choosing the search path (0: never).
-    gallery_size_cache_seconds: float = 30.0
+    gallery_size_cache_seconds: Seconds = 30.0
     # A gallery with this many faces of a model gets an HNSW index of its own (domain.gallery_indexes;
     # 0: never), checked every GALLERY_INDEX_INTERVAL seconds; builds get this maintenance_work_mem.
-    gallery_index_min_faces: int = 50_000
-    gallery_index_interval: float = 600.0
-    gallery_index_build_memory: str = "1GB"
+    gallery_index_min_faces: NonNegative = 50_000
+    gallery_index_interval: Annotated[float, Field(gt=0)] = 600.0
+    gallery_index_build_memory: Annotated[str, Field(pattern=r"^\d+\s*(kB|MB|GB|TB)?$")] = "1GB"
 
     # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
-    enroll_min_face_size: float = 40.0  # pixels, shorter side of the face box
-    enroll_min_det_score: float = 0.6
-    enroll_min_sharpness: float = 25.0  # variance of the Laplacian on the aligned 112x112 crop
+    enroll_min_face_size: Seconds = 40.0  # pixels, shorter side of the face box
+    enroll_min_det_score: Similarity = 0.6
+    enroll_min_sharpness: Seconds = 25.0  # variance of the Laplacian on the aligned 112x112 crop
     # Degrees, estimated from the keypoints: 5 above LFW's 99.9th percentile (bench/results/pose.json).
-    enroll_max_yaw: float = 70.0
+    enroll_max_yaw: Annotated[float, Field(ge=0, le=90)] = 70.0
     # A photo added to a person with faces must reach this similarity with one of them, else the
     # job fails `face_mismatch` (force=true overrides): LFW FMR 3.8e-4, FNMR 0.7 % (docs/RECOGNITION.md).
-    enroll_consistency_threshold: float = 0.25
+    enroll_consistency_threshold: Similarity = 0.25
     # An enrollment photo whose second face is at least this fraction of the largest (shorter box
     # sides) fails `multiple_faces` (measured on LFW and real photos: docs/RECOGNITION.md).
-    enroll_max_second_face_ratio: float = 0.8
-    person_metadata_max_bytes: int = 4096  # a person's free-form `metadata`, as JSON
-    idempotency_key_hours: int = 48  # how long an Idempotency-Key is remembered (at least 24)
+    enroll_max_second_face_ratio: Annotated[float, Field(gt=0)] = 0.8
+    person_metadata_max_bytes: Positive = 4096  # a person's free-form `metadata`, as JSON
+    # How long an Idempotency-Key is remembered: a client retries for up to a day.
+    idempotency_key_hours: Annotated[int, Field(ge=24)] = 48
 
     # Engine
-    model_pack_dir: Path | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
-    det_size: int = 640
+    model_pack_dir: ResolvedPath | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
+    det_size: Annotated[int, Field(ge=32)] = 640  # the detector's input side, at most
     # Photos smaller than det_size are detected at their own size (rounded up to a multiple of 32,
     # never below this): upscaling a 250 px photo to 640 only costs time (docs/RECOGNITION.md).
-    det_size_min: int = 320
-    det_thresh: float = 0.5
-    ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    ort_threads: int = 0  # 0: cores divided by worker processes
-    worker_concurrency: int = 2
+    det_size_min: Annotated[int, Field(ge=32)] = 320
+    det_thresh: Annotated[float, Field(gt=0, lt=1)] = 0.5  # detector score threshold
+    ort_providers: CommaList = ("CPUExecutionProvider",)  # in order; unavailable ones are skipped
+    ort_threads: NonNegative = 0  # 0: cores divided by worker processes
+    worker_concurrency: Positive = 2  # Celery worker processes, each with its own engine
 
     # Jobs
-    job_soft_time_limit: int = 120
-    job_max_retries: int = 10  # tries while the database is unreachable (workers/tasks.py: ~1 min or more)
-    job_requeue_after: int = 600  # seconds a job may stay queued before the reaper sends it again
-    reaper_interval: float = 60.0  # seconds between two reaper runs (Celery beat)
+    job_soft_time_limit: Positive = 120  # seconds a job may run
+    job_max_retries: NonNegative = 10  # tries while the database is unreachable (workers/tasks.py: ~1 min or more)
+    job_requeue_after: Positive = 600  # seconds a job may stay queued before the reaper sends it again
+    reaper_interval: Annotated[float, Field(gt=0)] = 60.0  # seconds between two reaper runs (Celery beat)
     # `make run` pings the worker through the broker this often (0: never) and restarts it after
     # this many unanswered pings in a row while the broker is up (a consumer that did not recover).
-    worker_liveness_interval: float = 30.0
-    worker_liveness_failures: int = 3
+    worker_liveness_interval: Seconds = 30.0
+    worker_liveness_failures: Positive = 3
     # ...and counts a check as failed when the worker answers, yet jobs have waited this long with
     # none started (0: never). Longer than a job may run (JOB_SOFT_TIME_LIMIT + 60).
-    worker_stall_seconds: float = 180.0
-    job_running_deadline: int = 600  # seconds running before a job is re-queued (once), then failed `timeout`
-    job_retention_days: int = 7  # finished jobs and their results are purged after this
+    worker_stall_seconds: Seconds = 180.0
+    job_running_deadline: Positive = 600  # seconds running before a job is re-queued (once), then failed `timeout`
+    job_retention_days: Positive = 7  # finished jobs and their results are purged after this
 
     # Webhooks
-    webhook_max_attempts: int = 8
-    webhook_retry_base_seconds: float = 10.0  # exponential backoff with jitter from this base
-    webhook_timeout_seconds: float = 10.0
-    webhook_allowed_hosts: tuple[str, ...] = ()  # host, host:port or host:* let through the SSRF guard
-    webhook_max_pending: int = 1000  # deliveries (with their retries) under way per organisation
+    webhook_max_attempts: Positive = 8
+    webhook_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0  # exponential backoff with jitter from this base
+    webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0  # one attempt's wall-clock deadline
+    # host, host:port or host:* let through the SSRF guard
+    webhook_allowed_hosts: Annotated[CommaList, AfterValidator(lambda hosts: tuple(h.lower() for h in hosts))] = ()
+    webhook_max_pending: Positive = 1000  # deliveries (with their retries) under way per organisation
 
     # Datasets for tests and benchmarks (never copied into the repository)
-    faces_dataset_dir: Path | None = None
-    lfw_dir: Path | None = None
+    faces_dataset_dir: ResolvedPath | None = None
+    lfw_dir: ResolvedPath | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then NAME, then NAME_FILE, then the defaults; no .env file is read.
+        return init_settings, env_settings, _SecretFilesSource(settings_cls)
 
     @property
     def is_production(self) -> bool:
-        return self.env not in ("development", "test")
+        return self.env not in DEVELOPMENT_ENVS
 
     def enrollment_policy(self) -> dict[str, float]:
         """The enrollment rules' limits (domain/enrollment.py), stored with each enrollment job
@@ -225,99 +296,61 @@ class Settings:
         return max(1, available_cores() // max(1, self.worker_concurrency))
 
 
-def load_settings() -> Settings:
-    env = _env("FACEAPI_ENV", "development")
-    data_dir = _path("DATA_DIR", ROOT_DIR / ".data")
-    secret = _env("JWT_SECRET_KEY")
-    if secret is None and env in ("development", "test"):
-        secret = _persistent_dev_secret(data_dir)
-    return Settings(
-        env=env,
-        data_dir=data_dir,
-        database_url=_env("DATABASE_URL"),
-        redis_url=_env("REDIS_URL"),
-        embedded_redis_port=_int("EMBEDDED_REDIS_PORT", 6399),
-        db_pool_size=_int("DB_POOL_SIZE", 5),
-        host=_env("HOST", "127.0.0.1"),
-        port=_int("PORT", 8000),
-        web_workers=_int("WEB_WORKERS", 2),
-        wait_max_per_process=_int("WAIT_MAX_PER_PROCESS", 4),
-        wait_max_per_organisation=_int("WAIT_MAX_PER_ORGANISATION", 8),
-        flower_port=_int("FLOWER_PORT", 5555),
-        flower_basic_auth=_env("FLOWER_BASIC_AUTH"),
-        metrics_token=_env("METRICS_TOKEN"),
-        celery_task_events=_bool("CELERY_TASK_EVENTS", True),
-        proxy_hops=_int("PROXY_HOPS", 0),
-        cors_origins=tuple(o.strip() for o in (_env("CORS_ORIGINS", "") or "").split(",") if o.strip()),
-        jwt_secret_key=secret or "",
-        jwt_access_minutes=_int("JWT_ACCESS_MINUTES", 15),
-        jwt_refresh_days=_int("JWT_REFRESH_DAYS", 30),
-        bcrypt_rounds=_int("BCRYPT_ROUNDS", 12),
-        min_password_length=_int("MIN_PASSWORD_LENGTH", 10),
-        admin_email=_env("ADMIN_EMAIL"),
-        admin_password=_env("ADMIN_PASSWORD"),
-        ratelimit_enabled=_bool("RATELIMIT_ENABLED", True),
-        ratelimit_login=_env("RATELIMIT_LOGIN", "10/minute"),
-        ratelimit_submit=_env("RATELIMIT_SUBMIT", "120/minute"),
-        ratelimit_signup=_env("RATELIMIT_SIGNUP", "10/hour"),
-        ratelimit_batch=_env("RATELIMIT_BATCH", "10/minute"),
-        ratelimit_redeliver=_env("RATELIMIT_REDELIVER", "10/minute"),
-        # Off outside development: the usual deployment is an organisation's internal service.
-        signup_enabled=_bool("SIGNUP_ENABLED", env in ("development", "test")),
-        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
-        max_batch_bytes=_int("MAX_BATCH_BYTES", 200 * 1024 * 1024),
-        max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
-        min_image_side=_int("MIN_IMAGE_SIDE", 32),
-        match_threshold=_float("MATCH_THRESHOLD", 0.30),
-        match_fpir=_float("MATCH_FPIR", 0.0075),
-        default_top_k=_int("DEFAULT_TOP_K", 5),
-        max_top_k=_int("MAX_TOP_K", 50),
-        default_max_faces=_int("DEFAULT_MAX_FACES", 20),
-        max_max_faces=_int("MAX_MAX_FACES", 100),
-        hnsw_ef_search=_int("HNSW_EF_SEARCH", 100),
-        exact_search_max_faces=_int("EXACT_SEARCH_MAX_FACES", 20_000),
-        gallery_size_cache_seconds=_float("GALLERY_SIZE_CACHE_SECONDS", 30.0),
-        gallery_index_min_faces=_int("GALLERY_INDEX_MIN_FACES", 50_000),
-        gallery_index_interval=_float("GALLERY_INDEX_INTERVAL", 600.0),
-        gallery_index_build_memory=os.environ.get("GALLERY_INDEX_BUILD_MEMORY", "1GB"),
-        enroll_min_face_size=_float("ENROLL_MIN_FACE_SIZE", 40.0),
-        enroll_min_det_score=_float("ENROLL_MIN_DET_SCORE", 0.6),
-        enroll_min_sharpness=_float("ENROLL_MIN_SHARPNESS", 25.0),
-        enroll_max_yaw=_float("ENROLL_MAX_YAW", 70.0),
-        enroll_consistency_threshold=_float("ENROLL_CONSISTENCY_THRESHOLD", 0.25),
-        enroll_max_second_face_ratio=_float("ENROLL_MAX_SECOND_FACE_RATIO", 0.8),
-        person_metadata_max_bytes=_int("PERSON_METADATA_MAX_BYTES", 4096),
-        idempotency_key_hours=max(24, _int("IDEMPOTENCY_KEY_HOURS", 48)),
-        model_pack_dir=_path("MODEL_PACK_DIR", None),
-        det_size=_int("DET_SIZE", 640),
-        det_size_min=_int("DET_SIZE_MIN", 320),
-        det_thresh=_float("DET_THRESH", 0.5),
-        ort_providers=tuple(
-            p.strip() for p in (_env("ORT_PROVIDERS", "CPUExecutionProvider") or "").split(",") if p.strip()
-        ),
-        ort_threads=_int("ORT_THREADS", 0),
-        worker_concurrency=_int("WORKER_CONCURRENCY", 2),
-        job_soft_time_limit=_int("JOB_SOFT_TIME_LIMIT", 120),
-        job_max_retries=_int("JOB_MAX_RETRIES", 10),
-        job_requeue_after=_int("JOB_REQUEUE_AFTER", 600),
-        reaper_interval=_float("REAPER_INTERVAL", 60.0),
-        worker_liveness_interval=_float("WORKER_LIVENESS_INTERVAL", 30.0),
-        worker_liveness_failures=_int("WORKER_LIVENESS_FAILURES", 3),
-        worker_stall_seconds=_float("WORKER_STALL_SECONDS", 180.0),
-        job_running_deadline=_int("JOB_RUNNING_DEADLINE", 600),
-        job_retention_days=_int("JOB_RETENTION_DAYS", 7),
-        webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 8),
-        webhook_retry_base_seconds=_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0),
-        webhook_timeout_seconds=_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
-        webhook_allowed_hosts=tuple(
-            h.strip().lower() for h in (_env("WEBHOOK_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
-        ),
-        webhook_max_pending=_int("WEBHOOK_MAX_PENDING", 1000),
-        faces_dataset_dir=_path("FACES_DATASET_DIR", None),
-        lfw_dir=_path("LFW_DIR", None),
-    )
+def env_variable(field_name: str) -> str:
+    """The environment variable of a setting."""
+    alias = Settings.model_fields[field_name].validation_alias
+    return alias if isinstance(alias, str) else field_name.upper()
+
+
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false (1/0, yes/no, on/off)",
+    "string_pattern_mismatch": "expected a size such as 512MB or 1GB",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One wrong value as `NAME: expected ..., got 'value'`."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    variable = env_variable(field) if field in Settings.model_fields else field.upper()
+    kind = error["type"]
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        expected = f"expected {words} {error['ctx'][bound]}"
+    elif kind == "value_error":
+        return f"{variable}: {error['ctx']['error']}"
+    else:
+        expected = _EXPECTED.get(kind, error["msg"].replace("Input should be", "expected"))
+    return f"{variable}: {expected}, got {error['input']!r}"
+
+
+def load_settings(**values: Any) -> Settings:
+    """The settings from the environment (`values` win), or SettingsError naming every wrong variable."""
+    try:
+        return Settings(**values)
+    except ValidationError as invalid:
+        problems = [_describe(e) for e in invalid.errors() if e["type"] != "default_factory_not_called"]
+        raise SettingsError("\n".join(problems)) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings: read by its entry points only, which pass them on."""
     return load_settings()
+
+
+def get_settings_or_exit() -> Settings:
+    """get_settings() for a command line: wrong settings end the process with their message,
+    not a traceback."""
+    try:
+        return get_settings()
+    except SettingsError as wrong:
+        raise SystemExit(f"faceapi: invalid settings\n{wrong}") from None

@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import timedelta
 
-from config import get_settings
+from config import get_settings, get_settings_or_exit
 from domain.accounts import bootstrap_admin
 from domain.schema import upgrade
 from stack import serve
@@ -212,6 +212,7 @@ class Supervisor:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
     supervisor = Supervisor()
     # From the start: a Ctrl-C while the services start lets them finish starting, then stops them.
     signal.signal(signal.SIGTERM, supervisor.request_stop)

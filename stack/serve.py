@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from config import ROOT_DIR, get_settings
+from config import ROOT_DIR, get_settings, get_settings_or_exit
 from jobqueue import QUEUE_NAME, WEBHOOK_QUEUE
 
 GUNICORN_CONFIG = ROOT_DIR / "gunicorn.conf.py"
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in ("-h", "--help"):
         print(__doc__)
         return
+    if argv[0] in ROLES:
+        get_settings_or_exit()  # a wrong setting stops here, named, before gunicorn or Celery starts
     try:
         words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
     except RoleRefused as refused:

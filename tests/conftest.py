@@ -133,11 +133,23 @@ def worker(services, data_dir: Path) -> Iterator[subprocess.Popen]:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+class ProcessSettings:
+    """The process's current settings (get_settings(), re-read after override_settings), attribute by attribute."""
+
+    def __getattr__(self, name: str):
+        from config import get_settings
+
+        return getattr(get_settings(), name)
+
+
 @pytest.fixture(scope="session")
 def app(services):
     from web import create_app
 
     application = create_app({"TESTING": True})
+    # The tests' app follows the process's settings, so that override_settings changes them for it too
+    # (a real app keeps the settings it was built with).
+    application.config["SETTINGS"] = ProcessSettings()
     return application
 
 

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-CONFIG_SOURCE = ROOT / "config" / "__init__.py"
 
 REQUIRED_SERVICES = {"db", "redis", "migrate", "web", "worker", "beat", "flower"}
 APP_SERVICES = {"migrate", "web", "worker", "beat", "flower", "backup"}
@@ -112,14 +111,12 @@ def environment_of(service: dict) -> dict[str, str]:
 
 
 def config_env_names() -> set[str]:
-    """Every variable config/__init__.py reads, from its source; a setting read through its helpers
-    (_env, _int, ...) may also come from a file, NAME_FILE."""
-    source = CONFIG_SOURCE.read_text()
-    names = set(re.findall(r"""\b_(?:env|int|float|bool|path)\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
-    names |= {f"{name}_FILE" for name in names}
-    names |= set(re.findall(r"""os\.environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""", source))
-    names |= set(re.findall(r"""os\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']""", source))
-    return names
+    """Every variable config/__init__.py reads: each setting's, and NAME_FILE for each (a file with
+    its value)."""
+    from config import Settings, env_variable
+
+    names = {env_variable(field) for field in Settings.model_fields}
+    return names | {f"{name}_FILE" for name in names}
 
 
 def run_python(code: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from types import SimpleNamespace
 
@@ -39,7 +38,7 @@ def test_det_size_min_equal_to_det_size_turns_the_adaptation_off():
 @pytest.fixture(scope="module")
 def engines():
     settings = get_settings()
-    return FaceEngine(settings), FaceEngine(dataclasses.replace(settings, det_size_min=settings.det_size))
+    return FaceEngine(settings), FaceEngine(settings.model_copy(update={"det_size_min": settings.det_size}))
 
 
 def test_a_small_photo_gets_the_same_face_at_its_own_size_as_at_640(engines):

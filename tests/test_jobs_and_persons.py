@@ -108,7 +108,6 @@ def test_person_document_records_consent(client, operator_headers, worker):
 
 
 def test_model_files_are_verified(tmp_path):
-    from dataclasses import replace
 
     from workers.engine import BUNDLED_FILES, ModelError, bundled_pack_dir, resolve_pack
 
@@ -122,6 +121,6 @@ def test_model_files_are_verified(tmp_path):
         (bad / name).symlink_to(bundled_pack_dir() / name)
     (bad / "SHA256SUMS").write_text("0" * 64 + "  w600k_mbf.onnx\n")
     with pytest.raises(ModelError, match="sha256"):
-        resolve_pack(replace(settings, model_pack_dir=bad))
+        resolve_pack(settings.model_copy(update={"model_pack_dir": bad}))
     (bad / "SHA256SUMS").write_text(f"{BUNDLED_FILES['w600k_mbf.onnx']}  w600k_mbf.onnx\n")
-    assert resolve_pack(replace(settings, model_pack_dir=bad)).recognizer.name == "w600k_mbf.onnx"
+    assert resolve_pack(settings.model_copy(update={"model_pack_dir": bad})).recognizer.name == "w600k_mbf.onnx"

@@ -50,7 +50,9 @@ def check_secret(settings: Settings) -> None:
         raise RuntimeError("JWT_SECRET_KEY must be set to a random value of at least 32 characters.")
 
 
-def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
+    """The web app, run by `settings` (by default the process's, read from the environment: the one
+    place the web process reads them); `overrides` are Flask config values (tests)."""
     from web import (
         accounts,
         auth,
@@ -68,14 +70,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from web.errors import register_error_handlers
     from web.extensions import limiter
     from web.logs import configure_logging, init_request_logging
+    from web.settings import CONFIG_KEY
 
-    settings = get_settings()
+    settings = settings or get_settings()
     check_secret(settings)
     configure_logging()
     app = contract.make_app(__name__)
     app.json = JSONProvider(app)  # deeply nested JSON is invalid JSON, not a RecursionError
     app.json.sort_keys = False  # keys in the order the schemas declare them
-    app.config.update(flask_config(settings))
+    app.config.update(flask_config(settings), **{CONFIG_KEY: settings})
     app.config.update(overrides or {})
 
     if settings.proxy_hops:

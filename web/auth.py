@@ -19,7 +19,6 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import JWTDecodeError
 
-from config import get_settings
 from domain import accounts, api_keys, audit
 from domain.callers import Caller
 from domain.errors import ServiceError
@@ -45,6 +44,7 @@ from web.schemas import (
     WaitQuery,
 )
 from web.schemas import Account as AccountOut
+from web.settings import app_settings
 from web.validation import AUTH, errors, resource, validated
 from web.waiting import accepted
 
@@ -103,7 +103,7 @@ def _tokens(account: Account) -> dict[str, Any]:
         "access_token": _access_token(account, get_jti(refresh_token)),
         "refresh_token": refresh_token,
         "token_type": "Bearer",
-        "expires_in": get_settings().jwt_access_minutes * 60,
+        "expires_in": app_settings().jwt_access_minutes * 60,
     }
 
 
@@ -112,7 +112,7 @@ def _tokens(account: Account) -> dict[str, Any]:
 @validated
 def signup(body: Credentials):
     """Create a `user` account (SIGNUP_ENABLED)"""
-    if not get_settings().signup_enabled:
+    if not app_settings().signup_enabled:
         raise ServiceError("signup_disabled", "Self-service signup is turned off.", status=403)
     session = get_session()
     account = accounts.create_account(session, body.email, body.password, Role.user)
@@ -140,7 +140,7 @@ def refresh():
     """A new access token; send the refresh token as the bearer"""
     token = _access_token(current_login(), get_jwt()["jti"])
     return jsonify(
-        {"access_token": token, "token_type": "Bearer", "expires_in": get_settings().jwt_access_minutes * 60}
+        {"access_token": token, "token_type": "Bearer", "expires_in": app_settings().jwt_access_minutes * 60}
     )
 
 
@@ -152,7 +152,7 @@ def logout():
     claims = get_jwt()
     revoked = {claims["jti"]: claims["exp"] - claims["iat"]}
     if refresh_jti := claims.get(REFRESH_JTI):
-        revoked[str(refresh_jti)] = get_settings().jwt_refresh_days * 86400
+        revoked[str(refresh_jti)] = app_settings().jwt_refresh_days * 86400
     with redis_client().pipeline() as pipe:
         for jti, ttl in revoked.items():
             pipe.set(REVOKED_PREFIX + jti, "1", ex=max(1, int(ttl)))

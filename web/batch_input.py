@@ -25,13 +25,13 @@ from typing import IO
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import FileStorage
 
-from config import get_settings
 from domain.enrollment import photo_sha256
 from domain.errors import ServiceError, file_too_large
 from domain.images import validate_image
 from web.errors import too_large
 from web.forms import bad_request
 from web.schemas import BatchForm, clean_text
+from web.settings import app_settings
 
 MAX_ITEMS = 500
 MAX_COMPRESSION_RATIO = 100
@@ -125,7 +125,7 @@ def _uploads_by_name(rows: list[dict], images: list[FileStorage]) -> dict[str, F
 def _manifest_entries(form: BatchForm) -> list[Entry]:
     rows = _manifest_rows(form.manifest or "")
     uploads = _uploads_by_name(rows, form.images)
-    limit = get_settings().max_upload_bytes
+    limit = app_settings().max_upload_bytes
     entries = []
     for row in rows:
         entry = Entry(file=row["file"], name=None)
@@ -246,7 +246,7 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> tup
 
 
 def _archive_entries(upload: FileStorage) -> list[Entry]:
-    settings = get_settings()
+    settings = app_settings()
     limit = settings.max_upload_bytes
     # The upload's own stream (spooled to a temporary file when large): no second copy in memory.
     archive, infos = _open_archive(upload.stream)

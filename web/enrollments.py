@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from config import get_settings
 from domain.batches import batch_document
 from domain.errors import NotFound
 from domain.models import Role
@@ -17,6 +16,7 @@ from web.forms import checked_webhook
 from web.idempotency import idempotent
 from web.ratelimits import batch_limit
 from web.schemas import Batch, BatchAccepted, BatchForm, BatchPage, BatchPath, IdempotencyHeader, PageQuery
+from web.settings import app_settings
 from web.validation import AUTH, errors, resource, validated
 from web.waiting import submitted
 
@@ -27,7 +27,7 @@ MANAGERS = (Role.admin, Role.operator)
 @bp.before_request
 def _limit_body() -> None:
     """A batch may be larger than one photo: raise the body limit before anything parses it."""
-    request.max_content_length = get_settings().max_batch_bytes
+    request.max_content_length = app_settings().max_batch_bytes
 
 
 @bp.post("", responses={202: BatchAccepted, **errors(400, 409, 413, 503, *AUTH)})

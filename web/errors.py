@@ -12,9 +12,9 @@ from limits.errors import StorageError
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from config import get_settings
 from domain.db import DatabaseNotConfigured
 from domain.errors import ServiceError, request_too_large
+from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ RETRY_AFTER_SECONDS = 5
 
 def too_large() -> ServiceError:
     """A request body over its limit, naming every limit (which one applied depends on the route)."""
-    settings = get_settings()
+    settings = app_settings()
     return request_too_large(settings.max_upload_bytes, settings.max_batch_bytes, JSON_BODY_LIMIT)
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
-from config import get_settings
 from domain.errors import ServiceError, file_too_large
 from domain.images import ImageInfo, validate_image
 from web.logs import request_stage
+from web.settings import app_settings
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def suggest_unknown(names: set[str], allowed: set[str], what: str) -> ServiceErr
 
 def read_upload(storage: FileStorage) -> Upload:
     """Read one uploaded photo (never more than the limit plus one byte) and validate its bytes."""
-    limit = get_settings().max_upload_bytes
+    limit = app_settings().max_upload_bytes
     data = storage.stream.read(limit + 1)
     if len(data) > limit:
         raise file_too_large(limit)

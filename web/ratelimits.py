@@ -1,23 +1,24 @@
-"""Rate-limit values read from settings at request time (so tests and operators can change them)."""
+"""Rate-limit values read from the app's settings at request time (an app built with other
+settings, or a test that changes them, gets its own limits)."""
 
-from config import get_settings
+from web.settings import app_settings
 
 
 def submit_limit() -> str:
-    return get_settings().ratelimit_submit
+    return app_settings().ratelimit_submit
 
 
 def signup_limit() -> str:
-    return get_settings().ratelimit_signup
+    return app_settings().ratelimit_signup
 
 
 def login_limit() -> str:
-    return get_settings().ratelimit_login
+    return app_settings().ratelimit_login
 
 
 def batch_limit() -> str:
-    return get_settings().ratelimit_batch
+    return app_settings().ratelimit_batch
 
 
 def redeliver_limit() -> str:
-    return get_settings().ratelimit_redeliver
+    return app_settings().ratelimit_redeliver

@@ -11,7 +11,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config import get_settings
 from domain import audit, enrollment
 from domain.callers import Caller
 from domain.errors import ServiceError
@@ -20,6 +19,7 @@ from domain.models import Gallery, Job, JobType, Person
 from jobqueue import enqueue
 from web.logs import request_stage
 from web.services.access import get_or_create_gallery, require_gallery
+from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def enroll_params(
         "created_gallery": created_gallery,
         "force": force,
         "photo_sha256": sha256 or enrollment.photo_sha256(image),
-        "quality_gates": get_settings().enrollment_policy(),
+        "quality_gates": app_settings().enrollment_policy(),
         **item,
     }
 
@@ -263,7 +263,7 @@ def submit_verification(
         person_id=person.id if person else None,
         # The 1:1 threshold: a pair question has no gallery (docs/RECOGNITION.md).
         params={
-            "threshold": threshold if threshold is not None else get_settings().match_threshold,
+            "threshold": threshold if threshold is not None else app_settings().match_threshold,
             **({"gallery": person.gallery.name} if person else {}),
         },
     )

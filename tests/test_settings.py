@@ -1,0 +1,156 @@
+"""Settings are declared once (config/__init__.py) and checked as a process starts: a wrong value
+stops it with a message naming the variable and what it expects, never a traceback or a later
+failure at first use. Lists are comma-separated; empty variables count as unset."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config import ROOT_DIR, SettingsError, get_settings, load_settings
+
+
+@pytest.fixture()
+def env(monkeypatch):
+    """The environment, restored after the test, with the process's settings re-read on both sides."""
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_wrong_value_stops_the_web_role_with_a_message_naming_its_variable(tmp_path):
+    environment = {**os.environ, "PORT": "abc", "DATA_DIR": str(tmp_path), "FACEAPI_ENV": "test"}
+    started = subprocess.run(
+        [sys.executable, "-m", "stack.serve", "web"],
+        cwd=ROOT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "PORT: expected an integer, got 'abc'" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
+def test_create_app_refuses_wrong_settings_naming_the_variable(env):
+    from web import create_app
+
+    env.setenv("WEB_WORKERS", "0")
+    with pytest.raises(SettingsError, match=r"^WEB_WORKERS: expected at least 1, got '0'$"):
+        create_app()
+
+
+def test_every_wrong_variable_is_named_at_once(env):
+    env.setenv("PORT", "70000")
+    env.setenv("SIGNUP_ENABLED", "maybe")
+    env.setenv("IDEMPOTENCY_KEY_HOURS", "12")
+    env.setenv("MATCH_THRESHOLD", "high")
+    env.setenv("RATELIMIT_LOGIN", "lots")
+    env.setenv("GALLERY_INDEX_BUILD_MEMORY", "1GB; RESET ALL")
+    with pytest.raises(SettingsError) as wrong:
+        load_settings()
+    assert str(wrong.value).splitlines() == [
+        "PORT: expected at most 65535, got '70000'",
+        "RATELIMIT_LOGIN: expected a rate limit such as '10/minute' or '100 per hour', got 'lots'",
+        "SIGNUP_ENABLED: expected true or false (1/0, yes/no, on/off), got 'maybe'",
+        "MATCH_THRESHOLD: expected a number, got 'high'",
+        "GALLERY_INDEX_BUILD_MEMORY: expected a size such as 512MB or 1GB, got '1GB; RESET ALL'",
+        "IDEMPOTENCY_KEY_HOURS: expected at least 24, got '12'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HNSW_EF_SEARCH", "1001"),  # pgvector refuses it at the first search
+        ("BCRYPT_ROUNDS", "3"),  # bcrypt refuses it at the first password
+        ("WORKER_CONCURRENCY", "0"),
+        ("DET_THRESH", "1.5"),
+        ("MATCH_FPIR", "-0.1"),
+        ("EMBEDDED_REDIS_PORT", "0"),
+        ("REAPER_INTERVAL", "0"),
+    ],
+)
+def test_out_of_range_values_are_refused(env, variable, value):
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError, match=rf"^{variable}: expected .*, got '{value}'$"):
+        load_settings()
+
+
+def test_lists_are_comma_separated_and_hosts_lower_case(env):
+    env.setenv("CORS_ORIGINS", "https://a.example, https://b.example,,")
+    env.setenv("ORT_PROVIDERS", "CUDAExecutionProvider,CPUExecutionProvider")
+    env.setenv("WEBHOOK_ALLOWED_HOSTS", "Hooks.Example:*, [fd00::5]:8443")
+    settings = load_settings()
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.ort_providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert settings.webhook_allowed_hosts == ("hooks.example:*", "[fd00::5]:8443")
+
+
+def test_a_list_and_a_number_come_from_files_and_a_wrong_one_is_named(env, tmp_path):
+    (tmp_path / "origins").write_text("https://a.example,https://b.example\n")
+    (tmp_path / "port").write_text("8080\n")
+    env.setenv("CORS_ORIGINS_FILE", str(tmp_path / "origins"))
+    env.setenv("PORT_FILE", str(tmp_path / "port"))
+    env.delenv("PORT", raising=False)
+    settings = load_settings()
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.port == 8080
+    (tmp_path / "port").write_text("eighty\n")
+    with pytest.raises(SettingsError, match=r"^PORT: expected an integer, got 'eighty'$"):
+        load_settings()
+
+
+def test_empty_variables_are_unset_and_defaults_follow_the_environment(env, tmp_path):
+    env.setenv("PORT", "")
+    env.setenv("ORT_PROVIDERS", "")
+    env.setenv("JWT_SECRET_KEY", "")
+    env.setenv("DATA_DIR", str(tmp_path / "data"))
+    env.delenv("SIGNUP_ENABLED", raising=False)
+    development = load_settings()
+    assert development.port == 8000 and development.ort_providers == ("CPUExecutionProvider",)
+    assert development.signup_enabled is True
+    # The development secret is random, kept under DATA_DIR so tokens survive a restart.
+    assert len(development.jwt_secret_key) >= 32
+    assert (tmp_path / "data" / "jwt_secret").read_text() == development.jwt_secret_key
+    assert load_settings().jwt_secret_key == development.jwt_secret_key
+
+    env.setenv("FACEAPI_ENV", "production")
+    production = load_settings()
+    assert production.signup_enabled is False and production.jwt_secret_key == ""
+    assert production.is_production
+
+
+def test_paths_are_expanded_and_resolved(env, tmp_path):
+    env.setenv("HOME", str(tmp_path))
+    env.setenv("DATA_DIR", "~/a/../data")
+    env.setenv("LFW_DIR", "~/lfw")
+    settings = load_settings()
+    assert settings.data_dir == tmp_path.resolve() / "data"
+    assert settings.lfw_dir == Path(tmp_path).resolve() / "lfw"
+
+
+def test_settings_are_immutable_and_copies_are_made_explicitly():
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.port = 1
+    assert settings.model_copy(update={"port": 1}).port == 1 and settings.port != 1
+
+
+def test_the_readme_table_names_every_setting_and_no_other():
+    from config import Settings, env_variable
+
+    section = (ROOT_DIR / "README.md").read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
+    settings = {env_variable(field) for field in Settings.model_fields}
+    assert sorted(settings - documented) == [], "settings missing from README.md's table"
+    assert sorted(documented - settings) == [], "README.md's table names variables config does not read"
