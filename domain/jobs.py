@@ -33,8 +33,10 @@ def create_job(
     person_id: uuid.UUID | None = None,
     second_image: bytes | None = None,
     webhook_url: str | None = None,
+    cost: int = 1,
 ) -> Job:
-    """A queued job holding the uploaded bytes; the caller commits, then enqueues its id."""
+    """A queued job holding the uploaded bytes; the caller checks its organisation's budget
+    (domain/budget.admit), commits, then enqueues its id."""
     job = Job(
         id=uuid.uuid4(),
         type=job_type,
@@ -47,6 +49,7 @@ def create_job(
         input_image=image,
         input_image_2=second_image,
         webhook_url=webhook_url,
+        cost=cost,
     )
     session.add(job)
     return job

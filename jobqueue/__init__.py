@@ -27,6 +27,16 @@ QUEUE_NAME = "faceapi"
 # that run jobs: `python -m stack.serve webhooks` consumes it alone (threads, no model), the job
 # workers run with `--queues faceapi`; a worker started without --queues consumes both.
 WEBHOOK_QUEUE = "webhooks"
+# Job priorities, 0 first (domain/budget.queue_priority: lower as the organisation's backlog grows).
+# On Redis each step is a list of its own (kombu's `priority_steps`): `faceapi` for 0, then
+# `faceapi\x06\x16<n>`; a worker's BRPOP names them in this order, so it takes the lowest non-empty.
+PRIORITY_STEPS = tuple(range(10))
+PRIORITY_SEP = "\x06\x16"  # kombu's default separator, kept so existing queues and bindings stay valid
+
+
+def job_queue_lists() -> list[str]:
+    """The Redis lists that hold the jobs' queue, one per priority step (its depth is their sum)."""
+    return [QUEUE_NAME, *(f"{QUEUE_NAME}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:])]
 
 
 def make_app() -> Celery:
@@ -46,6 +56,8 @@ def make_app() -> Celery:
         task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
         task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
         task_send_sent_event=settings.celery_task_events,
+        # Senders and workers must agree on the lists: one per step (see PRIORITY_STEPS).
+        broker_transport_options={"priority_steps": list(PRIORITY_STEPS), "sep": PRIORITY_SEP},
     )
     return app
 
@@ -56,9 +68,9 @@ def app() -> Celery:
     return make_app()
 
 
-def enqueue(job_id: uuid.UUID) -> None:
-    """Send a job's id (never its payload) to the workers."""
-    app().send_task(PROCESS_JOB, args=[str(job_id)])
+def enqueue(job_id: uuid.UUID, priority: int | None = None) -> None:
+    """Send a job's id (never its payload) to the workers; `priority` 0 (the default) is taken first."""
+    app().send_task(PROCESS_JOB, args=[str(job_id)], priority=priority)
 
 
 def enqueue_webhook(

@@ -57,6 +57,8 @@ def register_error_handlers(app: Flask) -> None:
         response = jsonify({"error": exc.as_dict()})
         if exc.status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        elif "retry_after" in exc.details:  # e.g. job_budget_exceeded's estimate (domain/budget.py)
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response, exc.status
 
     @app.errorhandler(RateLimitExceeded)

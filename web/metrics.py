@@ -34,7 +34,7 @@ from config import get_settings
 from domain.db import new_session
 from domain.models import Job, JobStatus
 from domain.notifications import redis_client
-from jobqueue import QUEUE_NAME, WEBHOOK_QUEUE
+from jobqueue import WEBHOOK_QUEUE
 from web.errors import error_response
 
 bp = Blueprint("metrics", __name__)
@@ -109,8 +109,8 @@ class ServiceCollector(Collector):
         )
         yield self._histogram(durations)
         yield self._deliveries()
-        depth = GaugeMetricFamily("faceapi_queue_depth", "Jobs waiting in the Celery queue")
-        depth.add_metric([], redis_client().llen(QUEUE_NAME))
+        depth = GaugeMetricFamily("faceapi_queue_depth", "Jobs waiting in the Celery queue (all its priorities)")
+        depth.add_metric([], sum(redis_client().llen(name) for name in jobqueue.job_queue_lists()))
         yield depth
         yield GaugeMetricFamily(
             "faceapi_webhook_queue_depth",

@@ -33,7 +33,11 @@ def make_celery(app: Celery | None = None) -> Celery:
         worker_send_task_events=settings.celery_task_events,
         broker_connection_retry_on_startup=True,
         # Longer than any job may run, so Redis does not hand a running job to a second worker.
-        broker_transport_options={"visibility_timeout": max(3600, settings.job_soft_time_limit * 4)},
+        # (Added to jobqueue's options: the priority steps senders use.)
+        broker_transport_options={
+            **app.conf.broker_transport_options,
+            "visibility_timeout": max(3600, settings.job_soft_time_limit * 4),
+        },
         task_soft_time_limit=settings.job_soft_time_limit,
         # A new pool process loads the models before it reports up: give it time on a busy machine.
         worker_proc_alive_timeout=60,

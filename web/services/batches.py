@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from domain import audit, enrollment
+from domain import audit, budget, enrollment
 from domain.batches import batch_document, end_once
 from domain.callers import Caller
 from domain.jobs import create_job, now
@@ -20,6 +20,7 @@ from web.logs import request_stage
 from web.pagination import keyset_page
 from web.services.access import get_or_create_gallery, visible_to
 from web.services.submissions import enroll_params, queue_unavailable
+from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def submit_batch(
             image=entry.data,
             gallery_id=gallery.id,
             person_id=person.id if person else None,
+            cost=budget.job_cost(entry.data) if entry.data else 1,
             params=enroll_params(
                 entry.data or b"",
                 created_person=created_person,
@@ -131,15 +133,18 @@ def submit_batch(
             # Refused before storage: a failed item from the start (its image was never kept).
             job.status, job.error, job.finished_at = JobStatus.failed, entry.error.as_dict(), now()
         else:
-            queued.append(job.id)
+            queued.append(job)
+    # The batch fits the organisation's budget whole, or is refused whole (nothing kept).
+    limit = app_settings().org_max_pending_cost
+    priorities = budget.admit(session, account.organisation_id, [job.cost for job in queued], limit=limit)
     audit.record(
         session, account, "batch.enroll", "batch", batch.id, total=len(entries), gallery=gallery_name, force=force
     )
     with request_stage("store"):
         session.commit()
     try:
-        for job_id in queued:
-            enqueue(job_id)
+        for job, priority in zip(queued, priorities, strict=True):
+            enqueue(job.id, priority=priority)
     except Exception:
         log.exception("could not enqueue batch %s", batch.id)
         session.execute(delete(Batch).where(Batch.id == batch.id))

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain import audit, enrollment
+from domain import audit, budget, enrollment
 from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.jobs import create_job, now
@@ -28,13 +28,13 @@ def queue_unavailable() -> ServiceError:
     return ServiceError("queue_unavailable", "The job queue is unavailable; try again shortly.", status=503)
 
 
-def _commit_and_enqueue(session: Session, job: Job, created: list[Any]) -> None:
+def _commit_and_enqueue(session: Session, job: Job, created: list[Any], priority: int) -> None:
     """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
     with request_stage("store"):
         session.commit()
     try:
         with request_stage("enqueue"):
-            enqueue(job.id)
+            enqueue(job.id, priority=priority)
     except Exception:  # kombu raises many types for an unreachable broker
         log.exception("could not enqueue job %s", job.id)
         session.execute(delete(Job).where(Job.id == job.id))
@@ -108,11 +108,14 @@ def _submit_job(
     audit_details: dict[str, Any] | None = None,
     **job_fields: Any,
 ) -> Job:
-    """A single-photo job of `account`: stored with its photo, audited (action, target type and
-    id), committed, then enqueued; `created` rows are removed again if the queue is down."""
-    job = create_job(session, owner_id=account.id, organisation_id=account.organisation_id, **job_fields)
+    """A single-photo job of `account`: stored with its photo, checked against its organisation's
+    budget (429 `job_budget_exceeded`, nothing kept), audited (action, target type and id),
+    committed, then enqueued; `created` rows are removed again if the queue is down."""
+    cost = budget.job_cost(job_fields["image"], job_fields.get("second_image"))
+    job = create_job(session, owner_id=account.id, organisation_id=account.organisation_id, cost=cost, **job_fields)
+    (priority,) = budget.admit(session, account.organisation_id, [cost], limit=app_settings().org_max_pending_cost)
     audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
-    _commit_and_enqueue(session, job, created=created)
+    _commit_and_enqueue(session, job, created=created, priority=priority)
     return job
 
 

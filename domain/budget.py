@@ -1,0 +1,99 @@
+"""Each organisation's job budget and its place in the queue (issue 17 item 3).
+
+A job costs more the more pixels it sends (`job_cost`). Every submission route adds up, in the
+transaction that creates its jobs, the cost of the organisation's queued and running jobs under a
+lock of the organisation's row, and is refused whole (429 `job_budget_exceeded`) when the new jobs
+would take it past ORG_MAX_PENDING_COST. The same sum orders the queue: a job is sent with a Celery
+priority that falls as its organisation's outstanding cost grows (`queue_priority`), so one
+organisation's backlog does not hold up another's single job (README, "Fair queueing")."""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+from collections.abc import Sequence
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from domain.errors import ServiceError
+from domain.models import Job, JobStatus, Organisation
+from jobqueue import PRIORITY_STEPS
+
+# One cost unit per started 6 megapixels. Worker time (decode + detect + embed, one process,
+# PERFORMANCE.md section 8 and this change's measurement): an LFW crop 42-76 ms, a 12 MP phone
+# photo 131-296 ms (cost 3), 20 MP 118-238 ms (4), 32.6 MP 177-441 ms (6), 36 MP 221-406 ms (7).
+PIXELS_PER_COST_UNIT = 6_000_000
+# How long a worker process takes for one cost unit, about: the Retry-After of a refusal.
+SECONDS_PER_COST_UNIT = 0.1
+MAX_RETRY_AFTER_SECONDS = 60
+OUTSTANDING = (JobStatus.queued, JobStatus.running)
+
+
+def image_cost(image: bytes) -> int:
+    """Cost units of one validated photo, from its header (nothing is decoded)."""
+    width, height = Image.open(io.BytesIO(image)).size
+    return max(1, math.ceil(width * height / PIXELS_PER_COST_UNIT))
+
+
+def job_cost(image: bytes, second_image: bytes | None = None) -> int:
+    """A job's cost: its photo's, plus its second photo's for a two-photo verification."""
+    return image_cost(image) + (image_cost(second_image) if second_image else 0)
+
+
+def queue_priority(outstanding_before: int) -> int:
+    """The Celery priority of a job sent while its organisation already has this much cost queued
+    or running: 0 (first served) for an idle organisation, one step lower per doubling of its
+    backlog (1, 2-3, 4-7, ... units), down to the last step at 256 units."""
+    return min(PRIORITY_STEPS[-1], int(math.log2(1 + outstanding_before)))
+
+
+def admit(session: Session, organisation_id: uuid.UUID, new_costs: Sequence[int], *, limit: int) -> list[int]:
+    """Check that the queued jobs this transaction added (costing `new_costs`, already added to the
+    session) fit the organisation's budget of `limit` units (ORG_MAX_PENDING_COST), and return
+    their queue priorities in the same order.
+
+    The organisation's row is locked (FOR NO KEY UPDATE: it does not block rows that merely refer
+    to it) until the transaction ends, so concurrent submissions of one organisation are checked
+    one after another, each seeing the jobs the others committed. Raises 429 `job_budget_exceeded`
+    (the caller's transaction then rolls back, leaving nothing behind)."""
+    if not new_costs:  # nothing queued (a batch whose every item was refused): nothing to check
+        return []
+    session.execute(select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True))
+    outstanding = session.execute(
+        select(func.coalesce(func.sum(Job.cost), 0)).where(
+            Job.organisation_id == organisation_id, Job.status.in_(OUTSTANDING)
+        )
+    ).scalar_one()  # includes this transaction's own new jobs (autoflush)
+    requested = sum(new_costs)
+    before = outstanding - requested
+    if outstanding > limit:
+        raise budget_exceeded(limit=limit, outstanding=before, requested=requested)
+    priorities = []
+    for cost in new_costs:
+        priorities.append(queue_priority(before))
+        before += cost
+    return priorities
+
+
+def budget_exceeded(*, limit: int, outstanding: int, requested: int) -> ServiceError:
+    excess = outstanding + requested - limit
+    retry_after = min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(excess * SECONDS_PER_COST_UNIT)))
+    advice = (
+        f"wait for some of them to finish (about {retry_after} s)"
+        if requested <= limit
+        else "this request alone is over the limit: send it in smaller parts"
+    )
+    return ServiceError(
+        "job_budget_exceeded",
+        f"Your organisation's queued and running jobs cost {outstanding} units and this request "
+        f"{requested} more, over its limit of {limit} (ORG_MAX_PENDING_COST; a photo costs one unit per "
+        f"started {PIXELS_PER_COST_UNIT // 1_000_000} megapixels): {advice}.",
+        status=429,
+        limit=limit,
+        outstanding=outstanding,
+        requested=requested,
+        retry_after=retry_after,
+    )
