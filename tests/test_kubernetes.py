@@ -60,7 +60,25 @@ KEDA_SCHEMAS = {
                     "cooldownPeriod": {"type": "integer", "minimum": 0},
                     "initialCooldownPeriod": {"type": "integer", "minimum": 0},
                     "fallback": {"type": "object"},
-                    "advanced": {"type": "object"},
+                    "advanced": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "restoreToOriginalReplicaCount": {"type": "boolean"},
+                            "horizontalPodAutoscalerConfig": {"type": "object"},
+                            "scalingModifiers": {
+                                "type": "object",
+                                "required": ["formula", "target"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "formula": {"type": "string"},
+                                    "target": {"type": "string"},
+                                    "activationTarget": {"type": "string"},
+                                    "metricType": {"enum": ["AverageValue", "Value"]},
+                                },
+                            },
+                        },
+                    },
                     "triggers": {
                         "type": "array",
                         "minItems": 1,
@@ -375,17 +393,22 @@ def test_each_deployment_is_scaled_by_one_thing_and_beat_by_none():
     assert {"web", "worker"} <= set(by_kind(ALL, "PodDisruptionBudget"))
 
 
-def test_workers_scale_on_the_celery_queue():
-    # Read, not imported: the queue names live in jobqueue/__init__.py.
-    source = (ROOT / "jobqueue" / "__init__.py").read_text()
-    (QUEUE_NAME,) = re.findall(r'^QUEUE_NAME = "([^"]+)"', source, flags=re.M)  # noqa: N806
+def test_workers_scale_on_the_sum_of_every_priority_list():
+    # Celery keeps each priority step in a Redis list of its own: a busy organisation's jobs wait in
+    # the lower lists, so scaling on `faceapi` alone would leave them without workers.
+    from jobqueue import job_queue_lists
+
     for name in ("worker", "worker-gpu"):
-        scaled = by_kind(ALL, "ScaledObject")[name]
-        (trigger,) = scaled["spec"]["triggers"]
-        assert trigger["type"] == "redis"
-        assert set(trigger["metadata"]) <= REDIS_SCALER_METADATA
-        assert trigger["metadata"]["listName"] == QUEUE_NAME
-        assert int(trigger["metadata"]["listLength"]) >= 1
+        spec = by_kind(ALL, "ScaledObject")[name]["spec"]
+        triggers = spec["triggers"]
+        assert [t["metadata"]["listName"] for t in triggers] == job_queue_lists()
+        for trigger in triggers:
+            assert trigger["type"] == "redis"
+            assert set(trigger["metadata"]) <= REDIS_SCALER_METADATA
+            assert int(trigger["metadata"]["listLength"]) >= 1
+        modifiers = spec["advanced"]["scalingModifiers"]
+        assert sorted(modifiers["formula"].replace(" ", "").split("+")) == sorted(t["name"] for t in triggers)
+        assert int(modifiers["target"]) >= 1 and modifiers["metricType"] == "AverageValue"
     for authentication in by_kind(ALL, "TriggerAuthentication").values():
         assert {r["parameter"] for r in authentication["spec"]["secretTargetRef"]} <= REDIS_SCALER_AUTH
 
