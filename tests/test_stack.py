@@ -167,6 +167,21 @@ def test_only_workers_import_workers(package):
     assert not {path: names for path, names in found.items() if names}
 
 
+def test_views_leave_the_transaction_to_the_services():
+    """web/services/__init__.py's rule: a view never commits or rolls back; the service that
+    changes the data does (web/idempotency.py's bookkeeping of its own rows aside)."""
+    found = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted((ROOT / "web").glob("*.py"))
+        if path.name != "idempotency.py"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("commit", "rollback")
+    ]
+    assert not found
+
+
 def test_readiness_reports_services(client):
     response = client.get("/readyz")
     assert response.status_code == 200

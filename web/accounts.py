@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import jsonify
 from sqlalchemy import select
 
-from domain import accounts, api_keys, audit
-from domain.errors import NotFound
+from domain import api_keys
 from domain.jobs import iso
 from domain.models import Account, AuditEvent, Role
+from web import services
 from web.auth import account_document, current_caller, roles_required
 from web.db import get_session
 from web.pagination import keyset_page
@@ -33,24 +31,12 @@ from web.validation import AUTH, errors, resource, validated
 bp = resource("accounts", __name__, "/api/v1", "Admins: the organisation's accounts, API keys and audit log")
 
 
-def _account(account_id: uuid.UUID) -> Account:
-    """An account of the caller's organisation (another organisation's answers 404 too)."""
-    account = get_session().get(Account, account_id)
-    if account is None or account.organisation_id != current_caller().organisation_id:
-        raise NotFound("account_not_found", "No such account.")
-    return account
-
-
 @bp.post("/accounts", responses={201: AccountOut, **errors(400, 409, *AUTH)})
 @roles_required(Role.admin)
 @validated
 def create_account(body: NewAccount):
     """Create an account in the organisation, with an initial password to hand over"""
-    session = get_session()
-    caller = current_caller()
-    account = accounts.create_account(session, body.email, body.password, body.role, caller.organisation_id)
-    audit.record(session, caller, "account.create", "account", account.id, email=account.email, role=body.role.value)
-    session.commit()
+    account = services.create_account(get_session(), current_caller(), body.email, body.password, body.role)
     return jsonify(account_document(account)), 201
 
 
@@ -71,13 +57,14 @@ def list_accounts(query: PageQuery):
 @validated
 def create_api_key(body: ApiKeyCreate):
     """A service account for code: the key is shown once, in this answer only"""
-    session = get_session()
-    caller = current_caller()
-    key, secret = api_keys.create(
-        session, caller, name=body.name, role=body.role, galleries=body.galleries, expires_at=body.expires_at
+    key, secret = services.create_api_key(
+        get_session(),
+        current_caller(),
+        name=body.name,
+        role=body.role,
+        galleries=body.galleries,
+        expires_at=body.expires_at,
     )
-    audit.record(session, caller, "api_key.create", "api_key", key.id, name=key.name, role=key.role.value)
-    session.commit()
     return jsonify({**api_keys.document(key), "key": secret}), 201
 
 
@@ -93,10 +80,7 @@ def list_api_keys():
 @validated
 def revoke_api_key(path: ApiKeyPath):
     """Revoke a key: the next request with it answers 401"""
-    session = get_session()
-    api_keys.revoke(session, current_caller(), path.key_id)
-    audit.record(session, current_caller(), "api_key.revoke", "api_key", path.key_id)
-    session.commit()
+    services.revoke_api_key(get_session(), current_caller(), path.key_id)
     return "", 204
 
 
@@ -105,20 +89,7 @@ def revoke_api_key(path: ApiKeyPath):
 @validated
 def change_role(path: AccountPath, body: RoleChange):
     """Change an account's role"""
-    session = get_session()
-    account = _account(path.account_id)
-    accounts.ensure_an_admin_remains(session, account, body.role)
-    audit.record(
-        session,
-        current_caller(),
-        "account.role_change",
-        "account",
-        account.id,
-        old=account.role.value,
-        new=body.role.value,
-    )
-    account.role = body.role
-    session.commit()
+    account = services.change_role(get_session(), current_caller(), path.account_id, body.role)
     return jsonify(account_document(account))
 
 
@@ -127,12 +98,9 @@ def change_role(path: AccountPath, body: RoleChange):
 @validated
 def delete_account(path: AccountPath):
     """Delete an account with everything it owns"""
-    session = get_session()
-    account = _account(path.account_id)
-    accounts.ensure_an_admin_remains(session, account)
-    audit.record(session, current_caller(), "account.delete", "account", account.id, email=account.email)
-    accounts.delete_account(session, account)
-    session.commit()
+    session, caller = get_session(), current_caller()
+    account = services.load_account(session, caller, path.account_id)
+    services.delete_account(session, caller, account, email=account.email)
     return "", 204
 
 

@@ -1,7 +1,37 @@
-"""What the API does, by resource; handlers call these once input is parsed and the caller known."""
+"""What the API does, by resource; handlers call these once input is parsed and the caller known.
 
-from web.services.access import find_gallery, get_or_create_gallery, load_person, require_gallery, visible_to
-from web.services.batches import find_batch, list_batches, submit_batch
+Transactions: the service owns them. A service that changes data commits (or rolls back) its own
+unit of work, because some must commit at a precise point (a job is committed before its id is
+enqueued, and undone if the queue is down); a view never calls session.commit() or rollback().
+Two pieces of bookkeeping run beside that rule, each on its own rows: web/idempotency.py claims an
+Idempotency-Key in the request's transaction (the service's commit carries it) and records the
+answer after the view; domain.api_keys.authenticate commits a key's last_used_at.
+
+"Load or 404" is one helper, access.one_or_404: the query leaves out what the caller may not see,
+so another organisation's row answers exactly as a missing one.
+"""
+
+from web.services.access import (
+    find_gallery,
+    get_or_create_gallery,
+    load_person,
+    one_or_404,
+    require_gallery,
+    visible_to,
+)
+from web.services.accounts import (
+    change_password,
+    change_role,
+    create_account,
+    create_api_key,
+    delete_account,
+    load_account,
+    revoke_api_key,
+    rotate_webhook_secret,
+    sign_up,
+    webhook_secret,
+)
+from web.services.batches import list_batches, load_batch, submit_batch
 from web.services.galleries import (
     create_gallery,
     delete_gallery,
@@ -33,12 +63,16 @@ from web.services.submissions import (
 __all__ = [
     "PROFILE_GALLERY",
     "cancel_job",
+    "change_password",
+    "change_role",
+    "create_account",
+    "create_api_key",
     "create_gallery",
+    "delete_account",
     "delete_face",
     "delete_gallery",
     "delete_person",
     "face_document",
-    "find_batch",
     "find_gallery",
     "gallery_document",
     "get_or_create_gallery",
@@ -47,14 +81,20 @@ __all__ = [
     "list_galleries",
     "list_jobs",
     "list_persons",
+    "load_account",
+    "load_batch",
     "load_job",
     "load_person",
+    "one_or_404",
     "person_document",
     "person_exists",
     "queue_unavailable",
     "redeliver",
     "require_gallery",
+    "revoke_api_key",
+    "rotate_webhook_secret",
     "set_gallery_threshold",
+    "sign_up",
     "submit_batch",
     "submit_enrollment",
     "submit_face",
@@ -63,4 +103,5 @@ __all__ = [
     "submit_verification",
     "update_person",
     "visible_to",
+    "webhook_secret",
 ]

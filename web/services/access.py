@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session, selectinload
@@ -10,6 +11,17 @@ from sqlalchemy.orm import Session, selectinload
 from domain.callers import Caller
 from domain.errors import NotFound, ServiceError
 from domain.models import Batch, Gallery, Job, Person
+
+Row = TypeVar("Row")
+
+
+def one_or_404(session: Session, query: Select[tuple[Row]], code: str, message: str) -> Row:
+    """The one row `query` finds, else 404 `code`: the one "load or 404" of the API. A row the
+    caller may not see is left out by the query, so it answers exactly as one that does not exist."""
+    found = session.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFound(code, message)
+    return found
 
 
 def _in_scope(caller: Caller, name: str) -> None:
@@ -19,12 +31,14 @@ def _in_scope(caller: Caller, name: str) -> None:
         )
 
 
-def find_gallery(session: Session, caller: Caller, name: str) -> Gallery | None:
-    """The caller's organisation's gallery named `name` (an API key: only within its scope)."""
+def _gallery_named(caller: Caller, name: str) -> Select[tuple[Gallery]]:
+    """The caller's organisation's gallery named `name` (an API key: only within its scope, else 403)."""
     _in_scope(caller, name)
-    return session.execute(
-        select(Gallery).where(Gallery.organisation_id == caller.organisation_id, Gallery.name == name)
-    ).scalar_one_or_none()
+    return select(Gallery).where(Gallery.organisation_id == caller.organisation_id, Gallery.name == name)
+
+
+def find_gallery(session: Session, caller: Caller, name: str) -> Gallery | None:
+    return session.execute(_gallery_named(caller, name)).scalar_one_or_none()
 
 
 def get_or_create_gallery(session: Session, caller: Caller, name: str) -> tuple[Gallery, bool]:
@@ -39,10 +53,9 @@ def get_or_create_gallery(session: Session, caller: Caller, name: str) -> tuple[
 
 
 def require_gallery(session: Session, caller: Caller, name: str) -> Gallery:
-    gallery = find_gallery(session, caller, name)
-    if gallery is None:
-        raise NotFound("gallery_not_found", f"Your organisation has no gallery named '{name}'.")
-    return gallery
+    return one_or_404(
+        session, _gallery_named(caller, name), "gallery_not_found", f"Your organisation has no gallery named '{name}'."
+    )
 
 
 def _scoped_galleries(caller: Caller) -> Select:
@@ -63,10 +76,7 @@ def load_person(session: Session, caller: Caller, person_id: uuid.UUID, *, with_
         query = query.where(Person.account_id == caller.id)
     if with_faces:
         query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
-    person = session.execute(query).scalar_one_or_none()
-    if person is None:
-        raise NotFound("person_not_found", "No such person.")
-    return person
+    return one_or_404(session, query, "person_not_found", "No such person.")
 
 
 def visible_to(caller: Caller, model: type[Job] | type[Batch]) -> ColumnElement[bool]:

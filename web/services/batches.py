@@ -18,16 +18,16 @@ from jobqueue import enqueue, enqueue_webhook
 from web.batch_input import Entry
 from web.logs import request_stage
 from web.pagination import keyset_page
-from web.services.access import get_or_create_gallery, visible_to
+from web.services.access import get_or_create_gallery, one_or_404, visible_to
 from web.services.submissions import enroll_params, queue_unavailable
 from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
 
-def find_batch(session: Session, account: Caller, batch_id: uuid.UUID) -> Batch | None:
+def load_batch(session: Session, account: Caller, batch_id: uuid.UUID) -> Batch:
     query = select(Batch).where(Batch.id == batch_id, visible_to(account, Batch))
-    return session.execute(query).scalar_one_or_none()
+    return one_or_404(session, query, "batch_not_found", "No such batch.")
 
 
 def list_batches(session: Session, account: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:

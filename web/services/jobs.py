@@ -10,21 +10,18 @@ from sqlalchemy.orm import Session
 
 from domain import audit, enrollment
 from domain.callers import Caller
-from domain.errors import NotFound, ServiceError
+from domain.errors import ServiceError
 from domain.jobs import finish, job_document
 from domain.models import Job, JobStatus, JobType
 from domain.notifications import announce_job_ended
 from jobqueue import enqueue_webhook
 from web.pagination import keyset_page
-from web.services.access import visible_to
+from web.services.access import one_or_404, visible_to
 
 
 def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:
     query = select(Job).where(Job.id == job_id, visible_to(account, Job))
-    job = session.execute(query).scalar_one_or_none()
-    if job is None:
-        raise NotFound("job_not_found", "No such job.")
-    return job
+    return one_or_404(session, query, "job_not_found", "No such job.")
 
 
 def list_jobs(
