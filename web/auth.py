@@ -19,7 +19,7 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import JWTDecodeError
 
-from domain import accounts, api_keys, audit
+from domain import accounts, api_keys
 from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.models import Account, Role
@@ -114,10 +114,7 @@ def signup(body: Credentials):
     """Create a `user` account (SIGNUP_ENABLED)"""
     if not app_settings().signup_enabled:
         raise ServiceError("signup_disabled", "Self-service signup is turned off.", status=403)
-    session = get_session()
-    account = accounts.create_account(session, body.email, body.password, Role.user)
-    audit.record(session, account, "account.signup", "account", account.id)
-    session.commit()
+    account = services.sign_up(get_session(), body.email, body.password)
     return jsonify(account_document(account)), 201
 
 
@@ -173,11 +170,8 @@ def me():
 @validated
 def change_password(body: PasswordChange):
     """Change the password; every token issued before is revoked, fresh ones are returned."""
-    session = get_session()
     account = current_login()
-    accounts.change_password(session, account, body.current_password, body.new_password)
-    audit.record(session, account, "account.password_change", "account", account.id)
-    session.commit()
+    services.change_password(get_session(), account, body.current_password, body.new_password)
     return jsonify(_tokens(account))
 
 
@@ -187,13 +181,9 @@ def change_password(body: PasswordChange):
 @validated
 def delete_me(body: PasswordConfirmation):
     """Erase the caller's account with its galleries, persons, faces and jobs (JSON `{password}`)"""
-    session = get_session()
     account = current_login()
     accounts.check_current_password(account, body.password)
-    accounts.ensure_an_admin_remains(session, account)
-    audit.record(session, account, "account.delete", "account", account.id, by="self")
-    accounts.delete_account(session, account)
-    session.commit()
+    services.delete_account(get_session(), account, account, by="self")
     return "", 204
 
 

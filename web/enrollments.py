@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from domain.batches import batch_document
-from domain.errors import NotFound
 from domain.models import Role
 from web import services
 from web.auth import current_caller, roles_required
@@ -65,7 +64,5 @@ def list_batches(query: PageQuery):
 def show(path: BatchPath):
     """A batch with its items in manifest order"""
     session = get_session()
-    batch = services.find_batch(session, current_caller(), path.batch_id)
-    if batch is None:
-        raise NotFound("batch_not_found", "No such batch.")
+    batch = services.load_batch(session, current_caller(), path.batch_id)
     return jsonify(batch_document(session, batch))
