@@ -154,3 +154,28 @@ def test_the_readme_table_names_every_setting_and_no_other():
     settings = {env_variable(field) for field in Settings.model_fields}
     assert sorted(settings - documented) == [], "settings missing from README.md's table"
     assert sorted(documented - settings) == [], "README.md's table names variables config does not read"
+
+
+def test_the_celery_factory_is_given_its_settings(tmp_path):
+    """In a subprocess: importing workers.celery_app builds this process's Celery app."""
+    code = (
+        "from config import load_settings\n"
+        "from workers.celery_app import make_celery\n"
+        "settings = load_settings(worker_concurrency=7, reaper_interval=5)\n"
+        "app = make_celery(settings=settings)\n"
+        "assert app.conf.faceapi_settings is settings\n"
+        "assert app.conf.worker_concurrency == 7\n"
+        "assert app.conf.beat_schedule['reap-jobs']['schedule'] == 5\n"
+    )
+    environment = {**os.environ, "DATA_DIR": str(tmp_path), "FACEAPI_ENV": "test"}
+    ran = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, env=environment, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_the_web_app_reads_the_settings_it_was_given(env):
+    from web import create_app
+
+    settings = load_settings(signup_enabled=False, ratelimit_signup="1000/minute")
+    client = create_app({"TESTING": True}, settings=settings).test_client()
+    refused = client.post("/api/v1/auth/signup", json={"email": "a@example.com", "password": "a long password"})
+    assert refused.status_code == 403, refused.get_json()

@@ -10,8 +10,8 @@ from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from config import get_settings
 from domain import api_keys
+from web.settings import app_settings
 
 
 def presented_api_key() -> str | None:
@@ -43,5 +43,5 @@ def login_email_key() -> str:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     email = str(email).strip().lower()[:254] if email else ""
-    digest = hmac.new(get_settings().jwt_secret_key.encode(), email.encode(), hashlib.sha256).hexdigest()[:24]
+    digest = hmac.new(app_settings().jwt_secret_key.encode(), email.encode(), hashlib.sha256).hexdigest()[:24]
     return f"login-email:{digest}|{get_remote_address()}"

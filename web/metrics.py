@@ -30,12 +30,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select, true
 
 import jobqueue
-from config import get_settings
 from domain.db import new_session
 from domain.models import Job, JobStatus
 from domain.notifications import redis_client
 from jobqueue import WEBHOOK_QUEUE
 from web.errors import error_response
+from web.settings import app_settings
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ registry.register(ServiceCollector())
 
 @bp.get("/metrics")
 def metrics():
-    settings = get_settings()
+    settings = app_settings()
     token = settings.metrics_token
     if not token and settings.is_production:
         # Every organisation's job counts: outside development never served without a token, yet the

@@ -22,13 +22,13 @@ import redis
 from flask import Response, after_this_request, g, jsonify, request, url_for
 from sqlalchemy.orm import Session
 
-from config import get_settings
 from domain.jobs import job_document
 from domain.models import Job
 from domain.notifications import JobEndListener, redis_client
 from web.db import get_session
 from web.forms import bad_request
 from web.logs import request_stage
+from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def release_organisation_slot(organisation_id: uuid.UUID, slot: str) -> None:
 def wait_slot(organisation_id: uuid.UUID, seconds: float) -> Iterator[bool]:
     """True when the request may wait `seconds`: under the process's and the organisation's caps.
     Without Redis only the process's cap holds (waits then poll the row, domain/notifications.py)."""
-    settings = get_settings()
+    settings = app_settings()
     process_waits = _process_waits(settings.wait_max_per_process)
     if not process_waits.acquire(blocking=False):
         yield False

@@ -14,16 +14,17 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 import jobqueue
-from config import get_settings
+from config import Settings, get_settings
 from jobqueue import QUEUE_NAME, SYNC_GALLERY_INDEXES
 
 log = logging.getLogger(__name__)
 
 
-def make_celery(app: Celery | None = None) -> Celery:
+def make_celery(app: Celery | None = None, settings: Settings | None = None) -> Celery:
     """The worker's options on `app` (a new one by default): broker, serialization, queues and
-    routes come from jobqueue.make_app, which the web process uses to send."""
-    settings = get_settings()
+    routes come from jobqueue.make_app, which the web process uses to send. `settings` default to
+    the process's (read here, at the worker's edge); the app keeps them as `conf.faceapi_settings`."""
+    settings = settings or get_settings()
     app = app or jobqueue.make_app()
     app.conf.update(
         include=["workers.tasks"],
@@ -58,6 +59,7 @@ def make_celery(app: Celery | None = None) -> Celery:
             ),
         },
         task_time_limit=settings.job_soft_time_limit + 30,
+        faceapi_settings=settings,
     )
     return app
 
