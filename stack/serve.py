@@ -51,10 +51,22 @@ def flower_options() -> list[str]:
                 "development: Flower shows every task and can control the workers."
             )
         return ["--address=127.0.0.1", f"--port={settings.flower_port}"]
-    user, _, password = auth.partition(":")
-    if not user or not password:
-        raise RoleRefused("flower: FLOWER_BASIC_AUTH must be user:password (both non-empty).")
-    return [f"--address={settings.host}", f"--port={settings.flower_port}", f"--basic-auth={auth}"]
+    # Flower reads several pairs separated by commas (user:password,user2:password2).
+    if not all(user and password for user, _, password in (pair.partition(":") for pair in auth.split(","))):
+        raise RoleRefused(
+            "flower: FLOWER_BASIC_AUTH must be user:password (both non-empty; a comma separates two pairs, "
+            "so a password cannot hold one)."
+        )
+    # The credentials go in the environment (role_environment), not here: `ps` shows every local user the argv.
+    return [f"--address={settings.host}", f"--port={settings.flower_port}"]
+
+
+def role_environment(role: str) -> dict[str, str]:
+    """Variables the role's process needs beyond this one's: Flower reads FLOWER_BASIC_AUTH itself,
+    which may have come from FLOWER_BASIC_AUTH_FILE (a secret file) and so not be in os.environ.
+    A process's environment is readable by its user only, unlike its command line."""
+    auth = get_settings().flower_basic_auth if role == "flower" else None
+    return {"FLOWER_BASIC_AUTH": auth} if auth else {}
 
 
 def command(role: str, *extra: str) -> list[str]:
@@ -101,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
     except RoleRefused as refused:
         sys.exit(str(refused))  # the reason on stderr, status 1
+    os.environ.update(role_environment(argv[0]))  # the exec'd process inherits it
     os.execvp(words[0], words)
 
 

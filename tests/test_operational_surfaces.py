@@ -121,10 +121,32 @@ def test_flower_without_auth_listens_on_loopback_only_in_development():
     assert "--address=127.0.0.1" in words and not any(word.startswith("--basic-auth") for word in words)
 
 
+def test_flower_credentials_are_not_on_its_command_line():
+    from stack.serve import command, role_environment
+
+    auth = ":".join(FLOWER_AUTH)
+    with override_settings(FACEAPI_ENV="production", HOST="0.0.0.0", FLOWER_BASIC_AUTH=auth):
+        words, environment = command("flower"), role_environment("flower")
+    assert "--address=0.0.0.0" in words and FLOWER_AUTH[1] not in " ".join(words)
+    assert environment == {"FLOWER_BASIC_AUTH": auth} and role_environment("worker") == {}
+
+
+@pytest.mark.parametrize("auth", ["ops:", ":pw", "ops:pw,second"])
+def test_flower_refuses_basic_auth_that_is_not_user_password_pairs(auth):
+    from stack.serve import RoleRefused, command
+
+    with override_settings(FACEAPI_ENV="production", FLOWER_BASIC_AUTH=auth), pytest.raises(RoleRefused):
+        command("flower")
+
+
 def test_flower_with_basic_auth_answers_401_without_credentials(services, tmp_path):
+    """From a secret file, as the deployments give it: Flower gets it in its environment, and
+    neither its command line (which `ps` shows every local user) nor its log holds the password."""
     port = free_port()
     log_path = tmp_path / "flower.log"
-    env = _flower_env(FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH))
+    secret = tmp_path / "flower_basic_auth"
+    secret.write_text(":".join(FLOWER_AUTH) + "\n")
+    env = _flower_env(FLOWER_PORT=str(port), FLOWER_BASIC_AUTH_FILE=str(secret))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "stack.serve", "flower"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -142,11 +164,13 @@ def test_flower_with_basic_auth_answers_401_without_credentials(services, tmp_pa
         tasks = requests.get(f"{base}/api/tasks", timeout=5)
         wrong = requests.get(f"{base}/api/tasks", auth=(FLOWER_AUTH[0], "wrong"), timeout=5)
         right = requests.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=30)
+        command_line = " ".join(psutil.Process(process.pid).cmdline())  # exec'd: the pid is Flower's
     finally:
         process.terminate()
         process.wait(30)
     assert anonymous.status_code == 401 and tasks.status_code == 401 and wrong.status_code == 401
     assert right.status_code == 200, right.text
+    assert "flower" in command_line and FLOWER_AUTH[1] not in command_line
     assert FLOWER_AUTH[1] not in log_path.read_text(errors="replace")
 
 
