@@ -236,7 +236,7 @@ class Settings(BaseSettings):
 
     # Jobs
     job_soft_time_limit: Positive = 120  # seconds a job may run
-    job_max_retries: NonNegative = 10  # tries while the database is unreachable (workers/tasks.py: ~1 min or more)
+    job_max_retries: NonNegative = 10  # retries of a database error while it answers (unreachable: until it is back)
     job_requeue_after: Positive = 600  # seconds a job may stay queued before the reaper sends it again
     reaper_interval: Annotated[float, Field(gt=0)] = 60.0  # seconds between two reaper runs (Celery beat)
     # `make run` pings the worker through the broker this often (0: never) and restarts it after

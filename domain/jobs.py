@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Update, delete, exists, select, update
+from sqlalchemy import Update, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
@@ -118,10 +118,38 @@ def finish(
     return ended.rowcount == 1
 
 
-def stale_queued(session: Session, older_than: datetime) -> list[uuid.UUID]:
-    """Jobs still queued long after submission: their message may have been lost."""
-    query = select(Job.id).where(Job.status == JobStatus.queued, Job.created_at < older_than)
-    return list(session.execute(query).scalars())
+# Keys in a job's params the reaper keeps: when it last sent the job again (epoch seconds), and
+# that a worker gave up on the job (its message is known lost: send it at the next pass).
+REQUEUED_AT = "requeued_at"
+MESSAGE_LOST = "message_lost"
+
+
+def take_stranded(session: Session, older_than: datetime) -> list[uuid.UUID]:
+    """Queued jobs whose message seems lost, marked as sent again now: those queued since before
+    `older_than` and not sent again since then, and those a worker gave up on (MESSAGE_LOST).
+    So a job is sent again at most once per threshold, not at every pass of the reaper."""
+    not_sent_since = func.coalesce(Job.params[REQUEUED_AT].as_float(), 0.0) < older_than.timestamp()
+    stranded = (Job.status == JobStatus.queued) & (
+        Job.params.has_key(MESSAGE_LOST) | ((Job.created_at < older_than) & not_sent_since)
+    )
+    marked = Job.params.delete_path([MESSAGE_LOST]).op("||")(func.jsonb_build_object(REQUEUED_AT, now().timestamp()))
+    taken = session.execute(update(Job).where(stranded).values(params=marked).returning(Job.id))
+    return list(taken.scalars())
+
+
+def mark_message_lost(session: Session, job_id: uuid.UUID) -> bool:
+    """Put a job a worker gave up on back in the queue, for the reaper's next pass to send again
+    (its message is acknowledged: nothing else would run it). False if it had ended meanwhile."""
+    marked = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        .values(
+            status=JobStatus.queued,
+            started_at=None,
+            params=Job.params.op("||")(func.jsonb_build_object(MESSAGE_LOST, True)),
+        )
+    )
+    return marked.rowcount == 1
 
 
 def queue_stalled(session: Session, since: datetime) -> bool:

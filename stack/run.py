@@ -75,6 +75,26 @@ def queue_stalled(seconds: float) -> bool | None:
         return None
 
 
+def jobs_wait_in_broker() -> bool | None:
+    """Whether job messages wait in the broker's queue (any priority); None when it is down. Jobs
+    queued in the database with no message are stranded (the reaper sends them again), not
+    waiting for a stuck worker."""
+    from kombu.exceptions import ChannelError
+
+    from jobqueue import QUEUE_NAME
+    from workers.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+            try:
+                return connection.default_channel.queue_declare(QUEUE_NAME, passive=True).message_count > 0
+            except ChannelError:  # no such queue yet: nothing waits
+                return False
+    except Exception:  # kombu raises many types for an unreachable broker
+        return None
+
+
 class WorkerWatchdog:
     """Restarts the worker after `failures` failed checks in a row.
 
@@ -82,7 +102,8 @@ class WorkerWatchdog:
     known "worker stops consuming after Redis reconnection"): the process lives on but takes no
     more messages. A check fails when the worker does not answer a ping while the broker is up,
     or when it answers but, up for `stall` seconds, has let jobs wait that long without starting
-    any (its control channel works, its task consumer does not).
+    any while their messages wait in the broker (its control channel works, its task consumer
+    does not). Jobs that waited out a database or broker outage do not count (see `stalled`).
     """
 
     def __init__(self, interval: float, failures: int, hostname: str, grace: float, stall: float = 0):
@@ -96,10 +117,11 @@ class WorkerWatchdog:
         self.next_check = time.monotonic() + self.interval
         answered = worker_answers(self.hostname)
         if answered is None:  # broker down: not the worker's fault
+            self.outage()
             return False
         self.alive_once = self.alive_once or answered
         uptime = time.monotonic() - self.started
-        stalled = answered and 0 < self.stall < uptime and queue_stalled(self.stall)
+        stalled = answered and 0 < self.stall < uptime and self.stalled()
         if answered and not stalled:
             self.missed = 0
             return False
@@ -110,9 +132,29 @@ class WorkerWatchdog:
         log.warning("worker %s %s (%d/%d)", self.hostname, problem, self.missed, self.failures)
         return self.missed >= self.failures
 
+    def stalled(self) -> bool:
+        """Jobs waited `stall` seconds with none started, and their messages wait in the broker.
+        Not while the database or the broker is down, nor for `stall` seconds after: jobs that
+        waited out an outage are no sign of a stuck worker."""
+        if time.monotonic() < self.quiet_until:
+            return False
+        waiting = queue_stalled(self.stall)
+        if waiting is None:
+            self.outage()
+            return False
+        if not waiting:
+            return False
+        in_broker = jobs_wait_in_broker()
+        if in_broker is None:
+            self.outage()
+        return bool(in_broker)
+
+    def outage(self) -> None:
+        self.quiet_until = time.monotonic() + self.stall
+
     def restarted(self) -> None:
         self.started = self.next_check = time.monotonic()
-        self.alive_once, self.missed = False, 0
+        self.alive_once, self.missed, self.quiet_until = False, 0, 0.0
 
 
 class Supervisor:
@@ -167,6 +209,8 @@ class Supervisor:
                 del self.restart_at[name]
                 log.info("restarting %s", name)
                 self.spawn(name)
+                if name == "worker" and self.watchdog:  # a new worker: its start grace, not the old one's record
+                    self.watchdog.restarted()
         return True
 
     def request_stop(self, *_: object) -> None:

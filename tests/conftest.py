@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_SECONDS = 90
 
 
-SYSTEM_MODULES = ("test_stack", "test_faults", "test_multihost", "test_backup", "test_deploy_files")
+SYSTEM_MODULES = ("test_stack", "test_faults", "test_outages", "test_multihost", "test_backup", "test_deploy_files")
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -27,26 +27,25 @@ PASSWORD = STACK_ADMIN[1]
 
 
 class Stack:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, **overrides: str):
         self.port = free_port()
         self.redis_port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}"
-        env = stack_env(
-            data_dir,
-            self.port,
-            EMBEDDED_REDIS_PORT=str(self.redis_port),
-            WEB_WORKERS="2",
-            WORKER_CONCURRENCY="2",
+        settings = {
+            "EMBEDDED_REDIS_PORT": str(self.redis_port),
+            "WEB_WORKERS": "2",
+            "WORKER_CONCURRENCY": "2",
             # Messages a worker had reserved when Redis went away come back through the reaper.
-            JOB_REQUEUE_AFTER="10",
-            JOB_RUNNING_DEADLINE="20",
-            REAPER_INTERVAL="5",
+            "JOB_REQUEUE_AFTER": "10",
+            "JOB_RUNNING_DEADLINE": "20",
+            "REAPER_INTERVAL": "5",
             # The supervisor restarts a worker that stops answering pings (see stack/run.py).
-            WORKER_LIVENESS_INTERVAL="3",
-            WORKER_LIVENESS_FAILURES="2",
-            WORKER_STALL_SECONDS="10",
-        )
+            "WORKER_LIVENESS_INTERVAL": "3",
+            "WORKER_LIVENESS_FAILURES": "2",
+            "WORKER_STALL_SECONDS": "10",
+        }
+        env = stack_env(data_dir, self.port, **{**settings, **overrides})
         # For commands of our own against the stack's Redis (the worker is named as in stack.run).
         self.env = {**env, "REDIS_URL": embedded_redis_url(data_dir, self.redis_port)}
         self.worker_name = f"worker@{socket.gethostname()}"

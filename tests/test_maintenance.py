@@ -86,3 +86,34 @@ def test_a_queue_is_stalled_while_jobs_wait_and_none_starts(db, operator_headers
     started.status, started.started_at = JobStatus.running, later + timedelta(seconds=1)
     db.flush()
     assert not queue_stalled(db, since=later)  # a job started since: the workers take jobs
+
+
+def test_a_stranded_job_is_sent_again_once_per_threshold_not_at_every_pass(client, operator_headers):
+    from domain import jobs
+
+    job_id = uuid.UUID(_job(client, operator_headers, created_at=now() - timedelta(hours=1)))
+    threshold = now() - timedelta(minutes=10)
+    with session_scope() as session:
+        first = jobs.take_stranded(session, threshold)
+    with session_scope() as session:
+        second = jobs.take_stranded(session, threshold)  # the reaper's next pass, right after
+    assert job_id in first and job_id not in second
+    with session_scope() as session:  # a threshold after it was sent again, it is sent again
+        assert job_id in jobs.take_stranded(session, now() + timedelta(seconds=1))
+
+
+def test_a_job_a_worker_gave_up_on_is_sent_again_at_the_next_pass(client, operator_headers):
+    """A job whose task ran out of retries while the database answered: back in the queue, and
+    sent again at the reaper's next pass although it is young, then not at the pass after."""
+    from domain import jobs
+
+    job_id = uuid.UUID(_job(client, operator_headers, status=JobStatus.running, started_at=now()))
+    with session_scope() as session:
+        assert jobs.mark_message_lost(session, job_id)
+    threshold = now() - timedelta(minutes=10)
+    with session_scope() as session:
+        assert job_id in jobs.take_stranded(session, threshold)
+    with session_scope() as session:
+        assert job_id not in jobs.take_stranded(session, threshold)
+        job = session.get(Job, job_id)
+        assert (job.status, job.started_at, jobs.MESSAGE_LOST in job.params) == (JobStatus.queued, None, False)

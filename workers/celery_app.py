@@ -16,6 +16,7 @@ from celery.signals import worker_process_init
 import jobqueue
 from config import Settings, get_settings
 from jobqueue import QUEUE_NAME, SYNC_GALLERY_INDEXES
+from workers.redelivery import RestoreStrandedMessages
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
         task_time_limit=settings.job_soft_time_limit + 30,
         faceapi_settings=settings,
     )
+    # What the worker held when Redis went away goes back to the queue as it reconnects, not
+    # after the visibility_timeout above (an hour): workers/redelivery.py.
+    app.steps["consumer"].add(RestoreStrandedMessages)
     return app
 
 

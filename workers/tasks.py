@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import uuid
 from datetime import timedelta
 
+from celery import Task
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from config import get_settings
@@ -14,31 +19,66 @@ from workers.celery_app import celery_app
 from workers.pipeline import process_job as run_pipeline
 from workers.webhooks import deliver
 
+log = logging.getLogger(__name__)
 
-@celery_app.task(
-    name=PROCESS_JOB,
-    autoretry_for=(OperationalError,),  # the database was briefly unreachable: try again later
-    # 1, 2, 4, 8, 16, then 20 s apart (jittered): ten tries outlast a database restart of a minute
-    # or more, so a short outage delays jobs by about its length, not until the reaper's pass.
-    retry_backoff=True,
-    retry_backoff_max=20,
-    retry_jitter=True,
-    max_retries=get_settings().job_max_retries,
-)
-def process_job(job_id: str) -> None:
-    run_pipeline(job_id)
+
+# A retry waits 1, 2, 4, 8, then 10 s (each between half and all of that, so that jobs spread):
+# a job delayed by an outage runs at most about 10 s after the database is back.
+RETRY_BACKOFF_MAX_SECONDS = 10.0
+
+
+def retry_delay(retries: int) -> float:
+    ceiling = min(RETRY_BACKOFF_MAX_SECONDS, 2.0**retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def database_answers() -> bool:
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except OperationalError:
+        return False
+
+
+@celery_app.task(bind=True, name=PROCESS_JOB, max_retries=get_settings().job_max_retries)
+def process_job(self: Task, job_id: str) -> None:
+    """Run a job. While the database is unreachable the task retries, however long the outage:
+    an outage delays jobs by about its length (the job's row says nothing of the retries, and
+    the reaper's threshold is minutes). An OperationalError while the database answers (a
+    deadlock, a serialization failure) is retried JOB_MAX_RETRIES times, then the job goes back
+    to the queue for the reaper's next pass (jobs.mark_message_lost), not left queued silently."""
+    try:
+        run_pipeline(job_id)
+    except OperationalError as error:
+        retries = self.request.retries
+        if retries < self.max_retries or not database_answers():
+            # Past JOB_MAX_RETRIES only while the database is unreachable: the limit moves along.
+            limit = None if retries < self.max_retries else retries + 1
+            raise self.retry(exc=error, countdown=retry_delay(retries), max_retries=limit) from error
+        log.error("job %s: the database kept failing it (%s); the reaper sends it again", job_id, error)
+        with session_scope() as session:
+            jobs.mark_message_lost(session, uuid.UUID(job_id))
 
 
 @celery_app.task(name="workers.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
-    """Send again jobs whose message seems lost; re-queue once, then fail, jobs past their deadline."""
+    """Send again jobs whose message seems lost (each at most once per JOB_REQUEUE_AFTER, and at
+    once those a worker gave up on); re-queue once, then fail, jobs past their deadline."""
     settings = get_settings()
     with session_scope() as session:
-        stale = jobs.stale_queued(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
+        stranded = jobs.take_stranded(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
         overdue, timed_out = jobs.reap_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
-    for job_id in stale + overdue:
+    for job_id in stranded + overdue:
         enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
-    return {"requeued": len(stale) + len(overdue), "timed_out": timed_out}
+    if stranded or overdue or timed_out:
+        log.warning(
+            "reaper: %d stranded jobs sent again, %d overdue re-queued, %d timed out",
+            len(stranded),
+            len(overdue),
+            timed_out,
+        )
+    return {"requeued": len(stranded) + len(overdue), "stranded": len(stranded), "timed_out": timed_out}
 
 
 @celery_app.task(name="workers.tasks.purge_jobs")
