@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -233,15 +234,9 @@ class FaceAPI:
         idempotency_key: str | None = None,
     ) -> models.EnrollJob:
         """Enroll the caller's own face profile (consent given) and wait for the job."""
-        started = time.monotonic()
-        job = self._submit(
-            "/auth/me/face",
-            _form(name=name, consent=True, webhook_url=webhook_url),
-            [("image", read_photo(photo))],
-            idempotency_key,
-            wait=timeout,
-        )
-        return self._finish(job, started, timeout, raise_on_failure)  # type: ignore[return-value]
+        form = _form(name=name, consent=True, webhook_url=webhook_url)
+        submit = partial(self._submit, "/auth/me/face", form, [("image", read_photo(photo))], idempotency_key)
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
     # --- API keys ----------------------------------------------------------------------------------
 
@@ -346,17 +341,16 @@ class FaceAPI:
     ) -> models.EnrollJob:
         """Register a person from one photo and wait for the job. An `external_id` that exists
         already raises Conflict `person_exists` with `err.person_id` (use `add_face`)."""
-        started = time.monotonic()
-        job = self.submit_enrollment(
+        submit = partial(
+            self.submit_enrollment,
             photo,
             name=name,
             gallery=gallery,
             external_id=external_id,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
-            wait=timeout,
         )
-        return self._finish(job, started, timeout, raise_on_failure)  # type: ignore[return-value]
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
     def submit_face(
         self,
@@ -386,11 +380,10 @@ class FaceAPI:
         """Add another photo of a person and wait. A face unlike the person's fails
         `face_mismatch` (`force=True` enrolls it anyway, audited); the same photo again succeeds
         with `result.duplicate` true and adds nothing."""
-        started = time.monotonic()
-        job = self.submit_face(
-            person_id, photo, force=force, webhook_url=webhook_url, idempotency_key=idempotency_key, wait=timeout
+        submit = partial(
+            self.submit_face, person_id, photo, force=force, webhook_url=webhook_url, idempotency_key=idempotency_key
         )
-        return self._finish(job, started, timeout, raise_on_failure)  # type: ignore[return-value]
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
     def list_persons(
         self,
@@ -578,8 +571,8 @@ class FaceAPI:
     ) -> models.RecognizeJob:
         """Every face in the photo, largest first, each with its matches best first. A photo
         without a face raises JobFailed `no_face`; an unknown gallery NotFound `gallery_not_found`."""
-        started = time.monotonic()
-        job = self.submit_recognition(
+        submit = partial(
+            self.submit_recognition,
             photo,
             gallery=gallery,
             threshold=threshold,
@@ -587,9 +580,8 @@ class FaceAPI:
             max_faces=max_faces,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
-            wait=timeout,
         )
-        return self._finish(job, started, timeout, raise_on_failure)  # type: ignore[return-value]
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
     def submit_verification(
         self,
@@ -624,17 +616,16 @@ class FaceAPI:
         idempotency_key: str | None = None,
     ) -> models.VerifyJob:
         """Are two photos (or a photo and an enrolled person) the same person? `result.same_person`."""
-        started = time.monotonic()
-        job = self.submit_verification(
+        submit = partial(
+            self.submit_verification,
             photo,
             other,
             person_id=person_id,
             threshold=threshold,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
-            wait=timeout,
         )
-        return self._finish(job, started, timeout, raise_on_failure)  # type: ignore[return-value]
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
     # --- jobs --------------------------------------------------------------------------------------
 
@@ -737,8 +728,12 @@ class FaceAPI:
             return parse_job(body)
         return models.Accepted.model_validate(body)
 
-    def _finish(self, submitted: Any, started: float, timeout: float | None, raise_on_failure: bool) -> models.Job:
-        """Wait for a submission's job for what is left of `timeout` (counted from `started`)."""
+    def _submit_and_wait(self, submit: Callable[..., Any], timeout: float | None, raise_on_failure: bool) -> models.Job:
+        """What every submit-then-wait method does: `submit(wait=timeout)` (a job that ends within
+        30 s comes back in the POST's own answer), then long-poll for what is left of `timeout`;
+        JobFailed for a failed job unless `raise_on_failure` is False."""
+        started = time.monotonic()
+        submitted = submit(wait=timeout)
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         job = self.wait(submitted, timeout=left)
         if raise_on_failure:
