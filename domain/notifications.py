@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
 import uuid
 from functools import lru_cache
@@ -57,19 +59,46 @@ def announce_job_ended(job_id: uuid.UUID) -> None:
         log.warning("could not announce the end of job %s: %s", job_id, error)
 
 
+# Each thread keeps its subscriber connection between waits: PubSub.close() drops the connection,
+# so a subscriber a wait cost every `?wait` request a TCP connect and its handshake.
+_subscribers = threading.local()
+# After its UNSUBSCRIBE a wait reads up to the confirmation (one round trip), at most this long.
+UNSUBSCRIBE_SECONDS = 1.0
+
+
+def _thread_subscriber() -> redis.client.PubSub:
+    """This thread's PubSub, subscribed to nothing between waits (a forked child makes its own)."""
+    pid, pubsub = getattr(_subscribers, "entry", (None, None))
+    if pubsub is None or pid != os.getpid():
+        pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+        _subscribers.entry = (os.getpid(), pubsub)
+    return pubsub
+
+
+def _drop_thread_subscriber() -> None:
+    """Forget a subscriber whose connection failed or whose state is unknown; the next wait makes one."""
+    _, pubsub = getattr(_subscribers, "entry", (None, None))
+    _subscribers.entry = (None, None)
+    if pubsub is not None:
+        with contextlib.suppress(redis.RedisError):
+            pubsub.close()
+
+
 class JobEndListener:
     """`with JobEndListener(job_id) as listener: listener.wait(seconds)` returns early on a notice."""
 
     def __init__(self, job_id: uuid.UUID):
         self.job_id = job_id
+        self.channel = channel(job_id)
         self.pubsub: redis.client.PubSub | None = None
 
     def __enter__(self) -> JobEndListener:
         try:
-            pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(channel(self.job_id))
+            pubsub = _thread_subscriber()
+            pubsub.subscribe(self.channel)
             self.pubsub = pubsub
         except redis.RedisError as error:
+            _drop_thread_subscriber()
             log.warning("long-poll without notices (Redis: %s); falling back to polling", error)
         return self
 
@@ -79,15 +108,27 @@ class JobEndListener:
             return
         deadline = time.monotonic() + seconds
         try:
-            # get_message may return None early (e.g. on the subscribe confirmation): wait out the rest.
+            # get_message may return None early (e.g. on the subscribe confirmation), and a notice
+            # of an earlier wait's job may still arrive on this connection: wait out the rest.
             while (left := deadline - time.monotonic()) > 0:
-                if self.pubsub.get_message(timeout=left) is not None:
+                message = self.pubsub.get_message(timeout=left)
+                if message is not None and message["channel"].decode() == self.channel:
                     return
         except redis.RedisError:
+            _drop_thread_subscriber()
             self.pubsub = None
             time.sleep(max(0.0, deadline - time.monotonic()))
 
     def __exit__(self, kind: type | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        if self.pubsub is not None:
-            with contextlib.suppress(redis.RedisError):
-                self.pubsub.close()
+        if self.pubsub is None:
+            return
+        try:
+            self.pubsub.unsubscribe(self.channel)
+            # Read up to the confirmation: the connection is then idle, subscribed to nothing.
+            deadline = time.monotonic() + UNSUBSCRIBE_SECONDS
+            while self.pubsub.subscribed and (left := deadline - time.monotonic()) > 0:
+                self.pubsub.get_message(timeout=left)
+            if self.pubsub.subscribed:
+                _drop_thread_subscriber()
+        except redis.RedisError:
+            _drop_thread_subscriber()

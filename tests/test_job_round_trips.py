@@ -7,6 +7,7 @@ UPDATE that stores the outcome and drops the photo. bench/overhead.py measures t
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy import event, select
@@ -82,3 +83,31 @@ def test_a_request_with_an_access_token_reads_its_account_once(client, operator_
     finally:
         event.remove(get_engine(), "before_cursor_execute", record)
     assert len(reads) == 2  # one a request
+
+
+def test_the_waits_of_one_thread_share_one_redis_connection(services):
+    """A `?wait` subscribes on the thread's kept connection (no TCP connect and handshake a
+    request), and is woken by its own job's notice only, not by an earlier wait's."""
+    from domain.notifications import JobEndListener, announce_job_ended, redis_client
+
+    def connections_made() -> int:
+        return redis_client().info("stats")["total_connections_received"]
+
+    with JobEndListener(uuid.uuid4()) as listener:  # this thread's subscriber exists from here on
+        listener.wait(0.01)
+    before = connections_made()
+    for _ in range(3):
+        job_id = uuid.uuid4()
+        with JobEndListener(job_id) as listener:
+            announce_job_ended(job_id)
+            started = time.monotonic()
+            listener.wait(5)
+            assert time.monotonic() - started < 2  # woken by the notice
+    assert connections_made() == before
+    earlier = uuid.uuid4()
+    with JobEndListener(earlier):
+        announce_job_ended(earlier)  # never read by its wait: still on the connection
+    with JobEndListener(uuid.uuid4()) as listener:
+        started = time.monotonic()
+        listener.wait(0.3)
+        assert time.monotonic() - started >= 0.3
