@@ -23,7 +23,6 @@ import pytest
 
 from tests import images
 from tests.conftest import JOB_TIMEOUT_SECONDS, make_account
-from tests.live_server import LiveServer
 
 DOCUMENT_URL = "/api/v1/openapi.json"
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
@@ -133,19 +132,11 @@ def client_package(generated):
             del sys.modules[name]
 
 
-@pytest.fixture(scope="module")
-def live_server(app, services):
-    """The app over real HTTP, in a thread of this process."""
-    server = LiveServer(app)
-    yield server.url
-    server.close()
-
-
 def _module(package, name: str):
     return importlib.import_module(f"{package.__name__}.{name}")
 
 
-def test_the_generated_client_enrolls_and_recognizes(client_package, live_server, worker):
+def test_the_generated_client_enrolls_and_recognizes(client_package, live_server):
     import httpx
 
     client_module = _module(client_package, "client")
@@ -169,12 +160,12 @@ def test_the_generated_client_enrolls_and_recognizes(client_package, live_server
             assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
 
     email, password = make_account("operator")
-    anonymous = client_module.Client(base_url=live_server, timeout=timeout, raise_on_unexpected_status=True)
+    anonymous = client_module.Client(base_url=live_server.url, timeout=timeout, raise_on_unexpected_status=True)
     tokens = auth_login.sync(client=anonymous, body=models.Credentials(email=email, password=password))
     assert isinstance(tokens, models.Tokens), tokens
 
     client = client_module.AuthenticatedClient(
-        base_url=live_server, token=tokens.access_token, timeout=timeout, raise_on_unexpected_status=True
+        base_url=live_server.url, token=tokens.access_token, timeout=timeout, raise_on_unexpected_status=True
     )
     tom = images.tom_hanks()
     name = f"Tom Hanks {uuid.uuid4().hex[:6]}"
