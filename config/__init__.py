@@ -230,7 +230,7 @@ class Settings(BaseSettings):
     # never below this): upscaling a 250 px photo to 640 only costs time (docs/RECOGNITION.md).
     det_size_min: Annotated[int, Field(ge=32)] = 320
     det_thresh: Annotated[float, Field(gt=0, lt=1)] = 0.5  # detector score threshold
-    ort_providers: CommaList = ("CPUExecutionProvider",)  # in order; unavailable ones are skipped
+    ort_providers: CommaList = ("CPUExecutionProvider",)  # in order; an unavailable one is an error
     ort_threads: NonNegative = 0  # 0: cores divided by worker processes
     worker_concurrency: Positive = 2  # Celery worker processes, each with its own engine
 

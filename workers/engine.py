@@ -31,6 +31,7 @@ BUNDLED_FILES = {
 }
 DETECTOR_PREFIXES = ("scrfd", "det_")
 RECOGNIZER_PREFIXES = ("w600k", "glint", "arcface", "webface")
+OPENVINO = "OpenVINOExecutionProvider"
 
 # Tight crops (e.g. already aligned 112x112 faces) leave the detector no context; below this
 # size a photo with no detection is tried again inside a border.
@@ -127,6 +128,23 @@ def resolve_pack(settings: Settings) -> ModelPack:
     return pack
 
 
+def execution_providers(names: tuple[str, ...], threads: int, available: set[str]) -> list:
+    """onnxruntime's providers for ORT_PROVIDERS, in order; one this build lacks is an error, never
+    a silent CPU fallback (issue 15). OpenVINO keeps its own thread pool: it gets the sessions'
+    thread count, else each worker process would use every core."""
+    missing = [name for name in names if name not in available]
+    if missing:
+        hint = " (the onnxruntime-openvino build has it: PERFORMANCE.md, section 10)" if OPENVINO in missing else ""
+        raise ModelError(
+            f"ORT_PROVIDERS asks for {', '.join(missing)}, which this onnxruntime lacks{hint}; "
+            f"it has {', '.join(sorted(available))}."
+        )
+    return [
+        (name, {"device_type": "CPU", "num_of_threads": str(threads)}) if name == OPENVINO else name
+        for name in names or ("CPUExecutionProvider",)
+    ]
+
+
 class FaceEngine:
     """Detect, align and embed faces with the InsightFace model zoo classes."""
 
@@ -139,8 +157,9 @@ class FaceEngine:
         self.settings = settings or get_settings()
         self.pack = resolve_pack(self.settings)
         self.model_name = self.pack.model_name
-        available = set(ort.get_available_providers())
-        providers = [p for p in self.settings.ort_providers if p in available] or ["CPUExecutionProvider"]
+        providers = execution_providers(
+            self.settings.ort_providers, self.settings.ort_intra_threads(), set(ort.get_available_providers())
+        )
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings.ort_intra_threads()
         options.inter_op_num_threads = 1
@@ -153,7 +172,7 @@ class FaceEngine:
         def session(path: Path):
             return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
-        self.providers = providers
+        self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         self.detector = SCRFD(str(self.pack.detector), session=session(self.pack.detector))
         det_size = (self.settings.det_size, self.settings.det_size)
         self.detector.prepare(ctx_id=-1, input_size=det_size, det_thresh=self.settings.det_thresh)
