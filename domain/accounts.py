@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime
 
 import bcrypt
+from psycopg.errors import UniqueViolation
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import get_settings
@@ -70,16 +72,28 @@ def create_account(
         raise ServiceError("invalid_email", "A valid email address is required.")
     check_password_rules(password)
     if session.execute(select(Account.id).where(Account.email == email)).first():
-        raise ServiceError("account_exists", "An account with this email already exists.", status=409)
+        raise _account_exists()
     if organisation_id is None:
         organisation = Organisation(id=uuid.uuid4(), name=email)
         session.add(organisation)
         session.flush()
         organisation_id = organisation.id
     account = Account(email=email, password_hash=hash_password(password), role=role, organisation_id=organisation_id)
-    session.add(account)
-    session.flush()
+    try:
+        # A savepoint, so that losing the race below leaves the caller's transaction usable.
+        with session.begin_nested():
+            session.add(account)
+            session.flush()  # waits for a concurrent insert of this email to commit or roll back
+    except IntegrityError as error:
+        # The same email created concurrently, after the check above: the unique constraint decides.
+        if not isinstance(error.orig, UniqueViolation):  # domain/db.py always uses psycopg 3
+            raise
+        raise _account_exists() from None
     return account
+
+
+def _account_exists() -> ServiceError:
+    return ServiceError("account_exists", "An account with this email already exists.", status=409)
 
 
 def first_organisation(session: Session) -> uuid.UUID | None:

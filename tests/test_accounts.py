@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 
 import numpy as np
+import pytest
+import requests
 from sqlalchemy import func, select
 
 from domain.db import session_scope
 from domain.jobs import now
-from domain.models import Account, Face, Person
+from domain.models import Account, Face, Organisation, Person
 from tests.conftest import bearer, gallery_of, login, make_account, override_settings
 
 
@@ -64,6 +67,50 @@ def test_signup_creates_a_user_and_can_be_turned_off(client, services):
     with override_settings(SIGNUP_ENABLED="false"):
         off = client.post("/api/v1/auth/signup", json={"email": "off@example.com", "password": "long enough pw"})
         assert off.status_code == 403
+
+
+def _at_once(url: str, bodies: list[dict], headers: dict | None = None) -> list[int]:
+    """POST each body from its own thread, all released together (a barrier), to the real app
+    over HTTP; every wait bounded."""
+    start = threading.Barrier(len(bodies))
+    statuses: list[int | None] = [None] * len(bodies)
+
+    def post(index: int) -> None:
+        start.wait(timeout=10)
+        statuses[index] = requests.post(url, json=bodies[index], headers=headers, timeout=30).status_code
+
+    threads = [threading.Thread(target=post, args=(index,)) for index in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+@pytest.mark.parametrize("route", ["/api/v1/auth/signup", "/api/v1/accounts"])
+def test_concurrent_creations_of_one_email_answer_409_not_500(app, services, admin_headers, route):
+    """Both requests pass the "email taken?" check before either inserts; the unique constraint
+    then refuses the second, which must be the same 409 as a sequential duplicate, leaving no
+    half-made organisation behind. Several rounds: the race is not lost every time."""
+    from tests.live_server import LiveServer
+
+    server = LiveServer(app)
+    headers = admin_headers if route.endswith("/accounts") else None
+    emails = [f"race-{uuid.uuid4().hex[:8]}@example.com" for _ in range(6)]
+    try:
+        with override_settings(RATELIMIT_SIGNUP="1000/hour"):
+            rounds = [
+                _at_once(server.url + route, [{"email": email, "password": "long enough pw"}] * 2, headers)
+                for email in emails
+            ]
+    finally:
+        server.close()
+    assert all(sorted(statuses) == [201, 409] for statuses in rounds), rounds
+    with session_scope() as session:
+        accounts = session.execute(select(func.count()).where(Account.email.in_(emails))).scalar_one()
+        organisations = session.execute(select(func.count()).where(Organisation.name.in_(emails))).scalar_one()
+    assert accounts == len(emails)
+    assert organisations == (len(emails) if route.endswith("/signup") else 0)
 
 
 def test_password_change_revokes_older_tokens(client, services):
