@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-backends-openvino admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,25 @@ bench-real: install-bench
 	$(PY) -m bench.service --sets lfw,real --configs 2x1 --modes submitwait --clients 1,2,4,8,16 \
 		--rounds 2 --repeat-clients 1,8 --requests-per-level 120 --requests-per-level-high 120 --profile-clients 8 \
 		--faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces} --output service_real
+
+# Issue 15: onnxruntime's CPU provider vs OpenVINO, fp32 vs int8 models (quantized at bench time into
+# /tmp/faceapi-bench-cache/backends, never committed: the models' licence is non-commercial), timed
+# interleaved, with LFW accuracy, rank-1 and face counts for the faster ones (PERFORMANCE.md, section 10).
+# The OpenVINO variants are skipped here (this onnxruntime has no OpenVINO); bench-backends-openvino runs
+# every variant from a separate venv, because onnxruntime-openvino replaces the `onnxruntime` module.
+OV_VENV ?= /tmp/faceapi-openvino-venv
+OV_PACKAGE ?= onnxruntime-openvino==1.24.1
+BACKENDS_ARGS = --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev} --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
+
+bench-backends: install-bench
+	$(PY) -m bench.backends $(BACKENDS_ARGS)
+
+bench-backends-openvino:
+	test -x $(OV_VENV)/bin/python || $(PYTHON) -m venv $(OV_VENV)
+	$(OV_VENV)/bin/pip install --quiet -r requirements-bench.txt
+	$(OV_VENV)/bin/pip uninstall --quiet -y onnxruntime onnxruntime-openvino
+	$(OV_VENV)/bin/pip install --quiet $(OV_PACKAGE)
+	$(OV_VENV)/bin/python -m bench.backends $(BACKENDS_ARGS)
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)
