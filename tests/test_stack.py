@@ -265,13 +265,19 @@ def test_the_watchdog_gives_a_starting_worker_its_grace(monkeypatch):
     assert watchdog.should_restart()
 
 
-def _alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-    return alive
+def _alive(pids: list[int], grace: float = 5.0) -> list[int]:
+    """The processes still running after `grace` seconds. A grandchild (a pool process) may take a
+    moment longer than its parent to exit on a loaded machine; a leak outlives any grace."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
 
 
 def _stack_env(data_dir: Path, **overrides: str) -> tuple[int, dict[str, str]]:
