@@ -153,14 +153,15 @@ def ensure_first_admin(session: Session, email: str | None, password: str | None
     return create_account(session, email, password, Role.admin)
 
 
-def bootstrap_admin() -> str | None:
-    """Create the first admin from settings if needed; returns its email when one was created."""
+def bootstrap_admin() -> uuid.UUID | None:
+    """Create the first admin from settings if needed; returns its id (not its email, which would
+    end up in the logs of the process that reports it) when one was created."""
     from domain.db import session_scope
 
     settings = get_settings()
     with session_scope() as session:
         account = ensure_first_admin(session, settings.admin_email, settings.admin_password)
-        return account.email if account else None
+        return account.id if account else None
 
 
 def delete_account(session: Session, account: Account) -> None:

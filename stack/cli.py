@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             created = bootstrap_admin()  # ADMIN_EMAIL / ADMIN_PASSWORD, when no admin exists yet
             if created:
-                print(f"created the first admin account {created}")
+                print(f"created the first admin account {created}")  # its id: stdout ends up in container logs
         if args.command == "create-admin":
             password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
             with session_scope() as session:
                 organisation = args.organisation or first_organisation(session)
                 account = create_account(session, args.email, password, Role(args.role), organisation)
-                print(f"created {account.role.value} {account.email}")
+                print(f"created {account.role.value} account {account.id}")  # not the email: no addresses in logs
         if args.command == "gallery-indexes":
             settings = get_settings()
             min_faces = args.min_faces if args.min_faces is not None else settings.gallery_index_min_faces

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -214,6 +215,59 @@ def test_a_failing_statement_logs_no_parameters(services, caplog):
     logging.getLogger("faceapi.test").error("query failed", exc_info=failure.value)
     assert "division by zero" in caplog.text
     assert email not in caplog.text and email not in str(failure.value)
+
+
+@pytest.fixture()
+def empty_database(services) -> Iterator[str]:
+    """The URL of a database of its own on the tests' embedded server, dropped afterwards."""
+    from sqlalchemy import create_engine
+
+    from domain.db import get_engine
+
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(get_engine().url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield services.database_url.replace("/faceapi?", f"/{name}?", 1)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_the_admin_commands_print_the_account_id_not_the_email(empty_database):
+    """`migrate` (the first admin from ADMIN_EMAIL) and `create-admin` write to stdout, which
+    ends up in container logs: they name the account by its id."""
+    from sqlalchemy import create_engine
+
+    from domain.db import sqlalchemy_url
+
+    first, second = (f"{who}-{uuid.uuid4().hex[:8]}@example.com" for who in ("first", "second"))
+    env = {**os.environ, "DATABASE_URL": empty_database, "ADMIN_PASSWORD": "a long admin password"}
+
+    def cli(*arguments: str, **extra: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "stack.cli", *arguments],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    migrated = cli("migrate", ADMIN_EMAIL=first)
+    created = cli("create-admin", second, "--role", "operator")
+    engine = create_engine(sqlalchemy_url(empty_database))
+    try:
+        with engine.connect() as connection:
+            ids = dict(connection.execute(text("SELECT email, id FROM accounts")).all())
+    finally:
+        engine.dispose()
+    assert migrated.stdout.strip() == f"created the first admin account {ids[first]}"
+    assert created.stdout.strip() == f"created operator account {ids[second]}"
+    output = migrated.stdout + migrated.stderr + created.stdout + created.stderr
+    assert first not in output and second not in output
 
 
 def test_a_database_error_that_quotes_an_email_is_logged_without_it(services):
