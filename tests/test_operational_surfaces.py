@@ -217,6 +217,31 @@ def test_a_failing_statement_logs_no_parameters(services, caplog):
     assert email not in caplog.text and email not in str(failure.value)
 
 
+def test_the_worker_logs_no_email(services):
+    """The worker's logging as Celery sets it up (app.log.setup, what `celery worker` and beat call),
+    in a process of its own: a task's log line, and an error with a traceback that quotes an
+    address the way PostgreSQL's DETAIL does, reach stderr without it."""
+    email = f"worker-{uuid.uuid4().hex[:8]}@example.com"
+    code = f"""
+import logging
+from celery.utils.log import get_task_logger
+from workers.celery_app import celery_app
+celery_app.log.setup(loglevel="INFO", colorize=False)
+get_task_logger("workers.tasks").info("enrolling for %s", {email!r})
+try:
+    raise ValueError("DETAIL: Key (email)=({email}) already exists.")
+except ValueError:
+    logging.getLogger("celery.app.trace").exception("Task failed for {email}")
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "enrolling for <email>" in completed.stderr and "Task failed for <email>" in completed.stderr
+    assert "Key (email)=(<email>) already exists" in completed.stderr  # the traceback, redacted
+    assert email not in completed.stderr
+
+
 @pytest.fixture()
 def empty_database(services) -> Iterator[str]:
     """The URL of a database of its own on the tests' embedded server, dropped afterwards."""

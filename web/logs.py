@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
+from config.logs import RedactEmails
 from domain.timing import StageTimer
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -20,25 +21,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = g.get("request_id", "-") if has_request_context() else "-"
-        return True
-
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-class RedactEmails(logging.Filter):
-    """Email addresses out of every message and traceback: an error's text may quote one that no
-    setting hides (PostgreSQL's `DETAIL: Key (email)=(...) already exists`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # arguments that do not fit: logging reports it later
-            return True
-        record.msg, record.args = _EMAIL.sub("<email>", message), ()
-        if record.exc_info:
-            record.exc_text = _EMAIL.sub("<email>", logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None  # formatters use exc_text, the redacted copy
         return True
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 
 import jobqueue
 from config import Settings, get_settings
+from config.logs import redact_emails
 from jobqueue import QUEUE_NAME, SYNC_GALLERY_INDEXES
 from workers.redelivery import RestoreStrandedMessages
 
@@ -87,3 +88,11 @@ def _load_engine_in_child(**_: object) -> None:
     dispose_engine()
     if runs_jobs():
         get_face_engine()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_emails(logger: logging.Logger, **_: object) -> None:
+    """The worker's and beat's log handlers (Celery's own, set up before the pool forks) drop email
+    addresses as the web's do: a task's error may quote one (config/logs.py)."""
+    redact_emails(logger)
