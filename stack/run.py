@@ -180,7 +180,9 @@ class Supervisor:
 
     def spawn(self, name: str) -> None:
         # Each child in its own process group, so Ctrl-C reaches us and we stop them in order.
-        self.processes[name] = subprocess.Popen(self.commands[name], env=os.environ.copy(), start_new_session=True)
+        # With what the role needs beyond this process's environment (Flower's credentials, which `ps` must not show).
+        env = {**os.environ, **serve.role_environment(name)}
+        self.processes[name] = subprocess.Popen(self.commands[name], env=env, start_new_session=True)
         self.started_at[name] = time.monotonic()
 
     def _restart_exited(self) -> bool:
@@ -254,6 +256,17 @@ class Supervisor:
             log.info("%s stopped (status %s)", name, process.returncode)
 
 
+def banner(services_started: list[str]) -> str:
+    """What `make run` prints once everything started: where the API and Flower listen."""
+    settings = get_settings()
+    return (
+        f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
+        f"\n  Flower:  http://{serve.flower_address()}:{settings.flower_port}"
+        f"\n  Services: {', '.join(services_started) or 'external'}; data in {settings.data_dir}"
+        "\n  Ctrl-C stops everything (web, worker, beat and Flower first, then Redis and PostgreSQL).\n"
+    )
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
@@ -279,13 +292,7 @@ def main() -> int:
             log.info("created the first admin account %s", created)
         supervisor.start(process_commands())
         if not supervisor.stopping:
-            print(
-                f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
-                f"\n  Flower:  http://{settings.host}:{settings.flower_port}"
-                f"\n  Services: {', '.join(services.started) or 'external'}; data in {settings.data_dir}"
-                "\n  Ctrl-C stops everything (web, worker, beat and Flower first, then Redis and PostgreSQL).\n",
-                flush=True,
-            )
+            print(banner(services.started), flush=True)
         status = supervisor.wait()
     finally:
         log.info("stopping")

@@ -50,7 +50,7 @@ def flower_options() -> list[str]:
                 "flower: FLOWER_BASIC_AUTH (user:password, or FLOWER_BASIC_AUTH_FILE) must be set outside "
                 "development: Flower shows every task and can control the workers."
             )
-        return ["--address=127.0.0.1", f"--port={settings.flower_port}"]
+        return [f"--address={flower_address()}", f"--port={settings.flower_port}"]
     # Flower reads several pairs separated by commas (user:password,user2:password2).
     if not all(user and password for user, _, password in (pair.partition(":") for pair in auth.split(","))):
         raise RoleRefused(
@@ -58,7 +58,13 @@ def flower_options() -> list[str]:
             "so a password cannot hold one)."
         )
     # The credentials go in the environment (role_environment), not here: `ps` shows every local user the argv.
-    return [f"--address={settings.host}", f"--port={settings.flower_port}"]
+    return [f"--address={flower_address()}", f"--port={settings.flower_port}"]
+
+
+def flower_address() -> str:
+    """Where Flower listens (and `make run` says it does): HOST with basic auth, loopback without."""
+    settings = get_settings()
+    return settings.host if settings.flower_basic_auth else "127.0.0.1"
 
 
 def role_environment(role: str) -> dict[str, str]:

@@ -140,6 +140,31 @@ def test_flower_refuses_basic_auth_that_is_not_user_password_pairs(auth):
         command("flower")
 
 
+def test_make_run_hands_flower_its_credentials_from_a_secret_file(tmp_path):
+    """`make run`'s supervisor starts Flower with FLOWER_BASIC_AUTH in its environment even when the
+    setting came from FLOWER_BASIC_AUTH_FILE (the command line no longer carries it)."""
+    from stack.run import Supervisor
+
+    secret, seen = tmp_path / "flower_basic_auth", tmp_path / "seen"
+    secret.write_text(":".join(FLOWER_AUTH) + "\n")
+    report = "import os, sys; open(sys.argv[1], 'w').write(os.environ.get('FLOWER_BASIC_AUTH', '-'))"
+    supervisor = Supervisor()
+    with override_settings(FLOWER_BASIC_AUTH="", FLOWER_BASIC_AUTH_FILE=str(secret)):
+        supervisor.start({"flower": [sys.executable, "-c", report, str(seen)]})
+    assert supervisor.processes["flower"].wait(30) == 0
+    assert seen.read_text() == ":".join(FLOWER_AUTH)
+
+
+@pytest.mark.parametrize(("auth", "address"), [("", "127.0.0.1"), (":".join(FLOWER_AUTH), "0.0.0.0")])
+def test_make_run_shows_where_flower_really_listens(auth, address):
+    from stack.run import banner
+    from stack.serve import command
+
+    with override_settings(FACEAPI_ENV="development", HOST="0.0.0.0", FLOWER_BASIC_AUTH=auth, FLOWER_PORT="5999"):
+        shown, words = banner(["postgresql"]), command("flower")
+    assert f"Flower:  http://{address}:5999" in shown and f"--address={address}" in words
+
+
 def test_flower_with_basic_auth_answers_401_without_credentials(services, tmp_path):
     """From a secret file, as the deployments give it: Flower gets it in its environment, and
     neither its command line (which `ps` shows every local user) nor its log holds the password."""
