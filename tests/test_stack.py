@@ -242,6 +242,7 @@ def test_the_watchdog_restarts_a_worker_that_answers_but_lets_jobs_wait(monkeypa
     stalled = iter([True, False, True, True])
     monkeypatch.setattr(run, "worker_answers", lambda hostname: True)
     monkeypatch.setattr(run, "queue_stalled", lambda seconds: next(stalled))
+    monkeypatch.setattr(run, "jobs_wait_in_broker", lambda: True)  # their messages wait: not stranded rows
     watchdog = run.WorkerWatchdog(interval=0.001, failures=2, hostname="worker@test", grace=0, stall=10)
     time.sleep(0.002)
     assert not watchdog.should_restart()  # up for less than `stall`: the queue is not asked
