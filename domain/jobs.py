@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Update, delete, exists, func, select, update
+from sqlalchemy import Update, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
@@ -118,23 +118,65 @@ def finish(
     return ended.rowcount == 1
 
 
-# Keys in a job's params the reaper keeps: when it last sent the job again (epoch seconds), and
-# that a worker gave up on the job (its message is known lost: send it at the next pass).
+# Keys in a job's params the reaper keeps: when it last sent the job again (epoch seconds), that a
+# worker gave up on the job (its message is known lost: send it at the next pass), and how many
+# times it was sent again after a worker gave up.
 REQUEUED_AT = "requeued_at"
 MESSAGE_LOST = "message_lost"
+REQUEUES_AFTER_ERRORS = "requeues_after_errors"
+# A job a worker gave up on (its database errors outlasted JOB_MAX_RETRIES while the database
+# answered) is sent again this many times, then fails: an error that persists is no outage, and
+# each round costs JOB_MAX_RETRIES tries and a reaper pass (about two minutes), so it ends in minutes.
+REQUEUE_AFTER_ERRORS_LIMIT = 3
+
+
+def _requeues_after_errors() -> Any:
+    return func.coalesce(Job.params[REQUEUES_AFTER_ERRORS].as_integer(), 0)
 
 
 def take_stranded(session: Session, older_than: datetime) -> list[uuid.UUID]:
     """Queued jobs whose message seems lost, marked as sent again now: those queued since before
-    `older_than` and not sent again since then, and those a worker gave up on (MESSAGE_LOST).
-    So a job is sent again at most once per threshold, not at every pass of the reaper."""
+    `older_than` and not sent again since then, and those a worker gave up on (MESSAGE_LOST) fewer
+    than REQUEUE_AFTER_ERRORS_LIMIT times (see `fail_given_up`). So a job is sent again at most
+    once per threshold, not at every pass of the reaper."""
     not_sent_since = func.coalesce(Job.params[REQUEUED_AT].as_float(), 0.0) < older_than.timestamp()
+    given_up = Job.params.has_key(MESSAGE_LOST)
     stranded = (Job.status == JobStatus.queued) & (
-        Job.params.has_key(MESSAGE_LOST) | ((Job.created_at < older_than) & not_sent_since)
+        (given_up & (_requeues_after_errors() < REQUEUE_AFTER_ERRORS_LIMIT))
+        | (~given_up & (Job.created_at < older_than) & not_sent_since)
     )
-    marked = Job.params.delete_path([MESSAGE_LOST]).op("||")(func.jsonb_build_object(REQUEUED_AT, now().timestamp()))
+    counted = case(
+        (given_up, func.jsonb_build_object(REQUEUES_AFTER_ERRORS, _requeues_after_errors() + 1)),
+        else_=func.jsonb_build_object(),
+    )
+    marked = (
+        Job.params.delete_path([MESSAGE_LOST])
+        .op("||")(func.jsonb_build_object(REQUEUED_AT, now().timestamp()))
+        .op("||")(counted)
+    )
     taken = session.execute(update(Job).where(stranded).values(params=marked).returning(Job.id))
     return list(taken.scalars())
+
+
+def fail_given_up(session: Session) -> list[Job]:
+    """Fail the jobs a worker gave up on after they were sent again REQUEUE_AFTER_ERRORS_LIMIT
+    times, with `internal_error`; returns them (ended) for the caller to announce once committed."""
+    exhausted = session.execute(
+        select(Job)
+        .where(
+            Job.status == JobStatus.queued,
+            Job.params.has_key(MESSAGE_LOST),
+            _requeues_after_errors() >= REQUEUE_AFTER_ERRORS_LIMIT,
+        )
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    tries = REQUEUE_AFTER_ERRORS_LIMIT + 1
+    error = ServiceError(
+        "internal_error",
+        f"The job kept failing with a database error: it was tried {tries} times "
+        f"(sent again {REQUEUE_AFTER_ERRORS_LIMIT} times after its retries ran out).",
+    )
+    return [job for job in list(exhausted) if finish(session, job.id, error=error, only_from=JobStatus.queued)]
 
 
 def mark_message_lost(session: Session, job_id: uuid.UUID) -> bool:

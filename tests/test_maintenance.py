@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from domain.jobs import now
 from domain.models import Job, JobStatus
 from tests import images
 from tests.conftest import stored_job, wait_for_job
+from tests.test_webhooks import Receiver
 
 
 def reap_jobs():
@@ -117,3 +119,39 @@ def test_a_job_a_worker_gave_up_on_is_sent_again_at_the_next_pass(client, operat
         assert job_id not in jobs.take_stranded(session, threshold)
         job = session.get(Job, job_id)
         assert (job.status, job.started_at, jobs.MESSAGE_LOST in job.params) == (JobStatus.queued, None, False)
+
+
+def test_a_job_workers_keep_giving_up_on_fails_after_the_limit_and_its_webhook_fires(client, operator_headers, worker):
+    """A database error that persists while the database answers: each time a worker gives up
+    the reaper sends the job again, REQUEUE_AFTER_ERRORS_LIMIT times, then fails it (not forever),
+    and its webhook reports the failure as for any other."""
+    hook = Receiver([])
+    try:
+        _fail_after_the_limit(client, operator_headers, hook)
+    finally:
+        hook.close()
+
+
+def _fail_after_the_limit(client, headers, hook: Receiver) -> None:
+    from domain import jobs
+
+    job_id = uuid.UUID(_job(client, headers, webhook_url=hook.url))
+    threshold = now() - timedelta(minutes=10)
+    for _ in range(jobs.REQUEUE_AFTER_ERRORS_LIMIT):
+        with session_scope() as session:
+            assert jobs.mark_message_lost(session, job_id)
+        with session_scope() as session:
+            assert job_id in jobs.take_stranded(session, threshold)  # sent again (not enqueued here)
+    with session_scope() as session:
+        assert jobs.mark_message_lost(session, job_id)  # given up once more: the limit is reached
+    with session_scope() as session:
+        assert job_id not in jobs.take_stranded(session, threshold)
+        assert session.get(Job, job_id).params[jobs.REQUEUES_AFTER_ERRORS] == jobs.REQUEUE_AFTER_ERRORS_LIMIT
+    assert reap_jobs()["given_up"] >= 1
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "internal_error")
+    assert f"tried {jobs.REQUEUE_AFTER_ERRORS_LIMIT + 1} times" in job["error"]["message"]
+    hook.wait_for(1)
+    delivery_headers, body = hook.requests[0]
+    assert delivery_headers["X-FaceAPI-Event"] == "job.failed"
+    assert json.loads(body)["error"]["code"] == "internal_error"

@@ -68,11 +68,17 @@ def process_job(job_id: str) -> None:
     except Superseded:
         log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
         return
-    announce_job_ended(job_uuid)
-    if claimed.webhook_url:
-        enqueue_webhook(job_uuid)
-    if claimed.batch_id:
-        _notify_batch(claimed.batch_id)
+    job_ended(job_uuid, claimed.webhook_url, claimed.batch_id)
+
+
+def job_ended(job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | None) -> None:
+    """After the transaction that ended a job (here, or the reaper's): wake its long-polls, send
+    its webhook, and close its batch if it was the last item."""
+    announce_job_ended(job_id)
+    if webhook_url:
+        enqueue_webhook(job_id)
+    if batch_id:
+        _notify_batch(batch_id)
 
 
 def _notify_batch(batch_id: uuid.UUID) -> None:

@@ -12,10 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from config import get_settings
-from domain import gallery_indexes, idempotency, jobs
+from domain import enrollment, gallery_indexes, idempotency, jobs
 from domain.db import get_engine, session_scope
+from domain.models import JobType
 from jobqueue import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, enqueue
 from workers.celery_app import celery_app
+from workers.pipeline import job_ended
 from workers.pipeline import process_job as run_pipeline
 from workers.webhooks import deliver
 
@@ -47,7 +49,8 @@ def process_job(self: Task, job_id: str) -> None:
     an outage delays jobs by about its length (the job's row says nothing of the retries, and
     the reaper's threshold is minutes). An OperationalError while the database answers (a
     deadlock, a serialization failure) is retried JOB_MAX_RETRIES times, then the job goes back
-    to the queue for the reaper's next pass (jobs.mark_message_lost), not left queued silently."""
+    to the queue for the reaper's next pass (jobs.mark_message_lost), not left queued silently;
+    after jobs.REQUEUE_AFTER_ERRORS_LIMIT such rounds the reaper fails it."""
     try:
         run_pipeline(job_id)
     except OperationalError as error:
@@ -64,11 +67,24 @@ def process_job(self: Task, job_id: str) -> None:
 @celery_app.task(name="workers.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
     """Send again jobs whose message seems lost (each at most once per JOB_REQUEUE_AFTER, and at
-    once those a worker gave up on); re-queue once, then fail, jobs past their deadline."""
+    once those a worker gave up on, up to jobs.REQUEUE_AFTER_ERRORS_LIMIT times: then they fail);
+    re-queue once, then fail, jobs past their deadline."""
     settings = get_settings()
     with session_scope() as session:
+        given_up = jobs.fail_given_up(session)
+        for job in given_up:
+            if job.type is JobType.enroll:
+                enrollment.discard_failed(session, job)
+        ended = [(job.id, job.webhook_url, job.batch_id) for job in given_up]
         stranded = jobs.take_stranded(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
         overdue, timed_out = jobs.reap_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
+    for job_id, webhook_url, batch_id in ended:
+        log.error(
+            "reaper: job %s failed: a worker gave up on it %d times (database errors while the database answered)",
+            job_id,
+            jobs.REQUEUE_AFTER_ERRORS_LIMIT + 1,
+        )
+        job_ended(job_id, webhook_url, batch_id)
     for job_id in stranded + overdue:
         enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
     if stranded or overdue or timed_out:
@@ -78,7 +94,12 @@ def reap_jobs() -> dict[str, int]:
             len(overdue),
             timed_out,
         )
-    return {"requeued": len(stranded) + len(overdue), "stranded": len(stranded), "timed_out": timed_out}
+    return {
+        "requeued": len(stranded) + len(overdue),
+        "stranded": len(stranded),
+        "timed_out": timed_out,
+        "given_up": len(ended),
+    }
 
 
 @celery_app.task(name="workers.tasks.purge_jobs")
