@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import re
 import statistics
@@ -36,7 +37,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from bench.common import RESULTS_DIR, machine_info, write_json
 from bench.identify import identify, labeled_photos
-from config import load_settings
+from config import Settings, load_settings
 from domain import images as domain_images
 from domain.images import JPEG_SCALES, decode, validate_image
 from domain.timing import StageTimer
@@ -119,10 +120,10 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def time_validation(photo: Photo, rounds: int) -> dict[str, float]:
+def time_validation(photo: Photo, rounds: int, settings: Settings) -> dict[str, float]:
     """Median ms of the old and new validation, alternating which runs first."""
     samples: dict[str, list[float]] = {"old": [], "new": []}
-    variants = {"old": old_validate, "new": validate_image}
+    variants = {"old": old_validate, "new": functools.partial(validate_image, settings=settings)}
     for round_ in range(rounds):
         for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
             started = time.perf_counter()
@@ -171,7 +172,7 @@ def largest_face_quality(engine: FaceEngine, photo: Photo, old: list, new: list)
 
 def measure(engine: FaceEngine, photo: Photo, rounds: int, max_faces: int) -> dict:
     decoded = decode(photo.data, min_long_side=engine.decode_long_side())
-    validation = time_validation(photo, rounds)
+    validation = time_validation(photo, rounds, engine.settings)
     worker, faces = time_worker(engine, photo, rounds, max_faces)
     image = Image.open(io.BytesIO(photo.data))
     return {

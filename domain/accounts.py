@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import bcrypt
 from psycopg.errors import UniqueViolation
@@ -11,49 +12,42 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config import get_settings
+from config import Settings
 from domain.errors import ServiceError
 from domain.models import Account, Organisation, Role
 
 # bcrypt only looks at the first 72 bytes; longer passwords are refused rather than silently cut.
 MAX_PASSWORD_BYTES = 72
 
-# A real hash to compare against when the email is unknown, so that a failed login
-# takes the same time whether or not the account exists.
-_DUMMY_HASH: bytes | None = None
-
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def check_password_rules(password: str) -> None:
-    settings = get_settings()
-    if len(password) < settings.min_password_length:
-        raise ServiceError(
-            "weak_password", f"The password must have at least {settings.min_password_length} characters."
-        )
+def check_password_rules(password: str, min_length: int) -> None:
+    if len(password) < min_length:
+        raise ServiceError("weak_password", f"The password must have at least {min_length} characters.")
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         raise ServiceError("password_too_long", f"The password must be at most {MAX_PASSWORD_BYTES} bytes.")
 
 
-def hash_password(password: str) -> str:
-    salt = bcrypt.gensalt(rounds=get_settings().bcrypt_rounds)
+def hash_password(password: str, rounds: int) -> str:
+    salt = bcrypt.gensalt(rounds=rounds)
     return bcrypt.hashpw(password.encode(), salt).decode()
 
 
-def _dummy_hash() -> bytes:
-    global _DUMMY_HASH
-    if _DUMMY_HASH is None:
-        _DUMMY_HASH = hash_password("not-a-real-password").encode()
-    return _DUMMY_HASH
+@lru_cache(maxsize=4)
+def _dummy_hash(rounds: int) -> bytes:
+    """A real hash to compare against when the email is unknown, so that a failed login takes the
+    same time whether or not the account exists (of the cost real hashes have: BCRYPT_ROUNDS)."""
+    return hash_password("not-a-real-password", rounds).encode()
 
 
-def authenticate(session: Session, email: str, password: str) -> Account | None:
+def authenticate(session: Session, email: str, password: str, *, settings: Settings) -> Account | None:
     """The account for these credentials, or None; the same work is done either way."""
     account = session.execute(select(Account).where(Account.email == normalize_email(email))).scalar_one_or_none()
     candidate = password.encode()[:MAX_PASSWORD_BYTES]
-    stored = account.password_hash.encode() if account else _dummy_hash()
+    stored = account.password_hash.encode() if account else _dummy_hash(settings.bcrypt_rounds)
     valid = bcrypt.checkpw(candidate, stored)
     return account if account and valid else None
 
@@ -64,13 +58,15 @@ def create_account(
     password: str,
     role: Role = Role.user,
     organisation_id: uuid.UUID | None = None,
+    *,
+    settings: Settings,
 ) -> Account:
     """An account in the organisation, or (None) in a new organisation of its own: signup, the
     first admin, and each test account are organisations of their own."""
     email = normalize_email(email)
     if "@" not in email or len(email) > 254:
         raise ServiceError("invalid_email", "A valid email address is required.")
-    check_password_rules(password)
+    check_password_rules(password, settings.min_password_length)
     if session.execute(select(Account.id).where(Account.email == email)).first():
         raise _account_exists()
     if organisation_id is None:
@@ -78,7 +74,8 @@ def create_account(
         session.add(organisation)
         session.flush()
         organisation_id = organisation.id
-    account = Account(email=email, password_hash=hash_password(password), role=role, organisation_id=organisation_id)
+    password_hash = hash_password(password, settings.bcrypt_rounds)
+    account = Account(email=email, password_hash=password_hash, role=role, organisation_id=organisation_id)
     try:
         # A savepoint, so that losing the race below leaves the caller's transaction usable.
         with session.begin_nested():
@@ -134,33 +131,33 @@ def ensure_an_admin_remains(session: Session, account: Account, new_role: Role |
     )
 
 
-def change_password(session: Session, account: Account, current: str, new: str) -> None:
+def change_password(session: Session, account: Account, current: str, new: str, *, settings: Settings) -> None:
     """Set a new password and revoke every token issued before now."""
     check_current_password(account, current)
-    check_password_rules(new)
-    account.password_hash = hash_password(new)
+    check_password_rules(new, settings.min_password_length)
+    account.password_hash = hash_password(new, settings.bcrypt_rounds)
     # JWT `iat` has one-second resolution: tokens from this second on stay valid.
     account.tokens_valid_after = datetime.now(UTC).replace(microsecond=0)
 
 
-def ensure_first_admin(session: Session, email: str | None, password: str | None) -> Account | None:
+def ensure_first_admin(session: Session, settings: Settings) -> Account | None:
     """Create the admin from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists yet."""
+    email, password = settings.admin_email, settings.admin_password
     if not email or not password:
         return None
     admins = session.execute(select(func.count()).where(Account.role == Role.admin)).scalar_one()
     if admins:
         return None
-    return create_account(session, email, password, Role.admin)
+    return create_account(session, email, password, Role.admin, settings=settings)
 
 
-def bootstrap_admin() -> uuid.UUID | None:
-    """Create the first admin from settings if needed; returns its id (not its email, which would
+def bootstrap_admin(settings: Settings) -> uuid.UUID | None:
+    """Create the first admin from `settings` if needed; returns its id (not its email, which would
     end up in the logs of the process that reports it) when one was created."""
     from domain.db import session_scope
 
-    settings = get_settings()
     with session_scope() as session:
-        account = ensure_first_admin(session, settings.admin_email, settings.admin_password)
+        account = ensure_first_admin(session, settings)
         return account.id if account else None
 
 

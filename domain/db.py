@@ -26,6 +26,7 @@ def sqlalchemy_url(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
+    # The process's one engine (a process edge, like its connection pool): the process's settings.
     settings = get_settings()
     if not settings.database_url:
         raise DatabaseNotConfigured(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from config import get_settings
+from config import Settings
 from domain.errors import InvalidImage, file_too_large
 
 # Formats we accept, by magic bytes, with their canonical content type.
@@ -127,22 +127,23 @@ def _open(data: bytes) -> Image.Image:
         raise InvalidImage("invalid_image", "The file could not be read as an image.") from exc
 
 
-def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
+def validate_image(data: bytes, declared_type: str | None = None, *, settings: Settings) -> ImageInfo:
     """Check an upload completely and describe it; raise InvalidImage if unfit.
 
     The bytes alone decide: `declared_type` (what a client guessed from the file name) is not
     compared, so a PNG named x.jpg is accepted, and reported, as the PNG it is, whichever
     client sent it (issue 12 item 7). Every byte of pixel data is still decoded here, so that
     truncated or corrupt files get a 4xx before any job exists (see _decode_pixel_data).
+    `settings` give the limits (MAX_UPLOAD_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE).
     """
     del declared_type  # kept for the callers' signature; see above
-    fmt = _accepted_format(data)
+    fmt = _accepted_format(data, settings.max_upload_bytes)
     image = _open(data)
     if (image.format or "").upper() not in _PILLOW_FORMATS[fmt]:
         raise InvalidImage("invalid_image", "The file could not be read as an image.")
     width, height = image.size
-    _check_dimensions(width, height)
-    _check_decoded_size(data, image)
+    _check_dimensions(width, height, settings)
+    _check_decoded_size(data, image, settings.max_image_pixels)
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise InvalidImage("animated_image", "Animated images are not accepted; send a single frame.")
     _decode_pixel_data(image)
@@ -151,9 +152,8 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
     return ImageInfo(format=fmt, content_type=_ACCEPTED[fmt], width=width, height=height)
 
 
-def _accepted_format(data: bytes) -> str:
-    """The upload's format by its magic bytes, once its size is known to be acceptable."""
-    limit = get_settings().max_upload_bytes
+def _accepted_format(data: bytes, limit: int) -> str:
+    """The upload's format by its magic bytes, once its size is known to be acceptable (`limit` bytes)."""
     if not data:
         raise InvalidImage("empty_file", "The uploaded file is empty.")
     if len(data) > limit:
@@ -167,9 +167,8 @@ def _accepted_format(data: bytes) -> str:
     return fmt
 
 
-def _check_dimensions(width: int, height: int) -> None:
+def _check_dimensions(width: int, height: int, settings: Settings) -> None:
     """Refuse too many pixels (before anything is decoded) and too small a side."""
-    settings = get_settings()
     if width * height > settings.max_image_pixels:
         raise InvalidImage(
             "image_too_large",
@@ -194,12 +193,11 @@ def decoded_bytes_per_pixel(data: bytes, image: Image.Image) -> int:
     return 0
 
 
-def _check_decoded_size(data: bytes, image: Image.Image) -> None:
+def _check_decoded_size(data: bytes, image: Image.Image, max_pixels: int) -> None:
     """Refuse a PNG or WebP whose decoded bytes exceed an 8-bit RGB photo's at the pixel limit."""
-    settings = get_settings()
     width, height = image.size
     per_pixel = decoded_bytes_per_pixel(data, image)
-    budget = settings.max_image_pixels * DECODE_BYTES_PER_PIXEL
+    budget = max_pixels * DECODE_BYTES_PER_PIXEL
     if per_pixel > DECODE_BYTES_PER_PIXEL and width * height * per_pixel > budget:
         raise InvalidImage(
             "image_too_large",

@@ -44,6 +44,7 @@ def _redis_for(url: str) -> redis.Redis:
 
 def redis_client() -> redis.Redis:
     """One pooled client per process (forked worker processes get their own through the pid check)."""
+    # A process edge, like the client's pool: REDIS_URL of the process's settings.
     return _redis_for(get_settings().redis_url)
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from config import get_settings
+from config import Settings
 from domain.errors import ServiceError
 from domain.models import Batch, Job, Organisation
 
@@ -93,9 +93,9 @@ def _allowed_entry(entry: str) -> tuple[str, int | str | None]:
     return host, int(port) if port.isdigit() else -1
 
 
-def allowed(host: str, port: int) -> bool:
-    """Whether WEBHOOK_ALLOWED_HOSTS lets `host` (a name or an address) through on `port`."""
-    for entry in get_settings().webhook_allowed_hosts:
+def allowed(host: str, port: int, allowed_hosts: tuple[str, ...]) -> bool:
+    """Whether `allowed_hosts` (WEBHOOK_ALLOWED_HOSTS) let `host` (a name or an address) through on `port`."""
+    for entry in allowed_hosts:
         name, entry_port = _allowed_entry(entry)
         if name != host:
             continue
@@ -122,10 +122,10 @@ class Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def resolve(url: str) -> Target:
+def resolve(url: str, *, settings: Settings) -> Target:
     """Check a webhook URL and resolve its host, once: refused (400 invalid_webhook_url) unless it
     is http(s) without credentials and every address it resolves to is globally routable or
-    allowed by WEBHOOK_ALLOWED_HOSTS. Returns the first address, the one to connect to."""
+    allowed by `settings.webhook_allowed_hosts`. Returns the first address, the one to connect to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise invalid_url("The webhook URL must be an http(s) URL with a host.")
@@ -140,10 +140,11 @@ def resolve(url: str) -> Target:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError):
         raise invalid_url(f"The webhook host '{host}' does not resolve.") from None
-    host_allowed = allowed(host, port)
+    allowed_hosts = settings.webhook_allowed_hosts
+    host_allowed = allowed(host, port, allowed_hosts)
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not host_allowed and not allowed(str(address), port) and forbidden_address(address):
+        if not host_allowed and not allowed(str(address), port, allowed_hosts) and forbidden_address(address):
             raise invalid_url(
                 f"The webhook URL points to an address that is not publicly routable ({address}: loopback, "
                 f"private, link-local, shared, metadata or reserved). If '{host}' is your own receiver on such "
@@ -163,9 +164,9 @@ def resolve(url: str) -> Target:
     )
 
 
-def check_url(url: str) -> str:
+def check_url(url: str, *, settings: Settings) -> str:
     """Refuse a webhook URL the guard does not let through (see `resolve`). Returns the URL."""
-    resolve(url)
+    resolve(url, settings=settings)
     return url
 
 
@@ -217,10 +218,9 @@ return 0
 """
 
 
-def delivery_lifetime() -> int:
+def delivery_lifetime(settings: Settings) -> int:
     """Seconds a delivery may take with all its attempts and backoffs (jitter included), plus an
     hour in the queue: after that its bookkeeping expires, should its worker have died."""
-    settings = get_settings()
     attempts = settings.webhook_max_attempts
     backoffs = settings.webhook_retry_base_seconds * 1.5 * (2 ** max(0, attempts - 1) - 1)
     return int(attempts * (settings.webhook_timeout_seconds + 5) + backoffs + 3600)
@@ -231,14 +231,20 @@ def _in_flight_key(kind: str, object_id: uuid.UUID | str) -> str:
 
 
 def reserve(
-    organisation_id: uuid.UUID | str, kind: str, object_id: uuid.UUID | str, delivery_id: str, *, exclusive: bool
+    organisation_id: uuid.UUID | str,
+    kind: str,
+    object_id: uuid.UUID | str,
+    delivery_id: str,
+    *,
+    exclusive: bool,
+    settings: Settings,
 ) -> None:
     """Count a delivery as pending for its organisation (at most WEBHOOK_MAX_PENDING: else 429
     `too_many_pending_deliveries`) and as the one in flight for its job or batch. An exclusive one
     (a redelivery) is refused (409 `delivery_in_flight`) while another is in flight."""
     from domain.notifications import redis_client
 
-    client, lifetime = redis_client(), delivery_lifetime()
+    client, lifetime = redis_client(), delivery_lifetime(settings)
     in_flight = _in_flight_key(kind, object_id)
     if not client.set(in_flight, delivery_id, ex=lifetime, nx=exclusive):
         raise ServiceError(
@@ -247,7 +253,7 @@ def reserve(
             status=409,
         )
     expires = time.time() + lifetime
-    limit = get_settings().webhook_max_pending
+    limit = settings.webhook_max_pending
     if not client.eval(
         _RESERVE, 1, PENDING_PREFIX + str(organisation_id), time.time(), limit, expires, delivery_id, lifetime
     ):

@@ -14,7 +14,7 @@ import uuid
 from functools import cache
 from typing import TYPE_CHECKING
 
-from config import get_settings
+from config import Settings, get_settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -39,14 +39,15 @@ def job_queue_lists() -> list[str]:
     return [QUEUE_NAME, *(f"{QUEUE_NAME}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:])]
 
 
-def make_app() -> Celery:
-    """A Celery app with what senders and workers share: broker, serialization, queues, routes."""
+def make_app(settings: Settings | None = None) -> Celery:
+    """A Celery app with what senders and workers share: broker, serialization, queues, routes.
+    `settings` default to the process's: its callers are process edges (`app()` below, make_celery)."""
     # Celery is imported here, not above: stack.serve reads the queue names before it execs a
     # role, and importing Celery would add about a second to each start.
     from celery import Celery
     from kombu import Queue
 
-    settings = get_settings()
+    settings = settings or get_settings()
     app = Celery("faceapi", broker=settings.redis_url)
     app.conf.update(
         task_ignore_result=True,  # job state lives in PostgreSQL, not in a result backend
@@ -74,10 +75,16 @@ def enqueue(job_id: uuid.UUID, priority: int | None = None) -> None:
 
 
 def enqueue_webhook(
-    object_id: uuid.UUID, kind: str = "job", organisation_id: uuid.UUID | None = None, *, redeliver: bool = False
+    object_id: uuid.UUID,
+    kind: str = "job",
+    organisation_id: uuid.UUID | None = None,
+    *,
+    redeliver: bool = False,
+    settings: Settings,
 ) -> str | None:
     """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across
-    retries. It counts against its organisation's WEBHOOK_MAX_PENDING until it ends: at the cap a
+    retries. It counts against its organisation's WEBHOOK_MAX_PENDING (of the caller's `settings`:
+    the web app's or the worker's) until it ends: at the cap a
     delivery is not sent (the refusal is in its delivery log, and None returned), and a
     redelivery is refused (429), as is one while another delivery of it is under way (409)."""
     # Imported here for the same reason: stack.serve need not load the database models.
@@ -89,7 +96,7 @@ def enqueue_webhook(
         organisation_id = webhooks.organisation_of(kind, object_id)
     if organisation_id is not None:
         try:
-            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver)
+            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver, settings=settings)
         except ServiceError as refused:
             if redeliver:
                 raise

@@ -28,11 +28,12 @@ def sample_photo() -> bytes:
 def check() -> dict:
     import numpy as np
 
+    from config import get_settings
     from domain.images import decode_bgr
     from workers.engine import FaceEngine, sha256_of
 
     started = time.perf_counter()
-    engine = FaceEngine()
+    engine = FaceEngine(get_settings())  # this command is a process of its own: the process's settings
     faces = engine.analyze(decode_bgr(sample_photo()))
     if len(faces) != SAMPLE_FACES:
         raise RuntimeError(f"the sample photo has {SAMPLE_FACES} faces, the detector found {len(faces)}")

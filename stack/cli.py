@@ -37,20 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     services = ensure_services()
+    settings = get_settings()  # after ensure_services: it may set DATABASE_URL and REDIS_URL
     try:
         upgrade()
         if args.command == "migrate":
-            created = bootstrap_admin()  # ADMIN_EMAIL / ADMIN_PASSWORD, when no admin exists yet
+            created = bootstrap_admin(settings)  # ADMIN_EMAIL / ADMIN_PASSWORD, when no admin exists yet
             if created:
                 print(f"created the first admin account {created}")  # its id: stdout ends up in container logs
         if args.command == "create-admin":
             password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
             with session_scope() as session:
                 organisation = args.organisation or first_organisation(session)
-                account = create_account(session, args.email, password, Role(args.role), organisation)
+                account = create_account(
+                    session, args.email, password, Role(args.role), organisation, settings=settings
+                )
                 print(f"created {account.role.value} account {account.id}")  # not the email: no addresses in logs
         if args.command == "gallery-indexes":
-            settings = get_settings()
             min_faces = args.min_faces if args.min_faces is not None else settings.gallery_index_min_faces
             counts = gallery_indexes.sync(
                 get_engine(), min_faces=min_faces, build_memory=settings.gallery_index_build_memory

@@ -287,7 +287,7 @@ def main() -> int:
             stall=settings.worker_stall_seconds,
         )
         upgrade()
-        created = bootstrap_admin()
+        created = bootstrap_admin(settings)
         if created:
             log.info("created the first admin account %s", created)
         supervisor.start(process_commands())

@@ -173,6 +173,7 @@ def make_account(role: str, *, colleague_of: str | None = None) -> tuple[str, st
     account with the email `colleague_of`; returns (email, password)."""
     from sqlalchemy import select
 
+    from config import get_settings
     from domain.accounts import create_account
     from domain.db import session_scope
     from domain.models import Account, Role
@@ -185,7 +186,7 @@ def make_account(role: str, *, colleague_of: str | None = None) -> tuple[str, st
             organisation = session.execute(
                 select(Account.organisation_id).where(Account.email == colleague_of)
             ).scalar_one()
-        create_account(session, email, password, Role(role), organisation)
+        create_account(session, email, password, Role(role), organisation, settings=get_settings())
     return email, password
 
 
@@ -289,9 +290,12 @@ def recognize(client, headers: dict, image: bytes, **fields: str) -> dict:
 
 @contextlib.contextmanager
 def override_settings(**values: str) -> Iterator[None]:
-    """Change settings (as environment variables) for the duration of a block."""
+    """Change settings (as environment variables) for the duration of a block: the process's
+    (get_settings), the tests' web app's (ProcessSettings) and those of worker code called in this
+    process (deliver, process_job: workers.celery_app.worker_settings)."""
     from config import get_settings
 
+    _worker_app_follows_process_settings()
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     get_settings.cache_clear()
@@ -304,6 +308,14 @@ def override_settings(**values: str) -> Iterator[None]:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+
+
+def _worker_app_follows_process_settings() -> None:
+    """This process's worker app (built once, at its first import: before the overrides, here)
+    follows the process's settings, as the tests' web app does; the worker processes keep theirs."""
+    from workers.celery_app import celery_app
+
+    celery_app.conf.faceapi_settings = ProcessSettings()
 
 
 STACK_ADMIN = ("root@example.com", "a long admin password")

@@ -585,7 +585,7 @@ def test_a_16_bit_photo_converts_without_a_float_copy():
     from domain.images import decode, validate_image
 
     photo = _png(2000, 2000, 16, 0, 1)  # 4 Mpx of 16-bit grey: 8 MB decoded
-    validate_image(photo)
+    validate_image(photo, settings=get_settings())
     tracemalloc.start()
     decoded = decode(photo)
     peak = tracemalloc.get_traced_memory()[1]
@@ -621,7 +621,7 @@ def test_addresses_that_are_not_globally_routable_are_refused(url):
     from domain.webhooks import check_url
 
     with override_settings(WEBHOOK_ALLOWED_HOSTS=""), pytest.raises(ServiceError) as refused:
-        check_url(url)
+        check_url(url, settings=get_settings())
     assert refused.value.code == "invalid_webhook_url"
 
 
@@ -630,7 +630,7 @@ def test_global_addresses_pass_the_guard():
 
     with override_settings(WEBHOOK_ALLOWED_HOSTS=""):
         for url in ("http://8.8.8.8/hook", "https://[2606:4700:4700::1111]/hook", "http://[64:ff9b::808:808]/x"):
-            assert check_url(url) == url
+            assert check_url(url, settings=get_settings()) == url
 
 
 def test_allowed_hosts_name_their_ports():
@@ -639,7 +639,7 @@ def test_allowed_hosts_name_their_ports():
 
     def passes(url: str) -> bool:
         try:
-            check_url(url)
+            check_url(url, settings=get_settings())
         except ServiceError:
             return False
         return True
@@ -925,7 +925,8 @@ def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, oper
         assert answers[2].get_json()["error"]["code"] == "too_many_pending_deliveries"
         # A job that ends at the cap: its delivery is not sent, and its log says why.
         job_id, _ = jobs[3]
-        assert enqueue_webhook(job_id) is None  # as the worker calls it: the organisation is looked up
+        # As the worker calls it: the organisation is looked up.
+        assert enqueue_webhook(job_id, settings=get_settings()) is None
         assert [d["error"] for d in _deliveries(job_id)] == ["too_many_pending_deliveries"]
 
 

@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
+from config import get_settings
+from domain import images as domain_images
 from domain.errors import InvalidImage
-from domain.images import decode, decode_bgr, from_photo, reduction_for, to_photo, validate_image
+from domain.images import ImageInfo, decode, decode_bgr, from_photo, reduction_for, to_photo
 from tests import images
+
+
+def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
+    """The upload check with this run's settings (their default limits)."""
+    return domain_images.validate_image(data, declared_type, settings=get_settings())
 
 
 def _png(image: Image.Image) -> bytes:

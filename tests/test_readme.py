@@ -28,13 +28,14 @@ def walkthrough() -> str:
 def _readme_admin() -> None:
     from sqlalchemy import select
 
+    from config import get_settings
     from domain.accounts import create_account
     from domain.db import session_scope
     from domain.models import Account, Role
 
     with session_scope() as session:
         if session.execute(select(Account).where(Account.email == README_ADMIN[0])).scalar_one_or_none() is None:
-            create_account(session, *README_ADMIN, Role.admin)
+            create_account(session, *README_ADMIN, Role.admin, settings=get_settings())
 
 
 def test_the_curl_walkthrough_runs_as_written(app, tmp_path):

@@ -179,3 +179,49 @@ def test_the_web_app_reads_the_settings_it_was_given(env):
     client = create_app({"TESTING": True}, settings=settings).test_client()
     refused = client.post("/api/v1/auth/signup", json={"email": "a@example.com", "password": "a long password"})
     assert refused.status_code == 403, refused.get_json()
+
+
+def test_the_web_app_gives_the_domain_its_own_settings(services):
+    """Password rules, image limits and the webhook guard run in domain/ with the settings of the
+    app handling the request; the process's (min 10 characters, 32 px, 127.0.0.1 allowed) would
+    accept all three requests."""
+    from tests import images
+    from tests.conftest import bearer, login, make_account, upload
+    from web import create_app
+
+    settings = load_settings(
+        signup_enabled=True,
+        ratelimit_signup="1000/minute",
+        min_password_length=30,
+        min_image_side=100,
+        webhook_allowed_hosts=(),
+    )
+    client = create_app({"TESTING": True}, settings=settings).test_client()
+    weak = client.post("/api/v1/auth/signup", json={"email": "weak@example.com", "password": "a long password"})
+    assert (weak.status_code, weak.get_json()["error"]["code"]) == (400, "weak_password")
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+
+    def recognize(photo: bytes, **fields: str):
+        form = {"image": upload(photo), **fields}
+        answer = client.post("/api/v1/recognize", data=form, headers=headers, content_type="multipart/form-data")
+        return answer.status_code, answer.get_json()["error"]["code"]
+
+    assert recognize(images.no_face_photo((64, 64))) == (400, "image_too_small")
+    hook = "http://127.0.0.1:9/hook"
+    assert recognize(images.no_face_photo(), webhook_url=hook) == (400, "invalid_webhook_url")
+
+
+def test_worker_code_reads_the_worker_apps_settings(tmp_path):
+    """In a subprocess: importing workers.celery_app builds this process's Celery app. The engine
+    (and the pipeline, the deliveries) take conf.faceapi_settings, not the process's."""
+    code = (
+        "from config import load_settings\n"
+        "from workers.celery_app import celery_app\n"
+        "from workers.engine import get_face_engine\n"
+        "settings = load_settings(det_size=320)\n"
+        "celery_app.conf.faceapi_settings = settings\n"
+        "assert get_face_engine().settings is settings\n"
+    )
+    environment = {**os.environ, "DATA_DIR": str(tmp_path), "FACEAPI_ENV": "test"}
+    ran = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, env=environment, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr

@@ -124,7 +124,7 @@ def signup(body: Credentials):
 @validated
 def login(body: Credentials):
     """Exchange email and password for an access token (15 min) and a refresh token (30 days)"""
-    account = accounts.authenticate(get_session(), body.email, body.password)
+    account = accounts.authenticate(get_session(), body.email, body.password, settings=app_settings())
     if account is None:
         # One message for an unknown email and a wrong password alike.
         raise ServiceError("invalid_credentials", "Invalid email or password.", status=401)

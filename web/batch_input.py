@@ -61,7 +61,7 @@ class Entry:
 def _checked(entry: Entry, declared_type: str | None = None) -> Entry:
     if entry.error is None and entry.data is not None:
         try:
-            validate_image(entry.data, declared_type)
+            validate_image(entry.data, declared_type, settings=app_settings())
             entry.sha256 = photo_sha256(entry.data)
         except ServiceError as error:
             entry.error, entry.data = error, None

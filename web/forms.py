@@ -62,11 +62,11 @@ def read_upload(storage: FileStorage) -> Upload:
     if len(data) > limit:
         raise file_too_large(limit)
     with request_stage("validate"):
-        return Upload(data=data, info=validate_image(data))
+        return Upload(data=data, info=validate_image(data, settings=app_settings()))
 
 
 def checked_webhook(url: str | None) -> str | None:
     """An optional `webhook_url`, refused (400) if the SSRF guard does not let it through."""
     from domain.webhooks import check_url
 
-    return check_url(url) if url else None
+    return check_url(url, settings=app_settings()) if url else None

@@ -27,7 +27,7 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
     routes come from jobqueue.make_app, which the web process uses to send. `settings` default to
     the process's (read here, at the worker's edge); the app keeps them as `conf.faceapi_settings`."""
     settings = settings or get_settings()
-    app = app or jobqueue.make_app()
+    app = app or jobqueue.make_app(settings)
     app.conf.update(
         include=["workers.tasks"],
         task_acks_late=True,
@@ -71,6 +71,12 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
 
 # The process's one app: tasks register on the app that jobqueue.enqueue sends with.
 celery_app = make_celery(jobqueue.app())
+
+
+def worker_settings() -> Settings:
+    """The settings of this worker's app, which tasks and the code below them are given (never the
+    global): a test, or a second app, swaps `conf.faceapi_settings` and the worker follows."""
+    return celery_app.conf.faceapi_settings
 
 
 def runs_jobs(app: Celery | None = None) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import Settings, get_settings
+from config import Settings
 from domain.images import from_photo, to_photo
 from workers import quality
 
@@ -148,13 +148,13 @@ def execution_providers(names: tuple[str, ...], threads: int, available: set[str
 class FaceEngine:
     """Detect, align and embed faces with the InsightFace model zoo classes."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings):
         # Imported here so importing this module stays cheap and fork-safe.
         import onnxruntime as ort
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
         from insightface.model_zoo.scrfd import SCRFD
 
-        self.settings = settings or get_settings()
+        self.settings = settings
         self.pack = resolve_pack(self.settings)
         self.model_name = self.pack.model_name
         providers = execution_providers(
@@ -266,5 +266,10 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
 
 @lru_cache(maxsize=1)
 def get_face_engine() -> FaceEngine:
-    """The process's engine, built on first use (eagerly in each worker process at start)."""
-    return FaceEngine()
+    """The worker process's engine, of the worker's settings, built on first use (eagerly in each
+    worker process at start)."""
+    # Imported here: importing this module builds no Celery app (the benches and tests/test_engine.py
+    # import it before the settings are final).
+    from workers.celery_app import worker_settings
+
+    return FaceEngine(worker_settings())

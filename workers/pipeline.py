@@ -8,7 +8,6 @@ import uuid
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from config import get_settings
 from domain import batches, enrollment, jobs, recognition
 from domain.db import session_scope
 from domain.errors import ServiceError
@@ -17,6 +16,7 @@ from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from jobqueue import enqueue_webhook
+from workers.celery_app import worker_settings
 from workers.engine import crop_scale, get_face_engine
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def job_ended(job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | 
     its webhook, and close its batch if it was the last item."""
     announce_job_ended(job_id)
     if webhook_url:
-        enqueue_webhook(job_id)
+        enqueue_webhook(job_id, settings=worker_settings())
     if batch_id:
         _notify_batch(batch_id)
 
@@ -86,7 +86,7 @@ def _notify_batch(batch_id: uuid.UUID) -> None:
     with session_scope() as session:
         due = batches.end_once(session, batch_id)
     if due:
-        enqueue_webhook(batch_id, kind="batch")
+        enqueue_webhook(batch_id, kind="batch", settings=worker_settings())
 
 
 def _largest_face(engine, image: bytes, timer: StageTimer) -> list:
@@ -133,4 +133,4 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
             return recognition.verify(session, job, faces, other, engine.model_name)
     faces = _analyze(engine, image, timer, max_faces=job.params["max_faces"])
     with timer("search"):
-        return recognition.recognize(session, job, faces, engine.model_name, get_settings())
+        return recognition.recognize(session, job, faces, engine.model_name, worker_settings())

@@ -26,13 +26,13 @@ import time
 import uuid
 from functools import lru_cache
 
-from config import get_settings
 from domain import webhooks
 from domain.batches import batch_document
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import job_document, now
 from domain.models import Batch, Job
+from workers.celery_app import worker_settings
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 4096
@@ -151,7 +151,7 @@ def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str, uui
 
 
 def deliver(task, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str | None = None) -> None:
-    settings = get_settings()
+    settings = worker_settings()
     payload = _payload(kind, uuid.UUID(object_id))
     if payload is None:
         if organisation_id:
@@ -173,7 +173,7 @@ def deliver(task, object_id: str, delivery_id: str, kind: str = "job", organisat
     try:
         # Checked again at delivery time (DNS may point elsewhere by now), and connected to the
         # very address checked.
-        target = webhooks.resolve(url)
+        target = webhooks.resolve(url, settings=settings)
         status_code = post(target, body, headers, settings.webhook_timeout_seconds)
         final = 200 <= status_code < 300
     except ServiceError as refused:

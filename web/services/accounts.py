@@ -13,6 +13,7 @@ from domain import accounts, api_keys, audit, webhooks
 from domain.callers import Caller
 from domain.models import Account, ApiKey, Role
 from web.services.access import one_or_404
+from web.settings import app_settings
 
 
 def load_account(session: Session, caller: Caller, account_id: uuid.UUID) -> Account:
@@ -22,7 +23,7 @@ def load_account(session: Session, caller: Caller, account_id: uuid.UUID) -> Acc
 
 
 def create_account(session: Session, caller: Caller, email: str, password: str, role: Role) -> Account:
-    account = accounts.create_account(session, email, password, role, caller.organisation_id)
+    account = accounts.create_account(session, email, password, role, caller.organisation_id, settings=app_settings())
     audit.record(session, caller, "account.create", "account", account.id, email=account.email, role=role.value)
     session.commit()
     return account
@@ -30,7 +31,7 @@ def create_account(session: Session, caller: Caller, email: str, password: str, 
 
 def sign_up(session: Session, email: str, password: str) -> Account:
     """A `user` account of its own new organisation, created by the person who will use it."""
-    account = accounts.create_account(session, email, password, Role.user)
+    account = accounts.create_account(session, email, password, Role.user, settings=app_settings())
     audit.record(session, account, "account.signup", "account", account.id)
     session.commit()
     return account
@@ -46,7 +47,7 @@ def change_role(session: Session, caller: Caller, account_id: uuid.UUID, role: R
 
 
 def change_password(session: Session, account: Account, current_password: str, new_password: str) -> None:
-    accounts.change_password(session, account, current_password, new_password)
+    accounts.change_password(session, account, current_password, new_password, settings=app_settings())
     audit.record(session, account, "account.password_change", "account", account.id)
     session.commit()
 

@@ -158,6 +158,6 @@ def submit_batch(
     if not queued and end_once(session, batch.id):
         session.commit()
         # Every entry was refused: the batch is already over.
-        enqueue_webhook(batch.id, kind="batch", organisation_id=batch.organisation_id)
+        enqueue_webhook(batch.id, kind="batch", organisation_id=batch.organisation_id, settings=app_settings())
     session.commit()
     return batch
