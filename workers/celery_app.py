@@ -51,6 +51,8 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         # Tasks cut off by a lost broker connection are re-queued instead of finishing unacknowledged.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Back on a lost broker connection within 5 s of its return, not 30 (workers/reconnect.py).
+        worker_consumer="workers.reconnect:PromptlyReconnectingConsumer",
         beat_schedule={
             "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": settings.reaper_interval},
             "purge-jobs": {"task": "workers.tasks.purge_jobs", "schedule": 3600.0},
@@ -71,12 +73,6 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
 
 # The process's one app: tasks register on the app that jobqueue.enqueue sends with.
 celery_app = make_celery(jobqueue.app())
-
-
-def worker_settings() -> Settings:
-    """The settings of this worker's app, which tasks and the code below them are given (never the
-    global): a test, or a second app, swaps `conf.faceapi_settings` and the worker follows."""
-    return celery_app.conf.faceapi_settings
 
 
 def runs_jobs(app: Celery | None = None) -> bool:

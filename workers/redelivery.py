@@ -8,14 +8,25 @@ long so no running job is handed to a second worker). Their jobs would wait for 
 (JOB_REQUEUE_AFTER, ten minutes). The lost channel still knows their delivery tags: once the
 consumer has a new connection, this step restores them with kombu's own restore_by_tag (a no-op
 for a tag that is no longer in the hash), and the worker takes them again.
+
+A worker that died (kill -9, or Celery's "Unrecoverable error" as the connection dropped) takes
+that record with it. So a worker, as it starts, hands back every message in the hash that no live
+worker holds: it asks the workers, through the broker, which of those tasks they hold (running,
+reserved, or waiting for a countdown: Celery's query_task), and restores the others. An age
+threshold cannot tell them apart: a live worker holds the message of a running job for as long as
+the job runs (up to JOB_SOFT_TIME_LIMIT), as old as a dead worker's. A live worker that does not
+answer in time (a stopped process) gets a duplicate; that is harmless: jobs.claim lets the later
+run claim the job and only that run ends it (pipeline.py rolls back the earlier run's effects),
+and both acknowledgements remove the one tag from the hash (kombu keeps the tag on redelivery).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from celery import bootsteps
+from celery import Celery, bootsteps
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +45,8 @@ class RestoreStrandedMessages(bootsteps.StartStopStep):
         qos = parent.task_consumer.channel.qos
         if not hasattr(qos, "restore_by_tag"):  # not the Redis transport: the broker redelivers
             return
+        if self.current is None:  # this worker's first connection: what dead workers held
+            hand_back_orphans(parent.app, qos)
         if self.current is not None and self.current is not qos:
             self.lost.append(self.current)
         self.current = qos
@@ -49,3 +62,41 @@ class RestoreStrandedMessages(bootsteps.StartStopStep):
             self.lost.remove(old)
             if tags:
                 log.warning("handed back %d message(s) held when the broker connection was lost", len(tags))
+
+
+# How long a starting worker waits for the live workers to say which tasks they hold: the answer
+# comes from each one's event loop, which a busy pool does not block (it runs in the main process).
+HELD_QUERY_SECONDS = 2.0
+
+
+def hand_back_orphans(app: Celery, qos: Any) -> int:
+    """Restore the messages in Redis's `unacked` hash that no live worker holds; returns how many.
+    Called before this worker consumes anything, so none of them is its own."""
+    try:
+        with qos.channel.conn_or_acquire() as client:
+            task_ids = _task_ids_by_tag(client.hgetall(qos.unacked_key))
+        if not task_ids:
+            return 0
+        replies = app.control.inspect(timeout=HELD_QUERY_SECONDS).query_task(*set(task_ids.values())) or {}
+        held = {task_id for tasks in replies.values() for task_id in tasks or {}}
+        orphans = [tag for tag, task_id in task_ids.items() if task_id not in held]
+        for tag in orphans:
+            qos.restore_by_tag(tag)
+    except Exception:  # the broker went away again: kombu's visibility timeout stays the fallback
+        log.warning("could not hand back messages held by workers that died", exc_info=True)
+        return 0
+    if orphans:
+        log.warning("handed back %d message(s) held by workers that died", len(orphans))
+    return len(orphans)
+
+
+def _task_ids_by_tag(unacked: dict[bytes, bytes]) -> dict[str, str]:
+    """Delivery tag -> task id of the `unacked` hash's entries (kombu stores [message, exchange,
+    routing key] as JSON; Celery's message protocol 2 names the task in its headers)."""
+    task_ids = {}
+    for tag, entry in unacked.items():
+        try:
+            task_ids[tag.decode()] = json.loads(entry)[0]["headers"]["id"]
+        except (ValueError, LookupError, TypeError, AttributeError):
+            log.warning("unacked message %r is no Celery task message; left to the visibility timeout", tag)
+    return task_ids
