@@ -16,7 +16,11 @@ of an earlier commit) in the same run, alternating, so the machine's load hits b
   photos (`workers.pipeline._analyze` in this process: decode, detect, embed). Redis commands
   and PostgreSQL transactions a job (all roles, Celery's included) are read from the servers.
 
-    .venv/bin/python -m bench.overhead --reference HEAD~1 [--candidate HEAD] --jobs 200 --rounds 2
+    .venv/bin/python -m bench.overhead --reference HEAD~1 [--candidate HEAD] --jobs 200 --rounds 2 \
+        [--after-variant no_events:CELERY_TASK_EVENTS=0]
+
+`--after-variant` adds an arm: the candidate tree with other settings. Output:
+`bench/results/<--output>.json` (default `overhead.json`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import inspect
 import json
 import logging
 import os
@@ -56,6 +61,7 @@ class PostgresTrace:
 
         self.directory = Path(tempfile.mkdtemp(prefix="overhead-trace-"))
         self.files: list = []
+        self.connections: list = []
         self.statements: Counter = Counter()
         event.listen(engine, "connect", self._trace)
         event.listen(engine, "before_cursor_execute", self._statement)
@@ -64,6 +70,13 @@ class PostgresTrace:
         handle = (self.directory / f"{len(self.files)}.trace").open("w")
         self.files.append(handle)
         dbapi_connection.pgconn.trace(handle.fileno())
+        self.connections.append(dbapi_connection.pgconn)
+
+    def stop(self) -> None:
+        """No more tracing (it costs CPU of its own): before the in-process CPU measurement."""
+        for pgconn in self.connections:
+            pgconn.untrace()
+        self.connections.clear()
 
     def _statement(self, _conn, _cursor, statement: str, *_args) -> None:
         self.statements[" ".join(statement.split())[:60]] += 1
@@ -92,6 +105,7 @@ def count_round_trips(jobs: int) -> dict:
             "BCRYPT_ROUNDS": "4",
             "WORKER_CONCURRENCY": "1",
             "ORT_THREADS": "1",
+            "RATELIMIT_SUBMIT": "100000/minute",  # limited (its Redis commands count), never reached
         }
     )
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -112,6 +126,7 @@ def count_round_trips(jobs: int) -> dict:
 
 def _count_in_stack(jobs: int) -> dict:
     from bench.service import find_photos
+    from config import get_settings
     from domain.accounts import create_account
     from domain.db import dispose_engine, get_engine, session_scope
     from domain.models import Role
@@ -121,8 +136,10 @@ def _count_in_stack(jobs: int) -> dict:
 
     dispose_engine()
     trace = PostgresTrace(get_engine())
+    # Trees differ in whether create_account takes the settings (pydantic-settings, issue 13).
+    settings = {"settings": get_settings()} if "settings" in inspect.signature(create_account).parameters else {}
     with session_scope() as session:
-        create_account(session, "overhead@example.com", "overhead-password-1", Role.admin, None)
+        create_account(session, "overhead@example.com", "overhead-password-1", Role.admin, None, **settings)
     client = create_app().test_client()
     token = client.post(
         "/api/v1/auth/login", json={"email": "overhead@example.com", "password": "overhead-password-1"}
@@ -137,7 +154,7 @@ def _count_in_stack(jobs: int) -> dict:
     process_job(enroll.json["job_id"])
 
     def submit(index: int) -> str:
-        photo = photos[1 + index % PROBES]
+        photo = photos[1 + index % (len(photos) - 1)]
         form = {"gallery": GALLERY, "image": (photo.open("rb"), photo.name)}
         response = client.post("/api/v1/recognize", headers=auth, data=form)
         assert response.status_code == 202, response.get_data(as_text=True)
@@ -163,7 +180,43 @@ def _count_in_stack(jobs: int) -> dict:
             "redis_commands": round(sum(redis_delta.values()) / jobs, 2),
             "redis_by_command": {k: round(v / jobs, 2) for k, v in redis_delta.most_common() if v > 0},
         }
+    trace.stop()
+    phases["cpu_in_process"] = _cpu_in_process(submit, process_job, max(100, jobs))
     return phases
+
+
+def _cpu_in_process(submit, process_job, jobs: int) -> dict:
+    """Process CPU a submission (through the Flask test client) and a job's run outside the model
+    (process_job less the CPU inside workers.pipeline._analyze): our code alone, no gunicorn, no
+    Celery, no other process, so the least noisy comparison of two trees on a busy machine."""
+    import workers.pipeline as pipeline
+
+    analyze, model_cpu = pipeline._analyze, [0.0]
+
+    def timed_analyze(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return analyze(*args, **kwargs)
+        finally:
+            model_cpu[0] += time.process_time() - started
+
+    pipeline._analyze = timed_analyze
+    try:
+        started = time.process_time()
+        job_ids = [submit(i) for i in range(jobs)]
+        web = time.process_time() - started
+        started = time.process_time()
+        for job_id in job_ids:
+            process_job(job_id)
+        worker = time.process_time() - started - model_cpu[0]
+    finally:
+        pipeline._analyze = analyze
+    return {
+        "jobs": jobs,
+        "web_request_cpu_ms": round(1000 * web / jobs, 2),
+        "worker_cpu_ms_outside_model": round(1000 * worker / jobs, 2),
+        "model_cpu_ms": round(1000 * model_cpu[0] / jobs, 2),
+    }
 
 
 def _free_port() -> int:
@@ -177,7 +230,7 @@ def _free_port() -> int:
 # ---------------------------------------------------------------- CPU on the real stack
 
 
-def cpu_run(tree: Path, jobs: int) -> dict:
+def cpu_run(tree: Path, jobs: int, extra_env: dict[str, str] | None = None) -> dict:
     """The whole stack started from `tree`; CPU a job per role over `jobs` sequential recognitions."""
     import psycopg
     import redis
@@ -187,7 +240,7 @@ def cpu_run(tree: Path, jobs: int) -> dict:
     from bench.service import ADMIN_EMAIL, ADMIN_PASSWORD, Stack, database_uri, find_photos
 
     service.ROOT = tree  # Stack runs `python -m stack.run` in ROOT: the tree under test
-    stack = Stack(1, 1, 1, {"RATELIMIT_ENABLED": "0"})
+    stack = Stack(1, 1, 1, {"RATELIMIT_ENABLED": "0", **(extra_env or {})})
     try:
         stack.wait_ready()
         http = requests.Session()
@@ -201,7 +254,7 @@ def cpu_run(tree: Path, jobs: int) -> dict:
         r.raise_for_status()
 
         def recognize(index: int) -> None:
-            name, data = images[1 + index % PROBES]
+            name, data = images[1 + index % (len(images) - 1)]
             url = f"{stack.base}/api/v1/recognize?wait=30"
             response = http.post(url, data={"gallery": GALLERY}, files={"image": (name, data)}, timeout=60)
             assert response.status_code == 200, response.text[:300]
@@ -305,9 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", help="internal: the tree the step's imports come from")
     parser.add_argument("--reference", default="HEAD~1", help="git ref measured as 'before' (a worktree)")
     parser.add_argument("--candidate", help="git ref measured as 'after' (default: this working tree)")
+    parser.add_argument(
+        "--after-variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="one more arm: the 'after' tree with these settings (e.g. no_events:CELERY_TASK_EVENTS=0)",
+    )
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--count-jobs", type=int, default=20)
+    parser.add_argument("--count-rounds", type=int, default=3, help="in-process runs a tree (alternating)")
     parser.add_argument("--output", default="overhead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -320,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.common import RESULTS_DIR, machine_info, write_json
 
+    lfw = ROOT.parent / "shared" / "datasets" / "lfw-dev" / "images"
+    if lfw.is_dir():  # the same photos in every tree (a worktree's own ../shared does not exist)
+        os.environ.setdefault("LFW_DIR", str(lfw))
+
     started = time.time()
     out: dict = {"machine": machine_info(), "uptime_at_start": _uptime(), "reference": args.reference}
     with worktree(args.reference) as before_tree, worktree(args.candidate) as after_tree:
@@ -328,16 +393,28 @@ def main(argv: list[str] | None = None) -> int:
         out["after_commit"] = _commit(trees["after"]) + (
             " + uncommitted changes" if not after_tree and _dirty() else ""
         )
+        counts: dict[str, list[dict]] = {name: [] for name in trees}
+        for round_ in range(args.count_rounds):
+            for name in list(trees) if round_ % 2 == 0 else reversed(list(trees)):
+                counts[name].append(in_tree(trees[name], "count", "--count-jobs", str(args.count_jobs)))
         out["round_trips"] = {
-            name: in_tree(tree, "count", "--count-jobs", str(args.count_jobs)) for name, tree in trees.items()
+            name: {k: v for k, v in runs[-1].items() if k != "cpu_in_process"} for name, runs in counts.items()
         }
+        out["cpu_in_process"] = {name: [r["cpu_in_process"] for r in runs] for name, runs in counts.items()}
         log.info("round trips: %s", json.dumps(out["round_trips"]))
-        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        log.info("CPU in process: %s", json.dumps(out["cpu_in_process"]))
+        arms = {"before": ("before", {}), "after": ("after", {})}
+        for variant in args.after_variant:
+            name, _, assignments = variant.partition(":")
+            arms[name] = ("after", dict(a.split("=", 1) for a in assignments.split(",")))
+        out["arms"] = {name: {"tree": tree, "env": env} for name, (tree, env) in arms.items()}
+        runs: dict[str, list[dict]] = {name: [] for name in arms}
         for round_ in range(args.rounds):
-            order = ("before", "after") if round_ % 2 == 0 else ("after", "before")
+            order = list(arms) if round_ % 2 == 0 else list(reversed(arms))
             for name in order:
-                engine = in_tree(trees[name], "engine")["engine_cpu_ms"]
-                run = cpu_run(trees[name], args.jobs)
+                tree, env = arms[name]
+                engine = in_tree(trees[tree], "engine")["engine_cpu_ms"]
+                run = cpu_run(trees[tree], args.jobs, env)
                 run["engine_cpu_ms_a_photo"] = engine
                 run["worker_outside_model_ms"] = round(run["cpu_ms_a_job"]["worker"] - engine, 2)
                 runs[name].append(run)
