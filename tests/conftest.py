@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -308,14 +309,16 @@ def override_settings(**values: str) -> Iterator[None]:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+        _worker_app_follows_process_settings()  # were it built in the block, with the block's settings
 
 
 def _worker_app_follows_process_settings() -> None:
-    """This process's worker app (built once, at its first import: before the overrides, here)
-    follows the process's settings, as the tests' web app does; the worker processes keep theirs."""
-    from workers.celery_app import celery_app
-
-    celery_app.conf.faceapi_settings = ProcessSettings()
+    """This process's worker app, once built, follows the process's settings, as the tests' web app
+    does (the worker processes keep theirs). Not imported here: building it builds jobqueue's app,
+    which keeps the REDIS_URL of that moment (before `services` runs, none)."""
+    worker_app = sys.modules.get("workers.celery_app")
+    if worker_app is not None:
+        worker_app.celery_app.conf.faceapi_settings = ProcessSettings()
 
 
 STACK_ADMIN = ("root@example.com", "a long admin password")

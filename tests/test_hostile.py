@@ -768,6 +768,9 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_retried(operator_acc
 def test_a_huge_answer_is_not_read(operator_account):
     import tracemalloc
 
+    import workers.webhooks  # noqa: F401 - imported before the measure, as in a worker
+    from workers.settings import worker_settings
+
     def flood(conn, number):
         _read_request(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 300000000\r\n\r\n")
@@ -778,6 +781,7 @@ def test_a_huge_answer_is_not_read(operator_account):
     server = RawServer(flood)
     try:
         job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://127.0.0.1:{server.port}/hook")
+        worker_settings()  # the worker's app too: built before the measure, as in a worker at start
         tracemalloc.start()
         result, seconds = _deliver(job_id)
         peak = tracemalloc.get_traced_memory()[1]

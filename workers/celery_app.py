@@ -75,12 +75,6 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
 celery_app = make_celery(jobqueue.app())
 
 
-def worker_settings() -> Settings:
-    """The settings of this worker's app, which tasks and the code below them are given (never the
-    global): a test, or a second app, swaps `conf.faceapi_settings` and the worker follows."""
-    return celery_app.conf.faceapi_settings
-
-
 def runs_jobs(app: Celery | None = None) -> bool:
     """Whether this worker consumes the jobs' queue: a worker started with `-Q webhooks` only
     delivers webhooks and needs no model."""

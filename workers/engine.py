@@ -20,6 +20,7 @@ import numpy as np
 from config import Settings
 from domain.images import from_photo, to_photo
 from workers import quality
+from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +269,4 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
 def get_face_engine() -> FaceEngine:
     """The worker process's engine, of the worker's settings, built on first use (eagerly in each
     worker process at start)."""
-    # Imported here: importing this module builds no Celery app (the benches and tests/test_engine.py
-    # import it before the settings are final).
-    from workers.celery_app import worker_settings
-
     return FaceEngine(worker_settings())

@@ -16,8 +16,8 @@ from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from jobqueue import enqueue_webhook
-from workers.celery_app import worker_settings
 from workers.engine import crop_scale, get_face_engine
+from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 

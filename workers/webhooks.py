@@ -32,7 +32,7 @@ from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import job_document, now
 from domain.models import Batch, Job
-from workers.celery_app import worker_settings
+from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 4096
