@@ -11,7 +11,6 @@ from celery import Task
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from config import get_settings
 from domain import enrollment, gallery_indexes, idempotency, jobs
 from domain.db import get_engine, session_scope
 from domain.models import JobType
@@ -19,6 +18,7 @@ from jobqueue import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, enqueue
 from workers.celery_app import celery_app
 from workers.pipeline import job_ended
 from workers.pipeline import process_job as run_pipeline
+from workers.settings import worker_settings
 from workers.webhooks import deliver
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def database_answers() -> bool:
         return False
 
 
-@celery_app.task(bind=True, name=PROCESS_JOB, max_retries=get_settings().job_max_retries)
+@celery_app.task(bind=True, name=PROCESS_JOB, max_retries=worker_settings().job_max_retries)
 def process_job(self: Task, job_id: str) -> None:
     """Run a job. While the database is unreachable the task retries, however long the outage:
     an outage delays jobs by about its length (the job's row says nothing of the retries, and
@@ -69,7 +69,7 @@ def reap_jobs() -> dict[str, int]:
     """Send again jobs whose message seems lost (each at most once per JOB_REQUEUE_AFTER, and at
     once those a worker gave up on, up to jobs.REQUEUE_AFTER_ERRORS_LIMIT times: then they fail);
     re-queue once, then fail, jobs past their deadline."""
-    settings = get_settings()
+    settings = worker_settings()
     with session_scope() as session:
         given_up = jobs.fail_given_up(session)
         for job in given_up:
@@ -106,7 +106,7 @@ def reap_jobs() -> dict[str, int]:
 def purge_jobs() -> int:
     """Delete finished jobs older than JOB_RETENTION_DAYS, and Idempotency-Keys older than
     IDEMPOTENCY_KEY_HOURS."""
-    settings = get_settings()
+    settings = worker_settings()
     with session_scope() as session:
         idempotency.purge(session, jobs.now() - timedelta(hours=settings.idempotency_key_hours))
         return jobs.purge_finished(session, jobs.now() - timedelta(days=settings.job_retention_days))
@@ -117,7 +117,7 @@ def purge_jobs() -> int:
 @celery_app.task(name=SYNC_GALLERY_INDEXES, soft_time_limit=None, time_limit=None, acks_late=False)
 def sync_gallery_indexes() -> dict[str, int]:
     """Give each large gallery its own HNSW index; drop those no longer needed."""
-    settings = get_settings()
+    settings = worker_settings()
     if settings.gallery_index_min_faces <= 0:
         return {"built": 0, "dropped": 0, "skipped": 1}
     return gallery_indexes.sync(
