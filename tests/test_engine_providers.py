@@ -38,3 +38,15 @@ def test_the_default_cpu_provider_is_kept_as_asked():
     assert execution_providers(("CPUExecutionProvider",), threads=2, available={"CPUExecutionProvider"}) == [
         "CPUExecutionProvider"
     ]
+
+
+def test_both_sessions_keep_the_providers_asked_for():
+    """insightface's SCRFD.prepare(ctx_id=-1) resets its session to the CPU provider: the detector
+    ran on the CPU whatever ORT_PROVIDERS said (OpenVINO, CUDA). AzureExecutionProvider stands in
+    for any provider besides the CPU one (the stock onnxruntime build has it)."""
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no second provider to ask for")
+    asked = ("AzureExecutionProvider", "CPUExecutionProvider")
+    engine = FaceEngine(get_settings().model_copy(update={"ort_providers": asked}))
+    assert engine.detector.session.get_providers() == list(asked)
+    assert engine.recognizer.session.get_providers() == list(asked)

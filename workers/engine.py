@@ -176,7 +176,8 @@ class FaceEngine:
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         self.detector = SCRFD(str(self.pack.detector), session=session(self.pack.detector))
         det_size = (self.settings.det_size, self.settings.det_size)
-        self.detector.prepare(ctx_id=-1, input_size=det_size, det_thresh=self.settings.det_thresh)
+        # ctx_id 0, not -1: with a negative one insightface resets the session to the CPU provider.
+        self.detector.prepare(ctx_id=0, input_size=det_size, det_thresh=self.settings.det_thresh)
         self.recognizer = ArcFaceONNX(str(self.pack.recognizer), session=session(self.pack.recognizer))
         log.info(
             "face engine ready: model=%s providers=%s threads=%d",
