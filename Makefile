@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-backends-openvino admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -140,6 +140,13 @@ bench-backends-openvino:
 	$(OV_VENV)/bin/pip uninstall --quiet -y onnxruntime onnxruntime-openvino
 	$(OV_VENV)/bin/pip install --quiet $(OV_PACKAGE)
 	$(OV_VENV)/bin/python -m bench.backends $(BACKENDS_ARGS)
+
+# The opt-in pack for OpenVINO workers: SCRFD quantized to int8 (calibrated on LFW dev photos outside
+# the View 2 pairs) beside the bundled recognizer; then MODEL_PACK_DIR=$(INT8_PACK_DIR) with
+# ORT_PROVIDERS=OpenVINOExecutionProvider (PERFORMANCE.md, section 10). Never committed (licence).
+INT8_PACK_DIR ?= .data/model-pack-openvino-int8-detector
+model-pack-int8-detector: install-bench
+	$(PY) -m bench.backends --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev} --write-pack $(INT8_PACK_DIR)
 
 admin: install
 	$(PY) -m stack.cli create-admin $(EMAIL)
