@@ -202,18 +202,18 @@ def queue_stalled(session: Session, since: datetime) -> bool:
     return bool(session.execute(select(waiting & ~started)).scalar_one())
 
 
-def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.UUID], int]:
+def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.UUID], list[Job]]:
     """Jobs running past the deadline (their worker hung, died, or lost its broker connection):
     each is put back in the queue once, and fails with `timeout` the second time.
-    Returns (ids to send again, number failed)."""
+    Returns (ids to send again, jobs failed: the caller announces them once committed)."""
     overdue = session.execute(
         select(Job).where(Job.status == JobStatus.running, Job.started_at < started_before).with_for_update()
     ).scalars()
-    requeue, failed = [], 0
-    for job in overdue:
+    requeue, failed = [], []
+    for job in list(overdue):
         if job.params.get("requeued_after_timeout"):
             finish(session, job.id, error=ServiceError("timeout", "The job did not finish in time."))
-            failed += 1
+            failed.append(job)
         else:
             job.status, job.started_at = JobStatus.queued, None
             job.params = {**job.params, "requeued_after_timeout": True}

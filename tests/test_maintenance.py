@@ -53,17 +53,24 @@ def test_a_job_running_past_its_deadline_is_retried_once(client, operator_header
     assert wait_for_job(client, operator_headers, job_id)["status"] == "succeeded"
 
 
-def test_a_job_overdue_twice_fails_with_timeout(client, operator_headers):
-    job_id = _job(
-        client,
-        operator_headers,
-        status=JobStatus.running,
-        started_at=now() - timedelta(hours=2),
-        params={"threshold": 0.35, "top_k": 5, "max_faces": 20, "requeued_after_timeout": True},
-    )
-    assert reap_jobs()["timed_out"] >= 1
-    job = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json()
-    assert (job["status"], job["error"]["code"]) == ("failed", "timeout")
+def test_a_job_overdue_twice_fails_with_timeout_and_its_webhook_fires(client, operator_headers, worker):
+    hook = Receiver([])
+    try:
+        job_id = _job(
+            client,
+            operator_headers,
+            status=JobStatus.running,
+            started_at=now() - timedelta(hours=2),
+            params={"threshold": 0.35, "top_k": 5, "max_faces": 20, "requeued_after_timeout": True},
+            webhook_url=hook.url,
+        )
+        assert reap_jobs()["timed_out"] >= 1
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json()
+        assert (job["status"], job["error"]["code"]) == ("failed", "timeout")
+        hook.wait_for(1)  # as for any failure (the reaper sent none before)
+        assert json.loads(hook.requests[0][1])["error"]["code"] == "timeout"
+    finally:
+        hook.close()
 
 
 def test_finished_jobs_are_purged_after_the_retention(client, operator_headers, db):

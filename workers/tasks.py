@@ -72,19 +72,20 @@ def reap_jobs() -> dict[str, int]:
     settings = worker_settings()
     with session_scope() as session:
         given_up = jobs.fail_given_up(session)
-        for job in given_up:
-            if job.type is JobType.enroll:
-                enrollment.discard_failed(session, job)
-        ended = [(job.id, job.webhook_url, job.batch_id) for job in given_up]
         stranded = jobs.take_stranded(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
         overdue, timed_out = jobs.reap_overdue(session, jobs.now() - timedelta(seconds=settings.job_running_deadline))
-    for job_id, webhook_url, batch_id in ended:
+        for job in given_up + timed_out:
+            if job.type is JobType.enroll:
+                enrollment.discard_failed(session, job)
+    # The jobs stay loaded after the commit (domain/db.py: expire_on_commit=False).
+    for job in given_up:
         log.error(
             "reaper: job %s failed: a worker gave up on it %d times (database errors while the database answered)",
-            job_id,
+            job.id,
             jobs.REQUEUE_AFTER_ERRORS_LIMIT + 1,
         )
-        job_ended(job_id, webhook_url, batch_id)
+    for job in given_up + timed_out:  # as for any failure: long-polls, webhook, batch
+        job_ended(job.id, job.webhook_url, job.batch_id)
     for job_id in stranded + overdue:
         enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
     if stranded or overdue or timed_out:
@@ -92,13 +93,13 @@ def reap_jobs() -> dict[str, int]:
             "reaper: %d stranded jobs sent again, %d overdue re-queued, %d timed out",
             len(stranded),
             len(overdue),
-            timed_out,
+            len(timed_out),
         )
     return {
         "requeued": len(stranded) + len(overdue),
         "stranded": len(stranded),
-        "timed_out": timed_out,
-        "given_up": len(ended),
+        "timed_out": len(timed_out),
+        "given_up": len(given_up),
     }
 
 
