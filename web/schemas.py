@@ -27,6 +27,8 @@ from domain.idempotency import MAX_KEY_LENGTH
 from domain.models import JobStatus, JobType, Role
 from web.pagination import decode_cursor
 
+# The process's settings, read at import: the limits below are in the schemas' fields and so in the
+# OpenAPI document, built once per process; an app created with other settings validates with these.
 SETTINGS = get_settings()
 # C0 and C1 controls (newlines, ANSI escapes: ESC and CSI) and the bidirectional overrides and
 # isolates that make a name display as something else ("Trojan Source").
