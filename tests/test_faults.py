@@ -134,6 +134,23 @@ class Stack:
             self.process.kill()
 
 
+def stop_redis(stack: Stack) -> None:
+    redis_server = stack.children("redis-server")[0]
+    redis_server.send_signal(signal.SIGTERM)  # flushes its append-only file
+    deadline = time.monotonic() + 15
+    while redis_server.is_running() and redis_server.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "redis-server did not stop"
+        time.sleep(0.1)
+
+
+def start_redis(stack: Stack) -> None:
+    from stack.embedded import start_redis
+
+    if stack.extra_redis is not None:  # one the tests started before: reap it
+        stack.extra_redis.wait(15)
+    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
+
+
 @contextlib.contextmanager
 def running_stack(prefix: str, **overrides: str) -> Iterator[Stack]:
     """A Stack in a data directory of its own, removed after it stops. Not pytest's tmp_path: its
@@ -261,17 +278,10 @@ def test_a_worker_that_answers_but_takes_no_jobs_is_restarted(stack):
 
 
 def test_restarting_redis_mid_batch_loses_nothing(stack):
-    from stack.embedded import start_redis
-
     batch_id = stack.batch(8)
-    redis_server = stack.children("redis-server")[0]
-    redis_server.send_signal(signal.SIGTERM)  # flushes its append-only file
-    deadline = time.monotonic() + 15
-    while redis_server.is_running() and redis_server.status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "redis-server did not stop"
-        time.sleep(0.1)
+    stop_redis(stack)
     time.sleep(1.0)
-    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
+    start_redis(stack)
     batch = stack.wait_batch(batch_id)
     assert (batch["status"], batch["succeeded"]) == ("succeeded", 8), batch
     assert stack.face_counts(batch) == [1] * 8

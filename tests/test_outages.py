@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import time
 
-import psutil
 import pytest
 
-from tests.test_faults import Stack, running_stack
+from tests.test_faults import Stack, running_stack, start_redis, stop_redis
 from workers.reconnect import RECONNECT_INTERVAL_MAX
 
 # After the service is back: the retry back-off's cap (10 s) or the broker reconnection's step (5 s),
@@ -56,23 +54,6 @@ def stop_postgres(stack: Stack) -> None:
     from pgserver._commands import pg_ctl
 
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=stack.data_dir / "pg", user="pgserver" if os.geteuid() == 0 else None)
-
-
-def stop_redis(stack: Stack) -> None:
-    redis_server = stack.children("redis-server")[0]
-    redis_server.send_signal(signal.SIGTERM)  # flushes its append-only file
-    deadline = time.monotonic() + 15
-    while redis_server.is_running() and redis_server.status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "redis-server did not stop"
-        time.sleep(0.1)
-
-
-def start_redis(stack: Stack) -> None:
-    from stack.embedded import start_redis
-
-    if stack.extra_redis is not None:  # one the tests started before: reap it
-        stack.extra_redis.wait(15)
-    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
 
 
 def through_outage(stack: Stack, stop, start, seconds: float) -> None:
