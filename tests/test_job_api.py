@@ -146,7 +146,7 @@ def test_a_submission_whose_job_outlasts_its_wait_is_accepted(client, services, 
 
     headers = bearer(login(client, *make_account("operator"))["access_token"])
     assert client.post("/api/v1/galleries", json={"name": "default"}, headers=headers).status_code == 201
-    monkeypatch.setattr(submissions, "enqueue", lambda job_id: None)  # stays queued: no worker sees it
+    monkeypatch.setattr(submissions, "enqueue", lambda job_id, **options: None)  # stays queued: no worker sees it
     started = time.monotonic()
     response = _recognize_tom(client, headers, wait="1")
     assert response.status_code == 202
