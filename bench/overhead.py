@@ -95,6 +95,13 @@ class PostgresTrace:
 
 def count_round_trips(jobs: int) -> dict:
     """Submit `jobs` recognitions through the Flask app and run each in-process; counts a job."""
+    with embedded_stack():
+        return _count_in_stack(jobs)
+
+
+@contextlib.contextmanager
+def embedded_stack():
+    """Embedded PostgreSQL and Redis in a fresh data directory, migrated, as in the tests."""
     data_dir = Path(tempfile.mkdtemp(prefix="overhead-count-"))
     os.environ.update(
         {
@@ -119,18 +126,48 @@ def count_round_trips(jobs: int) -> dict:
     running = ensure_services()
     try:
         upgrade()
-        return _count_in_stack(jobs)
+        yield
     finally:
         running.stop()
 
 
 def _count_in_stack(jobs: int) -> dict:
+    from domain.notifications import redis_client
+
+    submit, process_job, trace = submitter()
+    process_job(submit(0))  # warm: the model loads, the gallery's size is cached
+    redis = redis_client()
+    phases = {}
+    job_ids: list[str] = []
+    for phase in ("web", "worker"):
+        trips, statements, commands = trace.round_trips(), Counter(trace.statements), redis_commands(redis)
+        if phase == "web":
+            job_ids = [submit(i) for i in range(jobs)]
+        else:
+            for job_id in job_ids:
+                process_job(job_id)
+        redis_delta = redis_commands(redis) - commands
+        redis_delta["info"] -= 1  # our own INFO
+        phases[phase] = {
+            "postgres_round_trips": round((trace.round_trips() - trips) / jobs, 2),
+            "sql_statements": round(sum((trace.statements - statements).values()) / jobs, 2),
+            "statements": {k: round(v / jobs, 2) for k, v in (trace.statements - statements).most_common()},
+            "redis_commands": round(sum(redis_delta.values()) / jobs, 2),
+            "redis_by_command": {k: round(v / jobs, 2) for k, v in redis_delta.most_common() if v > 0},
+        }
+    trace.stop()
+    phases["cpu_in_process"] = _cpu_in_process(submit, process_job, max(100, jobs))
+    return phases
+
+
+def submitter():
+    """An admin's recognition submit(index) -> job id through the Flask test client, a gallery of
+    one enrolled person, `workers.pipeline.process_job`, and the PostgreSQL trace."""
     from bench.service import find_photos
     from config import get_settings
     from domain.accounts import create_account
     from domain.db import dispose_engine, get_engine, session_scope
     from domain.models import Role
-    from domain.notifications import redis_client
     from web import create_app
     from workers.pipeline import process_job
 
@@ -160,29 +197,7 @@ def _count_in_stack(jobs: int) -> dict:
         assert response.status_code == 202, response.get_data(as_text=True)
         return response.json["job_id"]
 
-    process_job(submit(0))  # warm: the model loads, the gallery's size is cached
-    redis = redis_client()
-    phases = {}
-    job_ids: list[str] = []
-    for phase in ("web", "worker"):
-        trips, statements, commands = trace.round_trips(), Counter(trace.statements), redis_commands(redis)
-        if phase == "web":
-            job_ids = [submit(i) for i in range(jobs)]
-        else:
-            for job_id in job_ids:
-                process_job(job_id)
-        redis_delta = redis_commands(redis) - commands
-        redis_delta["info"] -= 1  # our own INFO
-        phases[phase] = {
-            "postgres_round_trips": round((trace.round_trips() - trips) / jobs, 2),
-            "sql_statements": round(sum((trace.statements - statements).values()) / jobs, 2),
-            "statements": {k: round(v / jobs, 2) for k, v in (trace.statements - statements).most_common()},
-            "redis_commands": round(sum(redis_delta.values()) / jobs, 2),
-            "redis_by_command": {k: round(v / jobs, 2) for k, v in redis_delta.most_common() if v > 0},
-        }
-    trace.stop()
-    phases["cpu_in_process"] = _cpu_in_process(submit, process_job, max(100, jobs))
-    return phases
+    return submit, process_job, trace
 
 
 def _cpu_in_process(submit, process_job, jobs: int) -> dict:
