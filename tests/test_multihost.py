@@ -312,14 +312,19 @@ def all_jobs(database_url: str) -> dict[str, str]:
 
 
 def in_a_job(database_url: str, address: str, since: float = 0) -> bool:
-    """Whether the worker at `address` holds a job's transaction open, computing (not claiming a
-    job, not writing a result), for `since` seconds at least."""
+    """Whether the worker at `address` is computing a job it claimed (not claiming one, not writing
+    a result), for `since` seconds at least: its last statement was the claim (an autocommitted
+    `UPDATE jobs ... RETURNING ... input_image`, workers/pipeline.py) and it has said nothing since,
+    or, for an enrollment, the duplicate-photo check (`SELECT faces.`) in the transaction that will
+    store the face."""
     with psycopg.connect(database_url) as connection:
         return bool(
             connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE client_addr = %s AND state = 'idle in transaction' "
-                "AND query LIKE 'SELECT jobs.%%' AND query NOT LIKE '%%FOR UPDATE%%' "
-                "AND query NOT LIKE '%%input_image%%' AND state_change < now() - make_interval(secs => %s)",
+                "SELECT count(*) FROM pg_stat_activity WHERE client_addr = %s "
+                "AND state_change < now() - make_interval(secs => %s) AND ("
+                " (state = 'idle' AND query LIKE 'UPDATE jobs SET%%' AND query LIKE '%%RETURNING%%input_image%%')"
+                " OR (state = 'idle in transaction' AND query LIKE 'SELECT faces.%%'"
+                "     AND query NOT LIKE '%%FOR UPDATE%%'))",
                 (address, since),
             ).fetchone()[0]
         )
