@@ -390,10 +390,13 @@ def _wait_for_result(session, base: str, job_id: str, mode: str, receiver, t0: f
         if interval:
             time.sleep(interval)
         url = f"{base}/api/v1/jobs/{job_id}" + ("" if interval else "?wait=30")
-        doc = session.get(url, timeout=60).json()
+        response = session.get(url, timeout=60)
+        doc = response.json()
         polls += 1
         if doc.get("status") in ("succeeded", "failed"):
             return doc, polls, time.time()
+        if "Retry-After" in response.headers:  # the wait was refused by a cap: ask again later
+            time.sleep(float(response.headers["Retry-After"]))
         if time.perf_counter() - t0 > timeout:
             return doc, polls, None
 

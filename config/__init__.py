@@ -134,11 +134,11 @@ class Settings(BaseSettings):
     port: Port = 8000
     web_workers: Positive = 2  # gunicorn worker processes
     # Long-polls (`?wait=N`) waiting at once per web process, and per organisation across all of them
-    # (counted in Redis): more answer at once with `Retry-After: 1` (web/waiting.py). Per process well
-    # below gunicorn's 32 threads, so short requests and probes always find one, and at most
-    # DB_POOL_SIZE (a wait holds its request's database connection).
-    wait_max_per_process: Positive = 4
-    wait_max_per_organisation: Positive = 8
+    # (counted in Redis): more answer at once with `Retry-After: 1` (web/waiting.py). Per process half
+    # of gunicorn's 32 threads, so short requests and probes always find one (a wait holds a thread,
+    # not a database connection); per organisation enough for 16 clients submitting and waiting.
+    wait_max_per_process: Positive = 16
+    wait_max_per_organisation: Positive = 32
     flower_port: Port = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
     # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep

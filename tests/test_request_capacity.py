@@ -111,11 +111,13 @@ def test_long_polls_beyond_the_caps_answer_at_once_and_the_probe_stays_fast(guni
         polls = [pool.submit(long_poll, n) for n in range(LONG_POLLS)]
         time.sleep(2)  # every long-poll has reached the server
         probe = probe_seconds(gunicorn.base)
+        held = transactions_held_open()
         cancel(job_id)  # the long-polls still waiting wake up
         answers = [future.result() for future in polls]
 
     print(f"GET /healthz behind {LONG_POLLS} long-polls: {probe:.3f} s")
     assert probe < PROBE_LIMIT_SECONDS
+    assert held == 0, f"{held} waiting requests hold a transaction (and a pooled connection) open"
     at_once = [(r, s) for r, s in answers if r.headers.get("Retry-After") == "1"]
     waited = [(r, s) for r, s in answers if "Retry-After" not in r.headers]
     # One process: its cap is the tighter one (the organisation's is across all processes).
@@ -125,6 +127,22 @@ def test_long_polls_beyond_the_caps_answer_at_once_and_the_probe_stays_fast(guni
         assert response.status_code == 200 and response.json()["status"] == "queued" and seconds < 2
     for response, _ in waited:
         assert response.status_code == 200 and response.json()["status"] == "failed"
+
+
+def transactions_held_open() -> int:
+    """Connections that sit in a transaction after reading a job's row (what a wait that kept its
+    connection between reads looks like), for half a second at least."""
+    from sqlalchemy import text
+
+    from domain.db import session_scope
+
+    with session_scope() as session:
+        return session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                "AND query LIKE 'SELECT jobs.%' AND state_change < now() - interval '0.5 seconds'"
+            )
+        ).scalar_one()
 
 
 class CountingTransport(httpx.HTTPTransport):

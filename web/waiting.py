@@ -1,6 +1,7 @@
 """Waiting for a job to end inside a request: `?wait=N` on a job's GET and on every submission.
 
-A wait holds a request thread (and its database connection), so waits are capped: at most
+A wait holds a request thread (not a database connection: it reads the row, then lets the
+connection go), so waits are capped: at most
 WAIT_MAX_PER_PROCESS in one web process (well below its threads: short requests and probes always
 find a free one) and WAIT_MAX_PER_ORGANISATION across all processes (counted in Redis, so one
 organisation cannot take every replica's waits). A wait over a cap neither blocks nor fails: it
@@ -133,10 +134,20 @@ def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
             ask_to_poll_again()
             return
         with JobEndListener(job.id) as listener:
-            session.refresh(job)  # subscribed now: an end between the first read and here is seen
+            _reread(session, job)  # subscribed now: an end between the first read and here is seen
             while not job.status.finished and (left := deadline - time.monotonic()) > 0:
                 listener.wait(min(left, FALLBACK_READ_SECONDS))
-                session.refresh(job)
+                _reread(session, job)
+
+
+def _reread(session: Session, job: Job) -> None:
+    """Read the job's row again, then end that read's transaction, so that a waiting request holds
+    no database connection (nor an open transaction) while it sleeps: the pool's connections stay
+    for requests that work, and the caps above are not bounded by the pool. The submission
+    committed before it enqueued; with nothing pending, ending the transaction changes nothing."""
+    session.refresh(job)
+    if not (session.new or session.dirty or session.deleted):
+        session.commit()  # read-only: returns the connection to the pool (expire_on_commit is off)
 
 
 def location_of(body: dict[str, Any]) -> str | None:
