@@ -29,6 +29,7 @@ from domain.notifications import JobEndListener, redis_client
 from web.db import get_session
 from web.forms import bad_request
 from web.logs import request_stage
+from web.services import jobs as jobs_service
 from web.settings import app_settings
 
 log = logging.getLogger(__name__)
@@ -134,20 +135,10 @@ def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
             ask_to_poll_again()
             return
         with JobEndListener(job.id) as listener:
-            _reread(session, job)  # subscribed now: an end between the first read and here is seen
+            jobs_service.reread(session, job)  # subscribed now: an end between the first read and here is seen
             while not job.status.finished and (left := deadline - time.monotonic()) > 0:
                 listener.wait(min(left, FALLBACK_READ_SECONDS))
-                _reread(session, job)
-
-
-def _reread(session: Session, job: Job) -> None:
-    """Read the job's row again, then end that read's transaction, so that a waiting request holds
-    no database connection (nor an open transaction) while it sleeps: the pool's connections stay
-    for requests that work, and the caps above are not bounded by the pool. The submission
-    committed before it enqueued; with nothing pending, ending the transaction changes nothing."""
-    session.refresh(job)
-    if not (session.new or session.dirty or session.deleted):
-        session.commit()  # read-only: returns the connection to the pool (expire_on_commit is off)
+                jobs_service.reread(session, job)
 
 
 def location_of(body: dict[str, Any]) -> str | None:

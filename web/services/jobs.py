@@ -1,4 +1,5 @@
-"""Jobs: load one the caller may see, list, cancel a queued one, send its webhook again."""
+"""Jobs: load one the caller may see, read it again while waiting, list, cancel a queued one, send
+its webhook again."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ from jobqueue import enqueue_webhook
 from web.pagination import keyset_page
 from web.services.access import one_or_404, visible_to
 from web.settings import app_settings
+
+
+def reread(session: Session, job: Job) -> None:
+    """Read the job's row again, then end that read's transaction, so that a request waiting for
+    the job (web/waiting.py) holds no database connection, nor an open transaction, while it
+    sleeps: the pool's connections stay for requests that work. Whatever the request changed was
+    committed before it waited (a submission commits before it enqueues); with nothing pending,
+    ending the transaction changes nothing (and expire_on_commit is off: `job` stays loaded)."""
+    session.refresh(job)
+    if not (session.new or session.dirty or session.deleted):
+        session.commit()
 
 
 def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:
