@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from domain.enrollment import discard_batch_gallery
 from domain.jobs import iso, now
-from domain.models import Batch, Job, JobStatus
+from domain.models import UNFINISHED, Batch, Job, JobStatus
 
 
 def batch_status(counts: dict[JobStatus, int], total: int) -> str:
@@ -67,7 +67,7 @@ def _item(job: Job) -> dict[str, Any]:
 def complete_once(session: Session, batch_id: uuid.UUID) -> bool:
     """True exactly once: for the caller that sees the batch's last item end."""
     unfinished = session.execute(
-        select(func.count()).where(Job.batch_id == batch_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        select(func.count()).where(Job.batch_id == batch_id, Job.status.in_(UNFINISHED))
     ).scalar_one()
     if unfinished:
         return False

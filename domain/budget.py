@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
-from domain.models import Job, JobStatus, Organisation
+from domain.models import UNFINISHED, Job, Organisation
 from jobqueue import PRIORITY_STEPS
 
 # One cost unit per started 6 megapixels. Worker time (decode + detect + embed, one process,
@@ -29,7 +29,6 @@ PIXELS_PER_COST_UNIT = 6_000_000
 # How long a worker process takes for one cost unit, about: the Retry-After of a refusal.
 SECONDS_PER_COST_UNIT = 0.1
 MAX_RETRY_AFTER_SECONDS = 60
-OUTSTANDING = (JobStatus.queued, JobStatus.running)
 
 
 def image_cost(image: bytes) -> int:
@@ -64,7 +63,7 @@ def admit(session: Session, organisation_id: uuid.UUID, new_costs: Sequence[int]
     session.execute(select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True))
     outstanding = session.execute(
         select(func.coalesce(func.sum(Job.cost), 0)).where(
-            Job.organisation_id == organisation_id, Job.status.in_(OUTSTANDING)
+            Job.organisation_id == organisation_id, Job.status.in_(UNFINISHED)
         )
     ).scalar_one()  # includes this transaction's own new jobs (autoflush)
     requested = sum(new_costs)

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from domain.errors import FaceError
-from domain.models import Batch, Face, Gallery, Job, JobStatus, Person
+from domain.models import UNFINISHED, Batch, Face, Gallery, Job, JobStatus, Person
 
 
 class EmbeddedFace(Protocol):
@@ -227,7 +227,7 @@ def _has_faces_or_pending(session: Session, job: Job) -> bool:
     pending = select(func.count()).where(
         Job.person_id == job.person_id,
         Job.id != job.id,
-        Job.status.in_([JobStatus.queued, JobStatus.running]),
+        Job.status.in_(UNFINISHED),
     )
     return bool(session.execute(faces).scalar_one() or session.execute(pending).scalar_one())
 

@@ -10,7 +10,7 @@ from sqlalchemy import Update, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
-from domain.models import Job, JobStatus, JobType
+from domain.models import UNFINISHED, Job, JobStatus, JobType
 
 
 def now() -> datetime:
@@ -55,17 +55,14 @@ def create_job(
     return job
 
 
-# A job in either status may be claimed: one found `running` was claimed by a worker that died
-# before acknowledging its message; it is run again (every job's effects are idempotent).
-CLAIMABLE = (JobStatus.queued, JobStatus.running)
-
-
 def _claiming(job_id: uuid.UUID) -> Update:
     """One UPDATE that marks the job running unless it has finished (the row stays locked until
     the caller commits, as SELECT ... FOR UPDATE did): claim and load in one round trip."""
     return (
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(CLAIMABLE))
+        # One found `running` was claimed by a worker that died before acknowledging its
+        # message; it is run again (every job's effects are idempotent).
+        .where(Job.id == job_id, Job.status.in_(UNFINISHED))
         .values(status=JobStatus.running, started_at=now())
         .execution_options(synchronize_session=False)
     )
@@ -184,7 +181,7 @@ def mark_message_lost(session: Session, job_id: uuid.UUID) -> bool:
     (its message is acknowledged: nothing else would run it). False if it had ended meanwhile."""
     marked = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        .where(Job.id == job_id, Job.status.in_(UNFINISHED))
         .values(
             status=JobStatus.queued,
             started_at=None,

@@ -55,6 +55,11 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.succeeded, JobStatus.failed)
 
 
+# A job that has not ended: waiting for a worker, or being run (the budget, the claim and a batch's
+# end all ask this; `JobStatus.finished` is its complement).
+UNFINISHED = (JobStatus.queued, JobStatus.running)
+
+
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
 
