@@ -9,17 +9,15 @@ organisation's backlog does not hold up another's single job (README, "Fair queu
 
 from __future__ import annotations
 
-import io
 import math
 import uuid
 from collections.abc import Sequence
 
-from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, select
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
-from domain.models import UNFINISHED, Job, Organisation
+from domain.images import ImageInfo
 from jobqueue import PRIORITY_STEPS
 
 # One cost unit per started 6 megapixels. Worker time (decode + detect + embed, one process,
@@ -31,13 +29,13 @@ SECONDS_PER_COST_UNIT = 0.1
 MAX_RETRY_AFTER_SECONDS = 60
 
 
-def image_cost(image: bytes) -> int:
-    """Cost units of one validated photo, from its header (nothing is decoded)."""
-    width, height = Image.open(io.BytesIO(image)).size
-    return max(1, math.ceil(width * height / PIXELS_PER_COST_UNIT))
+def image_cost(image: ImageInfo) -> int:
+    """Cost units of one photo, from the size its upload validation read (domain.images.validate_image):
+    the bytes are not opened again."""
+    return max(1, math.ceil(image.width * image.height / PIXELS_PER_COST_UNIT))
 
 
-def job_cost(image: bytes, second_image: bytes | None = None) -> int:
+def job_cost(image: ImageInfo, second_image: ImageInfo | None = None) -> int:
     """A job's cost: its photo's, plus its second photo's for a two-photo verification."""
     return image_cost(image) + (image_cost(second_image) if second_image else 0)
 
@@ -56,16 +54,14 @@ def admit(session: Session, organisation_id: uuid.UUID, new_costs: Sequence[int]
 
     The organisation's row is locked (FOR NO KEY UPDATE: it does not block rows that merely refer
     to it) until the transaction ends, so concurrent submissions of one organisation are checked
-    one after another, each seeing the jobs the others committed. Raises 429 `job_budget_exceeded`
-    (the caller's transaction then rolls back, leaving nothing behind)."""
+    one after another, each seeing the jobs the others committed: the SQL function (migration 0012)
+    sums the outstanding costs after the lock is granted, in one round trip and one statement.
+    Raises 429 `job_budget_exceeded` (the caller's transaction then rolls back, leaving nothing
+    behind)."""
     if not new_costs:  # nothing queued (a batch whose every item was refused): nothing to check
         return []
-    session.execute(select(Organisation.id).where(Organisation.id == organisation_id).with_for_update(key_share=True))
-    outstanding = session.execute(
-        select(func.coalesce(func.sum(Job.cost), 0)).where(
-            Job.organisation_id == organisation_id, Job.status.in_(UNFINISHED)
-        )
-    ).scalar_one()  # includes this transaction's own new jobs (autoflush)
+    locked_sum = func.lock_organisation_outstanding_cost(organisation_id, type_=BigInteger)
+    outstanding = session.execute(select(locked_sum)).scalar_one()  # with this transaction's jobs (autoflush)
     requested = sum(new_costs)
     before = outstanding - requested
     if outstanding > limit:

@@ -144,13 +144,17 @@ def assert_refused(response, *, limit: int, outstanding: int, requested: int) ->
 
 def test_cost_grows_with_pixels_and_priority_falls_with_the_backlog():
     from domain.budget import image_cost, job_cost, queue_priority
+    from domain.images import ImageInfo
 
-    assert image_cost(FACE) == 1
-    assert image_cost(solid_jpeg(250, 250)) == 1  # an LFW crop
-    assert image_cost(solid_jpeg(3000, 2000)) == 1  # 6 MP
-    assert image_cost(solid_jpeg(4032, 3024)) == 3  # a 12 MP phone photo
-    assert image_cost(solid_jpeg(7360, 4912)) == 7  # 36 MP
-    assert job_cost(FACE, FACE) == 2  # a two-photo verification
+    def photo(width: int, height: int) -> ImageInfo:  # what upload validation reads
+        return ImageInfo(format="JPEG", content_type="image/jpeg", width=width, height=height)
+
+    assert image_cost(photo(112, 112)) == 1
+    assert image_cost(photo(250, 250)) == 1  # an LFW crop
+    assert image_cost(photo(3000, 2000)) == 1  # 6 MP
+    assert image_cost(photo(4032, 3024)) == 3  # a 12 MP phone photo
+    assert image_cost(photo(7360, 4912)) == 7  # 36 MP
+    assert job_cost(photo(112, 112), photo(112, 112)) == 2  # a two-photo verification
     priorities = [queue_priority(outstanding) for outstanding in range(600)]
     assert priorities[0] == 0 and priorities[1] == 1 and priorities[-1] == 9
     assert priorities == sorted(priorities)  # never higher for a larger backlog

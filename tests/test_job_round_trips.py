@@ -142,3 +142,66 @@ def test_a_submission_writes_its_rows_in_one_flush(client, operator_headers):
         event.remove(Session, "after_flush", record)
     assert response.status_code == 202
     assert flushes == [2]  # one flush: the job and its audit row
+
+
+def test_a_submission_checks_its_budget_in_one_statement(client, operator_headers):
+    """A recognition runs 5 statements: the account, the gallery, the job and audit INSERTs (one
+    flush), and the budget check, which locks the organisation's row and sums its outstanding costs
+    in one call (`lock_organisation_outstanding_cost`, migration 0012), not two SELECTs: each ORM
+    statement is about a millisecond of web CPU (PERFORMANCE.md section 9, round 4)."""
+    enrolled = client.post(
+        "/api/v1/persons",
+        data={"name": "anchor", "consent": "true", "image": upload(images.tom_hanks())},
+        headers=operator_headers,
+        content_type="multipart/form-data",
+    )
+    assert enrolled.status_code == 202
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:
+        statements.append(" ".join(statement.split()[:4]))
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        response = client.post(
+            "/api/v1/recognize",
+            data={"image": upload(images.tom_hanks())},
+            headers=operator_headers,
+            content_type="multipart/form-data",
+        )
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert response.status_code == 202
+    verbs = [statement.split()[0] for statement in statements]
+    assert verbs == ["SELECT", "SELECT", "INSERT", "INSERT", "SELECT"], statements
+    assert "lock_organisation_outstanding_cost" in statements[-1], statements
+
+
+def test_a_submission_opens_its_photo_only_to_validate_it(client, operator_headers, monkeypatch):
+    """The job's cost comes from the size the upload validation read (domain/budget.job_cost), not
+    from opening the photo again with Pillow."""
+    from PIL import Image
+
+    import web.forms
+
+    validating, opened_elsewhere = [False], []
+    validate, open_image = web.forms.validate_image, Image.open
+
+    def validate_image(*args, **kwargs):
+        validating[0] = True
+        try:
+            return validate(*args, **kwargs)
+        finally:
+            validating[0] = False
+
+    def opened(*args, **kwargs):
+        if not validating[0]:
+            opened_elsewhere.append(args)
+        return open_image(*args, **kwargs)
+
+    monkeypatch.setattr(web.forms, "validate_image", validate_image)
+    monkeypatch.setattr(Image, "open", opened)
+    form = {"image_a": upload(images.tom_hanks()), "image_b": upload(images.tom_hanks())}
+    response = client.post("/api/v1/verify", data=form, headers=operator_headers, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    assert opened_elsewhere == []

@@ -197,7 +197,7 @@ def enroll_me(form: ProfileFaceForm, query: WaitQuery, header: IdempotencyHeader
     webhook_url = checked_webhook(form.webhook_url)
     upload = read_upload(form.image)
     caller = Caller.of_account(current_login())
-    person, job = services.submit_profile_face(get_session(), caller, upload.data, form.name, webhook_url)
+    person, job = services.submit_profile_face(get_session(), caller, upload, form.name, webhook_url)
     return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 
 

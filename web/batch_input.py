@@ -27,7 +27,7 @@ from werkzeug.datastructures import FileStorage
 
 from domain.enrollment import photo_sha256
 from domain.errors import ServiceError, file_too_large
-from domain.images import validate_image
+from domain.images import ImageInfo, validate_image
 from web.errors import too_large
 from web.forms import bad_request
 from web.schemas import BatchForm, clean_text
@@ -56,12 +56,13 @@ class Entry:
     data: bytes | None = None
     error: ServiceError | None = None
     sha256: str | None = None
+    info: ImageInfo | None = None  # what validation read (format, size): the job's cost comes from it
 
 
 def _checked(entry: Entry, declared_type: str | None = None) -> Entry:
     if entry.error is None and entry.data is not None:
         try:
-            validate_image(entry.data, declared_type, settings=app_settings())
+            entry.info = validate_image(entry.data, declared_type, settings=app_settings())
             entry.sha256 = photo_sha256(entry.data)
         except ServiceError as error:
             entry.error, entry.data = error, None

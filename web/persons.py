@@ -52,7 +52,7 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
         get_session(),
         current_caller(),
         name=form.name,
-        image=upload.data,
+        image=upload,
         gallery_name=form.gallery,
         external_id=form.external_id,
         webhook_url=checked_webhook(form.webhook_url),
@@ -75,7 +75,7 @@ def add_face(path: PersonPath, form: AddFaceForm, query: WaitQuery, header: Idem
     person = services.load_person(session, current_caller(), path.person_id)
     webhook_url = checked_webhook(form.webhook_url)
     upload = read_upload(form.image)
-    job = services.submit_face(session, current_caller(), person, upload.data, webhook_url, force=form.force)
+    job = services.submit_face(session, current_caller(), person, upload, webhook_url, force=form.force)
     return accepted(job, {"job_id": str(job.id)}, query.wait)
 
 

@@ -33,7 +33,7 @@ def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
     job = services.submit_recognition(
         get_session(),
         current_caller(),
-        image=upload.data,
+        image=upload,
         gallery_name=form.gallery,
         threshold=form.threshold,
         top_k=form.top_k,
@@ -68,8 +68,8 @@ def verify(form: VerifyForm, query: WaitQuery, header: IdempotencyHeader):
     job = services.submit_verification(
         session,
         current_caller(),
-        image=first.data,
-        second_image=second.data if second else None,
+        image=first,
+        second_image=second,
         person=person,
         threshold=form.threshold,
         webhook_url=webhook_url,

@@ -118,7 +118,7 @@ def submit_batch(
             image=entry.data,
             gallery_id=gallery.id,
             person_id=person.id if person else None,
-            cost=budget.job_cost(entry.data) if entry.data else 1,
+            cost=budget.job_cost(entry.info) if entry.info else 1,
             params=enroll_params(
                 entry.data or b"",
                 created_person=created_person,

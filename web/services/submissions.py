@@ -17,6 +17,7 @@ from domain.errors import ServiceError
 from domain.jobs import create_job, now
 from domain.models import Gallery, Job, JobType, Person
 from jobqueue import enqueue
+from web.forms import Upload
 from web.logs import request_stage
 from web.services.access import get_or_create_gallery, require_gallery
 from web.settings import app_settings
@@ -69,7 +70,7 @@ def _submit_enroll_job(
     session: Session,
     account: Caller,
     person: Person,
-    image: bytes,
+    image: Upload,
     *,
     created_person: bool,
     created_gallery: bool = False,
@@ -90,7 +91,7 @@ def _submit_enroll_job(
         gallery_id=person.gallery_id,
         person_id=person.id,
         params=enroll_params(
-            image,
+            image.data,
             created_person=created_person,
             created_gallery=created_gallery,
             force=force,
@@ -103,6 +104,8 @@ def _submit_job(
     session: Session,
     account: Caller,
     *,
+    image: Upload,
+    second_image: Upload | None = None,
     audit_as: tuple[str, str | None, Any],
     created: list[Any],
     audit_details: dict[str, Any] | None = None,
@@ -110,9 +113,18 @@ def _submit_job(
 ) -> Job:
     """A single-photo job of `account`: stored with its photo, checked against its organisation's
     budget (429 `job_budget_exceeded`, nothing kept), audited (action, target type and id),
-    committed, then enqueued; `created` rows are removed again if the queue is down."""
-    cost = budget.job_cost(job_fields["image"], job_fields.get("second_image"))
-    job = create_job(session, owner_id=account.id, organisation_id=account.organisation_id, cost=cost, **job_fields)
+    committed, then enqueued; `created` rows are removed again if the queue is down. The cost comes
+    from the sizes the upload validation read (the photos are not opened again)."""
+    cost = budget.job_cost(image.info, second_image.info if second_image else None)
+    job = create_job(
+        session,
+        owner_id=account.id,
+        organisation_id=account.organisation_id,
+        image=image.data,
+        second_image=second_image.data if second_image else None,
+        cost=cost,
+        **job_fields,
+    )
     # Audited before the budget check: its query's autoflush then writes both rows in one flush
     # (a second flush at commit cost ~1 ms of CPU); a refused job rolls the audit row back with it.
     audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
@@ -126,7 +138,7 @@ def submit_enrollment(
     account: Caller,
     *,
     name: str,
-    image: bytes,
+    image: Upload,
     gallery_name: str,
     external_id: str | None,
     webhook_url: str | None = None,
@@ -188,7 +200,7 @@ def submit_face(
     session: Session,
     account: Caller,
     person: Person,
-    image: bytes,
+    image: Upload,
     webhook_url: str | None = None,
     *,
     force: bool = False,
@@ -209,7 +221,7 @@ def submit_recognition(
     session: Session,
     account: Caller,
     *,
-    image: bytes,
+    image: Upload,
     gallery_name: str,
     threshold: float | None,
     top_k: int,
@@ -249,8 +261,8 @@ def submit_verification(
     session: Session,
     account: Caller,
     *,
-    image: bytes,
-    second_image: bytes | None,
+    image: Upload,
+    second_image: Upload | None,
     person: Person | None,
     threshold: float | None,
     webhook_url: str | None = None,
@@ -278,7 +290,7 @@ PROFILE_GALLERY = "profile"
 
 
 def submit_profile_face(
-    session: Session, account: Caller, image: bytes, name: str | None, webhook_url: str | None = None
+    session: Session, account: Caller, image: Upload, name: str | None, webhook_url: str | None = None
 ) -> tuple[Person, Job]:
     """Enroll a photo of the caller as its own linked person (created on first use)."""
     person = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
