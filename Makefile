@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +130,10 @@ bench-real: install-bench
 OV_VENV ?= /tmp/faceapi-openvino-venv
 OV_PACKAGE ?= onnxruntime-openvino==1.24.1
 BACKENDS_ARGS = --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev} --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
+
+# The engine's model-level levers (PRelu rewrite, aspect-keeping detector input), old vs new in one run.
+bench-engine-levers: install-bench
+	$(PY) -m bench.engine_levers --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces} --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev} --rounds 3
 
 bench-backends: install-bench
 	$(PY) -m bench.backends $(BACKENDS_ARGS)

@@ -19,20 +19,22 @@ from workers.engine import FaceEngine, crop_scale
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
-        ((250, 250, 3), 320),  # LFW-sized: never below DET_SIZE_MIN
-        ((400, 300, 3), 416),  # rounded up to a multiple of 32
-        ((480, 640, 3), 640),
-        ((3000, 2000, 3), 640),  # large photos are scaled down to DET_SIZE, as before
+        ((250, 250, 3), (320, 320)),  # LFW-sized: never below DET_SIZE_MIN
+        ((400, 300, 3), (320, 416)),  # (width, height), each rounded up to a multiple of 32
+        ((480, 640, 3), (640, 480)),  # the photo's aspect, not a square letterbox
+        ((1300, 867, 3), (448, 640)),  # a 2:3 portrait: 448 x 640 (427 rounded up)
+        ((3000, 2000, 3), (448, 640)),  # large photos are scaled down to DET_SIZE, as before
+        ((2000, 20, 3), (32, 640)),  # never narrower than the detector's coarsest stride
     ],
 )
-def test_detector_input_size_follows_the_photo(shape, expected):
+def test_detector_input_shape_follows_the_photo(shape, expected):
     engine = SimpleNamespace(settings=SimpleNamespace(det_size=640, det_size_min=320))
-    assert FaceEngine.detector_input_size(engine, shape) == expected
+    assert FaceEngine.detector_input_shape(engine, shape) == expected
 
 
 def test_det_size_min_equal_to_det_size_turns_the_adaptation_off():
     engine = SimpleNamespace(settings=SimpleNamespace(det_size=640, det_size_min=640))
-    assert FaceEngine.detector_input_size(engine, (250, 250, 3)) == 640
+    assert FaceEngine.detector_input_shape(engine, (250, 250, 3)) == (640, 640)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import numpy as np
 
 from config import Settings
 from domain.images import from_photo, to_photo
-from workers import quality
+from workers import graphs, quality
 from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class FaceEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(path: Path):
-            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            return ort.InferenceSession(graphs.for_session(path), sess_options=options, providers=providers)
 
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         self.detector = SCRFD(str(self.pack.detector), session=session(self.pack.detector))
@@ -205,20 +205,26 @@ class FaceEngine:
             face.kps = to_photo(face.kps, scale)
         return faces[:max_faces] if max_faces > 0 else faces
 
-    def detector_input_size(self, shape: tuple[int, ...]) -> int:
-        """The photo's long side rounded up to a multiple of 32, within [DET_SIZE_MIN, DET_SIZE].
+    def detector_input_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The detector's input (width, height) for a photo of `shape`: the photo scaled so that its
+        long side is its own rounded up to a multiple of 32 within [DET_SIZE_MIN, DET_SIZE], and
+        each side rounded up to a multiple of 32.
 
-        SCRFD letterboxes the photo into a square of this side. A photo smaller than DET_SIZE
-        gains nothing from being upscaled to it, and the detector's cost grows with the square
-        of the side: a 250 px LFW photo runs at 320 instead of 640, about 2x faster overall
-        with the same LFW accuracy within noise (docs/RECOGNITION.md).
+        A photo smaller than DET_SIZE gains nothing from being upscaled to it, and the detector's
+        cost grows with its input's area: a 250 px LFW photo runs at 320 instead of 640, about 2x
+        faster overall with the same LFW accuracy within noise (docs/RECOGNITION.md). The input
+        keeps the photo's aspect instead of SCRFD's square letterbox, whose padding the detector
+        would scan for nothing: a 3:2 photo runs at 640 x 448, not 640 x 640 (PERFORMANCE.md,
+        section 11).
         """
         largest, smallest = self.settings.det_size, min(self.settings.det_size_min, self.settings.det_size)
-        return int(min(largest, max(smallest, -(-max(shape[:2]) // 32) * 32)))
+        height, width = shape[:2]
+        long_side = int(min(largest, max(smallest, _round_up_32(max(height, width)))))
+        scale = long_side / max(height, width)
+        return min(long_side, _round_up_32(width * scale)), min(long_side, _round_up_32(height * scale))
 
     def _detect(self, bgr: np.ndarray) -> list[DetectedFace]:
-        side = self.detector_input_size(bgr.shape)
-        bboxes, kpss = self.detector.detect(bgr, input_size=(side, side))
+        bboxes, kpss = self.detector.detect(bgr, input_size=self.detector_input_shape(bgr.shape))
         return [
             DetectedFace(bbox=[float(v) for v in box[:4]], det_score=float(box[4]), kps=kps)
             for box, kps in zip(bboxes, kpss, strict=True)
@@ -255,6 +261,11 @@ class FaceEngine:
         faces = self.detect(bgr, max_faces)
         self.embed(bgr, faces)
         return faces
+
+
+def _round_up_32(side: float) -> int:
+    """`side` rounded up to a multiple of 32 (SCRFD's coarsest stride), at least 32."""
+    return max(32, int(-(-round(side) // 32) * 32))
 
 
 def crop_scale(faces: list[DetectedFace], scale: int) -> int:
