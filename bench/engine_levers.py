@@ -1,13 +1,16 @@
-"""The engine's two model-level levers, side by side in one run (issue 15; PERFORMANCE.md section 11).
+"""The engine's levers, side by side in one run (issue 15; PERFORMANCE.md section 11).
 
+- *decode*: JPEGs through Pillow (draft, RGB, a BGR copy) vs libjpeg-turbo straight to BGR
+  (simplejpeg, domain/images.py), the same photos at the worker's scale; CPU ms a photo and
+  whether any pixel differs.
 - *recognizer*: the bundled ArcFace as shipped vs with its PRelus rewritten to Mul + Max
   (workers/graphs.py), the same crops, one face a call as the service's engine sends them
   (alternating which runs first), CPU ms a face and the largest difference of the outputs.
 - *detector*: SCRFD on a square letterbox of the adaptive size (as before) vs an input that keeps
   the photo's aspect (workers/engine.py `detector_input_shape`), the same decoded photos; CPU ms
   a photo, faces found by each and how far their boxes move.
-- *engine*: the worker's whole `_analyze` (decode, detect, embed every face) with neither lever
-  vs with both, CPU ms a photo: what a job's model side costs, compared with the hand-written
+- *engine*: the worker's whole `_analyze` (decode, detect, embed every face) with no lever vs
+  with all three, CPU ms a photo: what a job's model side costs, compared with the hand-written
   loop's CPU a photo in `make bench-real`.
 
 Both sets: the labelled real photos (`FACES_DATASET_DIR`) and LFW photos (`LFW_DIR`), each photo
@@ -29,6 +32,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -67,6 +71,22 @@ def old_engine(settings):
     return engine
 
 
+def pillow_decode(data: bytes, min_long_side: int = 0, max_scale: int = 8):
+    """domain.images.decode as it was before JPEGs went through simplejpeg: Pillow for every format."""
+    from domain.images import _exif_orientation, _open, _pillow_decode
+
+    image = _open(data)
+    return _pillow_decode(image, _exif_orientation(image), min_long_side, max_scale)
+
+
+def old_analyze(engine, data: bytes, timer):
+    """The worker's `_analyze` with the old decode."""
+    from workers import pipeline
+
+    with mock.patch.object(pipeline, "decode", pillow_decode):
+        return pipeline._analyze(engine, data, timer)
+
+
 def compare(old, new, paths: list[Path], rounds: int) -> dict:
     from domain.images import decode
     from domain.timing import StageTimer
@@ -76,7 +96,10 @@ def compare(old, new, paths: list[Path], rounds: int) -> dict:
     warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-image's, inside norm_crop
     from insightface.utils import face_align
 
-    cpu = {key: {"old": [], "new": []} for key in ("detector", "recognizer", "engine")}
+    cpu = {key: {"old": [], "new": []} for key in ("decode", "detector", "recognizer", "engine")}
+    analyze = {"old": old_analyze, "new": _analyze}
+    decoders = {"old": pillow_decode, "new": decode}
+    pixels_differing = []
     faces = {"old": 0, "new": 0}
     box_shift, output_diff, photos_differing = [], 0.0, []
     for index, path in enumerate(paths):
@@ -90,7 +113,11 @@ def compare(old, new, paths: list[Path], rounds: int) -> dict:
                 engine = engines[name]
                 seconds, found[name] = _cpu(engine._detect, decoded.bgr)
                 cpu["detector"][name].append(seconds)
-                seconds, _ = _cpu(_analyze, engine, data, StageTimer())
+                seconds, pixels = _cpu(decoders[name], data, new.decode_long_side())
+                cpu["decode"][name].append(seconds)
+                if not np.array_equal(pixels.bgr, decoded.bgr):
+                    pixels_differing.append(path.name)
+                seconds, _ = _cpu(analyze[name], engine, data, StageTimer())
                 cpu["engine"][name].append(seconds)
         faces["old"] += len(found["old"])
         faces["new"] += len(found["new"])
@@ -126,6 +153,7 @@ def compare(old, new, paths: list[Path], rounds: int) -> dict:
     summary["quality"] = {
         "faces_found": faces,
         "photos_with_another_face_count": photos_differing,
+        "photos_decoded_to_other_pixels": sorted(set(pixels_differing)),
         "box_shift_max_fraction_of_face": _round(max(box_shift, default=0.0), 4),
         "box_shift_median_fraction_of_face": _round(statistics.median(box_shift) if box_shift else 0.0, 4),
         "recognizer_output_max_abs_difference": output_diff,

@@ -13,7 +13,18 @@ from PIL import Image, ImageFile, ImageOps
 from config import get_settings
 from domain import images as domain_images
 from domain.errors import InvalidImage
-from domain.images import ImageInfo, decode, decode_bgr, from_photo, reduction_for, to_photo
+from domain.images import (
+    ImageInfo,
+    _exif_orientation,
+    _open,
+    _pillow_decode,
+    _turbo_bgr,
+    decode,
+    decode_bgr,
+    from_photo,
+    reduction_for,
+    to_photo,
+)
 from tests import images
 
 
@@ -242,6 +253,7 @@ def test_reduced_decode_is_turned_upright_too(orientation):
 
 def test_cmyk_jpeg_is_reduced_and_converted():
     data = images.encode(Image.new("CMYK", (1024, 768), (0, 255, 255, 0)), "JPEG")
+    assert _turbo_bgr(data, _open(data), 8) is None  # Pillow converts CMYK
     decoded = decode(data, min_long_side=128)
     assert decoded.scale == 8 and decoded.bgr.shape == (96, 128, 3)
     b, g, r = decoded.bgr[48, 64]
@@ -258,3 +270,38 @@ def test_a_phone_photo_saved_as_mpo_is_accepted_as_the_jpeg_it_starts_with():
     info = validate_image(data)
     assert (info.format, info.content_type, info.width, info.height) == ("JPEG", "image/jpeg", *photo.size)
     assert decode_bgr(data).shape == (photo.height, photo.width, 3)
+
+
+def _through_pillow(data: bytes, min_long_side: int) -> np.ndarray:
+    """What decode() returned before JPEGs went through simplejpeg: Pillow's draft and conversion."""
+    image = _open(data)
+    return _pillow_decode(image, _exif_orientation(image), min_long_side, 8).bgr
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("min_long_side", [0, 512, 256, 128])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpegs_decode_to_the_same_pixels_as_through_pillow(orientation, min_long_side, progressive):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = images.encode(_photo(), "JPEG", quality=90, progressive=progressive, exif=exif)
+    assert _turbo_bgr(data, _open(data), 1) is not None  # the libjpeg-turbo path, not Pillow's
+    assert np.array_equal(decode(data, min_long_side=min_long_side).bgr, _through_pillow(data, min_long_side))
+
+
+def test_a_grayscale_jpeg_decodes_as_pillow_converts_it():
+    data = images.encode(_photo().convert("L"), "JPEG", quality=90)
+    assert _turbo_bgr(data, _open(data), 1) is not None
+    for minimum in (0, 256):
+        decoded = decode(data, min_long_side=minimum).bgr
+        assert decoded.shape[2] == 3 and np.array_equal(decoded, _through_pillow(data, minimum))
+
+
+def test_a_jpeg_libjpeg_warns_about_still_decodes():
+    """Bytes between the entropy-coded data and EOI make libjpeg warn ("extraneous bytes before
+    marker"); Pillow, which validates uploads, ignores the warning, so decoding must too."""
+    data = _jpeg()
+    warned = data[:-2] + b"\x00\x00\x00" + data[-2:]
+    assert validate_image(warned).format == "JPEG"
+    assert _turbo_bgr(warned, _open(warned), 4) is not None
+    assert np.array_equal(decode(warned, min_long_side=256).bgr, decode(data, min_long_side=256).bgr)
