@@ -290,8 +290,8 @@ def _turbo_bgr(data: bytes, image: Image.Image, scale: int) -> np.ndarray | None
     where simplejpeg cannot (the caller then decodes with Pillow).
 
     The same libjpeg-turbo and the same DCT scaling as Pillow's draft, so the same pixels (tests
-    compare them), without Pillow's chunked decode, its RGB copy and a BGR copy: 2.3x less CPU a
-    photo (PERFORMANCE.md, section 11). `strict=False`: libjpeg's warnings (e.g. extraneous bytes
+    compare them), without Pillow's chunked decode, its RGB copy and a BGR copy: about half the
+    CPU (PERFORMANCE.md, section 11). `strict=False`: libjpeg's warnings (e.g. extraneous bytes
     before a marker) do not fail a photo that Pillow, which ignores them, validated.
     """
     if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L"):
