@@ -144,7 +144,8 @@ class Settings(BaseSettings):
     # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep
     # /metrics off the public side); open when unset, as on a developer machine.
     metrics_token: str | None = None
-    # Celery task events feed Flower's task views; without Flower they are 4 Redis publishes a job.
+    # The workers' task events feed Flower's task views; without Flower they are 3 Redis publishes a job
+    # (Flower turns them on in the workers while it runs, whatever this says).
     celery_task_events: bool = True
     proxy_hops: NonNegative = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
     cors_origins: CommaList = ()  # allowed origins; none: CORS closed

@@ -56,7 +56,10 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_default_queue=QUEUE_NAME,
         task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
         task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
-        task_send_sent_event=settings.celery_task_events,
+        # No `task-sent` event from the web: Flower lists a task from the moment a worker receives it,
+        # and what is queued is in /metrics and the jobs API. The event cost the web a publish and
+        # Flower an event per job (PERFORMANCE.md, section 11).
+        task_send_sent_event=False,
         # Senders and workers must agree on the lists: one per step (see PRIORITY_STEPS).
         broker_transport_options={"priority_steps": list(PRIORITY_STEPS), "sep": PRIORITY_SEP},
     )
