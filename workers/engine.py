@@ -19,7 +19,7 @@ import numpy as np
 
 from config import Settings
 from domain.images import from_photo, to_photo
-from workers import graphs, quality
+from workers import quality
 from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,8 @@ class FaceEngine:
         import onnxruntime as ort
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
         from insightface.model_zoo.scrfd import SCRFD
+
+        from workers import graphs
 
         self.settings = settings
         self.pack = resolve_pack(self.settings)
