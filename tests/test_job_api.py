@@ -114,6 +114,66 @@ def test_a_long_poll_without_redis_still_answers_by_reading_the_row(app, client,
     assert time.monotonic() - started >= 1.4  # it waited out its time instead of failing
 
 
+def _end_unannounced(job_id: str) -> None:
+    """Fail the queued job in the database as a cancel does, without telling anyone (yet)."""
+    import uuid
+
+    from domain.db import session_scope
+    from domain.errors import ServiceError
+    from domain.jobs import finish
+    from domain.models import JobStatus
+
+    with session_scope() as session:
+        cancelled = ServiceError("cancelled", "The job was cancelled.")
+        assert finish(session, uuid.UUID(job_id), error=cancelled, only_from=JobStatus.queued)
+
+
+def test_a_long_poll_on_an_ended_job_answers_at_once(client, services):
+    job_id, headers = _unsent_job(client)
+    _end_unannounced(job_id)
+    started = time.monotonic()
+    answer = client.get(f"/api/v1/jobs/{job_id}?wait=5", headers=headers)
+    assert answer.get_json()["error"]["code"] == "cancelled"
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("end", ["announced", "announced, marker unreadable", "not announced"])
+def test_a_job_that_ends_before_its_long_poll_subscribes_is_never_missed(client, services, monkeypatch, end):
+    """An end between the long-poll's first read of the job and its subscription: an announced
+    one is answered at once (its Redis marker, or the row read again when the marker cannot be
+    checked), an unannounced one (a lost announce) at the next fallback read, never at the deadline."""
+    import redis
+
+    from domain import notifications
+    from web import waiting
+
+    fallback = 2.0
+    monkeypatch.setattr(waiting, "FALLBACK_READ_SECONDS", fallback)
+    job_id, headers = _unsent_job(client)
+
+    class EndedFirst(notifications.JobEndListener):
+        def __enter__(self):  # the first read is done: the job ends before the subscription
+            _end_unannounced(job_id)
+            if end.startswith("announced"):
+                notifications.announce_job_ended(self.job_id)
+            return super().__enter__()
+
+    def exists(redis_self, *names):
+        if any(str(name).startswith(notifications.ENDED_MARKER_PREFIX) for name in names):
+            raise redis.ConnectionError("Redis is down")
+        return plain_exists(redis_self, *names)
+
+    plain_exists = redis.Redis.exists
+    if end.endswith("unreadable"):
+        monkeypatch.setattr(redis.Redis, "exists", exists)
+    monkeypatch.setattr(waiting, "JobEndListener", EndedFirst)
+    started = time.monotonic()
+    answer = client.get(f"/api/v1/jobs/{job_id}?wait=20", headers=headers)
+    seconds = time.monotonic() - started
+    assert answer.get_json()["error"]["code"] == "cancelled"
+    assert seconds < (1 if end.startswith("announced") else fallback + 3), seconds
+
+
 def _recognize_tom(client, headers, wait: str):
     return client.post(
         f"/api/v1/recognize?wait={wait}",

@@ -115,6 +115,35 @@ def test_the_waits_of_one_thread_share_one_redis_connection(services):
         assert time.monotonic() - started >= 0.3
 
 
+def test_a_waited_submission_reads_its_job_once(client, operator_headers, worker, monkeypatch):
+    """A `?wait=30` recognition reads its job's row once, when the end notice wakes it: whether
+    the job ended before the wait subscribed is the job's Redis marker (one EXISTS), not a second
+    read of the row (a pool checkout with its pre-ping, BEGIN, SELECT, COMMIT: about 3 ms of web
+    CPU and 1 ms of PostgreSQL's a waited job, PERFORMANCE.md section 9, round 4)."""
+    from web import waiting
+
+    monkeypatch.setattr(waiting, "FALLBACK_READ_SECONDS", 60.0)  # no timer's read: only the notice wakes it
+    assert client.post("/api/v1/galleries", json={"name": "default"}, headers=operator_headers).status_code == 201
+    job_reads: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM jobs" in statement:
+            job_reads.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        response = client.post(
+            "/api/v1/recognize?wait=30",
+            data={"image": upload(images.tom_hanks())},
+            headers=operator_headers,
+            content_type="multipart/form-data",
+        )
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+    assert response.status_code == 200 and response.get_json()["status"] == "succeeded", response.get_json()
+    assert len(job_reads) == 1, job_reads
+
+
 def test_a_submission_writes_its_rows_in_one_flush(client, operator_headers):
     """The job and its audit row go to the database together (the budget check's autoflush), not
     in two flushes (one more ORM flush cycle, about a millisecond of web CPU a submission)."""

@@ -135,7 +135,12 @@ def wait_until_ended(session: Session, job: Job, deadline: float) -> None:
             ask_to_poll_again()
             return
         with JobEndListener(job.id) as listener:
-            jobs_service.reread(session, job)  # subscribed now: an end between the first read and here is seen
+            # Subscribed now: an end announced since the first read left its marker, a later one
+            # wakes the wait; the row is read again only for the former (one EXISTS, not a read).
+            if listener.may_have_ended_before_listening():
+                jobs_service.reread(session, job)
+            else:
+                jobs_service.end_read(session)
             while not job.status.finished and (left := deadline - time.monotonic()) > 0:
                 listener.wait(min(left, FALLBACK_READ_SECONDS))
                 jobs_service.reread(session, job)

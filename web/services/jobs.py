@@ -21,15 +21,20 @@ from web.services.access import one_or_404, visible_to
 from web.settings import app_settings
 
 
-def reread(session: Session, job: Job) -> None:
-    """Read the job's row again, then end that read's transaction, so that a request waiting for
-    the job (web/waiting.py) holds no database connection, nor an open transaction, while it
-    sleeps: the pool's connections stay for requests that work. Whatever the request changed was
-    committed before it waited (a submission commits before it enqueues); with nothing pending,
-    ending the transaction changes nothing (and expire_on_commit is off: `job` stays loaded)."""
-    session.refresh(job)
+def end_read(session: Session) -> None:
+    """End the request's read transaction, so that a request waiting for a job (web/waiting.py)
+    holds no database connection, nor an open transaction, while it sleeps: the pool's connections
+    stay for requests that work. Whatever the request changed was committed before it waited (a
+    submission commits before it enqueues); with nothing pending, ending the transaction changes
+    nothing (and expire_on_commit is off: loaded rows stay loaded)."""
     if not (session.new or session.dirty or session.deleted):
         session.commit()
+
+
+def reread(session: Session, job: Job) -> None:
+    """Read the job's row again, then end that read's transaction (end_read)."""
+    session.refresh(job)
+    end_read(session)
 
 
 def load_job(session: Session, account: Caller, job_id: uuid.UUID) -> Job:
