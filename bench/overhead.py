@@ -253,6 +253,7 @@ def cpu_run(tree: Path, jobs: int, extra_env: dict[str, str] | None = None) -> d
 
     import bench.service as service
     from bench.service import ADMIN_EMAIL, ADMIN_PASSWORD, Stack, database_uri, find_photos
+    from stack.embedded import embedded_redis_url
 
     service.ROOT = tree  # Stack runs `python -m stack.run` in ROOT: the tree under test
     stack = Stack(1, 1, 1, {"RATELIMIT_ENABLED": "0", **(extra_env or {})})
@@ -277,7 +278,7 @@ def cpu_run(tree: Path, jobs: int, extra_env: dict[str, str] | None = None) -> d
         for i in range(10):  # warm every process
             recognize(i)
         uri = database_uri(stack)
-        broker = redis.Redis(port=stack.redis_port)
+        broker = redis.Redis.from_url(embedded_redis_url(stack.data_dir, stack.redis_port))  # with its password
         with psycopg.connect(uri, autocommit=True) as conn:
 
             def transactions() -> int:
