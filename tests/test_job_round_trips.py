@@ -7,8 +7,10 @@ UPDATE that stores the outcome and drops the photo. bench/overhead.py measures t
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -17,6 +19,26 @@ from domain.db import get_engine, session_scope
 from domain.models import Account, Job, JobStatus
 from tests import images
 from tests.conftest import make_account, stored_job, upload
+
+
+@contextlib.contextmanager
+def _listening(target, name: str, listener) -> Iterator[None]:
+    event.listen(target, name, listener)
+    try:
+        yield
+    finally:
+        event.remove(target, name, listener)
+
+
+def _recognize(client, headers, query: str = ""):
+    form = {"image": upload(images.tom_hanks())}
+    return client.post(f"/api/v1/recognize{query}", data=form, headers=headers, content_type="multipart/form-data")
+
+
+def _enroll_anchor(client, headers) -> None:
+    form = {"name": "anchor", "consent": "true", "image": upload(images.tom_hanks())}
+    response = client.post("/api/v1/persons", data=form, headers=headers, content_type="multipart/form-data")
+    assert response.status_code == 202
 
 
 def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, monkeypatch):
@@ -40,11 +62,8 @@ def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, mo
 
     monkeypatch.setattr(pipeline, "_run", run)
     monkeypatch.setattr(pipeline, "announce_job_ended", lambda _job_id: None)
-    event.listen(get_engine(), "before_cursor_execute", record)
-    try:
+    with _listening(get_engine(), "before_cursor_execute", record):
         pipeline.process_job(str(job_id))
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", record)
     assert handed == [b"the photo"]
     assert statements == ["UPDATE", "UPDATE"]  # the claim (RETURNING the photo), the end
     with session_scope() as session:
@@ -78,12 +97,9 @@ def test_a_request_with_an_access_token_reads_its_account_once(client, operator_
         if "FROM accounts" in statement:
             reads.append(statement)
 
-    event.listen(get_engine(), "before_cursor_execute", record)
-    try:
+    with _listening(get_engine(), "before_cursor_execute", record):
         for _ in range(2):
             assert client.get("/api/v1/auth/me", headers=operator_headers).status_code == 200
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", record)
     assert len(reads) == 2  # one a request
 
 
@@ -130,16 +146,8 @@ def test_a_waited_submission_reads_its_job_once(client, operator_headers, worker
         if statement.lstrip().upper().startswith("SELECT") and "FROM jobs" in statement:
             job_reads.append(statement)
 
-    event.listen(get_engine(), "before_cursor_execute", record)
-    try:
-        response = client.post(
-            "/api/v1/recognize?wait=30",
-            data={"image": upload(images.tom_hanks())},
-            headers=operator_headers,
-            content_type="multipart/form-data",
-        )
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", record)
+    with _listening(get_engine(), "before_cursor_execute", record):
+        response = _recognize(client, operator_headers, "?wait=30")
     assert response.status_code == 200 and response.get_json()["status"] == "succeeded", response.get_json()
     assert len(job_reads) == 1, job_reads
 
@@ -147,28 +155,14 @@ def test_a_waited_submission_reads_its_job_once(client, operator_headers, worker
 def test_a_submission_writes_its_rows_in_one_flush(client, operator_headers):
     """The job and its audit row go to the database together (the budget check's autoflush), not
     in two flushes (one more ORM flush cycle, about a millisecond of web CPU a submission)."""
-    enrolled = client.post(
-        "/api/v1/persons",
-        data={"name": "anchor", "consent": "true", "image": upload(images.tom_hanks())},
-        headers=operator_headers,
-        content_type="multipart/form-data",
-    )
-    assert enrolled.status_code == 202
+    _enroll_anchor(client, operator_headers)
     flushes: list[int] = []
 
     def record(session, _context) -> None:
         flushes.append(len(session.new))
 
-    event.listen(Session, "after_flush", record)
-    try:
-        response = client.post(
-            "/api/v1/recognize",
-            data={"image": upload(images.tom_hanks())},
-            headers=operator_headers,
-            content_type="multipart/form-data",
-        )
-    finally:
-        event.remove(Session, "after_flush", record)
+    with _listening(Session, "after_flush", record):
+        response = _recognize(client, operator_headers)
     assert response.status_code == 202
     assert flushes == [2]  # one flush: the job and its audit row
 
@@ -178,28 +172,14 @@ def test_a_submission_checks_its_budget_in_one_statement(client, operator_header
     flush), and the budget check, which locks the organisation's row and sums its outstanding costs
     in one call (`lock_organisation_outstanding_cost`, migration 0012), not two SELECTs: each ORM
     statement is about a millisecond of web CPU (PERFORMANCE.md section 9, round 4)."""
-    enrolled = client.post(
-        "/api/v1/persons",
-        data={"name": "anchor", "consent": "true", "image": upload(images.tom_hanks())},
-        headers=operator_headers,
-        content_type="multipart/form-data",
-    )
-    assert enrolled.status_code == 202
+    _enroll_anchor(client, operator_headers)
     statements: list[str] = []
 
     def record(_conn, _cursor, statement: str, *_args) -> None:
         statements.append(" ".join(statement.split()[:4]))
 
-    event.listen(get_engine(), "before_cursor_execute", record)
-    try:
-        response = client.post(
-            "/api/v1/recognize",
-            data={"image": upload(images.tom_hanks())},
-            headers=operator_headers,
-            content_type="multipart/form-data",
-        )
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", record)
+    with _listening(get_engine(), "before_cursor_execute", record):
+        response = _recognize(client, operator_headers)
     assert response.status_code == 202
     verbs = [statement.split()[0] for statement in statements]
     assert verbs == ["SELECT", "SELECT", "INSERT", "INSERT", "SELECT"], statements
