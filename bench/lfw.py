@@ -17,8 +17,8 @@ thresholds against the false-match rate (FMR) and false-non-match rate (FNMR).
 Variants are named ``d<det_size>_t<det_thresh>[_flip][_nofb]`` (``default`` is the
 configured DET_SIZE/DET_THRESH, no flip, with fallback); with no ``--variant`` the whole
 2x2x2x2 grid runs (det_size 640/320, det_thresh 0.5/0.3, flip TTA off/on, fallback on/off).
-Each variant detects at a fixed size; the service's default (DET_SIZE 640, DET_SIZE_MIN 256)
-detects a 250 px LFW photo at 256, so on LFW it is the d256 variant.
+Each variant detects at a fixed size; the service's default (DET_SIZE 640, DET_SIZE_MIN 320)
+detects a 250 px LFW photo at 320, so on LFW it is the d320 variant.
 
 - ``_flip``: horizontal-flip test-time augmentation: the engine's embedding of the aligned
   crop plus the embedding of the mirrored crop, averaged and re-normalised.
@@ -216,7 +216,7 @@ def run_detector(
 ) -> DetectorPass:
     det_size, det_thresh = key
     # A fixed detector size per variant (DET_SIZE_MIN = DET_SIZE). The service's default adapts the
-    # size to the photo: on 250 px LFW photos that is exactly the d256 variant.
+    # size to the photo: on 250 px LFW photos that is exactly the d320 variant.
     fixed = settings.model_copy(update={"det_size": det_size, "det_size_min": det_size, "det_thresh": det_thresh})
     engine = FaceEngine(fixed)
     result = DetectorPass(key, threads=settings.ort_intra_threads(), model=engine.model_name)

@@ -228,9 +228,9 @@ class Settings(BaseSettings):
     model_pack_dir: ResolvedPath | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
     det_size: Annotated[int, Field(ge=32)] = 640  # the detector's input side, at most
     # Photos smaller than det_size are detected at their own size (rounded up to a multiple of 32,
-    # never below this): upscaling a 250 px photo to 640, or to 320, only costs time (LFW at 256,
-    # 320 and 640: docs/RECOGNITION.md).
-    det_size_min: Annotated[int, Field(ge=32)] = 256
+    # never below this): upscaling a 250 px photo to 640 only costs time; 256 moved the keypoints
+    # of faces that fill a small photo (docs/RECOGNITION.md).
+    det_size_min: Annotated[int, Field(ge=32)] = 320
     det_thresh: Annotated[float, Field(gt=0, lt=1)] = 0.5  # detector score threshold
     ort_providers: CommaList = ("CPUExecutionProvider",)  # in order; an unavailable one is an error
     ort_threads: NonNegative = 0  # 0: cores divided by worker processes
