@@ -181,7 +181,7 @@ def profile_top(profiler: cProfile.Profile, jobs: int, limit: int = 30) -> dict:
 
 
 def measure(jobs: int) -> dict:
-    from bench.overhead import embedded_stack, submitter
+    from bench.overhead import embedded_stack, model_cpu_counted, submitter
 
     with embedded_stack():
         web_charges, worker_charges = Charges(), Charges()
@@ -219,28 +219,16 @@ def measure(jobs: int) -> dict:
         profiled_ids = [submit(i) for i in range(jobs)]
         profile.disable()
         web_profile = profile_top(profile, jobs)
-        import workers.pipeline as pipeline
-
-        analyze, model = pipeline._analyze, [0.0]
-
-        def timed(*args, **kwargs):
+        with model_cpu_counted() as model:
             started = time.process_time()
-            try:
-                return analyze(*args, **kwargs)
-            finally:
-                model[0] += time.process_time() - started
-
-        pipeline._analyze = timed
-        started = time.process_time()
-        for job_id in job_ids:
-            process_job(job_id)
-        worker_plain = time.process_time() - started - model[0]
-        profile = cProfile.Profile()
-        profile.enable()
-        for job_id in profiled_ids:
-            process_job(job_id)
-        profile.disable()
-        pipeline._analyze = analyze
+            for job_id in job_ids:
+                process_job(job_id)
+            worker_plain = time.process_time() - started - model[0]
+            profile = cProfile.Profile()
+            profile.enable()
+            for job_id in profiled_ids:
+                process_job(job_id)
+            profile.disable()
         worker_profile = profile_top(profile, jobs)
     return {
         "jobs": jobs,
