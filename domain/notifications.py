@@ -170,10 +170,7 @@ class JobEndListener:
         try:
             self.pubsub.unsubscribe(self.channel)
             # Read up to the confirmation: the connection is then idle, subscribed to nothing.
-            deadline = time.monotonic() + CONFIRMATION_SECONDS
-            while self.pubsub.subscribed and (left := deadline - time.monotonic()) > 0:
-                self.pubsub.get_message(timeout=left)
-            if self.pubsub.subscribed:
+            if not _read_to_confirmation(self.pubsub, "unsubscribe", self.channel):
                 _drop_thread_subscriber()
         except redis.RedisError:
             _drop_thread_subscriber()
