@@ -57,7 +57,6 @@ def photos(faces_dir: Path | None, lfw_dir: Path | None, lfw_count: int) -> dict
 
 def old_engine(settings):
     """The engine as it was before the levers: the shipped recognizer graph, a square detector input."""
-    import onnx
     import onnxruntime as ort
 
     from workers.engine import FaceEngine
@@ -65,7 +64,7 @@ def old_engine(settings):
     engine = FaceEngine(settings)
     options = engine.recognizer.session.get_session_options()
     engine.recognizer.session = ort.InferenceSession(
-        onnx.load(str(engine.pack.recognizer)).SerializeToString(), sess_options=options, providers=engine.providers
+        str(engine.pack.recognizer), sess_options=options, providers=engine.providers
     )
     engine.detector_input_shape = lambda shape: (max(FaceEngine.detector_input_shape(engine, shape)),) * 2
     return engine
@@ -167,8 +166,9 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_levers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--faces-dir", type=Path, default=Path(os.environ.get("FACES_DATASET_DIR", "")) or None)
-    parser.add_argument("--lfw-dir", type=Path, default=Path(os.environ.get("LFW_DIR", "")) or None)
+    # Path("") is ".", which is truthy: an unset variable must leave the set out, not read this tree.
+    parser.add_argument("--faces-dir", type=Path, default=os.environ.get("FACES_DATASET_DIR") or None)
+    parser.add_argument("--lfw-dir", type=Path, default=os.environ.get("LFW_DIR") or None)
     parser.add_argument("--lfw-photos", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default="engine_levers")
