@@ -214,10 +214,9 @@ class FaceEngine:
 
         A photo smaller than DET_SIZE gains nothing from being upscaled to it, and the detector's
         cost grows with its input's area: a 250 px LFW photo runs at 320 instead of 640, with the
-        same LFW accuracy within noise (docs/RECOGNITION.md). The input
-        keeps the photo's aspect instead of SCRFD's square letterbox, whose padding the detector
-        would scan for nothing: a 3:2 photo runs at 640 x 448, not 640 x 640 (PERFORMANCE.md,
-        section 11).
+        same LFW accuracy within noise (docs/RECOGNITION.md). The input keeps the photo's aspect
+        instead of SCRFD's square letterbox, whose padding the detector would scan for nothing: a
+        3:2 photo runs at 640 x 448, not 640 x 640 (PERFORMANCE.md, section 11).
         """
         largest, smallest = self.settings.det_size, min(self.settings.det_size_min, self.settings.det_size)
         height, width = shape[:2]
