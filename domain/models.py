@@ -42,6 +42,7 @@ class JobType(enum.StrEnum):
     enroll = "enroll"
     recognize = "recognize"
     verify = "verify"
+    detect = "detect"
 
 
 class JobStatus(enum.StrEnum):
@@ -176,6 +177,9 @@ class Face(Base):
     det_score: Mapped[float] = mapped_column(Float, nullable=False)
     bbox: Mapped[list[float]] = mapped_column(JSONB, nullable=False)
     quality: Mapped[dict | None] = mapped_column(JSONB)
+    # The aligned 112x112 crop the recognizer embedded, as JPEG (migration 0013): biometric data like
+    # the embedding, deleted with the row. Deferred: searches and listings never read it.
+    crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = _created_at()
 
     person: Mapped[Person] = relationship(back_populates="faces")
