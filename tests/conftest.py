@@ -27,21 +27,25 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_SECONDS = 90
 
 
-SYSTEM_MODULES = ("test_stack", "test_faults", "test_outages", "test_multihost", "test_backup", "test_deploy_files")
+LAYERS = ("unit", "api", "stack", "system")  # in the order `make test` runs them
+# What each layer may start: a fixture of a heavier layer in a lighter folder is a misplaced test.
+HEAVIER_FIXTURES = {
+    "unit": {"services", "app", "client", "db", "worker", "live_server"},
+    "api": {"worker", "live_server"},
+}
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Mark each test with its layer (pyproject.toml lists them) from the fixtures it uses."""
+    """Mark each test with its layer, the folder it lives in (tests/unit, tests/api, tests/stack,
+    tests/system), so `pytest -m unit` works too; refuse a test that starts more than its layer."""
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if item.module.__name__.rsplit(".", 1)[-1] in SYSTEM_MODULES:
-            item.add_marker(pytest.mark.system)
-        elif "worker" in fixtures:
-            item.add_marker(pytest.mark.stack)
-        elif fixtures & {"services", "app", "client", "db"}:
-            item.add_marker(pytest.mark.api)
-        else:
-            item.add_marker(pytest.mark.unit)
+        layer = Path(item.path).relative_to(ROOT / "tests").parts[0]
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(LAYERS)}}}/")
+        misplaced = HEAVIER_FIXTURES.get(layer, set()) & set(getattr(item, "fixturenames", ()))
+        if misplaced:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(misplaced)}: it belongs in a heavier layer's folder")
+        item.add_marker(getattr(pytest.mark, layer))
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.test_faults import Stack, running_stack, start_redis, stop_redis
+from tests.system.test_faults import Stack, running_stack, start_redis, stop_redis
 from workers.reconnect import RECONNECT_INTERVAL_MAX
 
 # After the service is back: the retry back-off's cap (10 s) or the broker reconnection's step (5 s),

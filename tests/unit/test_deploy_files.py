@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -388,7 +388,7 @@ def test_reverse_proxy_example():
 
 def test_reverse_proxy_cuts_slow_clients_and_buffers_requests():
     """Production runs behind the proxy because gunicorn has no header timeout and reads a request on
-    one of its threads (tests/test_request_capacity.py): Caddy times out slow headers and bodies and
+    one of its threads (tests/api/test_request_capacity.py): Caddy times out slow headers and bodies and
     passes every single-photo submission on whole."""
     from config import Settings
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests import images
 from tests.conftest import submit_batch, upload, wait_batch, zip_archive
-from tests.test_webhooks import Receiver
+from tests.stack.test_webhooks import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 TOM = images.tom_hanks()

@@ -19,7 +19,7 @@ from domain.errors import ServiceError
 from domain.models import Account, Job
 from tests.conftest import make_account, override_settings, stored_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
 SAMPLE = re.compile(r"^(faceapi_[a-z_]+)(\{[^}]*\})? (\S+)$", re.M)
 

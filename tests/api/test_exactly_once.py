@@ -4,7 +4,7 @@ A job can be run twice at once: its worker is cut off and the reaper gives it to
 duplicate message (the reaper re-sends a job that waited long) reaches a second worker while the
 first still runs it. Each claim stamps started_at; only the run holding the latest claim ends the
 job (jobs.finish's claimed_at), and an earlier run's transaction, its effects included, is rolled
-back. tests/test_multihost.py shows it across hosts; these show it in one process.
+back. tests/system/test_multihost.py shows it across hosts; these show it in one process.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.test_deploy_files import config_env_names
+from tests.unit.test_deploy_files import config_env_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 GPU = K8S / "gpu"
 BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")

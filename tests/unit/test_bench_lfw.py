@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAST_LINE = re.compile(
     r"^lfw accuracy=\d\.\d{4} std=\d\.\d{4} tar_at_far_1e-3=\d\.\d{4} threshold=-?\d\.\d{4} pairs=\d+ undetected=\d+$"
 )

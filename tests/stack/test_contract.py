@@ -3,7 +3,7 @@ operation, documents every error as the one error document, and is complete enou
 generated client: openapi-python-client reads it without a warning, and the client it writes
 logs in, enrolls, waits and reads a typed recognition result from the real stack over HTTP.
 
-That each answer matches its documented status, content type and schema is tests/test_fuzz.py's.
+That each answer matches its documented status, content type and schema is tests/stack/test_fuzz.py's.
 """
 
 from __future__ import annotations

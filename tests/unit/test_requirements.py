@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_PACKAGES = {"config", "domain", "jobqueue", "web", "workers", "stack", "bench", "tests", "migrations"}
 # Which code runs with which set.
 RUNTIME_CODE = ["config", "domain", "jobqueue", "web", "workers", "stack", "migrations", "gunicorn.conf.py"]

@@ -11,8 +11,8 @@ from sqlalchemy import delete, select, text
 from domain import gallery_indexes, matching
 from domain.db import get_engine, session_scope
 from domain.models import Account, Gallery, Job
+from tests.api.test_matching import DIM, MODEL, _enroll, _gallery, _unit
 from tests.conftest import make_account, stored_job
-from tests.test_matching import DIM, MODEL, _enroll, _gallery, _unit
 
 GALLERY_FACES = 40
 

@@ -13,7 +13,7 @@ from domain.jobs import now
 from domain.models import Job, JobStatus
 from tests import images
 from tests.conftest import stored_job, wait_for_job
-from tests.test_webhooks import Receiver
+from tests.stack.test_webhooks import Receiver
 
 
 def reap_jobs():

@@ -118,7 +118,7 @@ def _run_cli(base: str, folder: Path, report: Path) -> subprocess.CompletedProce
 
 def _enroll_folder_with_the_cli(base: str, headers: dict, folder: Path) -> None:
     """`faceapi enroll` against `make run`'s stack: one failed photo, then a rerun with one more
-    photo adds exactly that one (tests/test_cli.py covers the command line in depth)."""
+    photo adds exactly that one (tests/stack/test_cli.py covers the command line in depth)."""
     (folder / "Tom Hanks").mkdir(parents=True)
     (folder / "Nobody").mkdir()
     (folder / "Tom Hanks" / "a.png").write_bytes(images.tom_hanks())
