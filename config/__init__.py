@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # or running, over every submission route: a full batch of 500 phone photos (12 MP, 3 each) fits
     # whole with 500 to spare; about 100 s of one worker process's time (0.1 s a unit).
     org_max_pending_cost: Positive = 2000
+    # Live API keys an organisation may hold: each key has its own rate-limit bucket, so the cap
+    # bounds what one organisation can send (10 keys x RATELIMIT_SUBMIT).
+    api_keys_max_per_organisation: Positive = 10
     # Off outside development: the usual deployment is an organisation's internal service.
     signup_enabled: bool = Field(default_factory=lambda settings: settings.get("env") in DEVELOPMENT_ENVS)
 

@@ -14,18 +14,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from domain.callers import Caller
+from domain.callers import RANK, Caller
 from domain.errors import NotFound, ServiceError
 from domain.jobs import iso, now
-from domain.models import ApiKey, Role
+from domain.models import ApiKey, Organisation, Role
 
 PREFIX = "fk_"  # also how web/extensions.presented_api_key tells a key from a JWT
 # last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-_RANK = {Role.user: 0, Role.operator: 1, Role.admin: 2}
 
 
 def digest(raw: str) -> str:
@@ -40,15 +39,18 @@ def create(
     role: Role,
     galleries: list[str] | None,
     expires_at: datetime | None,
+    max_keys: int,
 ) -> tuple[ApiKey, str]:
     """A new key of the caller's organisation, and its secret (never stored, never shown again).
-    A key cannot hold more than its creator: neither a higher role nor galleries outside its scope."""
-    if _RANK[role] > _RANK[caller.role]:
+    A key cannot hold more than its creator: neither a higher role nor galleries outside its scope;
+    an organisation holds at most `max_keys` (409 `api_key_limit`)."""
+    if RANK[role] > RANK[caller.role]:
         raise ServiceError("forbidden", "A key cannot have a higher role than its creator.", status=403)
     if caller.galleries is not None and (galleries is None or not set(galleries) <= caller.galleries):
         raise ServiceError("forbidden", "A key cannot reach galleries its creator cannot.", status=403)
     if expires_at is not None and expires_at <= now():
         raise ServiceError("invalid_field", "expires_at must be in the future.")
+    _ensure_room_for_a_key(session, caller.organisation_id, max_keys)
     prefix = secrets.token_hex(4)
     raw = f"{PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey(
@@ -65,6 +67,21 @@ def create(
     session.add(key)
     session.flush()
     return key, raw
+
+
+def _ensure_room_for_a_key(session: Session, organisation_id: uuid.UUID, max_keys: int) -> None:
+    """Each key has a rate-limit bucket of its own: the cap bounds an organisation's request rate.
+    The organisation's row is locked, so that two creations at once cannot both take the last place.
+    Expired keys count until they are revoked (they are listed, and revoking them frees a place)."""
+    session.execute(select(Organisation.id).where(Organisation.id == organisation_id).with_for_update())
+    held = session.execute(select(func.count()).where(ApiKey.organisation_id == organisation_id)).scalar_one()
+    if held >= max_keys:
+        raise ServiceError(
+            "api_key_limit",
+            f"Your organisation already has {held} API keys, the most it may hold (API_KEYS_MAX_PER_ORGANISATION="
+            f"{max_keys}): revoke one it no longer uses (DELETE /api/v1/api-keys/{{key_id}}).",
+            status=409,
+        )
 
 
 def authenticate(session: Session, raw: str) -> ApiKey | None:

@@ -5,7 +5,7 @@ transaction that creates its jobs, the cost of the organisation's queued and run
 lock of the organisation's row, and is refused whole (429 `job_budget_exceeded`) when the new jobs
 would take it past ORG_MAX_PENDING_COST. The same sum orders the queue: a job is sent with a Celery
 priority that falls as its organisation's outstanding cost grows (`queue_priority`), so one
-organisation's backlog does not hold up another's single job (README, "Fair queueing")."""
+organisation's backlog does not hold up another's single job (docs/API.md, "Job budget and fair queueing")."""
 
 from __future__ import annotations
 

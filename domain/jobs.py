@@ -34,6 +34,7 @@ def create_job(
     second_image: bytes | None = None,
     webhook_url: str | None = None,
     cost: int = 1,
+    api_key_id: uuid.UUID | None = None,
 ) -> Job:
     """A queued job holding the uploaded bytes; the caller checks its organisation's budget
     (domain/budget.admit), commits, then enqueues its id."""
@@ -50,6 +51,7 @@ def create_job(
         input_image_2=second_image,
         webhook_url=webhook_url,
         cost=cost,
+        api_key_id=api_key_id,
     )
     session.add(job)
     return job

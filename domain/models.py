@@ -237,6 +237,9 @@ class Job(Base):
     batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("batches.id", ondelete="CASCADE", name="fk_jobs_batch"), index=False
     )
+    # The API key that submitted the job (None: a signed-in person); no foreign key, so that a
+    # revoked key's jobs stay readable. A gallery-scoped key sees gallery-less jobs by it alone.
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     params: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     # Cost units against the organisation's ORG_MAX_PENDING_COST while queued or running (domain/budget.py).
     cost: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")

@@ -32,7 +32,7 @@ bp = resource("accounts", __name__, "/api/v1", "Admins: the organisation's accou
 
 
 @bp.post("/accounts", responses={201: AccountOut, **errors(400, 409, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def create_account(body: NewAccount):
     """Create an account in the organisation, with an initial password to hand over"""
@@ -41,7 +41,7 @@ def create_account(body: NewAccount):
 
 
 @bp.get("/accounts", responses={200: AccountPage, **errors(400, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def list_accounts(query: PageQuery):
     """The organisation's accounts, in creation order"""
@@ -52,8 +52,8 @@ def list_accounts(query: PageQuery):
     return jsonify({"items": [account_document(a) for (a,) in page], "next_cursor": next_cursor})
 
 
-@bp.post("/api-keys", responses={201: NewApiKey, **errors(400, *AUTH)})
-@roles_required(Role.admin)
+@bp.post("/api-keys", responses={201: NewApiKey, **errors(400, 409, *AUTH)})
+@roles_required(Role.admin, signed_in=True)
 @validated
 def create_api_key(body: ApiKeyCreate):
     """A service account for code: the key is shown once, in this answer only"""
@@ -69,14 +69,14 @@ def create_api_key(body: ApiKeyCreate):
 
 
 @bp.get("/api-keys", responses={200: ApiKeyList, **errors(*AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 def list_api_keys():
     """The organisation's API keys (never their secrets), with when each was last used"""
     return jsonify({"items": api_keys.list_keys(get_session(), current_caller())})
 
 
 @bp.delete("/api-keys/<uuid:key_id>", responses={204: None, **errors(400, 404, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def revoke_api_key(path: ApiKeyPath):
     """Revoke a key: the next request with it answers 401"""
@@ -85,7 +85,7 @@ def revoke_api_key(path: ApiKeyPath):
 
 
 @bp.patch("/accounts/<uuid:account_id>", responses={200: AccountOut, **errors(400, 404, 409, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def change_role(path: AccountPath, body: RoleChange):
     """Change an account's role"""
@@ -94,7 +94,7 @@ def change_role(path: AccountPath, body: RoleChange):
 
 
 @bp.delete("/accounts/<uuid:account_id>", responses={204: None, **errors(400, 404, 409, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def delete_account(path: AccountPath):
     """Delete an account with everything it owns"""
@@ -105,7 +105,7 @@ def delete_account(path: AccountPath):
 
 
 @bp.get("/audit", responses={200: AuditPage, **errors(400, *AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 @validated
 def audit_log(query: AuditQuery):
     """The organisation's audit log, newest first; filters: actor_id, action, target_id, since, until"""

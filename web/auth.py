@@ -68,21 +68,27 @@ def current_caller() -> Caller:
 
 def _authenticate() -> Caller:
     if (raw := presented_api_key()) is not None:
-        key = api_keys.authenticate(get_session(), raw)
-        if key is None:
+        session = get_session()
+        key = api_keys.authenticate(session, raw)
+        # The creator as it is now: a key never acts above its creator's current role.
+        creator = session.get(Account, key.created_by_id) if key is not None else None
+        if key is None or creator is None:
             raise ServiceError("api_key_invalid", "The API key is unknown, revoked or expired.", status=401)
-        return Caller.of_key(key)
+        return Caller.of_key(key, creator)
     verify_jwt_in_request()
     return Caller.of_account(current_user)
 
 
-def roles_required(*roles: Role) -> Callable:
-    """An API key or a valid access token, of one of `roles` (any role when none is named)."""
+def roles_required(*roles: Role, signed_in: bool = False) -> Callable:
+    """An API key or a valid access token, of one of `roles` (any role when none is named);
+    `signed_in`: a person logged in with a password, never an API key (services.require_signed_in)."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any):
             g.caller = _authenticate()
+            if signed_in:
+                services.require_signed_in(g.caller)
             if roles and g.caller.role not in roles:
                 raise ServiceError("forbidden", "Your role does not allow this action.", status=403)
             return view(*args, **kwargs)

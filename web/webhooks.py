@@ -22,7 +22,7 @@ def secret():
 
 
 @bp.post("/secret/rotate", responses={200: WebhookSecret, **errors(*AUTH)})
-@roles_required(Role.admin)
+@roles_required(Role.admin, signed_in=True)
 def rotate():
     """Replace the webhook signing secret"""
     return jsonify({"secret": services.rotate_webhook_secret(get_session(), current_caller())})

@@ -1,7 +1,7 @@
 """The worker's Celery application: jobqueue's app with the worker's options and the tasks. The web
 process never imports it (it sends through jobqueue).
 
-Durability choices (see README, "Jobs are never lost"): messages are acknowledged after
+Durability choices (see docs/ARCHITECTURE.md, "Jobs are never lost"): messages are acknowledged after
 the task finishes (`acks_late`), re-queued when a worker process dies
 (`task_reject_on_worker_lost`), and each worker process reserves one message at a time.
 """

@@ -12,11 +12,15 @@ so another organisation's row answers exactly as a missing one.
 """
 
 from web.services.access import (
+    check_scope,
     find_gallery,
     get_or_create_gallery,
     load_person,
     one_or_404,
+    require_force_allowed,
     require_gallery,
+    require_signed_in,
+    require_whole_organisation,
     visible_to,
 )
 from web.services.accounts import (
@@ -65,6 +69,7 @@ __all__ = [
     "cancel_job",
     "change_password",
     "change_role",
+    "check_scope",
     "create_account",
     "create_api_key",
     "create_gallery",
@@ -90,7 +95,10 @@ __all__ = [
     "person_exists",
     "queue_unavailable",
     "redeliver",
+    "require_force_allowed",
     "require_gallery",
+    "require_signed_in",
+    "require_whole_organisation",
     "revoke_api_key",
     "rotate_webhook_secret",
     "set_gallery_threshold",

@@ -1,4 +1,14 @@
-"""Who may see what: the caller's organisation's galleries (an API key: its scope), persons, jobs and batches."""
+"""Who may see what: the caller's organisation's galleries (an API key: its scope), persons, jobs and batches.
+
+The rules for API keys live here and in domain/callers.py (the key's role, capped by its creator's
+current one), nowhere else:
+- a key's gallery scope holds for every route and every role: persons, jobs, batches, galleries;
+- the scope is checked before anything is looked up, so a key learns nothing about a gallery it
+  cannot see (not even whether an external_id exists there);
+- accounts, API keys, the webhook secret's rotation and the audit log need a person signed in
+  with a password (`require_signed_in`); the organisation-wide webhook secret is not for a
+  scoped key (`require_whole_organisation`).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +34,36 @@ def one_or_404(session: Session, query: Select[tuple[Row]], code: str, message: 
     return found
 
 
-def _in_scope(caller: Caller, name: str) -> None:
+def require_signed_in(caller: Caller) -> None:
+    """Refuse an API key (403 `password_login_required`): changing accounts, keys or the webhook
+    secret, and reading the audit log, are a person's decisions, not an integration's."""
+    if caller.is_api_key:
+        raise ServiceError(
+            "password_login_required",
+            "API keys cannot manage accounts, API keys or the webhook secret, nor read the audit log: "
+            "log in with a password (POST /api/v1/auth/login) and use that access token.",
+            status=403,
+        )
+
+
+def require_whole_organisation(caller: Caller) -> None:
+    """Refuse a gallery-scoped key (403 `organisation_scope_required`) what spans every gallery."""
+    if caller.scoped:
+        raise ServiceError(
+            "organisation_scope_required",
+            "This API key is limited to some galleries; this needs a key of the whole organisation.",
+            status=403,
+        )
+
+
+def require_force_allowed(caller: Caller, force: bool) -> None:
+    """`force` enrolls a face that does not resemble the person's: an operator's (or admin's) decision."""
+    if force and not caller.manages_galleries:
+        raise ServiceError("forbidden", "Only operators and admins may use force=true.", status=403, field="force")
+
+
+def check_scope(caller: Caller, name: str) -> None:
+    """403 `gallery_out_of_scope` for a gallery outside an API key's scope, before any lookup."""
     if not caller.may_use_gallery(name):
         raise ServiceError(
             "gallery_out_of_scope", f"This API key may not use the gallery '{name}'.", status=403, gallery=name
@@ -33,7 +72,7 @@ def _in_scope(caller: Caller, name: str) -> None:
 
 def _gallery_named(caller: Caller, name: str) -> Select[tuple[Gallery]]:
     """The caller's organisation's gallery named `name` (an API key: only within its scope, else 403)."""
-    _in_scope(caller, name)
+    check_scope(caller, name)
     return select(Gallery).where(Gallery.organisation_id == caller.organisation_id, Gallery.name == name)
 
 
@@ -70,21 +109,26 @@ def load_person(session: Session, caller: Caller, person_id: uuid.UUID, *, with_
     query = select(Person).join(Gallery).where(Person.id == person_id)
     if caller.manages_galleries:
         query = query.where(Gallery.organisation_id == caller.organisation_id)
-        if caller.galleries is not None:
-            query = query.where(Gallery.name.in_(caller.galleries))
     else:
         query = query.where(Person.account_id == caller.id)
+    if caller.scoped:
+        query = query.where(Gallery.name.in_(caller.galleries or ()))
     if with_faces:
         query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
     return one_or_404(session, query, "person_not_found", "No such person.")
 
 
 def visible_to(caller: Caller, model: type[Job] | type[Batch]) -> ColumnElement[bool]:
-    """Admins and operators see their organisation's jobs and batches (an API key: those of its
-    galleries); users see their own."""
-    if not caller.manages_galleries:
-        return model.owner_id == caller.id
-    condition = model.organisation_id == caller.organisation_id
-    if caller.galleries is not None:
-        condition = condition & model.gallery_id.in_(_scoped_galleries(caller))
+    """Admins and operators see their organisation's jobs and batches, users their own; a scoped
+    API key only those of its galleries, and of the gallery-less jobs (a verification of two
+    photos) those it submitted itself."""
+    if caller.manages_galleries:
+        condition = model.organisation_id == caller.organisation_id
+    else:
+        condition = model.owner_id == caller.id
+    if caller.scoped:
+        in_scope = model.gallery_id.in_(_scoped_galleries(caller))
+        if model is Job:
+            in_scope = in_scope | (Job.gallery_id.is_(None) & (Job.api_key_id == caller.api_key_id))
+        condition = condition & in_scope
     return condition

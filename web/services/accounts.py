@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from domain import accounts, api_keys, audit, webhooks
 from domain.callers import Caller
 from domain.models import Account, ApiKey, Role
-from web.services.access import one_or_404
+from web.services.access import one_or_404, require_whole_organisation
 from web.settings import app_settings
 
 
@@ -70,7 +70,15 @@ def create_api_key(
     expires_at: datetime | None,
 ) -> tuple[ApiKey, str]:
     """The new key and its secret (shown once)."""
-    key, secret = api_keys.create(session, caller, name=name, role=role, galleries=galleries, expires_at=expires_at)
+    key, secret = api_keys.create(
+        session,
+        caller,
+        name=name,
+        role=role,
+        galleries=galleries,
+        expires_at=expires_at,
+        max_keys=app_settings().api_keys_max_per_organisation,
+    )
     audit.record(session, caller, "api_key.create", "api_key", key.id, name=key.name, role=key.role.value)
     session.commit()
     return key, secret
@@ -83,7 +91,9 @@ def revoke_api_key(session: Session, caller: Caller, key_id: uuid.UUID) -> None:
 
 
 def webhook_secret(session: Session, caller: Caller) -> str:
-    """The organisation's webhook signing secret, created (and committed) on first use."""
+    """The organisation's webhook signing secret, created (and committed) on first use; it signs
+    every gallery's webhooks, so a gallery-scoped key may not read it."""
+    require_whole_organisation(caller)
     value = webhooks.secret_of(session, caller.organisation_id)
     session.commit()
     return value

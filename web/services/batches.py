@@ -119,6 +119,7 @@ def submit_batch(
             gallery_id=gallery.id,
             person_id=person.id if person else None,
             cost=budget.job_cost(entry.info) if entry.info else 1,
+            api_key_id=account.api_key_id,
             params=enroll_params(
                 entry.data or b"",
                 created_person=created_person,

@@ -19,7 +19,7 @@ from domain.models import Gallery, Job, JobType, Person
 from jobqueue import enqueue
 from web.forms import Upload
 from web.logs import request_stage
-from web.services.access import get_or_create_gallery, require_gallery
+from web.services.access import check_scope, get_or_create_gallery, require_force_allowed, require_gallery
 from web.settings import app_settings
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def _submit_job(
         image=image.data,
         second_image=second_image.data if second_image else None,
         cost=cost,
+        api_key_id=account.api_key_id,
         **job_fields,
     )
     # Audited before the budget check: its query's autoflush then writes both rows in one flush
@@ -143,6 +144,7 @@ def submit_enrollment(
     external_id: str | None,
     webhook_url: str | None = None,
 ) -> tuple[Person, Job]:
+    check_scope(account, gallery_name)  # before the external_id lookup: a key learns nothing outside its scope
     if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
         raise person_exists(existing, gallery_name)
     gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
@@ -205,6 +207,7 @@ def submit_face(
     *,
     force: bool = False,
 ) -> Job:
+    require_force_allowed(account, force)
     return _submit_enroll_job(
         session,
         account,
