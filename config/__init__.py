@@ -263,6 +263,11 @@ class Settings(BaseSettings):
     webhook_max_pending: Positive = 1000  # deliveries (with their retries) under way per organisation
 
     # Datasets for tests and benchmarks (never copied into the repository)
+    # Gallery portability (docs/EXPORT.md): how long an export's archive may be downloaded (then it is
+    # deleted), and the largest archive an export writes or an import accepts (stored in PostgreSQL).
+    gallery_export_ttl_seconds: Positive = 3600
+    gallery_archive_max_bytes: Positive = 512 * 1024 * 1024
+
     faces_dataset_dir: ResolvedPath | None = None
     lfw_dir: ResolvedPath | None = None
 

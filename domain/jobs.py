@@ -254,3 +254,4 @@ def job_document(job: Job) -> dict[str, Any]:
         "timings_ms": job.timings,
         **({"webhook": {"url": job.webhook_url, "deliveries": job.deliveries}} if job.webhook_url else {}),
     }
+        **({"progress": job.progress} if job.progress else {}),

@@ -44,6 +44,10 @@ class JobType(enum.StrEnum):
     verify = "verify"
     detect = "detect"
 
+    # Gallery portability (migration 0015): one job each for a whole gallery.
+    export = "export"
+    import_ = "import"
+    reembed = "reembed"
 
 class JobStatus(enum.StrEnum):
     queued = "queued"
@@ -118,6 +122,9 @@ class Gallery(Base):
     # A fixed recognition threshold for this gallery, instead of the one derived from MATCH_FPIR.
     match_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created_at()
+    # The recognizer whose embeddings its searches and enrollments use (migration 0015); NULL: the
+    # worker's. A re-embedding switches it when the new embeddings are complete.
+    model: Mapped[str | None] = mapped_column(String(100))
 
 
 class Person(Base):
@@ -224,7 +231,10 @@ class Job(Base):
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    type: Mapped[JobType] = mapped_column(Enum(JobType, name="job_type"), nullable=False)
+    # Stored by value: `import` is a Python keyword, so that member's name is `import_`.
+    type: Mapped[JobType] = mapped_column(
+        Enum(JobType, name="job_type", values_callable=lambda types: [t.value for t in types]), nullable=False
+    )
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, name="job_status"), nullable=False, default=JobStatus.queued
     )
@@ -253,6 +263,8 @@ class Job(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # One entry per delivery attempt: {delivery_id, attempt, at, status_code, error}.
     deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
+    # A long job's progress while it runs ({"done": n, "total": m}: an import's or re-embedding's faces).
+    progress: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -319,3 +331,36 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _created_at()
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GalleryExport(Base):
+    """The archive an export job wrote, downloadable by its organisation until `expires_at`. Deleted
+    with any person or face of its gallery (a trigger, migration 0015): it holds their biometric data."""
+
+    __tablename__ = "gallery_exports"
+    __table_args__ = (
+        Index("ix_gallery_exports_gallery", "gallery_id"),
+        Index("ix_gallery_exports_expires", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _organisation_id()
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, unique=True)
+    archive: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class FaceReembedding(Base):
+    """A face's embedding by the next model, staged while its gallery still serves the old one."""
+
+    __tablename__ = "face_reembeddings"
+    __table_args__ = (Index("ix_face_reembeddings_gallery_model", "gallery_id", "model"),)
+
+    face_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
