@@ -254,6 +254,11 @@ class Settings(BaseSettings):
     job_running_deadline: Positive = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: Positive = 7  # finished jobs and their results are purged after this
 
+    # Gallery portability (docs/EXPORT.md): how long an export's archive may be downloaded (then it is
+    # deleted), and the largest archive an export writes or an import accepts (stored in PostgreSQL).
+    gallery_export_ttl_seconds: Positive = 3600
+    gallery_archive_max_bytes: Positive = 512 * 1024 * 1024
+
     # Webhooks
     webhook_max_attempts: Positive = 8
     webhook_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0  # exponential backoff with jitter from this base
@@ -263,11 +268,6 @@ class Settings(BaseSettings):
     webhook_max_pending: Positive = 1000  # deliveries (with their retries) under way per organisation
 
     # Datasets for tests and benchmarks (never copied into the repository)
-    # Gallery portability (docs/EXPORT.md): how long an export's archive may be downloaded (then it is
-    # deleted), and the largest archive an export writes or an import accepts (stored in PostgreSQL).
-    gallery_export_ttl_seconds: Positive = 3600
-    gallery_archive_max_bytes: Positive = 512 * 1024 * 1024
-
     faces_dataset_dir: ResolvedPath | None = None
     lfw_dir: ResolvedPath | None = None
 

@@ -252,6 +252,6 @@ def job_document(job: Job) -> dict[str, Any]:
         "result": job.result,
         "error": job.error,
         "timings_ms": job.timings,
+        **({"progress": job.progress} if job.progress else {}),
         **({"webhook": {"url": job.webhook_url, "deliveries": job.deliveries}} if job.webhook_url else {}),
     }
-        **({"progress": job.progress} if job.progress else {}),

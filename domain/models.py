@@ -9,6 +9,7 @@ from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -43,11 +44,11 @@ class JobType(enum.StrEnum):
     recognize = "recognize"
     verify = "verify"
     detect = "detect"
-
     # Gallery portability (migration 0015): one job each for a whole gallery.
     export = "export"
     import_ = "import"
     reembed = "reembed"
+
 
 class JobStatus(enum.StrEnum):
     queued = "queued"
@@ -121,10 +122,10 @@ class Gallery(Base):
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     # A fixed recognition threshold for this gallery, instead of the one derived from MATCH_FPIR.
     match_threshold: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = _created_at()
     # The recognizer whose embeddings its searches and enrollments use (migration 0015); NULL: the
     # worker's. A re-embedding switches it when the new embeddings are complete.
     model: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created_at()
 
 
 class Person(Base):
@@ -260,11 +261,11 @@ class Job(Base):
     error: Mapped[dict | None] = mapped_column(JSONB)
     # Milliseconds per stage of the worker's run (claim, decode, detect, embed, search/store).
     timings: Mapped[dict | None] = mapped_column(JSONB)
+    # A long job's progress while it runs ({"done": n, "total": m}: an import's or re-embedding's faces).
+    progress: Mapped[dict | None] = mapped_column(JSONB)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # One entry per delivery attempt: {delivery_id, attempt, at, status_code, error}.
     deliveries: Mapped[list] = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
-    # A long job's progress while it runs ({"done": n, "total": m}: an import's or re-embedding's faces).
-    progress: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
