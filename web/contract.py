@@ -38,6 +38,36 @@ class ContractApp(OpenAPI):
                 _service_failures(operation)
                 _wait_refusal(operation)
 
+                # Public operations (web/validation.Resource) say so, not by leaving it to a default.
+                operation.setdefault("security", [])
+                for form in _form_schemas(operation, self.spec_json["components"]["schemas"]):
+                    for field in form.get("properties", {}).values():
+                        _optional_left_out(field)
+                for parameter in operation.get("parameters", ()):
+                    _optional_left_out(parameter.get("schema", {}))
+
+
+def _form_schemas(operation: dict, components: dict) -> list[dict]:
+    """The schemas of the operation's multipart (or urlencoded) body, as stored in `components`."""
+    found = []
+    for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+        if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            reference = content.get("schema", {}).get("$ref", "")
+            found.append(components.get(reference.rpartition("/")[2], content.get("schema", {})))
+    return found
+
+
+def _optional_left_out(field: dict) -> None:
+    """An optional form field or query parameter is described as what to send when it is sent
+    (`X`, not `X or null`, and no `null` default): a form cannot send a null, and Swagger UI's
+    "Try it out" fills a field with the text `null` from such a default, then sends it. Left
+    empty, the field is left out and the service applies its default."""
+    if field.get("default", ...) is None:
+        del field["default"]
+    branches = [branch for branch in field.get("anyOf", ()) if branch.get("type") != "null"]
+    if "anyOf" in field and len(branches) == 1:
+        del field["anyOf"]
+        field.update({key: value for key, value in branches[0].items() if key not in field})
 
 def _validation_answer(operation: dict, status: str) -> None:
     """flask-openapi3 gives every operation that declares no 400 one whose body is a *list* of

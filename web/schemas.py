@@ -40,10 +40,19 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# What a client sends for "no value" when it writes its null as text (Swagger UI's "Try it out", a
+# JavaScript String(null)): an optional field reads it as left out; it is never stored as a value.
+NULL_TEXT = "null"
+
+
 def _text(value: str) -> str:
     value = value.strip()
     if not value:
         raise PydanticCustomError("missing_field", "The field is required and may not be blank.")
+    if value == NULL_TEXT:
+        raise PydanticCustomError(
+            "invalid_field", "The field is the text 'null', not a value: send the value, or leave the field out."
+        )
     if _CONTROL_CHARS.search(value):
         raise PydanticCustomError("invalid_field", "The field contains control characters.")
     return value
@@ -67,7 +76,8 @@ def _consent(value: Any) -> str:
 
 
 def _blank_is_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
+    """An optional field sent blank, or as the text 'null', is a field left out."""
+    return None if isinstance(value, str) and value.strip() in ("", NULL_TEXT) else value
 
 
 def _metadata(value: dict) -> dict:
@@ -85,12 +95,23 @@ def _sent_or_unchanged(schema: dict[str, Any]) -> None:
 
 Text = Annotated[str, Field(max_length=TEXT_MAX_LENGTH), AfterValidator(_text)]
 OptionalText = Annotated[Text | None, BeforeValidator(_blank_is_none)]
+
+
+def _not_null_text(value: str) -> str:
+    if value == NULL_TEXT:
+        raise PydanticCustomError(
+            "invalid_field", "The field is the text 'null', not a name: send the name, or leave the field out."
+        )
+    return value
+
+
 GalleryName = Annotated[
     str,
     Field(
         pattern=r"^[\w.\-]{1,100}$",
         description="letters, digits, '_', '.' and '-'; case-sensitive",
     ),
+    AfterValidator(_not_null_text),
 ]
 Consent = Annotated[
     Literal["true"],

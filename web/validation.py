@@ -131,10 +131,25 @@ def operation_id(*, bp_name: str = "", name: str = "", path: str = "", method: s
     return f"{bp_name}_{name}" if bp_name else name
 
 
+class Resource(APIBlueprint):
+    """An APIBlueprint whose operations may declare that they need no token (`security=[]`):
+    flask-openapi3 would give them the blueprint's bearer requirement all the same, and the docs
+    page would show them locked."""
+
+    def _collect_openapi_info(self, rule: str, func: Callable, *, security: list | None = None, **options: Any):
+        if security is None or security:
+            return super()._collect_openapi_info(rule, func, security=security, **options)
+        required, self.abp_security = self.abp_security, []
+        try:
+            return super()._collect_openapi_info(rule, func, security=security, **options)
+        finally:
+            self.abp_security = required
+
+
 def resource(name: str, import_name: str, url_prefix: str | None, description: str) -> APIBlueprint:
     """A blueprint of the API: its operations tagged `name`, named `<name>_<handler>`, and
-    requiring a bearer token unless an operation says `security=[]`."""
-    return APIBlueprint(
+    requiring a bearer token unless an operation says `security=[]` (public: no lock)."""
+    return Resource(
         name,
         import_name,
         url_prefix=url_prefix,
