@@ -99,6 +99,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
     for module in (auth, accounts, galleries, persons, enrollments, recognize, jobs, webhooks, health):
         app.register_api(module.bp)
     app.register_blueprint(metrics.bp)
+    from web import console  # the operators' pages at /console/, on the same services
+
+    console.init_app(app, settings)
     contract.add_document_routes(app)
     register_error_handlers(app)
     init_request_logging(app)

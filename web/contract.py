@@ -18,6 +18,7 @@ from web.errors import JSON_BODY_LIMIT
 from web.validation import operation_id, validation_error_response
 
 DOCS_PREFIX = "/api/v1/docs"
+CONSOLE_PREFIX = "/console"
 API_DESCRIPTION = (
     "Enroll persons from photos and recognize them in new photos, as asynchronous jobs. "
     "Every error is `{error: {code, message}}`; every 202 names its job or batch in `Location`. "
@@ -146,10 +147,18 @@ def add_document_routes(app: OpenAPI) -> None:
 
 
 def content_security_policy(path: str) -> str:
-    """Nothing may load anywhere, except the docs page's own scripts and styles from this origin."""
+    """Nothing may load anywhere, except the docs page's and the console's own scripts and styles
+    from this origin."""
     if path.startswith(DOCS_PREFIX):
         return (
             "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+        )
+    if path.startswith(CONSOLE_PREFIX):
+        # The console's own scripts, styles and images, and photos the browser shows before sending
+        # them (blob:); never an inline script, nothing from elsewhere, forms only back to itself.
+        return (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
     return "default-src 'none'; frame-ancestors 'none'"

@@ -41,7 +41,8 @@ def login_email_key() -> str:
     email goes in as a keyed digest (a plain one could be reversed from a list of addresses):
     flask-limiter logs the key of a limit that is hit, and Redis keeps it."""
     body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
+    # The API's JSON login, or the console's form: one bucket per email and address for both.
+    email = body.get("email") if isinstance(body, dict) else request.form.get("email")
     email = str(email).strip().lower()[:254] if email else ""
     digest = hmac.new(app_settings().jwt_secret_key.encode(), email.encode(), hashlib.sha256).hexdigest()[:24]
     return f"login-email:{digest}|{get_remote_address()}"

@@ -1,0 +1,198 @@
+"""The console's pages through the test client (no browser, no worker): sign-in sessions, CSRF,
+roles, organisations, escaping, statements per page and the speed of a 10,000-person gallery.
+The browser tests are tests/stack/test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import gallery_of, make_account
+
+CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def csrf_of(client, path: str = "/console/login") -> str:
+    return CSRF.search(client.get(path).get_data(as_text=True)).group(1)
+
+
+def sign_in(client, email: str, password: str):
+    token = csrf_of(client)
+    return client.post("/console/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+@pytest.fixture()
+def operator(services):
+    return make_account("operator")
+
+
+@pytest.fixture()
+def console(app, operator):
+    """A test client signed in to the console as a fresh operator."""
+    client = app.test_client()
+    response = sign_in(client, *operator)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def account_id(db, email: str) -> uuid.UUID:
+    from sqlalchemy import select
+
+    from domain.models import Account
+
+    return db.execute(select(Account.id).where(Account.email == email)).scalar_one()
+
+
+def add_persons(db, owner_email: str, gallery: str, names: list[str]) -> list[uuid.UUID]:
+    """Persons written straight to the database (no faces: the pages must cope with that too)."""
+    from domain.jobs import now
+    from domain.models import Person
+
+    row = gallery_of(db, account_id(db, owner_email), gallery)
+    ids = []
+    for name in names:
+        person = Person(id=uuid.uuid4(), gallery_id=row.id, name=name, consent_at=now())
+        db.add(person)
+        ids.append(person.id)
+    db.commit()
+    return ids
+
+
+def test_pages_need_a_session_and_the_session_cookie_is_strict(app, operator):
+    client = app.test_client()
+    response = client.get("/console/")
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+    response = sign_in(client, *operator)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert client.get("/console/").status_code == 200
+
+
+def test_a_wrong_password_is_refused_with_one_message(app, operator):
+    response = sign_in(app.test_client(), operator[0], "wrong password!")
+    assert response.status_code == 401
+    assert "Invalid email or password." in response.get_data(as_text=True)
+
+
+def test_signing_out_revokes_the_session_even_for_a_copied_cookie(app, console):
+    cookie = console.get_cookie("faceapi_console", path="/console").value
+    token = csrf_of(console, "/console/")
+    assert console.post("/console/logout", data={"csrf_token": token}).status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("faceapi_console", cookie, path="/console")
+    response = replay.get("/console/")
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+
+
+def test_a_state_change_without_the_csrf_token_is_refused(console, db, operator):
+    (person_id,) = add_persons(db, operator[0], "csrf", ["Kept"])
+    response = console.post(f"/console/persons/{person_id}/delete", data={"confirm": "yes"})
+    assert response.status_code == 400 and "csrf_invalid" in response.get_data(as_text=True)
+    response = console.post(f"/console/persons/{person_id}/delete", data={"confirm": "yes", "csrf_token": "forged"})
+    assert response.status_code == 400
+    assert console.get(f"/console/persons/{person_id}").status_code == 200
+
+
+def test_security_headers(console):
+    response = console.get("/console/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_viewer_sees_no_actions_and_a_forged_action_is_refused(app, db, operator):
+    (person_id,) = add_persons(db, operator[0], "viewed", ["Someone"])
+    viewer = app.test_client()
+    assert sign_in(viewer, *make_account("user", colleague_of=operator[0])).status_code == 302
+    page = viewer.get("/console/").get_data(as_text=True)
+    assert "Enroll" not in page and "Recognize" not in page
+    token = csrf_of(viewer, "/console/")
+    response = viewer.post(f"/console/persons/{person_id}/delete", data={"confirm": "yes", "csrf_token": token})
+    assert response.status_code == 403
+    assert viewer.get("/console/galleries/viewed").status_code == 403
+
+
+def test_another_organisations_ids_answer_404(app, console, db):
+    stranger = make_account("operator")
+    (person_id,) = add_persons(db, stranger[0], "theirs", ["Theirs"])
+    assert console.get(f"/console/persons/{person_id}").status_code == 404
+    assert console.get("/console/galleries/theirs").status_code == 404
+    token = csrf_of(console, "/console/")
+    response = console.post(f"/console/persons/{person_id}/delete", data={"confirm": "yes", "csrf_token": token})
+    assert response.status_code == 404
+
+
+def test_names_are_escaped(console, db, operator):
+    name = "<img src=x onerror=alert(1)>"
+    (person_id,) = add_persons(db, operator[0], "escape", [name])
+    for path in ("/console/galleries/escape", f"/console/persons/{person_id}"):
+        page = console.get(path).get_data(as_text=True)
+        assert name not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+class Statements:
+    def __init__(self, engine):
+        self.engine, self.count = engine, 0
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, *args, **kwargs):
+        self.count += 1
+
+
+def statements_for(console, path: str) -> int:
+    from domain.db import get_engine
+
+    with Statements(get_engine()) as counted:
+        assert console.get(path).status_code == 200
+    return counted.count
+
+
+def test_no_page_issues_a_query_per_row(console, db, operator):
+    add_persons(db, operator[0], "few", [f"P{i}" for i in range(3)])
+    add_persons(db, operator[0], "many", [f"P{i}" for i in range(40)])
+    for page in ("/console/galleries/{}", "/console/"):
+        few = statements_for(console, page.format("few"))
+        many = statements_for(console, page.format("many"))
+        assert many == few, f"{page}: {few} statements for 3 persons, {many} for 40"
+
+
+def test_a_10000_person_gallery_page_answers_in_under_300_ms(console, db, operator):
+    from sqlalchemy import insert
+
+    from domain.jobs import now
+    from domain.models import Person
+
+    row = gallery_of(db, account_id(db, operator[0]), "big")
+    stamp = now()
+    db.execute(
+        insert(Person),
+        [
+            {
+                "id": uuid.uuid4(),
+                "gallery_id": row.id,
+                "name": f"Person {i:05d}",
+                "external_id": f"E{i:05d}",
+                "consent_at": stamp,
+            }
+            for i in range(10_000)
+        ],
+    )
+    db.commit()
+    console.get("/console/galleries/big")  # warm
+    for path in ("/console/galleries/big", "/console/galleries/big?q=E09999", "/console/galleries/big?q=person 05"):
+        started = time.perf_counter()
+        response = console.get(path)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200
+        assert elapsed < 0.3, f"{path} took {elapsed * 1000:.0f} ms"
+    assert "Person 09999" in console.get("/console/galleries/big?q=E09999").get_data(as_text=True)
