@@ -20,7 +20,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -223,6 +223,15 @@ class Settings(BaseSettings):
     # An enrollment photo whose second face is at least this fraction of the largest (shorter box
     # sides) fails `multiple_faces` (measured on LFW and real photos: docs/RECOGNITION.md).
     enroll_max_second_face_ratio: Annotated[float, Field(gt=0)] = 0.8
+    # Keep each enrolled face's aligned 112x112 crop (JPEG, a few kB) beside its embedding, for
+    # people to look at; biometric data, deleted with the face. Off: faces keep the embedding only.
+    store_face_crops: bool = True
+    # A new face that matches ANOTHER person of the gallery above the gallery's threshold: `warn`
+    # reports it (possible_duplicate_of), `refuse` fails the job `identity_exists` (force=true overrides).
+    enroll_duplicate_identity: Literal["warn", "refuse"] = "warn"
+    # A face at least this similar to a stored face is that face again (the same photo re-encoded or
+    # with bytes appended), not a new photo: docs/RECOGNITION.md has the measurement.
+    enroll_same_face_similarity: Similarity = 0.98
     person_metadata_max_bytes: Positive = 4096  # a person's free-form `metadata`, as JSON
     # How long an Idempotency-Key is remembered: a client retries for up to a day.
     idempotency_key_hours: Annotated[int, Field(ge=24)] = 48

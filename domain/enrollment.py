@@ -22,6 +22,7 @@ import uuid
 from typing import Any, Protocol
 
 import numpy as np
+import simplejpeg
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -35,6 +36,11 @@ class EmbeddedFace(Protocol):
     det_score: float
     embedding: np.ndarray | None
     quality: dict[str, float]
+    crop: np.ndarray | None
+
+
+# A 112x112 face at this quality is 3-5 kB and shows no block artefacts at the size people look at it.
+CROP_JPEG_QUALITY = 90
 
 
 def photo_sha256(data: bytes) -> str:
@@ -43,6 +49,13 @@ def photo_sha256(data: bytes) -> str:
 
 def rounded_box(bbox: list[float]) -> list[float]:
     return [round(float(v), 1) for v in bbox]
+
+
+def crop_jpeg(face: EmbeddedFace, job: Job) -> bytes | None:
+    """The face's aligned crop as JPEG, unless the submission's settings keep no crops."""
+    if face.crop is None or not job.params.get("store_crop", True):
+        return None
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(face.crop), quality=CROP_JPEG_QUALITY, colorspace="BGR")
 
 
 def face_side(bbox: list[float]) -> float:
@@ -192,6 +205,7 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sh
             det_score=float(face.det_score),
             bbox=rounded_box(face.bbox),
             quality=face.quality,
+            crop=crop_jpeg(face, job),
         )
         .on_conflict_do_nothing()
     )

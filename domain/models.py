@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 EMBEDDING_DIM = 512
 
@@ -188,6 +188,8 @@ class Face(Base):
     # The aligned 112x112 crop the recognizer embedded, as JPEG (migration 0013): biometric data like
     # the embedding, deleted with the row. Deferred: searches and listings never read it.
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # Whether it has one, read with the row (a face document links its crop without loading it).
+    has_crop: Mapped[bool] = column_property(crop.is_not(None))
     created_at: Mapped[datetime] = _created_at()
 
     person: Mapped[Person] = relationship(back_populates="faces")

@@ -3,7 +3,7 @@ person's faces, to inspect and repair (remove a wrong photo's embedding)."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import Response, jsonify
 
 from domain.models import Role
 from web import services
@@ -35,6 +35,10 @@ from web.waiting import accepted
 bp = resource("persons", __name__, "/api/v1/persons", "Enrolled people and their faces")
 MANAGERS = (Role.admin, Role.operator)
 SUBMIT_ERRORS = errors(400, 404, 409, 413, 415, 503, *AUTH)
+CROP_RESPONSE = {
+    "description": "the crop as JPEG",
+    "content": {"image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}}},
+}
 
 
 @bp.post("", responses={202: PersonAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
@@ -98,6 +102,22 @@ def remove_face(path: FacePath):
     account = current_caller()
     services.delete_face(session, account, services.load_person(session, account, path.person_id), path.face_id)
     return "", 204
+
+
+@bp.get(
+    "/<uuid:person_id>/faces/<uuid:face_id>/crop",
+    responses={200: CROP_RESPONSE, **errors(400, 404, *AUTH)},
+)
+@roles_required()
+@validated
+def face_crop(path: FacePath):
+    """The face's aligned 112x112 crop, as JPEG (404 crop_not_found for a face kept without one)"""
+    session = get_session()
+    person = services.load_person(session, current_caller(), path.person_id)
+    response = Response(services.face_crop(session, person, path.face_id), mimetype="image/jpeg")
+    # Biometric data: browsers may keep it for the signed-in user only, never a shared cache.
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 @bp.get("", responses={200: PersonPage, **errors(400, 404, *AUTH)})

@@ -410,6 +410,9 @@ class Face(BaseModel):
     created_at: datetime | None
 
 
+    crop_url: str | None = Field(
+        None, description="where its aligned 112x112 crop is (image/jpeg); null when it was kept without one"
+    )
 class FaceList(BaseModel):
     items: list[Face]
 

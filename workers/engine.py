@@ -63,6 +63,9 @@ class DetectedFace:
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.bbox
+    # The aligned 112x112 BGR crop the recognizer embedded (what an enrollment keeps as the face's picture).
+    crop: np.ndarray | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # 106 x 2, when asked for
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
@@ -274,6 +277,7 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
     CROP_MIN_FACE_SIDE pixels across (or the full photo's, for a face smaller than that)."""
     smallest = min((min(f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]) for f in faces), default=float("inf"))
     while scale > 1 and smallest / scale < CROP_MIN_FACE_SIDE:
+            face.crop = crop
         scale //= 2
     return scale
 

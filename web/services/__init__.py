@@ -47,6 +47,7 @@ from web.services.jobs import cancel_job, list_jobs, load_job, redeliver
 from web.services.persons import (
     delete_face,
     delete_person,
+    face_crop,
     face_document,
     list_faces,
     list_persons,
@@ -79,6 +80,7 @@ __all__ = [
     "delete_person",
     "face_document",
     "find_gallery",
+    "face_crop",
     "gallery_document",
     "get_or_create_gallery",
     "list_batches",

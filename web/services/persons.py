@@ -29,8 +29,24 @@ def face_document(face: Face) -> dict[str, Any]:
         # A prefix is enough to tell two photos apart; the full hash would only help to probe
         # whether a given photo was enrolled.
         "photo_sha256_prefix": face.source_sha256[:12] if face.source_sha256 else None,
+        "crop_url": crop_url(face) if face.has_crop else None,
         "created_at": iso(face.created_at),
     }
+
+
+def crop_url(face: Face) -> str:
+    return f"/api/v1/persons/{face.person_id}/faces/{face.id}/crop"
+
+
+def face_crop(session: Session, person: Person, face_id: uuid.UUID) -> bytes:
+    """The JPEG of one face of a person the caller may see (404 `crop_not_found` when the face has
+    none: enrolled before crops were kept, or with STORE_FACE_CROPS off)."""
+    found = session.execute(select(Face.crop).where(Face.id == face_id, Face.person_id == person.id)).one_or_none()
+    if found is None:
+        raise NotFound("face_not_found", "The person has no face with this id.")
+    if found.crop is None:
+        raise NotFound("crop_not_found", "This face has no stored crop (enrolled without one).")
+    return found.crop
 
 
 def person_document(person: Person, *, faces: list[Face] | None = None, face_count: int | None = None) -> dict:

@@ -56,12 +56,14 @@ def enroll_params(
 ) -> dict[str, Any]:
     """What an enrollment job needs beside its photo: what it created (removed again if it fails:
     domain/enrollment.discard_failed), the photo's hash, and the policy in force at submission."""
+    settings = app_settings()
     return {
         "created_person": created_person,
         "created_gallery": created_gallery,
         "force": force,
         "photo_sha256": sha256 or enrollment.photo_sha256(image),
-        "quality_gates": app_settings().enrollment_policy(),
+        "quality_gates": settings.enrollment_policy(),
+        "store_crop": settings.store_face_crops,
         **item,
     }
 
