@@ -8,13 +8,14 @@ from functools import lru_cache
 
 import bcrypt
 from psycopg.errors import UniqueViolation
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain import erasure
 from domain.errors import ServiceError
-from domain.models import Account, Organisation, Role
+from domain.models import Account, AuditEvent, Organisation, Person, Role
 
 # bcrypt only looks at the first 72 bytes; longer passwords are refused rather than silently cut.
 MAX_PASSWORD_BYTES = 72
@@ -166,7 +167,23 @@ def delete_account(session: Session, account: Account) -> None:
     jobs, batches and API keys; the galleries it created stay with the organisation. The last
     account of an organisation takes the organisation with it: its galleries, persons and faces."""
     organisation_id = account.organisation_id
+    profile = session.execute(select(Person).where(Person.account_id == account.id)).scalar_one_or_none()
+    if profile is not None:
+        # Other accounts' finished recognitions may name the face profile: they forget it as they
+        # would any deleted person (the cascade below removes the person itself).
+        erasure.redact_person(session, profile)
     session.execute(delete(Account).where(Account.id == account.id))
     session.expunge(account)
     if not session.execute(select(func.count()).where(Account.organisation_id == organisation_id)).scalar_one():
         session.execute(delete(Organisation).where(Organisation.id == organisation_id))
+        _forget_emails_in_audit(session, organisation_id)
+
+
+def _forget_emails_in_audit(session: Session, organisation_id: uuid.UUID) -> None:
+    """A deleted organisation's audit events stay (by ids, for the operators of the service) but
+    nobody of it can read them any more: the email addresses of its accounts go."""
+    session.execute(
+        update(AuditEvent)
+        .where(AuditEvent.organisation_id == organisation_id)
+        .values(actor_email=None, details=AuditEvent.details.op("-")("email"))
+    )

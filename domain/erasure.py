@@ -9,7 +9,12 @@ of them, in the transaction that deletes it, so nothing it leaves behind still s
   counts them in `redacted_matches`;
 - a verification against the person keeps its similarity and verdict, its `person_id` becomes
   null (as the job's own does, by the foreign key);
-- a batch item enrolled for the person forgets the name and external_id it was sent with.
+- a batch item enrolled for the person forgets the name, external_id and file name it was sent
+  with (a file name is the sender's text like a name: `Yorick Erasure.jpg`, a ZIP folder
+  `Zelda Quixote/1.jpg`), and so do the items of the same batch sent for it that failed before a
+  person was chosen (same name or external_id);
+- deleting an account redacts its face profile (its linked person) the same way
+  (domain/accounts.delete_account).
 
 Only finished jobs are rewritten: a recognition still running finds the person gone when it
 reads the names of its candidates (domain/matching.py), unless it read them just before the
@@ -55,13 +60,45 @@ def redact_person(session: Session, person: Person) -> int:
     for job in recognitions:
         job.result = _without_person(job.result, person_id)
         rewritten += 1
-    about = session.execute(select(Job).where(Job.person_id == person.id, Job.status.in_(FINISHED))).scalars()
+    about = list(session.execute(select(Job).where(Job.person_id == person.id, Job.status.in_(FINISHED))).scalars())
+    siblings = _failed_items_sent_for(session, about)  # read before `about` forgets its names
     for job in about:
         if job.type is JobType.verify and job.result and job.result.get("person_id") == person_id:
             job.result = {**job.result, "person_id": None}
-        if job.params and (job.params.get("name") is not None or job.params.get("external_id") is not None):
-            job.params = {**job.params, "name": None, "external_id": None}
-            flag_modified(job, "params")
+        _forget_what_was_sent(job)
+        rewritten += 1
+    for job in siblings:
+        _forget_what_was_sent(job)
         rewritten += 1
     session.flush()
     return rewritten
+
+
+SENT_TEXT = ("name", "external_id", "file")
+
+
+def _forget_what_was_sent(job: Job) -> None:
+    if job.params and any(job.params.get(field) is not None for field in SENT_TEXT):
+        job.params = {**job.params, **dict.fromkeys(SENT_TEXT)}
+        flag_modified(job, "params")
+
+
+def _failed_items_sent_for(session: Session, items: list[Job]) -> list[Job]:
+    """The person-less items (refused before a person was chosen) of the batches that enrolled the
+    person, sent with its name or external_id."""
+    sent: dict[Any, set[tuple[str, str]]] = {}
+    for job in items:
+        if job.batch_id is not None and job.params:
+            sent.setdefault(job.batch_id, set()).update(
+                (field, job.params[field]) for field in ("name", "external_id") if job.params.get(field) is not None
+            )
+    if not sent:
+        return []
+    siblings = session.execute(
+        select(Job).where(Job.batch_id.in_(sent), Job.person_id.is_(None), Job.status.in_(FINISHED))
+    ).scalars()
+    return [
+        job
+        for job in siblings
+        if any((field, (job.params or {}).get(field)) in sent[job.batch_id] for field in ("name", "external_id"))
+    ]

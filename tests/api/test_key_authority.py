@@ -13,7 +13,7 @@ from domain.db import session_scope
 from domain.jobs import now
 from domain.models import EMBEDDING_DIM, Account, Face, Job, Person
 from tests import images
-from tests.conftest import bearer, gallery_of, login, make_account, stored_job, upload
+from tests.conftest import bearer, gallery_of, login, make_account, override_settings, stored_job, upload
 
 MULTIPART = "multipart/form-data"
 PHOTO = images.another_photo(images.tom_hanks(), scale=2.0)
@@ -203,3 +203,17 @@ def test_only_operators_and_admins_may_force_a_face(client, organisation):
     assert "force" in forced.get_json()["error"]["message"]
     with session_scope() as session:
         assert session.query(Job).filter(Job.person_id == uuid.UUID(profile)).count() == 0
+
+
+def test_an_organisation_holds_at_most_the_configured_number_of_keys(client, organisation):
+    admin = organisation.admin
+    with override_settings(API_KEYS_MAX_PER_ORGANISATION="2"):
+        _key(client, admin, role="operator")
+        _key(client, admin, role="user")
+        refused = client.post("/api/v1/api-keys", json={"name": "third", "role": "user"}, headers=admin)
+        assert refused.status_code == 409 and _code(refused) == "api_key_limit"
+        assert "API_KEYS_MAX_PER_ORGANISATION=2" in refused.get_json()["error"]["message"]
+        listed = client.get("/api/v1/api-keys", headers=admin).get_json()["items"]
+        assert len(listed) == 2
+        assert client.delete(f"/api/v1/api-keys/{listed[0]['id']}", headers=admin).status_code == 204
+        _key(client, admin, role="user")
