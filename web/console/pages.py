@@ -92,7 +92,8 @@ def person(person_id: uuid.UUID) -> str:
 
 @bp.get("/persons/<uuid:person_id>/faces/<uuid:face_id>/crop")
 def face_crop(person_id: uuid.UUID, face_id: uuid.UUID) -> Response:
-    data = pending.face_crop(get_session(), current().caller, person_id, face_id)
+    session = get_session()
+    data = services.face_crop(session, services.load_person(session, current().caller, person_id), face_id)
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

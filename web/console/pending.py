@@ -1,25 +1,17 @@
-"""Placeholders for services another change brings (face crops, merge, move): until they land the
+"""Placeholders for services another change brings (merge, move): until they land the
 console answers that the action is not available yet."""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy.orm import Session
 
 from domain.callers import Caller
-from domain.errors import NotFound, ServiceError
+from domain.errors import ServiceError
 from web import services
 
 
 def _missing(name: str) -> ServiceError:
     return ServiceError("not_available", f"This service ({name}) is not available yet.", status=501)
-
-
-def face_crop(session: Session, caller: Caller, person_id: uuid.UUID, face_id: uuid.UUID) -> bytes:
-    if hasattr(services, "face_crop"):
-        return services.face_crop(session, caller, person_id, face_id)
-    raise NotFound("crop_not_found", "This face has no crop.")
 
 
 def move_face(session: Session, caller: Caller, person_id, face_id, target_id) -> None:

@@ -89,11 +89,15 @@ def person_cards(
     session: Session, caller: Caller, *, gallery_name: str, search: str | None, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """A page of the gallery's persons, each with its face count and the id of its first face
-    (its picture), optionally only those whose name or external_id contains `search`."""
+    with a crop (its picture), optionally only those whose name or external_id contains `search`."""
     gallery = require_gallery(session, caller, gallery_name)
     face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person)
     first_face = (
-        select(Face.id).where(Face.person_id == Person.id).order_by(Face.created_at, Face.id).limit(1).correlate(Person)
+        select(Face.id)
+        .where(Face.person_id == Person.id, Face.crop.is_not(None))
+        .order_by(Face.created_at, Face.id)
+        .limit(1)
+        .correlate(Person)
     )
     query = select(Person, face_count.scalar_subquery(), first_face.scalar_subquery()).where(
         Person.gallery_id == gallery.id
