@@ -17,11 +17,13 @@ from web.schemas import (
     AddFaceForm,
     EnrollForm,
     FaceList,
+    FaceMove,
     FacePath,
     IdempotencyHeader,
     JobAccepted,
     Person,
     PersonAccepted,
+    PersonMerge,
     PersonPage,
     PersonPatch,
     PersonPath,
@@ -161,6 +163,25 @@ def change(path: PersonPath, body: PersonPatch):
 @roles_required()
 @validated
 def remove(path: PersonPath):
+@bp.post("/<uuid:person_id>/merge", responses={200: Person, **errors(400, 404, 409, *AUTH)})
+@roles_required(*MANAGERS)
+@validated
+def merge(path: PersonPath, body: PersonMerge):
+    """Merge this person into another of its gallery (JSON `{into}`): every face moves there, this
+    person is deleted (audited); answers the person merged into"""
+    person = services.merge_persons(get_session(), current_caller(), path.person_id, body.into)
+    return jsonify(services.person_document(person, faces=person.faces))
+
+
+@bp.post("/<uuid:person_id>/faces/<uuid:face_id>/move", responses={200: Person, **errors(400, 404, 409, *AUTH)})
+@roles_required(*MANAGERS)
+@validated
+def move_face(path: FacePath, body: FaceMove):
+    """Move one face to another person of the gallery (JSON `{person_id}`, audited); answers that person"""
+    person = services.move_face(get_session(), current_caller(), path.person_id, path.face_id, body.person_id)
+    return jsonify(services.person_document(person, faces=person.faces))
+
+
     """Delete a person and every embedding of it"""
     session = get_session()
     account = current_caller()

@@ -444,6 +444,14 @@ class PersonAccepted(BaseModel):
     person_id: uuid.UUID
     job_id: uuid.UUID
 
+class PersonMerge(Model):
+    into: uuid.UUID = Field(description="the person of the same gallery that receives every face")
+
+
+class FaceMove(Model):
+    person_id: uuid.UUID = Field(description="the person of the same gallery that receives the face")
+
+
 
 class JobAccepted(BaseModel):
     job_id: uuid.UUID

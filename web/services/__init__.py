@@ -51,6 +51,8 @@ from web.services.persons import (
     face_document,
     list_faces,
     list_persons,
+    merge_persons,
+    move_face,
     person_document,
     update_person,
 )
@@ -94,6 +96,8 @@ __all__ = [
     "load_person",
     "one_or_404",
     "person_document",
+    "merge_persons",
+    "move_face",
     "person_exists",
     "queue_unavailable",
     "redeliver",

@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from domain import audit, erasure
 from domain.callers import Caller
-from domain.errors import NotFound
+from domain.errors import NotFound, ServiceError
 from domain.jobs import iso
 from domain.models import Face, Person
 from web.pagination import keyset_page
-from web.services.access import require_gallery
+from web.services.access import load_person, require_gallery
 from web.services.submissions import person_exists
 
 
@@ -129,3 +129,74 @@ def delete_person(session: Session, account: Caller, person: Person) -> None:
     erasure.redact_person(session, person)
     session.execute(delete(Person).where(Person.id == person.id))
     session.commit()
+
+
+# --- fixing who a face belongs to ------------------------------------------------------------------
+
+
+def _other_person_of_gallery(session: Session, caller: Caller, person: Person, other_id: uuid.UUID) -> Person:
+    """The person `other_id` as a destination for `person`'s faces: one the caller may see, not
+    `person` itself, in the same gallery (an embedding is only ever compared within its gallery)."""
+    if other_id == person.id:
+        raise ServiceError("same_person", "The source and the destination are the same person.")
+    other = load_person(session, caller, other_id, with_faces=True)
+    if other.gallery_id != person.gallery_id:
+        raise ServiceError(
+            "different_galleries",
+            f"The destination person is in gallery '{other.gallery.name}', not '{person.gallery.name}': faces "
+            "move only between persons of one gallery.",
+            status=409,
+            gallery=other.gallery.name,
+        )
+    return other
+
+
+def _hand_over_faces(session: Session, target: Person, faces: Select) -> int:
+    """Give the faces `faces` selects to `target`; a face of a photo the target already has is that
+    photo twice (one person keeps one face per photo) and is deleted instead. Returns how many moved."""
+    already_there = select(Face.source_sha256).where(Face.person_id == target.id, Face.source_sha256.is_not(None))
+    session.execute(delete(Face).where(Face.id.in_(faces), Face.source_sha256.in_(already_there)))
+    moved = session.execute(update(Face).where(Face.id.in_(faces)).values(person_id=target.id))
+    return moved.rowcount
+
+
+def _reloaded(session: Session, person: Person) -> Person:
+    query = select(Person).where(Person.id == person.id)
+    query = query.options(selectinload(Person.faces), selectinload(Person.gallery))
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one()
+
+
+def merge_persons(session: Session, caller: Caller, source_id: uuid.UUID, target_id: uuid.UUID) -> Person:
+    """One person enrolled twice: every face of `source_id` goes to `target_id`, then `source_id` is
+    deleted as a deletion would (finished jobs forget it: domain/erasure.py). Returns the target."""
+    source = load_person(session, caller, source_id, with_faces=True)
+    if source.account_id is not None:
+        raise ServiceError(
+            "person_linked_to_account",
+            "This person is an account's own face profile: merge the other person into it instead.",
+            status=409,
+        )
+    target = _other_person_of_gallery(session, caller, source, target_id)
+    moved = _hand_over_faces(session, target, select(Face.id).where(Face.person_id == source.id))
+    audit.record(session, caller, "person.merge", "person", target.id, source_id=str(source.id), faces_moved=moved)
+    erasure.redact_person(session, source)
+    session.execute(delete(Person).where(Person.id == source.id))
+    session.commit()
+    return _reloaded(session, target)
+
+
+def move_face(
+    session: Session, caller: Caller, person_id: uuid.UUID, face_id: uuid.UUID, target_id: uuid.UUID
+) -> Person:
+    """One face enrolled under the wrong person of a gallery: it becomes `target_id`'s. Returns the target."""
+    source = load_person(session, caller, person_id)
+    face = session.execute(select(Face.id).where(Face.id == face_id, Face.person_id == source.id)).scalar()
+    if face is None:
+        raise NotFound("face_not_found", "The person has no face with this id.")
+    target = _other_person_of_gallery(session, caller, source, target_id)
+    _hand_over_faces(session, target, select(Face.id).where(Face.id == face_id))
+    audit.record(
+        session, caller, "person.move_face", "person", source.id, face_id=str(face_id), to_person_id=str(target.id)
+    )
+    session.commit()
+    return _reloaded(session, target)
