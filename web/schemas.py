@@ -400,6 +400,14 @@ class PersonPatch(Model):
     metadata: Metadata = Field(None, json_schema_extra=_sent_or_unchanged)
 
 
+class PersonMerge(Model):
+    into: uuid.UUID = Field(description="the person of the same gallery that receives every face")
+
+
+class FaceMove(Model):
+    person_id: uuid.UUID = Field(description="the person of the same gallery that receives the face")
+
+
 class Face(BaseModel):
     id: uuid.UUID
     model: str
@@ -407,12 +415,12 @@ class Face(BaseModel):
     bbox: Box
     quality: dict[str, float] | None
     photo_sha256_prefix: str | None = Field(description="first 12 hex digits of the source photo's sha256")
-    created_at: datetime | None
-
-
     crop_url: str | None = Field(
         None, description="where its aligned 112x112 crop is (image/jpeg); null when it was kept without one"
     )
+    created_at: datetime | None
+
+
 class FaceList(BaseModel):
     items: list[Face]
 
@@ -443,14 +451,6 @@ class PersonPage(BaseModel):
 class PersonAccepted(BaseModel):
     person_id: uuid.UUID
     job_id: uuid.UUID
-
-class PersonMerge(Model):
-    into: uuid.UUID = Field(description="the person of the same gallery that receives every face")
-
-
-class FaceMove(Model):
-    person_id: uuid.UUID = Field(description="the person of the same gallery that receives the face")
-
 
 
 class JobAccepted(BaseModel):
