@@ -159,10 +159,6 @@ def change(path: PersonPath, body: PersonPatch):
     return jsonify(services.person_document(person, faces=person.faces))
 
 
-@bp.delete("/<uuid:person_id>", responses={204: None, **errors(400, 404, *AUTH)})
-@roles_required()
-@validated
-def remove(path: PersonPath):
 @bp.post("/<uuid:person_id>/merge", responses={200: Person, **errors(400, 404, 409, *AUTH)})
 @roles_required(*MANAGERS)
 @validated
@@ -182,6 +178,10 @@ def move_face(path: FacePath, body: FaceMove):
     return jsonify(services.person_document(person, faces=person.faces))
 
 
+@bp.delete("/<uuid:person_id>", responses={204: None, **errors(400, 404, *AUTH)})
+@roles_required()
+@validated
+def remove(path: PersonPath):
     """Delete a person and every embedding of it"""
     session = get_session()
     account = current_caller()

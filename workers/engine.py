@@ -59,13 +59,12 @@ class DetectedFace:
     kps: np.ndarray  # 5 x 2 keypoints: eyes, nose, mouth corners
     embedding: np.ndarray | None = field(default=None, repr=False)
     quality: dict[str, float] = field(default_factory=dict)
+    # The aligned 112x112 BGR crop the recognizer embedded (what an enrollment keeps as the face's picture).
+    crop: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.bbox
-    # The aligned 112x112 BGR crop the recognizer embedded (what an enrollment keeps as the face's picture).
-    crop: np.ndarray | None = field(default=None, repr=False)
-    landmarks: np.ndarray | None = field(default=None, repr=False)  # 106 x 2, when asked for
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
@@ -259,6 +258,7 @@ class FaceEngine:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         for face, vector, crop in zip(faces, vectors, crops, strict=True):
             face.embedding = vector
+            face.crop = crop
             face.quality = quality.measure(face.bbox, face.det_score, face.kps, crop)
 
     def analyze(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
@@ -277,7 +277,6 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
     CROP_MIN_FACE_SIDE pixels across (or the full photo's, for a face smaller than that)."""
     smallest = min((min(f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]) for f in faces), default=float("inf"))
     while scale > 1 and smallest / scale < CROP_MIN_FACE_SIDE:
-            face.crop = crop
         scale //= 2
     return scale
 
