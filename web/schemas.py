@@ -24,6 +24,7 @@ from werkzeug.datastructures import FileStorage as UploadedFile
 from config import get_settings
 from domain.errors import ServiceError
 from domain.idempotency import MAX_KEY_LENGTH
+from domain.json_limits import METADATA_MAX_DEPTH, nesting_depth
 from domain.models import JobStatus, JobType, Role
 from web.pagination import decode_cursor
 
@@ -78,6 +79,17 @@ def _consent(value: Any) -> str:
 def _blank_is_none(value: Any) -> Any:
     """An optional field sent blank, or as the text 'null', is a field left out."""
     return None if isinstance(value, str) and value.strip() in ("", NULL_TEXT) else value
+
+
+def _metadata_depth(value: Any) -> Any:
+    """Refuse deep nesting before anything walks the value recursively (pydantic, json.dumps)."""
+    if nesting_depth(value, METADATA_MAX_DEPTH) > METADATA_MAX_DEPTH:
+        raise PydanticCustomError(
+            "invalid_field",
+            "metadata may nest objects and lists at most {limit} levels deep (the object itself is the first).",
+            {"limit": METADATA_MAX_DEPTH},
+        )
+    return value
 
 
 def _metadata(value: dict) -> dict:
@@ -144,8 +156,12 @@ def _cursor(value: str | None) -> str | None:
 Cursor = Annotated[str | None, AfterValidator(_cursor), Field(description="next_cursor of the previous page")]
 Metadata = Annotated[
     dict[str, Any],
+    BeforeValidator(_metadata_depth),
     AfterValidator(_metadata),
-    Field(description=f"free-form JSON object, at most {SETTINGS.person_metadata_max_bytes} bytes"),
+    Field(
+        description=f"free-form JSON object, at most {SETTINGS.person_metadata_max_bytes} bytes "
+        f"and {METADATA_MAX_DEPTH} levels of nesting"
+    ),
 ]
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the photo's pixels")]
 
