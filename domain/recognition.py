@@ -8,6 +8,7 @@ package never needs the model (the web process imports it too).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -17,20 +18,28 @@ from config import Settings
 from domain import matching, openset
 from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
 from domain.errors import FaceError
+from domain.faces import face_fields
 from domain.models import Job
 
 
 def open_set_threshold(session: Session, job: Job, model: str, settings: Settings) -> dict[str, Any]:
-    """The threshold of this recognition and what it means for a stranger in this gallery.
+    """The threshold of this recognition job (gallery_threshold)."""
+    return gallery_threshold(session, job.gallery_id, job.params, model, settings)
+
+
+def gallery_threshold(
+    session: Session, gallery_id: uuid.UUID, params: dict[str, Any], model: str, settings: Settings
+) -> dict[str, Any]:
+    """The threshold of a search of this gallery and what it means for a stranger in it.
 
     The request's `threshold`, else the gallery's own `match_threshold`, else one derived from
     MATCH_FPIR and the gallery's face count (never below MATCH_THRESHOLD): a stranger is
     compared with every face, so a fixed threshold names more strangers as galleries grow. The
     calibration belongs to one recognizer; another model gets MATCH_THRESHOLD and no estimate.
     """
-    faces = matching.gallery_face_count(session, job.gallery_id, model, settings.gallery_size_cache_seconds)
+    faces = matching.gallery_face_count(session, gallery_id, model, settings.gallery_size_cache_seconds)
     calibrated = openset.load_tail().model == model
-    threshold, source = job.params.get("threshold"), job.params.get("threshold_source", "request")
+    threshold, source = params.get("threshold"), params.get("threshold_source", "request")
     if threshold is None:
         if calibrated and settings.match_fpir > 0:
             threshold = openset.threshold_for(faces, settings.match_fpir, settings.match_threshold)
@@ -51,6 +60,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
         raise no_face_error()
     params = job.params
     policy = open_set_threshold(session, job, model, settings)
+    gates = settings.enrollment_policy()
     results = []
     for face in faces:
         matches = matching.search(
@@ -64,14 +74,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             exact_max_faces=settings.exact_search_max_faces,
             size_cache_seconds=settings.gallery_size_cache_seconds,
         )
-        results.append(
-            {
-                "bbox": rounded_box(face.bbox),
-                "det_score": round(float(face.det_score), 4),
-                "quality": face.quality,
-                "matches": [m.as_dict() for m in matches],
-            }
-        )
+        results.append({**face_fields(face, gates), "matches": [m.as_dict() for m in matches]})
     return {"faces": results, **policy, "model": model}
 
 

@@ -52,6 +52,8 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
     """Register a person from a photo (asynchronous)
 
     Consent is required. `?wait=N` answers 200 with the finished job if it ends within N seconds.
+    `target_face=x,y,w,h` chooses the face of a photo with several (else the largest is enrolled, and
+    a second face nearly as large fails the job `multiple_faces`, whose error lists `target_faces`).
     """
     upload = read_upload(form.image)
     person, job = services.submit_enrollment(
@@ -62,6 +64,7 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
         gallery_name=form.gallery,
         external_id=form.external_id,
         webhook_url=checked_webhook(form.webhook_url),
+        target_face=form.target_face,
     )
     return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 
@@ -81,7 +84,9 @@ def add_face(path: PersonPath, form: AddFaceForm, query: WaitQuery, header: Idem
     person = services.load_person(session, current_caller(), path.person_id)
     webhook_url = checked_webhook(form.webhook_url)
     upload = read_upload(form.image)
-    job = services.submit_face(session, current_caller(), person, upload, webhook_url, force=form.force)
+    job = services.submit_face(
+        session, current_caller(), person, upload, webhook_url, force=form.force, target_face=form.target_face
+    )
     return accepted(job, {"job_id": str(job.id)}, query.wait)
 
 
@@ -126,7 +131,10 @@ def face_crop(path: FacePath):
 @roles_required(*MANAGERS)
 @validated
 def list_persons(query: PersonsQuery):
-    """A gallery's persons in creation order (keyset pagination); 404 for an unknown gallery"""
+    """A gallery's persons in creation order (keyset pagination); 404 for an unknown gallery
+
+    `q` keeps those whose name or external_id contains it, in any case.
+    """
     page = services.list_persons(
         get_session(),
         current_caller(),
@@ -134,6 +142,7 @@ def list_persons(query: PersonsQuery):
         external_id=query.external_id,
         limit=query.limit,
         cursor=query.cursor,
+        text=query.q,
     )
     return jsonify(page)
 

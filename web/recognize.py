@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask import jsonify
+
 from domain.models import Role
 from web import services
 from web.auth import current_caller, roles_required
@@ -10,11 +12,27 @@ from web.extensions import limiter
 from web.forms import bad_request, checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import submit_limit
-from web.schemas import IdempotencyHeader, JobAccepted, RecognizeForm, SubmittedJob, VerifyForm, WaitQuery
+from web.schemas import (
+    DetectForm,
+    DetectQuery,
+    IdempotencyHeader,
+    JobAccepted,
+    RecognizeForm,
+    SearchBody,
+    SearchResult,
+    SubmittedJob,
+    VerifyForm,
+    WaitQuery,
+)
 from web.validation import AUTH, errors, resource, validated
 from web.waiting import accepted
 
-bp = resource("recognition", __name__, "/api/v1", "1:N recognition in a gallery and 1:1 verification")
+bp = resource(
+    "recognition",
+    __name__,
+    "/api/v1",
+    "Detection, 1:N recognition in a gallery, search by a stored face, 1:1 verification",
+)
 SUBMIT_ERRORS = errors(400, 404, 409, 413, 415, 503, *AUTH)
 
 
@@ -41,6 +59,54 @@ def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
         webhook_url=webhook_url,
     )
     return accepted(job, {"job_id": str(job.id)}, query.wait)
+
+
+@bp.post("/detect", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})
+@roles_required(Role.admin, Role.operator)
+@limiter.limit(submit_limit)
+@idempotent
+@validated
+def detect(form: DetectForm, query: DetectQuery, header: IdempotencyHeader):
+    """Find the faces of a photo: boxes, keypoints, head pose and quality (asynchronous)
+
+    No gallery is needed and nothing is stored. `landmarks=106` (form field or query parameter)
+    adds each face's 106 landmarks. `?wait=N` (N <= 30) answers 200 with the finished job if it
+    ends within N seconds.
+    """
+    if form.landmarks and query.landmarks and form.landmarks != query.landmarks:
+        raise bad_request("invalid_field", "landmarks differs between the query and the form: send it once.")
+    webhook_url = checked_webhook(form.webhook_url)
+    upload = read_upload(form.image)
+    job = services.submit_detection(
+        get_session(),
+        current_caller(),
+        image=upload,
+        max_faces=form.max_faces,
+        landmarks=form.landmarks or query.landmarks or 5,
+        webhook_url=webhook_url,
+    )
+    return accepted(job, {"job_id": str(job.id)}, query.wait)
+
+
+@bp.post("/search", responses={200: SearchResult, **errors(400, 404, *AUTH)})
+@roles_required(Role.admin, Role.operator)
+@validated
+def search(body: SearchBody):
+    """The persons a stored face matches, without uploading a photo (synchronous)
+
+    The gallery is the face's own unless `gallery` names another of the organisation's. The face
+    itself is left out; its person's other faces are not. Threshold as in recognition.
+    """
+    return jsonify(
+        services.search_by_face(
+            get_session(),
+            current_caller(),
+            face_id=body.face_id,
+            gallery_name=body.gallery,
+            top_k=body.top_k,
+            threshold=body.threshold,
+        )
+    )
 
 
 @bp.post("/verify", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})

@@ -406,6 +406,9 @@ class FacePath(BaseModel):
 class PersonsQuery(PageQuery):
     gallery: GalleryName = "default"
     external_id: str | None = Field(None, max_length=200)
+    q: str | None = Field(
+        None, min_length=1, max_length=200, description="only persons whose name or external_id contains it (any case)"
+    )
 
 
 class PersonPatch(Model):
@@ -543,6 +546,36 @@ class RecognizeForm(Model):
     webhook_url: WebhookUrl = None
 
 
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+LandmarkCount = Annotated[
+    Literal[5, 106] | None,
+    BeforeValidator(_blank_is_none),
+    BeforeValidator(_number),
+    Field(description="106 adds each face's 106-point landmarks (`landmarks_106`); 5 (the default): keypoints only"),
+]
+
+
+class DetectForm(Model):
+    image: Image
+    max_faces: int = Field(SETTINGS.default_max_faces, ge=1, le=SETTINGS.max_max_faces, description="largest first")
+    landmarks: LandmarkCount = None
+    webhook_url: WebhookUrl = None
+
+
+class DetectQuery(WaitQuery):
+    landmarks: LandmarkCount = None
+
+
+class SearchBody(Model):
+    face_id: uuid.UUID = Field(description="a stored face (GET /api/v1/persons/{person_id}/faces lists them)")
+    gallery: GalleryName | None = Field(None, description="the gallery to search; default: the face's own")
+    top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="persons to answer")
+    threshold: Threshold = None
+
+
 class VerifyForm(Model):
     image_a: File | None = Field(None, description="with image_b: are they the same person?")
     image_b: File | None = None
@@ -560,11 +593,89 @@ class Match(BaseModel):
     similarity: float
 
 
-class RecognizedFace(BaseModel):
+Point = Annotated[list[float], Field(min_length=2, max_length=2, description="x, y in the photo's pixels")]
+
+
+class Keypoints(BaseModel):
+    """The five keypoints; left and right as seen in the photo (the left eye is the person's right)."""
+
+    left_eye: Point
+    right_eye: Point
+    nose: Point
+    mouth_left: Point
+    mouth_right: Point
+
+
+class HeadPose(BaseModel):
+    """Degrees, estimated from the five keypoints (docs/RECOGNITION.md, "Head pose")."""
+
+    yaw: float = Field(description="positive: the nose points to the photo's right; 90 is a profile")
+    pitch: float = Field(description="positive: the face is turned up (chin raised)")
+    roll: float = Field(description="positive: the face is tilted clockwise in the photo")
+
+
+class FaceQuality(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    face_size: float = Field(description="the shorter side of the box, in pixels")
+    det_score: float
+    sharpness: float = Field(description="variance of the Laplacian of the aligned face; low is blurred")
+    brightness: float = Field(description="mean grey level (0-255) of the aligned face")
+    yaw: float
+    pitch: float
+    roll: float
+
+
+QualityForRecognition = Annotated[
+    Literal["high", "medium", "low"],
+    Field(
+        description="high: passes the enrollment quality gates; low: in a range where genuine matches were "
+        "missed most often (docs/RECOGNITION.md); medium: the rest"
+    ),
+]
+
+
+class DetectedFace(BaseModel):
     bbox: Box
     det_score: float
+    keypoints: Keypoints
+    pose: HeadPose
+    quality: FaceQuality
+    quality_for_recognition: QualityForRecognition
+    landmarks_106: list[Point] | None = Field(None, description="with landmarks=106: 106 points (InsightFace 2d106det)")
+
+
+class DetectResult(BaseModel):
+    faces: list[DetectedFace] = Field(description="largest first")
+    faces_detected: int
+    detector: str
+
+
+class RecognizedFace(BaseModel):
+    """A detected face's fields (DetectedFace) and its matches; the fields beyond bbox, det_score and
+    quality are missing from jobs that an older version of the service finished."""
+
+    bbox: Box
+    det_score: float
+    keypoints: Keypoints | None = None
+    pose: HeadPose | None = None
     quality: dict[str, float]
+    quality_for_recognition: QualityForRecognition | None = None
     matches: list[Match]
+
+
+class SearchResult(BaseModel):
+    face_id: uuid.UUID
+    person_id: uuid.UUID = Field(description="the person the face belongs to")
+    gallery: str = Field(description="the gallery searched")
+    matches: list[Match] = Field(
+        description="best first; the face itself is left out, its person's other faces are not"
+    )
+    threshold: float = Field(description="the similarity a match needed")
+    threshold_source: Literal["request", "gallery", "match_fpir", "match_threshold"]
+    gallery_faces: int
+    expected_fpir: float | None
+    model: str
 
 
 class RecognizeResult(BaseModel):
@@ -620,7 +731,7 @@ class Job(BaseModel):
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
-    result: EnrollResult | RecognizeResult | VerifyResult | None
+    result: EnrollResult | RecognizeResult | VerifyResult | DetectResult | None
     error: ErrorDetail | None
     timings_ms: dict[str, float] | None
     webhook: Deliveries | None = None

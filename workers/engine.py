@@ -30,6 +30,10 @@ BUNDLED_FILES = {
     "scrfd_500m_bnkps.onnx": "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
     "w600k_mbf.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
 }
+# The 106-point landmark model of the same package (InsightFace's 2d106det, also in buffalo_l and
+# buffalo_s), loaded only when a detection asks for `landmarks=106`.
+LANDMARK_FILE = "2d106det.onnx"
+LANDMARK_SHA256 = "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf"
 DETECTOR_PREFIXES = ("scrfd", "det_")
 RECOGNIZER_PREFIXES = ("w600k", "glint", "arcface", "webface")
 OPENVINO = "OpenVINOExecutionProvider"
@@ -61,6 +65,7 @@ class DetectedFace:
     quality: dict[str, float] = field(default_factory=dict)
     # The aligned 112x112 BGR crop the recognizer embedded (what an enrollment keeps as the face's picture).
     crop: np.ndarray | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # 106 x 2, when asked for
 
     @property
     def area(self) -> float:
@@ -131,6 +136,21 @@ def resolve_pack(settings: Settings) -> ModelPack:
     return pack
 
 
+def resolve_landmark_model(settings: Settings) -> Path:
+    """The 106-point landmark model of the configured pack, checked by sha256 like the others."""
+    if settings.model_pack_dir is None:
+        directory, expected = bundled_pack_dir(), {LANDMARK_FILE: LANDMARK_SHA256}
+    else:
+        directory = settings.model_pack_dir
+        expected = _expected_hashes(directory)
+    path = directory / LANDMARK_FILE
+    if not path.exists():
+        raise ModelError(f"The 106-point landmark model {LANDMARK_FILE} is not in the model pack {directory}.")
+    if path.name in expected and sha256_of(path) != expected[path.name]:
+        raise ModelError(f"Model file {path} does not match its pinned sha256.")
+    return path
+
+
 def execution_providers(names: tuple[str, ...], threads: int, available: set[str]) -> list:
     """onnxruntime's providers for ORT_PROVIDERS, in order; one this build lacks is an error, never
     a silent CPU fallback (issue 15). OpenVINO keeps its own thread pool: it gets the sessions'
@@ -176,6 +196,9 @@ class FaceEngine:
 
         def session(path: Path):
             return ort.InferenceSession(graphs.for_session(path), sess_options=options, providers=providers)
+
+        self._session = session
+        self._landmarker = None
 
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         self.detector = SCRFD(str(self.pack.detector), session=session(self.pack.detector))
@@ -247,13 +270,9 @@ class FaceEngine:
 
         `bgr` is the photo decoded at 1/`scale`; the faces' coordinates are the full photo's.
         """
-        from insightface.utils import face_align
-
         if not faces:
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # scikit-image deprecation inside norm_crop
-            crops = [face_align.norm_crop(bgr, landmark=from_photo(face.kps, scale)) for face in faces]
+        crops = _aligned_crops(bgr, faces, scale)
         vectors = self.recognizer.get_feat(crops).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         for face, vector, crop in zip(faces, vectors, crops, strict=True):
@@ -261,10 +280,38 @@ class FaceEngine:
             face.crop = crop
             face.quality = quality.measure(face.bbox, face.det_score, face.kps, crop)
 
+    def assess(self, bgr: np.ndarray, faces: list[DetectedFace], scale: int = 1) -> None:
+        """Measure every face's quality on its aligned crop, without embedding it (detection only)."""
+        for face, crop in zip(faces, _aligned_crops(bgr, faces, scale), strict=True):
+            face.quality = quality.measure(face.bbox, face.det_score, face.kps, crop)
+
+    def add_landmarks(self, bgr: np.ndarray, faces: list[DetectedFace], scale: int = 1) -> None:
+        """Give every face its 106 landmarks, in the full photo's pixels. The model is loaded on
+        the first request for it: most workers never need it."""
+        from insightface.app.common import Face
+
+        if self._landmarker is None:
+            from insightface.model_zoo.landmark import Landmark
+
+            path = resolve_landmark_model(self.settings)
+            self._landmarker = Landmark(str(path), session=self._session(path))
+        for face in faces:
+            points = self._landmarker.get(bgr, Face(bbox=from_photo(face.bbox, scale)))
+            face.landmarks = to_photo(np.asarray(points, dtype=np.float64), scale)
+
     def analyze(self, bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
         faces = self.detect(bgr, max_faces)
         self.embed(bgr, faces)
         return faces
+
+
+def _aligned_crops(bgr: np.ndarray, faces: list[DetectedFace], scale: int) -> list[np.ndarray]:
+    """The 112x112 ArcFace crops of the faces, aligned on their keypoints."""
+    from insightface.utils import face_align
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-image deprecation inside norm_crop
+        return [face_align.norm_crop(bgr, landmark=from_photo(face.kps, scale)) for face in faces]
 
 
 def _round_up_32(side: float) -> int:

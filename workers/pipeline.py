@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from domain import batches, enrollment, jobs, recognition
 from domain.db import session_scope
 from domain.errors import ServiceError
+from domain.faces import detection_result
 from domain.images import decode
 from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from jobqueue import enqueue_webhook
-from workers.engine import crop_scale, get_face_engine
+from workers.engine import ModelError, crop_scale, get_face_engine
 from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,27 @@ def _analyze(engine, image: bytes, timer: StageTimer, max_faces: int = 0, embed_
     return faces
 
 
+def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: int) -> list:
+    """Decode, detect and measure each face on its aligned crop (no embedding: nothing is
+    compared), and add the 106 landmarks when asked."""
+    with timer("decode"):
+        decoded = decode(image, min_long_side=engine.decode_long_side())
+    with timer("detect"):
+        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    if (finer := crop_scale(faces, decoded.scale)) != decoded.scale:
+        with timer("decode"):
+            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+    with timer("measure"):
+        engine.assess(decoded.bgr, faces, scale=decoded.scale)
+    if landmarks == 106 and faces:
+        with timer("landmarks"):
+            try:
+                engine.add_landmarks(decoded.bgr, faces, scale=decoded.scale)
+            except ModelError as error:
+                raise ServiceError("landmarks_unavailable", str(error)) from None
+    return faces
+
+
 def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
@@ -126,6 +148,10 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
         faces = _largest_face(engine, image, timer)
         with timer("store"):
             return enrollment.enroll(session, job, faces, engine.model_name, sha256)
+    if job.type is JobType.detect:
+        faces = _detect(engine, image, timer, job.params["max_faces"], job.params.get("landmarks", 5))
+        gates = job.params.get("quality_gates") or worker_settings().enrollment_policy()
+        return detection_result(faces, gates, engine.pack.detector.stem)
     if job.type is JobType.verify:
         faces = _largest_face(engine, image, timer)
         other = _largest_face(engine, second_image, timer) if second_image is not None else None

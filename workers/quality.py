@@ -1,4 +1,4 @@
-"""Face quality measures: size, sharpness and pose, computed from the detection and the aligned crop."""
+"""Face quality measures: size, sharpness, brightness and pose, computed from the detection and the aligned crop."""
 
 from __future__ import annotations
 
@@ -49,6 +49,47 @@ def pose(kps: np.ndarray) -> tuple[float, float]:
     return math.degrees(yaw), math.degrees(roll)
 
 
+# Where the nose tip sits between the eyes and the mouth of a frontal face, as a share of the
+# eyes-to-mouth height: the ArcFace 112x112 template (insightface.utils.face_align.arcface_dst), the
+# mean of the five keypoints that the detector was trained to place, (71.74 - 51.60) / (92.28 - 51.60).
+NOSE_HEIGHT_FRONTAL = 0.495
+# How far the nose tip and the mouth corners stand in front of the eyes, over the eyes-to-mouth
+# height, in InsightFace's mean 3D face (meanshape_68.pkl, the points of FACE_WIDTH_OVER_NOSE_DEPTH):
+# (0.599 - 0.315) / 0.555 and (0.378 - 0.315) / 0.555. bench/quality_levels.py checks them.
+NOSE_DEPTH_OVER_HEIGHT = 0.511
+MOUTH_DEPTH_OVER_HEIGHT = 0.113
+
+
+def pitch(kps: np.ndarray) -> float:
+    """Approximate pitch in degrees from the five keypoints: positive when the face is turned up
+    (chin raised), negative when it looks down.
+
+    The same geometry as `pose`'s yaw, about the other axis. Nodding by `pitch` moves the nose tip,
+    which stands NOSE_DEPTH in front of the eyes, along the face's midline by depth x sin(pitch),
+    while the eyes-to-mouth height shrinks to height x cos(pitch) (less the mouth's own depth x
+    sin(pitch)). So the nose's share r of the projected eyes-to-mouth height gives
+    tan(pitch) = (NOSE_HEIGHT - r) / (NOSE_DEPTH - r x MOUTH_DEPTH). Turning (yaw) and tilting
+    (roll) leave that share unchanged: it is read along the midline. An estimate from five points,
+    good to about 10 degrees on a typical face (faces differ in where the nose sits).
+    """
+    left_eye, right_eye, nose, mouth_left, mouth_right = (np.asarray(p, dtype=np.float64) for p in kps[:5])
+    eyes, mouth = (left_eye + right_eye) / 2, (mouth_left + mouth_right) / 2
+    midline = mouth - eyes
+    height = float(np.hypot(*midline))
+    if height < 1e-6:
+        return 0.0
+    share = float((nose - eyes) @ midline) / height**2
+    return math.degrees(
+        math.atan2(NOSE_HEIGHT_FRONTAL - share, NOSE_DEPTH_OVER_HEIGHT - share * MOUTH_DEPTH_OVER_HEIGHT)
+    )
+
+
+def brightness(aligned_crop: np.ndarray) -> float:
+    """Mean grey level (0-255) over the inner aligned face: low is underexposed, high overexposed."""
+    gray = cv2.cvtColor(aligned_crop[INNER, INNER], cv2.COLOR_BGR2GRAY)
+    return float(gray.mean())
+
+
 def measure(bbox: list[float], det_score: float, kps: np.ndarray, aligned_crop: np.ndarray) -> dict[str, float]:
     x1, y1, x2, y2 = bbox
     yaw, roll = pose(kps)
@@ -56,6 +97,8 @@ def measure(bbox: list[float], det_score: float, kps: np.ndarray, aligned_crop: 
         "face_size": round(min(x2 - x1, y2 - y1), 1),
         "det_score": round(float(det_score), 4),
         "sharpness": round(sharpness(aligned_crop), 1),
+        "brightness": round(brightness(aligned_crop), 1),
         "yaw": round(yaw, 1),
+        "pitch": round(pitch(kps), 1),
         "roll": round(roll, 1),
     }

@@ -78,7 +78,7 @@ def test_enrollment_quality_gates(client, operator_headers):
     accepted = wait_for_job(client, operator_headers, sharp["job_id"])
     assert accepted["status"] == "succeeded", accepted
     quality = accepted["result"]["quality"]
-    assert set(quality) == {"face_size", "det_score", "sharpness", "yaw", "roll"}
+    assert set(quality) == {"face_size", "det_score", "sharpness", "brightness", "yaw", "pitch", "roll"}
     assert abs(quality["yaw"]) < 30
 
     blurred = enroll(client, operator_headers, _blurred(images.tom_hanks(), 6), "Blurred")

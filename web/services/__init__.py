@@ -56,10 +56,12 @@ from web.services.persons import (
     person_document,
     update_person,
 )
+from web.services.search import search_by_face
 from web.services.submissions import (
     PROFILE_GALLERY,
     person_exists,
     queue_unavailable,
+    submit_detection,
     submit_enrollment,
     submit_face,
     submit_profile_face,
@@ -109,7 +111,9 @@ __all__ = [
     "rotate_webhook_secret",
     "set_gallery_threshold",
     "sign_up",
+    "search_by_face",
     "submit_batch",
+    "submit_detection",
     "submit_enrollment",
     "submit_face",
     "submit_profile_face",

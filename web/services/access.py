@@ -12,6 +12,7 @@ current one), nowhere else:
 
 from __future__ import annotations
 
+import difflib
 import uuid
 from typing import TypeVar
 
@@ -92,8 +93,38 @@ def get_or_create_gallery(session: Session, caller: Caller, name: str) -> tuple[
 
 
 def require_gallery(session: Session, caller: Caller, name: str) -> Gallery:
-    return one_or_404(
-        session, _gallery_named(caller, name), "gallery_not_found", f"Your organisation has no gallery named '{name}'."
+    """The gallery, else 404 `gallery_not_found` with what to do: the name of the caller's gallery
+    that differs only in case (`did_you_mean`), or, for the `default` that a request without
+    `gallery` falls back on, to pass `gallery` or list the galleries."""
+    gallery = find_gallery(session, caller, name)
+    if gallery is None:
+        raise _no_such_gallery(session, caller, name)
+    return gallery
+
+
+DEFAULT_GALLERY = "default"
+
+
+def _no_such_gallery(session: Session, caller: Caller, name: str) -> NotFound:
+    query = select(Gallery.name).where(Gallery.organisation_id == caller.organisation_id).order_by(Gallery.name)
+    names = {n.casefold(): n for n in session.execute(query).scalars() if caller.may_use_gallery(n)}
+    close = difflib.get_close_matches(name.casefold(), names, n=1, cutoff=0.75)
+    if close:  # the same name in another case first (an exact casefold match scores 1.0)
+        suggestion = names[close[0]]
+        return NotFound(
+            "gallery_not_found",
+            f"Your organisation has no gallery named '{name}'; did you mean '{suggestion}'? "
+            "Gallery names are case-sensitive.",
+            did_you_mean=suggestion,
+        )
+    if name == DEFAULT_GALLERY:
+        return NotFound(
+            "gallery_not_found",
+            "Your organisation has no gallery named 'default', the one used when no `gallery` is sent: "
+            "pass `gallery` with the name of one of yours (GET /api/v1/galleries lists them).",
+        )
+    return NotFound(
+        "gallery_not_found", f"Your organisation has no gallery named '{name}' (GET /api/v1/galleries lists yours)."
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -79,13 +79,20 @@ def list_persons(
     external_id: str | None,
     limit: int,
     cursor: str | None,
+    text: str | None = None,
 ) -> dict[str, Any]:
-    """The gallery's persons in creation order, optionally only the one with `external_id`."""
+    """The gallery's persons in creation order, optionally only the one with `external_id`, or
+    those whose name or external_id contains `text` in any case."""
     gallery = require_gallery(session, account, gallery_name)
     face_count = select(func.count(Face.id)).where(Face.person_id == Person.id).correlate(Person).scalar_subquery()
     query = select(Person, face_count).where(Person.gallery_id == gallery.id).options(selectinload(Person.gallery))
     if external_id is not None:
         query = query.where(Person.external_id == external_id)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(Person.name.ilike(pattern, escape="\\"), Person.external_id.ilike(pattern, escape="\\"))
+        )
     page, next_cursor = keyset_page(session, query, (Person.created_at, Person.id), limit=limit, cursor=cursor)
     return {"items": [person_document(p, face_count=n) for p, n in page], "next_cursor": next_cursor}
 

@@ -246,7 +246,7 @@ def submit_recognition(
         gallery_id=gallery.id,
         # No threshold: the worker derives the gallery's from MATCH_FPIR (domain/recognition.py).
         params={
-            **_threshold_choice(threshold, gallery),
+            **threshold_choice(threshold, gallery),
             "top_k": top_k,
             "max_faces": max_faces,
             "gallery": gallery.name,
@@ -254,7 +254,35 @@ def submit_recognition(
     )
 
 
-def _threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, Any]:
+def submit_detection(
+    session: Session,
+    account: Caller,
+    *,
+    image: Upload,
+    max_faces: int,
+    landmarks: int,
+    webhook_url: str | None = None,
+) -> Job:
+    """Find and describe the faces of a photo: no gallery, nothing compared or stored but the job.
+    The enrollment gates in force travel with it: `quality_for_recognition` says `high` for the
+    faces that would pass them."""
+    return _submit_job(
+        session,
+        account,
+        audit_as=("detect", None, None),
+        created=[],
+        webhook_url=webhook_url,
+        job_type=JobType.detect,
+        image=image,
+        params={
+            "max_faces": max_faces,
+            "landmarks": landmarks,
+            "quality_gates": app_settings().enrollment_policy(),
+        },
+    )
+
+
+def threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, Any]:
     if requested is not None:
         return {"threshold": requested, "threshold_source": "request"}
     if gallery.match_threshold is not None:
