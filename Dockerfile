@@ -1,10 +1,18 @@
-# syntax=docker/dockerfile:1
 # The production image: one image for every process of the service. `web` (the default), `worker`,
-# `beat`, `flower` and `migrate` are commands of stack/serve.py, the entrypoint:
+# `webhooks`, `beat`, `flower`, `migrate` and `backup` are commands of stack/serve.py, the entrypoint:
 #
-#   docker build -t faceapi:1 .                                 # or deploy/build-image.sh (times it, reports the size)
+#   deploy/build-image.sh faceapi:1                             # BuildKit, the host's CA bundle; time and size
 #   docker run --rm faceapi:1 worker                            # docker-compose.yml / deploy/kubernetes pick the role
-#   docker build -t faceapi:1-gpu --build-arg ORT_PACKAGE="onnxruntime-gpu[cuda,cudnn]==1.31.1" .   # GPU workers
+#   deploy/build-image.sh faceapi:1-gpu --build-arg ORT_PACKAGE="onnxruntime-gpu[cuda,cudnn]==1.31.1"   # GPU workers
+#
+# It needs BuildKit (`RUN --mount`): Docker 23+ builds with it, Docker 20.10 with DOCKER_BUILDKIT=1.
+# No `# syntax=` line: that would pull the Dockerfile frontend from Docker Hub, which an offline or
+# mirrored builder cannot reach; the builder's own frontend reads this file.
+# Behind a TLS-inspecting proxy or with a private index, pip gets the CA bundle as a build secret
+# (never a layer): --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt, and
+# --build-arg PIP_INDEX=https://... (deploy/build-image.sh passes the host's).
+# PYTHON_IMAGE: any Debian-based image with Python 3.11 and venv: the official python:3.11-slim
+# or one made from Debian's packages (deploy/image-test/make-base.sh: what `make test-image` uses).
 #
 # Runtime requirements only (requirements.txt), no compiler, a fixed non-root uid, and the face
 # models checked at build: a missing or altered model file fails the build, not the first job.
@@ -17,21 +25,34 @@ FROM ${PYTHON_IMAGE} AS build
 
 # Another onnxruntime build instead of the CPU one, e.g. "onnxruntime-gpu[cuda,cudnn]==1.31.1".
 ARG ORT_PACKAGE=""
+# A package index other than PyPI (a mirror, a proxy); empty: pip's default.
+ARG PIP_INDEX=""
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Python's headers come with the official images; Debian's python3 needs python3-dev for them.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
+    && python3 -c "import sysconfig, pathlib, sys; sys.exit(not pathlib.Path(sysconfig.get_paths()['include'], 'Python.h').exists())" \
+       || apt-get install -y --no-install-recommends python3-dev \
     && rm -rf /var/lib/apt/lists/*
 
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --upgrade pip \
+RUN --mount=type=secret,id=pip_cert \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && if [ -n "$PIP_INDEX" ]; then export PIP_INDEX_URL="$PIP_INDEX"; fi \
+    && pip install --upgrade pip \
     && pip install -r /tmp/requirements.txt \
-    && if [ -n "$ORT_PACKAGE" ]; then pip uninstall -y onnxruntime && pip install "$ORT_PACKAGE"; fi \
+    && if [ -n "$ORT_PACKAGE" ]; then pip uninstall -y onnxruntime && pip install "$ORT_PACKAGE"; fi
+
+# What the service never imports goes (stack/image_prune.py says what and why; docs/DEPLOYMENT.md
+# has the sizes), then everything is compiled once: the root filesystem is read-only at run time.
+COPY stack/image_prune.py /tmp/image_prune.py
+RUN python /tmp/image_prune.py /opt/venv \
     && find /opt/venv -depth -name '__pycache__' -type d -exec rm -rf {} + \
     && python -m compileall -q -j 0 /opt/venv/lib
 
