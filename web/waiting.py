@@ -3,9 +3,11 @@
 A wait holds a request thread (not a database connection: it reads the row, then lets the
 connection go), so waits are capped: at most
 WAIT_MAX_PER_PROCESS in one web process (well below its threads: short requests and probes always
-find a free one) and WAIT_MAX_PER_ORGANISATION across all processes (counted in Redis, so one
-organisation cannot take every replica's waits). A wait over a cap neither blocks nor fails: it
-answers at once with the job as it is, as `wait=0` would, plus `Retry-After: 1` (poll again).
+find a free one), of which one organisation may hold at most half (ORGANISATION_SHARE), so that
+another organisation always finds waits in every process; and WAIT_MAX_PER_ORGANISATION across
+all processes (counted in Redis, so one organisation cannot take every replica's waits). A wait
+over a cap neither blocks nor fails: it answers at once with the job as it is, as `wait=0` would,
+plus `Retry-After: 1` (poll again).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -38,6 +41,8 @@ MAX_WAIT_SECONDS = 30
 # A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
 # notice was lost (see domain/notifications.py).
 FALLBACK_READ_SECONDS = 1.0
+# The most of a process's wait slots one organisation may hold: the rest stay for the others.
+ORGANISATION_SHARE = 0.5
 # A wait refused by a cap tells the client when to ask again.
 RETRY_AFTER_SECONDS = 1
 # An organisation's waits: a sorted set of wait ids scored by their deadline (Unix time), so the
@@ -61,10 +66,33 @@ def wait_seconds() -> float:
     return wait
 
 
+class ProcessWaits:
+    """The process's wait slots, of which each organisation may hold at most its share."""
+
+    def __init__(self, limit: int, share: float = ORGANISATION_SHARE):
+        self.limit = limit
+        self.per_organisation = max(1, int(limit * share))
+        self._held: Counter[uuid.UUID] = Counter()
+        self._lock = threading.Lock()
+
+    def take(self, organisation_id: uuid.UUID) -> bool:
+        with self._lock:
+            if self._held.total() >= self.limit or self._held[organisation_id] >= self.per_organisation:
+                return False
+            self._held[organisation_id] += 1
+            return True
+
+    def give_back(self, organisation_id: uuid.UUID) -> None:
+        with self._lock:
+            self._held[organisation_id] -= 1
+            if self._held[organisation_id] <= 0:
+                del self._held[organisation_id]
+
+
 @lru_cache(maxsize=4)
-def _process_waits(limit: int) -> threading.BoundedSemaphore:
-    """The process's wait slots (one semaphore per limit, so a changed setting takes effect)."""
-    return threading.BoundedSemaphore(limit)
+def _process_waits(limit: int) -> ProcessWaits:
+    """The process's wait slots (one set per limit, so a changed setting takes effect)."""
+    return ProcessWaits(limit)
 
 
 def take_organisation_slot(organisation_id: uuid.UUID, *, limit: int, seconds: float) -> str | None:
@@ -90,11 +118,12 @@ def release_organisation_slot(organisation_id: uuid.UUID, slot: str) -> None:
 
 @contextlib.contextmanager
 def wait_slot(organisation_id: uuid.UUID, seconds: float) -> Iterator[bool]:
-    """True when the request may wait `seconds`: under the process's and the organisation's caps.
-    Without Redis only the process's cap holds (waits then poll the row, domain/notifications.py)."""
+    """True when the request may wait `seconds`: under the process's caps (all waits, and the
+    organisation's share) and the organisation's across processes. Without Redis only the
+    process's caps hold (waits then poll the row, domain/notifications.py)."""
     settings = app_settings()
     process_waits = _process_waits(settings.wait_max_per_process)
-    if not process_waits.acquire(blocking=False):
+    if not process_waits.take(organisation_id):
         yield False
         return
     slot: str | None = None
@@ -111,7 +140,7 @@ def wait_slot(organisation_id: uuid.UUID, seconds: float) -> Iterator[bool]:
     finally:
         if slot is not None:
             release_organisation_slot(organisation_id, slot)
-        process_waits.release()
+        process_waits.give_back(organisation_id)
 
 
 def ask_to_poll_again() -> None:

@@ -94,6 +94,7 @@ def cancel(job_id: uuid.UUID) -> None:
 
 def test_long_polls_beyond_the_caps_answer_at_once_and_the_probe_stays_fast(gunicorn):
     from config import get_settings
+    from web.waiting import ProcessWaits
 
     email, _ = make_account("operator")
     login = requests.post(f"{gunicorn.base}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
@@ -120,8 +121,10 @@ def test_long_polls_beyond_the_caps_answer_at_once_and_the_probe_stays_fast(guni
     assert held == 0, f"{held} waiting requests hold a transaction (and a pooled connection) open"
     at_once = [(r, s) for r, s in answers if r.headers.get("Retry-After") == "1"]
     waited = [(r, s) for r, s in answers if "Retry-After" not in r.headers]
-    # One process: its cap is the tighter one (the organisation's is across all processes).
-    assert len(waited) == min(get_settings().wait_max_per_process, get_settings().wait_max_per_organisation)
+    # One process, one organisation: its share of the process's waits is the tightest cap (the
+    # organisation's own is across all processes).
+    share = ProcessWaits(get_settings().wait_max_per_process).per_organisation
+    assert len(waited) == min(share, get_settings().wait_max_per_organisation)
     assert len(at_once) == LONG_POLLS - len(waited)
     for response, seconds in at_once:
         assert response.status_code == 200 and response.json()["status"] == "queued" and seconds < 2
