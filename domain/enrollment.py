@@ -47,6 +47,14 @@ def photo_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def source_sha256(photo_hash: str, target_face: list[float] | None) -> str:
+    """What a face's `source_sha256` records: its photo's hash, or for a face chosen by target_face
+    the hash of both (one group photo may enroll each of its faces, each for its own person)."""
+    if not target_face:
+        return photo_hash
+    return photo_sha256(f"{photo_hash}#{','.join(f'{v:g}' for v in target_face)}".encode())
+
+
 def rounded_box(bbox: list[float]) -> list[float]:
     return [round(float(v), 1) for v in bbox]
 
@@ -70,6 +78,46 @@ def no_face_error() -> FaceError:
 # --- the checks ---------------------------------------------------------------------------
 
 
+def as_target_face(box: list[float]) -> str:
+    """A detected box (x1, y1, x2, y2) as the `target_face` that chooses it: `x,y,w,h` in whole pixels."""
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
+    return f"{x1},{y1},{x2 - x1},{y2 - y1}"
+
+
+def overlap(box: list[float], target: list[float]) -> float:
+    """Intersection over union of a detected box (x1, y1, x2, y2) and a target face (x, y, w, h)."""
+    tx1, ty1, tx2, ty2 = target[0], target[1], target[0] + target[2], target[1] + target[3]
+    width = max(0.0, min(box[2], tx2) - max(box[0], tx1))
+    height = max(0.0, min(box[3], ty2) - max(box[1], ty1))
+    common = width * height
+    union = (box[2] - box[0]) * (box[3] - box[1]) + target[2] * target[3] - common
+    return common / union if union > 0 else 0.0
+
+
+# A target face chooses the detected face it overlaps this much (intersection over union), as Azure's
+# targetFace: a box drawn by hand around a face, or one copied from an earlier answer, reaches it.
+TARGET_FACE_MIN_OVERLAP = 0.5
+
+
+def target_first(faces: list, target: list[float]) -> list:
+    """The faces with the one `target` (x, y, w, h) designates first: the detected face it overlaps
+    most, at least TARGET_FACE_MIN_OVERLAP; none does: `target_face_not_found`, naming the boxes found."""
+    if not faces:
+        raise no_face_error()
+    best = max(range(len(faces)), key=lambda i: overlap(faces[i].bbox, target))
+    if overlap(faces[best].bbox, target) < TARGET_FACE_MIN_OVERLAP:
+        found = [as_target_face(face.bbox) for face in faces[:20]]
+        raise FaceError(
+            "target_face_not_found",
+            f"No face found overlaps target_face {','.join(f'{v:g}' for v in target)} by at least "
+            f"{TARGET_FACE_MIN_OVERLAP:.0%} (x,y,w,h); the faces found are: {'; '.join(found)}.",
+            faces_detected=len(faces),
+            boxes=[rounded_box(face.bbox) for face in faces[:20]],
+            target_faces=found,
+        )
+    return [faces[best], *faces[:best], *faces[best + 1 :]]
+
+
 def check_single_face(faces: list[EmbeddedFace], max_second_ratio: float | None) -> None:
     """Refuse a photo whose second face is nearly as large as the largest (faces arrive largest first)."""
     if not faces:
@@ -81,9 +129,11 @@ def check_single_face(faces: list[EmbeddedFace], max_second_ratio: float | None)
         raise FaceError(
             "multiple_faces",
             f"The photo shows {len(faces)} faces and the second is {ratio:.0%} the size of the largest: "
-            "it is not clear which one is the person. Send a photo of this person alone, or crop it.",
+            "it is not clear which one is the person. Send a photo of this person alone, or choose the "
+            "face with target_face (x,y,w,h; target_faces lists them).",
             faces_detected=len(faces),
             boxes=[rounded_box(face.bbox) for face in faces[:5]],
+            target_faces=[as_target_face(face.bbox) for face in faces[:20]],
         )
 
 
@@ -181,7 +231,8 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sh
     Idempotent twice over: the face row is keyed by the job id (a redelivered job stores nothing
     new) and by (person, photo hash) (the same photo sent again stores nothing new)."""
     policy = job.params.get("quality_gates") or {}
-    check_single_face(faces, policy.get("max_second_face_ratio"))
+    # A chosen face (target_face, put first by target_first) is the person whatever the others.
+    check_single_face(faces, None if job.params.get("target_face") else policy.get("max_second_face_ratio"))
     person = session.get(Person, job.person_id) if job.person_id else None
     if person is None:
         raise FaceError("person_deleted", "The person was deleted before the photo was processed.")

@@ -30,7 +30,7 @@ from domain.errors import ServiceError, file_too_large
 from domain.images import ImageInfo, validate_image
 from web.errors import too_large
 from web.forms import bad_request
-from web.schemas import BatchForm, clean_text
+from web.schemas import BatchForm, clean_text, parse_target_face
 from web.settings import app_settings
 
 MAX_ITEMS = 500
@@ -44,7 +44,7 @@ COMPRESSION_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # What extracting a broken member raises: corrupt deflate data, a bad CRC or local header, data
 # ending early.
 EXTRACTION_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError)
-MANIFEST_KEYS = {"file", "name", "external_id"}
+MANIFEST_KEYS = {"file", "name", "external_id", "target_face"}
 JUNK_FILES = {"Thumbs.db", "desktop.ini", "Icon\r"}
 
 
@@ -57,6 +57,7 @@ class Entry:
     error: ServiceError | None = None
     sha256: str | None = None
     info: ImageInfo | None = None  # what validation read (format, size): the job's cost comes from it
+    target_face: list[float] | None = None  # x, y, w, h: the face of the photo to enroll (else its largest)
 
 
 def _checked(entry: Entry, declared_type: str | None = None) -> Entry:
@@ -75,6 +76,16 @@ def _entry_text(value: str, field: str) -> tuple[str | None, ServiceError | None
         return clean_text(value), None
     except PydanticCustomError as problem:
         return None, ServiceError(problem.type, f"{field}: {problem.message()}")
+
+
+def _entry_target_face(value: object) -> tuple[list[float] | None, ServiceError | None]:
+    """A row's target_face (`"x,y,w,h"` or `[x, y, w, h]`): (the box, None) or (None, the item's error)."""
+    if value is None or value == "":
+        return None, None
+    try:
+        return parse_target_face(value), None
+    except PydanticCustomError as problem:
+        return None, ServiceError(problem.type, problem.message())
 
 
 def _manifest_rows(text: str) -> list[dict]:
@@ -134,11 +145,12 @@ def _manifest_entries(form: BatchForm) -> list[Entry]:
         external_id_error = None
         if (row.get("external_id") or "").strip():
             entry.external_id, external_id_error = _entry_text(row["external_id"], "external_id")
+        entry.target_face, target_face_error = _entry_target_face(row.get("target_face"))
         storage = uploads.get(row["file"])
         if storage is None:
             entry.error = ServiceError("missing_file", "No uploaded image has this file name.")
-        elif name_error or external_id_error:
-            entry.error = name_error or external_id_error
+        elif name_error or external_id_error or target_face_error:
+            entry.error = name_error or external_id_error or target_face_error
         else:
             entry.data = storage.stream.read(limit + 1)
             if len(entry.data) > limit:

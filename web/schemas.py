@@ -11,6 +11,7 @@ Validation failures become the one error document (`web/validation.py`).
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import datetime
@@ -164,6 +165,38 @@ Metadata = Annotated[
     ),
 ]
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the photo's pixels")]
+
+
+def parse_target_face(value: Any) -> list[float]:
+    """A target face as sent: `x,y,w,h` (text, as in a form) or a list of those four numbers (a
+    manifest row); width and height positive. Raises PydanticCustomError `invalid_field`."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        if not isinstance(parts, list | tuple) or len(parts) != 4 or any(isinstance(p, bool) for p in parts):
+            raise ValueError
+        box = [float(part) for part in parts]
+    except (TypeError, ValueError):
+        box = []
+    if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+        raise PydanticCustomError(
+            "invalid_field", "target_face must be x,y,w,h: four numbers in the photo's pixels, w and h above 0."
+        )
+    return box
+
+
+def _target_face(value: Any) -> list[float] | None:
+    return None if value is None else parse_target_face(value)
+
+
+TargetFace = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    AfterValidator(_target_face),
+    Field(
+        description="x,y,w,h of the face to enroll, in the photo's pixels: the detected face it overlaps most "
+        "(IoU at least 0.5) is enrolled whatever the others (none: target_face_not_found, naming the faces found)"
+    ),
+]
 
 
 def _file_part(value: Any) -> Any:
@@ -378,6 +411,7 @@ class EnrollForm(Model):
     consent: Consent
     gallery: GalleryName = "default"
     external_id: OptionalText = None
+    target_face: TargetFace = None
     webhook_url: WebhookUrl = None
 
 
@@ -391,6 +425,7 @@ class ProfileFaceForm(Model):
 class AddFaceForm(Model):
     image: Image
     force: Force = False
+    target_face: TargetFace = None
     webhook_url: WebhookUrl = None
 
 
@@ -481,7 +516,9 @@ class JobAccepted(BaseModel):
 
 class BatchForm(Model):
     images: list[File] = Field(default_factory=list, description="photos named by the manifest's `file`")
-    manifest: str | None = Field(None, description='JSON list of {"file", "name", "external_id"?}')
+    manifest: str | None = Field(
+        None, description='JSON list of {"file", "name", "external_id"?, "target_face"? ("x,y,w,h": which face)}'
+    )
     archive: File | None = Field(None, description="a ZIP laid out as <person name>/<photo>")
     consent: Consent
     gallery: GalleryName = "default"

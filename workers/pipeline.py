@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -95,18 +96,35 @@ def _largest_face(engine, image: bytes, timer: StageTimer) -> list:
     return _analyze(engine, image, timer, embed_only=1)
 
 
-def _analyze(engine, image: bytes, timer: StageTimer, max_faces: int = 0, embed_only: int = 0) -> list:
+def _enrollment_faces(engine, image: bytes, timer: StageTimer, target_face: list[float] | None) -> list:
+    """All faces detected, largest first, or the one `target_face` chooses first; only the first embedded."""
+    if not target_face:
+        return _largest_face(engine, image, timer)
+    return _analyze(engine, image, timer, embed_only=1, order=lambda faces: enrollment.target_first(faces, target_face))
+
+
+def _analyze(
+    engine,
+    image: bytes,
+    timer: StageTimer,
+    max_faces: int = 0,
+    embed_only: int = 0,
+    order: Callable[[list], list] | None = None,
+) -> list:
     """Decode, detect (the `max_faces` largest; all when 0) and embed (the first `embed_only`; all
     when 0), each stage timed. Faces come back in the full photo's pixels.
 
     A large JPEG is decoded at 1/2, 1/4 or 1/8 of its size (never below twice the detector's
     input): the detector would shrink it to DET_SIZE anyway. Only when a face to embed is too
     small in that image for its aligned crop is the photo decoded again, finer (crop_scale).
+    `order` may reorder the faces detected before the first `embed_only` are embedded.
     """
     with timer("decode"):
         decoded = decode(image, min_long_side=engine.decode_long_side())
     with timer("detect"):
         faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    if order is not None:
+        faces = order(faces)
     chosen = faces[:embed_only] if embed_only else faces
     if (finer := crop_scale(chosen, decoded.scale)) != decoded.scale:
         with timer("decode"):
@@ -145,7 +163,7 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
         sha256 = enrollment.job_photo_hash(job, image)
         if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:
             return existing  # the same photo again: nothing to detect, nothing to add
-        faces = _largest_face(engine, image, timer)
+        faces = _enrollment_faces(engine, image, timer, job.params.get("target_face"))
         with timer("store"):
             return enrollment.enroll(session, job, faces, engine.model_name, sha256)
     if job.type is JobType.detect:

@@ -54,7 +54,11 @@ def _batch_person(
         else:
             existing = in_gallery.where(
                 Person.name == entry.name,
-                Person.id.in_(select(Face.person_id).where(Face.source_sha256 == entry.sha256)),
+                Person.id.in_(
+                    select(Face.person_id).where(
+                        Face.source_sha256 == enrollment.source_sha256(entry.sha256 or "", entry.target_face)
+                    )
+                ),
             )
         person = session.execute(existing.limit(1)).scalar_one_or_none()
         created = person is None
@@ -126,6 +130,7 @@ def submit_batch(
                 created_gallery=created_gallery,
                 force=force,
                 sha256=entry.sha256,
+                target_face=entry.target_face,
                 **item,
             ),
         )

@@ -52,16 +52,20 @@ def enroll_params(
     created_gallery: bool,
     force: bool = False,
     sha256: str | None = None,
+    target_face: list[float] | None = None,
     **item: Any,
 ) -> dict[str, Any]:
     """What an enrollment job needs beside its photo: what it created (removed again if it fails:
-    domain/enrollment.discard_failed), the photo's hash, and the policy in force at submission."""
+    domain/enrollment.discard_failed), the photo's hash (with the chosen face's box, if any), the face
+    to enroll (`target_face`, else the largest), and the policy in force at submission."""
     settings = app_settings()
+    photo_hash = sha256 or enrollment.photo_sha256(image)
     return {
         "created_person": created_person,
         "created_gallery": created_gallery,
         "force": force,
-        "photo_sha256": sha256 or enrollment.photo_sha256(image),
+        "photo_sha256": enrollment.source_sha256(photo_hash, target_face),
+        **({"target_face": target_face} if target_face else {}),
         "quality_gates": settings.enrollment_policy(),
         "store_crop": settings.store_face_crops,
         **item,
@@ -79,6 +83,7 @@ def _submit_enroll_job(
     force: bool = False,
     action: str,
     webhook_url: str | None,
+    target_face: list[float] | None = None,
 ) -> Job:
     """One enrollment job for `person`; a forced one is audited as such."""
     return _submit_job(
@@ -97,6 +102,7 @@ def _submit_enroll_job(
             created_person=created_person,
             created_gallery=created_gallery,
             force=force,
+            target_face=target_face,
             gallery=person.gallery.name,
         ),
     )
@@ -145,7 +151,9 @@ def submit_enrollment(
     gallery_name: str,
     external_id: str | None,
     webhook_url: str | None = None,
+    target_face: list[float] | None = None,
 ) -> tuple[Person, Job]:
+    """A new person from a photo: its largest face, or the one `target_face` (x, y, w, h) chooses."""
     check_scope(account, gallery_name)  # before the external_id lookup: a key learns nothing outside its scope
     if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
         raise person_exists(existing, gallery_name)
@@ -173,6 +181,7 @@ def submit_enrollment(
         created_gallery=created_gallery,
         action="person.enroll",
         webhook_url=webhook_url,
+        target_face=target_face,
     )
     return person, job
 
@@ -208,6 +217,7 @@ def submit_face(
     webhook_url: str | None = None,
     *,
     force: bool = False,
+    target_face: list[float] | None = None,
 ) -> Job:
     require_force_allowed(account, force)
     return _submit_enroll_job(
@@ -219,6 +229,7 @@ def submit_face(
         force=force,
         action="person.add_face",
         webhook_url=webhook_url,
+        target_face=target_face,
     )
 
 
