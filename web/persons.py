@@ -54,8 +54,6 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
     Consent is required. `?wait=N` answers 200 with the finished job if it ends within N seconds.
     `target_face=x,y,w,h` chooses the face of a photo with several (else the largest is enrolled, and
     a second face nearly as large fails the job `multiple_faces`, whose error lists `target_faces`).
-    `target_face=x,y,w,h` chooses the face of a photo with several (else the largest is enrolled, and
-    a second face nearly as large fails the job `multiple_faces`, whose error lists `target_faces`).
     """
     upload = read_upload(form.image)
     person, job = services.submit_enrollment(
