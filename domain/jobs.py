@@ -205,8 +205,12 @@ def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.
     """Jobs running past the deadline (their worker hung, died, or lost its broker connection):
     each is put back in the queue once, and fails with `timeout` the second time.
     Returns (ids to send again, jobs failed: the caller announces them once committed)."""
+    # A job that reported progress since then (a gallery export, import or re-embedding) is alive.
+    progressed = func.coalesce(Job.progress["at"].as_float(), 0.0) >= started_before.timestamp()
     overdue = session.execute(
-        select(Job).where(Job.status == JobStatus.running, Job.started_at < started_before).with_for_update()
+        select(Job)
+        .where(Job.status == JobStatus.running, Job.started_at < started_before, ~progressed)
+        .with_for_update()
     ).scalars()
     requeue, failed = [], []
     for job in list(overdue):
