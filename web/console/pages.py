@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from domain import accounts
 from domain.errors import ServiceError
 from web import services
-from web.console import MANAGERS, bp, current, pending, require_role
+from web.console import MANAGERS, bp, current, require_role
 from web.console.session import sign_in, sign_out
 from web.db import get_session
 from web.extensions import limiter, login_email_key
@@ -117,7 +117,7 @@ def move_face(person_id: uuid.UUID, face_id: uuid.UUID) -> Response:
     session, caller = get_session(), current().caller
     source = services.load_person(session, caller, person_id)
     target = browse.resolve_person(session, caller, source.gallery_id, request.form.get("target", ""))
-    pending.move_face(session, caller, person_id, face_id, target.id)
+    services.move_face(session, caller, person_id, face_id, target.id)
     return _back_to(person_id, f"The face was moved to {target.name}.")
 
 
@@ -154,7 +154,7 @@ def merge_person(person_id: uuid.UUID) -> Response:
     session, caller = get_session(), current().caller
     source = services.load_person(session, caller, person_id)
     target = browse.resolve_person(session, caller, source.gallery_id, request.form.get("target", ""))
-    pending.merge_persons(session, caller, person_id, target.id)
+    services.merge_persons(session, caller, person_id, target.id)
     return redirect(url_for("console.person", person_id=target.id, done="The persons were merged."))
 
 
