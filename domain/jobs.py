@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
 from domain.models import UNFINISHED, Job, JobStatus, JobType
+from jobqueue import job_task
 
 
 def now() -> datetime:
@@ -55,6 +56,27 @@ def create_job(
     )
     session.add(job)
     return job
+
+
+def task_name(job: Job) -> str:
+    """The Celery task a job is sent as, named for what it does (jobqueue.job_task)."""
+    params = job.params or {}
+    adds_face = job.type is JobType.enroll and params.get("created_person") is False
+    return job_task(job.type.value, batch_item=job.batch_id is not None, adds_face=adds_face)
+
+
+def task_names(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """task_name of each of these jobs, in one query (the reaper sends them again)."""
+    if not job_ids:
+        return {}
+    found = session.execute(select(Job).where(Job.id.in_(job_ids))).scalars()
+    return {job.id: task_name(job) for job in found}
+
+
+def ended_failed(session: Session, job_id: uuid.UUID) -> ServiceError | None:
+    """The error a job ended with, if it ended failed."""
+    error = session.execute(select(Job.error).where(Job.id == job_id, Job.status == JobStatus.failed)).scalar()
+    return ServiceError(error.get("code", "failed"), error.get("message", "")) if error else None
 
 
 def _claiming(job_id: uuid.UUID) -> Update:

@@ -50,7 +50,7 @@ def flower_options() -> list[str]:
                 "flower: FLOWER_BASIC_AUTH (user:password, or FLOWER_BASIC_AUTH_FILE) must be set outside "
                 "development: Flower shows every task and can control the workers."
             )
-        return [f"--address={flower_address()}", f"--port={settings.flower_port}"]
+        return [f"--address={flower_address()}", f"--port={settings.flower_port}", *flower_history()]
     # Flower reads several pairs separated by commas (user:password,user2:password2).
     if not all(user and password for user, _, password in (pair.partition(":") for pair in auth.split(","))):
         raise RoleRefused(
@@ -58,7 +58,18 @@ def flower_options() -> list[str]:
             "so a password cannot hold one)."
         )
     # The credentials go in the environment (role_environment), not here: `ps` shows every local user the argv.
-    return [f"--address={flower_address()}", f"--port={settings.flower_port}"]
+    return [f"--address={flower_address()}", f"--port={settings.flower_port}", *flower_history()]
+
+
+# Flower writes its task history to disk this often (milliseconds), and as it stops: a crash loses a minute at most.
+FLOWER_SAVE_INTERVAL_MS = 60_000
+
+
+def flower_history() -> list[str]:
+    """Flower keeps its task history across restarts (its persistent mode) in DATA_DIR/flower.db:
+    `make run`'s data directory, the containers' /var/lib/faceapi volume."""
+    database = get_settings().data_dir / "flower.db"
+    return ["--persistent=True", f"--db={database}", f"--state_save_interval={FLOWER_SAVE_INTERVAL_MS}"]
 
 
 def flower_address() -> str:

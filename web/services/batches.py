@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from domain import audit, budget, enrollment
 from domain.batches import batch_document, end_once
 from domain.callers import Caller
-from domain.jobs import create_job, now
+from domain.jobs import create_job, now, task_name
 from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
 from jobqueue import enqueue, enqueue_webhook
 from web.batch_input import Entry
@@ -150,7 +150,7 @@ def submit_batch(
         session.commit()
     try:
         for job, priority in zip(queued, priorities, strict=True):
-            enqueue(job.id, priority=priority)
+            enqueue(job.id, task=task_name(job), priority=priority)
     except Exception:
         log.exception("could not enqueue batch %s", batch.id)
         session.execute(delete(Batch).where(Batch.id == batch.id))
