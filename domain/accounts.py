@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 
 import bcrypt
+from confusable_homoglyphs import confusables
 from psycopg.errors import UniqueViolation
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +32,28 @@ def check_password_rules(password: str, min_length: int) -> None:
         raise ServiceError("weak_password", f"The password must have at least {min_length} characters.")
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         raise ServiceError("password_too_long", f"The password must be at most {MAX_PASSWORD_BYTES} bytes.")
+
+
+def check_email_rules(email: str) -> None:
+    """Refuse (400 `invalid_email`) an address that could pass for another one in a list of
+    accounts or the audit log: with invisible or control characters (bidirectional overrides,
+    zero-width joiners, spaces), or whose local part or a domain label mixes scripts (a Cyrillic
+    'а' among Latin letters). One script per part is fine: 'иван@пример.рф' is a real address."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain or len(email) > 254:
+        raise ServiceError("invalid_email", "A valid email address is required.")
+    if any(unicodedata.category(char)[0] in "CZ" for char in email):
+        raise ServiceError(
+            "invalid_email",
+            "The email address contains invisible or control characters (such as bidirectional overrides "
+            "or zero-width spaces): type it again without them.",
+        )
+    if any(confusables.is_mixed_script(part) for part in (local, *domain.split("."))):
+        raise ServiceError(
+            "invalid_email",
+            "The email address mixes letters of different scripts in one part (such as a Cyrillic 'а' among "
+            "Latin letters), which makes it look like another address: use one script per part.",
+        )
 
 
 def hash_password(password: str, rounds: int) -> str:
@@ -65,8 +89,7 @@ def create_account(
     """An account in the organisation, or (None) in a new organisation of its own: signup, the
     first admin, and each test account are organisations of their own."""
     email = normalize_email(email)
-    if "@" not in email or len(email) > 254:
-        raise ServiceError("invalid_email", "A valid email address is required.")
+    check_email_rules(email)
     check_password_rules(password, settings.min_password_length)
     if session.execute(select(Account.id).where(Account.email == email)).first():
         raise _account_exists()
