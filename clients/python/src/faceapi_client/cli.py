@@ -468,6 +468,82 @@ def cmd_persons_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _photo_argument(value: str) -> Path:
+    photo = Path(value)
+    if not photo.is_file():
+        raise UsageError(f"the photo {photo} does not exist")
+    return photo
+
+
+def _enrolled_face(args: argparse.Namespace, enroll: Callable[[], models.EnrollJob]) -> int:
+    """Run one enrollment and print its face, or its refusal (the faces to choose from, if several)."""
+    try:
+        job = enroll()
+    except errors.JobFailed as failure:
+        if args.json:
+            _print_json({"error": {"code": failure.code, "message": failure.message, **failure.details}})
+        _info(f"faceapi: enrollment failed: {failure.message} ({failure.code})")
+        for target in failure.details.get("target_faces") or ():
+            _info(f"  --target-face {target}")
+        return EXIT_FAILED_ITEMS
+    result = job.result
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"person {result.person_id}: face {result.face_id}{' (already enrolled)' if result.duplicate else ''}")
+    for other in result.possible_duplicate_of:
+        _info(
+            f"  warning: this face matches {other.get('name')} ({other.get('person_id')}), "
+            f"similarity {other.get('similarity', 0):.3f}: one face, two names?"
+        )
+    return EXIT_OK
+
+
+def cmd_persons_add(args: argparse.Namespace) -> int:
+    photo = _photo_argument(args.photo)
+    with connect(args) as api:
+        return _enrolled_face(
+            args,
+            lambda: api.enroll_person(
+                photo,
+                name=args.name,
+                gallery=args.gallery,
+                external_id=args.external_id,
+                target_face=args.target_face,
+                force=args.force,
+            ),
+        )
+
+
+def cmd_persons_add_face(args: argparse.Namespace) -> int:
+    photo = _photo_argument(args.photo)
+    with connect(args) as api:
+        return _enrolled_face(
+            args, lambda: api.add_face(args.id, photo, force=args.force, target_face=args.target_face)
+        )
+
+
+def cmd_persons_merge(args: argparse.Namespace) -> int:
+    with connect(args) as api:
+        person = api.merge_persons(args.id, args.into)
+    _info(f"merged person {args.id} into {person.name} ({person.id}), who now has {person.face_count} face(s)")
+    return EXIT_OK
+
+
+def cmd_persons_move_face(args: argparse.Namespace) -> int:
+    with connect(args) as api:
+        person = api.move_face(args.id, args.face_id, args.to)
+    _info(f"moved face {args.face_id} to {person.name} ({person.id})")
+    return EXIT_OK
+
+
+def cmd_persons_crop(args: argparse.Namespace) -> int:
+    with connect(args) as api:
+        Path(args.output).write_bytes(api.get_face_crop(args.id, args.face_id))
+    _info(f"wrote the crop of face {args.face_id} to {args.output}")
+    return EXIT_OK
+
+
 def cmd_persons_remove_face(args: argparse.Namespace) -> int:
     with connect(args) as api:
         api.delete_face(args.id, args.face_id)
@@ -743,6 +819,32 @@ def build_parser() -> Parser:
     )
     remove_face.add_argument("id", metavar="ID", help="the person's id")
     remove_face.add_argument("face_id", metavar="FACE_ID", help="the face's id (see `faceapi persons faces ID`)")
+    target_help = "x,y,w,h of the face to enroll in a photo with several (a refusal lists them)"
+    add = command(persons_commands, "add", cmd_persons_add, "enroll a person from one photo (consent given)")
+    add.add_argument("photo", metavar="PHOTO", help="JPEG, PNG or WebP photo")
+    add.add_argument("--name", required=True, help="the person's name")
+    add.add_argument("--gallery", default="default", metavar="NAME", help="the gallery (default: default)")
+    add.add_argument("--external-id", metavar="ID", help="your own id for the person")
+    add.add_argument("--target-face", metavar="X,Y,W,H", help=target_help)
+    add.add_argument("--force", action="store_true", help="enroll even a face another person has (audited)")
+    _json_option(add)
+    add_face = command(persons_commands, "add-face", cmd_persons_add_face, "add another photo of a person")
+    add_face.add_argument("id", metavar="ID", help="the person's id")
+    add_face.add_argument("photo", metavar="PHOTO", help="JPEG, PNG or WebP photo")
+    add_face.add_argument("--target-face", metavar="X,Y,W,H", help=target_help)
+    add_face.add_argument("--force", action="store_true", help="enroll even a face unlike the person's (audited)")
+    _json_option(add_face)
+    merge = command(persons_commands, "merge", cmd_persons_merge, "merge a person enrolled twice into the other")
+    merge.add_argument("id", metavar="ID", help="the person to merge (deleted once its faces moved)")
+    merge.add_argument("--into", required=True, metavar="ID", help="the person of the same gallery that keeps them")
+    move_face = command(persons_commands, "move-face", cmd_persons_move_face, "give one face to another person")
+    move_face.add_argument("id", metavar="ID", help="the person's id")
+    move_face.add_argument("face_id", metavar="FACE_ID", help="the face's id (see `faceapi persons faces ID`)")
+    move_face.add_argument("--to", required=True, metavar="ID", help="the person of the same gallery to give it to")
+    crop = command(persons_commands, "crop", cmd_persons_crop, "save a face's aligned crop (JPEG)")
+    crop.add_argument("id", metavar="ID", help="the person's id")
+    crop.add_argument("face_id", metavar="FACE_ID", help="the face's id")
+    crop.add_argument("-o", "--output", required=True, metavar="OUT.jpg", help="where to write it")
 
     galleries = command(commands, "galleries", None, "list, create or delete galleries")
     gallery_commands = galleries.add_subparsers(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -84,6 +84,15 @@ def _form(**fields: Any) -> dict[str, str]:
             continue
         form[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return form
+
+
+def _target_face(box: str | Sequence[float] | None) -> str | None:
+    """A target face as the API reads it: `x,y,w,h` (given as that text or as four numbers)."""
+    if box is None or isinstance(box, str):
+        return box
+    if len(box) != 4:
+        raise ValueError("target_face is x, y, w, h: four numbers in the photo's pixels")
+    return ",".join(f"{float(v):g}" for v in box)
 
 
 def _id(value: Any, attribute: str = "id") -> str:
@@ -321,10 +330,22 @@ class FaceAPI:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         wait: float = 0,
+        target_face: str | Sequence[float] | None = None,
+        force: bool = False,
     ) -> models.Accepted | models.EnrollJob:
         """POST /persons (consent given): the Accepted {person_id, job_id}; with `wait` > 0 the
-        finished job when it ends within that many seconds (at most 30)."""
-        form = _form(name=name, consent=True, gallery=gallery, external_id=external_id, webhook_url=webhook_url)
+        finished job when it ends within that many seconds (at most 30). `target_face` (x, y, w, h)
+        chooses the face of a photo with several; `force` enrolls a face that another person of the
+        gallery already has (ENROLL_DUPLICATE_IDENTITY=refuse), audited."""
+        form = _form(
+            name=name,
+            consent=True,
+            gallery=gallery,
+            external_id=external_id,
+            webhook_url=webhook_url,
+            target_face=_target_face(target_face),
+            force=force or None,
+        )
         return self._submit("/persons", form, [("image", read_photo(photo))], idempotency_key, wait=wait)
 
     def enroll_person(
@@ -338,9 +359,13 @@ class FaceAPI:
         timeout: float = 300,
         raise_on_failure: bool = True,
         idempotency_key: str | None = None,
+        target_face: str | Sequence[float] | None = None,
+        force: bool = False,
     ) -> models.EnrollJob:
         """Register a person from one photo and wait for the job. An `external_id` that exists
-        already raises Conflict `person_exists` with `err.person_id` (use `add_face`)."""
+        already raises Conflict `person_exists` with `err.person_id` (use `add_face`). A photo with
+        several faces fails `multiple_faces` (its `target_faces` list them): send one as
+        `target_face` (x, y, w, h, or the "x,y,w,h" text) to enroll that face."""
         submit = partial(
             self.submit_enrollment,
             photo,
@@ -349,6 +374,8 @@ class FaceAPI:
             external_id=external_id,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
+            target_face=target_face,
+            force=force,
         )
         return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
@@ -361,8 +388,9 @@ class FaceAPI:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         wait: float = 0,
+        target_face: str | Sequence[float] | None = None,
     ) -> models.Accepted | models.EnrollJob:
-        form = _form(force=force or None, webhook_url=webhook_url)
+        form = _form(force=force or None, webhook_url=webhook_url, target_face=_target_face(target_face))
         path = f"/persons/{_id(person_id)}/faces"
         return self._submit(path, form, [("image", read_photo(photo))], idempotency_key, wait=wait)
 
@@ -376,12 +404,19 @@ class FaceAPI:
         timeout: float = 300,
         raise_on_failure: bool = True,
         idempotency_key: str | None = None,
+        target_face: str | Sequence[float] | None = None,
     ) -> models.EnrollJob:
         """Add another photo of a person and wait. A face unlike the person's fails
         `face_mismatch` (`force=True` enrolls it anyway, audited); the same photo again succeeds
-        with `result.duplicate` true and adds nothing."""
+        with `result.duplicate` true and adds nothing. `target_face` chooses the face of a group."""
         submit = partial(
-            self.submit_face, person_id, photo, force=force, webhook_url=webhook_url, idempotency_key=idempotency_key
+            self.submit_face,
+            person_id,
+            photo,
+            force=force,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            target_face=target_face,
         )
         return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
@@ -427,26 +462,44 @@ class FaceAPI:
         """Remove one embedding of a person (a wrong photo); searches stop using it at once."""
         self._t.request("DELETE", f"/persons/{_id(person_id)}/faces/{_id(face_id)}", gone_ok=True)
 
+    def get_face_crop(self, person_id: str, face_id: str) -> bytes:
+        """The face's aligned 112x112 crop, as JPEG bytes (NotFound `crop_not_found` for a face kept without one)."""
+        return self._t.request("GET", f"/persons/{_id(person_id)}/faces/{_id(face_id)}/crop").content
+
+    def move_face(self, person_id: str, face_id: str, to_person_id: str) -> models.Person:
+        """Give one face of a person to another person of the same gallery (audited); the receiving person."""
+        path = f"/persons/{_id(person_id)}/faces/{_id(face_id)}/move"
+        response = self._t.request("POST", path, json={"person_id": _id(to_person_id)})
+        return models.Person.model_validate(response.json())
+
+    def merge_persons(self, person_id: str, into: str) -> models.Person:
+        """Merge a person enrolled twice into the other (same gallery): every face moves to `into`,
+        `person_id` is deleted (audited); the person merged into."""
+        response = self._t.request("POST", f"/persons/{_id(person_id)}/merge", json={"into": _id(into)})
+        return models.Person.model_validate(response.json())
+
     # --- batch enrollment --------------------------------------------------------------------------
 
     def submit_batch(
         self,
-        photos: list[tuple[str, Photo, str, str | None]],
+        photos: list[tuple[Any, ...]],
         *,
         gallery: str = "default",
         force: bool = False,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> models.BatchAccepted:
-        """POST /enrollments: `photos` are (file name, photo, name, external_id); file names must
-        be unique within the batch (e.g. the path relative to the folder). Answers at once;
+        """POST /enrollments: `photos` are (file name, photo, name, external_id[, target_face]); file
+        names must be unique within the batch (e.g. the path relative to the folder). Answers at once;
         `wait_batch` follows it. For folders and resumable runs use `enroll_photos`."""
         manifest, files = [], []
-        for file, photo, name, external_id in photos:
+        for file, photo, name, external_id, *choice in photos:
             _, data, content_type = read_photo(photo)
             row = {"file": file, "name": name}
             if external_id:
                 row["external_id"] = external_id
+            if choice and choice[0] is not None:
+                row["target_face"] = _target_face(choice[0])
             manifest.append(row)
             files.append(("images", (file, data, content_type)))
         return self._post_batch(

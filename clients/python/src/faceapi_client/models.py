@@ -113,6 +113,7 @@ class Face(Model):
     bbox: list[float]
     quality: dict[str, float] | None = None
     photo_sha256_prefix: str | None = None
+    crop_url: str | None = None  # its aligned 112x112 crop (JPEG): Client.get_face_crop
     created_at: datetime | None = None
 
 
@@ -166,6 +167,8 @@ class EnrollResult(Model):
     quality: dict[str, float] | None = None
     duplicate: bool = False
     consistency: float | None = None
+    # Other persons of the gallery this face matches above its threshold: one face, two names?
+    possible_duplicate_of: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Match(Model):
