@@ -238,6 +238,9 @@ class Settings(BaseSettings):
 
     # Engine
     model_pack_dir: ResolvedPath | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
+    # Directories of recognizers a worker keeps loadable beside MODEL_PACK_DIR's: a gallery embedded
+    # with one of them is served by it until it is re-embedded (docs/RECOGNITION.md, "Changing the model").
+    previous_model_dirs: CommaList = ()
     det_size: Annotated[int, Field(ge=32)] = 640  # the detector's input side, at most
     # Photos smaller than det_size are detected at their own size (rounded up to a multiple of 32,
     # never below this): upscaling a 250 px photo to 640 only costs time; 256 moved the keypoints
@@ -262,6 +265,16 @@ class Settings(BaseSettings):
     worker_stall_seconds: Seconds = 180.0
     job_running_deadline: Positive = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: Positive = 7  # finished jobs and their results are purged after this
+
+    # Recurring unknown faces, for galleries that opt in (docs/UNKNOWNS.md): an unmatched face joins the
+    # group whose centroid is at least this similar (chosen on LFW for BCubed purity >= 0.98:
+    # bench/results/unknowns.json), a group is `recurring` (webhook `unknown.recurring`) at this many
+    # sightings, naming a group as a person takes at most this many of its best faces, and the
+    # re-grouping and retention purge run this often (seconds).
+    unknowns_group_threshold: Similarity = 0.45
+    unknowns_recurring_sightings: Annotated[int, Field(ge=2)] = 3
+    unknowns_enroll_max_faces: Positive = 5
+    unknowns_housekeeping_interval: Annotated[float, Field(gt=0)] = 3600.0
 
     # Gallery portability (docs/EXPORT.md): how long an export's archive may be downloaded (then it is
     # deleted), and the largest archive an export writes or an import accepts (stored in PostgreSQL).

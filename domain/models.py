@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
@@ -125,6 +126,10 @@ class Gallery(Base):
     # The recognizer whose embeddings its searches and enrollments use (migration 0015); NULL: the
     # worker's. A re-embedding switches it when the new embeddings are complete.
     model: Mapped[str | None] = mapped_column(String(100))
+    # Recurring unknown faces (migration 0016, domain/unknowns.py): off unless the operator opts in.
+    unknowns_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    unknowns_retention_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("30"))
+    unknowns_next_number: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -367,3 +372,52 @@ class FaceReembedding(Base):
     model: Mapped[str] = mapped_column(String(100), primary_key=True)
     gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+
+
+class UnknownGroup(Base):
+    """A recurring stranger of a gallery with unknowns on: faces that matched nobody, grouped
+    (domain/unknown_grouping.py). `number` is its stable id within the gallery."""
+
+    __tablename__ = "unknown_groups"
+    __table_args__ = (
+        UniqueConstraint("gallery_id", "number", name="uq_unknown_groups_gallery_number"),
+        Index("ix_unknown_groups_gallery_last_seen", "gallery_id", "last_seen"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    model: Mapped[str] = mapped_column(String(100), nullable=False)
+    centroid: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    sightings: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    sources: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    # When it reached UNKNOWNS_RECURRING_SIGHTINGS (the `unknown.recurring` webhook fires once).
+    recurring_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    deliveries: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+
+
+class UnknownFace(Base):
+    """One sighting of a stranger: biometric data of someone who did not consent, kept only while
+    the gallery opts in and for its retention period."""
+
+    __tablename__ = "unknown_faces"
+    __table_args__ = (
+        Index("ix_unknown_faces_group", "group_id", "seen_at"),
+        Index("ix_unknown_faces_gallery_seen", "gallery_id", "seen_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("unknown_groups.id", ondelete="CASCADE"), nullable=False)
+    gallery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=False)
+    model: Mapped[str] = mapped_column(String(100), nullable=False)
+    crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    source: Mapped[str | None] = mapped_column(String(100))
+    det_score: Mapped[float] = mapped_column(Float, nullable=False)
+    bbox: Mapped[list[float]] = mapped_column(JSONB, nullable=False)
+    quality: Mapped[dict | None] = mapped_column(JSONB)
+    seen_at: Mapped[datetime] = _created_at()

@@ -12,14 +12,17 @@ import uuid
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Settings
-from domain import matching, openset
+from domain import matching, openset, unknowns
 from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
 from domain.errors import FaceError
 from domain.faces import face_fields
-from domain.models import Job
+from domain.models import Gallery, Job
+
+RECURRING_UNKNOWNS = "recurring_unknowns"
 
 
 def open_set_threshold(session: Session, job: Job, model: str, settings: Settings) -> dict[str, Any]:
@@ -61,7 +64,8 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
     params = job.params
     policy = open_set_threshold(session, job, model, settings)
     gates = settings.enrollment_policy()
-    results = []
+    pool = unknowns_pool(session, job)
+    results, recurring = [], []
     for face in faces:
         matches = matching.search(
             session,
@@ -74,8 +78,25 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             exact_max_faces=settings.exact_search_max_faces,
             size_cache_seconds=settings.gallery_size_cache_seconds,
         )
-        results.append({**face_fields(face, gates), "matches": [m.as_dict() for m in matches]})
-    return {"faces": results, **policy, "model": model}
+        result = {**face_fields(face, gates), "matches": [m.as_dict() for m in matches]}
+        if not matches and pool is not None:
+            sighting = unknowns.sight(session, pool, face, model, job, settings)
+            result["unknown"] = sighting.as_dict()
+            if sighting.became_recurring:
+                recurring.append(str(sighting.group_id))
+        results.append(result)
+    # The groups this job made recurring, for the worker to announce after the commit (never stored).
+    return {"faces": results, **policy, "model": model, RECURRING_UNKNOWNS: recurring}
+
+
+def unknowns_pool(session: Session, job: Job) -> Gallery | None:
+    """The job's gallery when its unmatched faces go to the unknowns pool: asked for at submission
+    (params `unknowns`) and still on now (read under the gallery's lock, so turning the pool off
+    while the job runs stores nothing)."""
+    if not job.params.get("unknowns"):
+        return None
+    gallery = session.execute(select(Gallery).where(Gallery.id == job.gallery_id).with_for_update()).scalar_one()
+    return gallery if gallery.unknowns_enabled else None
 
 
 def verify(

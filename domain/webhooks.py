@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.errors import ServiceError
-from domain.models import Batch, Job, Organisation
+from domain.models import Batch, Gallery, Job, Organisation, UnknownGroup
 
 log = logging.getLogger(__name__)
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -191,8 +191,18 @@ def rotate_secret(session: Session, organisation_id: uuid.UUID) -> str:
     return organisation.webhook_secret
 
 
-def log_attempt(session: Session, model: type[Job] | type[Batch], object_id, entry: dict) -> None:
-    """Append one attempt to a job's or batch's delivery log (atomically, in the database)."""
+# What a delivery is about, by its kind: a job, a batch, or a stranger who became recurring
+# (`unknown.recurring`, domain/unknowns.py); each keeps its own delivery log.
+DELIVERY_MODELS: dict[str, type[Job] | type[Batch] | type[UnknownGroup]] = {
+    "job": Job,
+    "batch": Batch,
+    "unknown": UnknownGroup,
+}
+
+
+def log_attempt(session: Session, kind: str, object_id, entry: dict) -> None:
+    """Append one attempt to a job's, batch's or unknown group's delivery log (atomically)."""
+    model = DELIVERY_MODELS[kind]
     session.execute(
         update(model)
         .where(model.id == object_id)
@@ -281,9 +291,17 @@ def organisation_of(kind: str, object_id: uuid.UUID) -> uuid.UUID | None:
 
     from domain.db import session_scope
 
-    model = Batch if kind == "batch" else Job
     with session_scope() as session:
-        return session.execute(select(model.organisation_id).where(model.id == object_id)).scalar_one_or_none()
+        if kind == "unknown":
+            query = (
+                select(Gallery.organisation_id)
+                .join(UnknownGroup, UnknownGroup.gallery_id == Gallery.id)
+                .where(UnknownGroup.id == object_id)
+            )
+        else:
+            model = DELIVERY_MODELS[kind]
+            query = select(model.organisation_id).where(model.id == object_id)
+        return session.execute(query).scalar_one_or_none()
 
 
 def record_refusal(kind: str, object_id: uuid.UUID, refused: ServiceError) -> None:
@@ -295,7 +313,7 @@ def record_refusal(kind: str, object_id: uuid.UUID, refused: ServiceError) -> No
     with session_scope() as session:
         log_attempt(
             session,
-            Batch if kind == "batch" else Job,
+            kind,
             object_id,
             {"delivery_id": None, "attempt": 0, "at": now().isoformat(), "status_code": None, "error": refused.code},
         )

@@ -2,7 +2,7 @@
 Celery app that sends (the broker connection), `enqueue` and `enqueue_webhook`.
 
 Messages are sent by task NAME (`send_task`), so importing this package imports no task code, no
-model and nothing from workers/ (tests/test_stack.py checks it). The workers register their task
+model and nothing from workers/ (tests/system/test_stack.py checks it). The workers register their task
 bodies under these names (workers/tasks.py) and add the worker's own options to the same app
 (workers/celery_app.py). The app is built at first use, not at import: a process reads REDIS_URL
 when it first sends, not when it happens to import this.
@@ -19,9 +19,26 @@ from config import Settings, get_settings
 if TYPE_CHECKING:
     from celery import Celery
 
+# Each job is sent as a task named for what it does, with the job's id as the task's id: Flower
+# (and any Celery tool) lists jobs as "recognize", "enroll", ... and finds one by its job id.
+RECOGNIZE = "recognize"
+ENROLL = "enroll"
+ADD_FACE = "add_face"  # an enrollment of another photo of a person who already exists
+VERIFY = "verify"
+DETECT = "detect"
+BATCH_ITEM = "batch_item"  # one photo of a batch enrollment
+# A whole gallery's export, import or re-embedding (minutes for a large one: no job time limit).
+GALLERY_TASKS = ("export", "import", "reembed")
+JOB_TASKS = (RECOGNIZE, ENROLL, ADD_FACE, VERIFY, DETECT, BATCH_ITEM, *GALLERY_TASKS)
+# The name jobs were sent under before they had one per type: workers still run such messages.
 PROCESS_JOB = "workers.tasks.process_job"
-DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
-SYNC_GALLERY_INDEXES = "workers.tasks.sync_gallery_indexes"
+DELIVER_WEBHOOK = "webhook_delivery"  # its task id is the delivery's id (X-FaceAPI-Delivery)
+DELIVER_WEBHOOK_BEFORE = "workers.tasks.deliver_webhook"  # the former name, still served
+# Periodic upkeep, named as such so that it reads apart from the jobs in Flower.
+REAP_JOBS = "housekeeping.reap_jobs"
+PURGE_JOBS = "housekeeping.purge_jobs"
+SYNC_GALLERY_INDEXES = "housekeeping.sync_gallery_indexes"
+TEND_UNKNOWNS = "housekeeping.tend_unknowns"
 QUEUE_NAME = "faceapi"
 # Webhook deliveries have a queue of their own, so that slow receivers never hold the workers
 # that run jobs: `python -m stack.serve webhooks` consumes it alone (threads, no model), the job
@@ -55,7 +72,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         task_default_queue=QUEUE_NAME,
         task_queues=(Queue(QUEUE_NAME), Queue(WEBHOOK_QUEUE)),
-        task_routes={DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
+        task_routes={name: {"queue": WEBHOOK_QUEUE} for name in (DELIVER_WEBHOOK, DELIVER_WEBHOOK_BEFORE)},
         # No `task-sent` event from the web: Flower lists a task from the moment a worker receives it,
         # and what is queued is in /metrics and the jobs API. The event cost the web a publish and
         # Flower an event per job (PERFORMANCE.md, section 11).
@@ -72,9 +89,22 @@ def app() -> Celery:
     return make_app()
 
 
-def enqueue(job_id: uuid.UUID, priority: int | None = None) -> None:
-    """Send a job's id (never its payload) to the workers; `priority` 0 (the default) is taken first."""
-    app().send_task(PROCESS_JOB, args=[str(job_id)], priority=priority)
+def job_task(job_type: str, *, batch_item: bool = False, adds_face: bool = False) -> str:
+    """The task name a job is sent under (domain.jobs.task_name reads these from a job's row)."""
+    if batch_item:
+        return BATCH_ITEM
+    if adds_face:
+        return ADD_FACE
+    if job_type not in JOB_TASKS:
+        raise ValueError(f"no task for job type {job_type!r}")
+    return job_type
+
+
+def enqueue(job_id: uuid.UUID, *, task: str, priority: int | None = None) -> None:
+    """Send a job's id (never its payload) to the workers as the task `task` (job_task) whose id is
+    the job's; `priority` 0 (the default) is taken first. Sending a job again (the reaper) reuses
+    the id: a worker runs a job that has already ended as a no-op (jobs.claim)."""
+    app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
 
 
 def enqueue_webhook(
@@ -106,7 +136,9 @@ def enqueue_webhook(
             webhooks.record_refusal(kind, object_id, refused)
             return None
     try:
-        app().send_task(DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")])
+        app().send_task(
+            DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")], task_id=delivery_id
+        )
     except Exception:
         if organisation_id is not None:
             webhooks.release(organisation_id, kind, object_id, delivery_id)

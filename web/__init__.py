@@ -59,12 +59,14 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
         contract,
         db,
         enrollments,
+        exports,
         galleries,
         health,
         jobs,
         metrics,
         persons,
         recognize,
+        unknowns,
         webhooks,
     )
     from web.errors import register_error_handlers
@@ -96,7 +98,8 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
         from flask_cors import CORS
 
         CORS(app, origins=list(settings.cors_origins))
-    for module in (auth, accounts, galleries, persons, enrollments, recognize, jobs, webhooks, health):
+    resources = (auth, accounts, galleries, unknowns, exports, persons, enrollments, recognize, jobs, webhooks, health)
+    for module in resources:
         app.register_api(module.bp)
     app.register_blueprint(metrics.bp)
     from web import console  # the operators' pages at /console/, on the same services

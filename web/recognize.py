@@ -57,6 +57,7 @@ def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
         top_k=form.top_k,
         max_faces=form.max_faces,
         webhook_url=webhook_url,
+        source=form.source,
     )
     return accepted(job, {"job_id": str(job.id)}, query.wait)
 

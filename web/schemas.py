@@ -287,6 +287,18 @@ class Account(BaseModel):
     created_at: datetime | None
 
 
+class KeyIdentity(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    role: Role = Field(description="as the key may act now: never above its creator's current role")
+    galleries: list[str] | None
+
+
+class Whoami(Account):
+    api_key: KeyIdentity | None = Field(None, description="present when the caller is an API key (of this account)")
+
+
 class AccountPage(BaseModel):
     items: list[Account]
     next_cursor: str | None
@@ -375,13 +387,25 @@ GalleryThreshold = Annotated[
 ]
 
 
+class UnknownsSetting(Model):
+    """Recurring unknown faces (docs/UNKNOWNS.md): off by default; biometric data of people who
+    did not consent, kept for `retention_days` at most. Turning it off deletes the pool."""
+
+    enabled: bool = False
+    retention_days: int = Field(30, ge=1, le=365, description="unmatched faces are deleted after this many days")
+
+
 class GalleryCreate(Model):
     name: GalleryName
     match_threshold: GalleryThreshold = None
+    unknowns: UnknownsSetting | None = None
 
 
 class GalleryPatch(Model):
-    match_threshold: GalleryThreshold
+    """Only the fields sent change."""
+
+    match_threshold: GalleryThreshold = None
+    unknowns: UnknownsSetting | None = None
 
 
 class GalleryPath(BaseModel):
@@ -394,6 +418,7 @@ class Gallery(BaseModel):
     owner_id: uuid.UUID | None = Field(description="the account that created it")
     person_count: int
     match_threshold: float | None
+    unknowns: UnknownsSetting
     created_at: datetime | None
 
 
@@ -574,6 +599,19 @@ class BatchPage(BaseModel):
 # --- recognition and verification -------------------------------------------------------------------
 
 
+UnknownSource = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="where the photo was taken (a camera or door name), kept with unmatched faces "
+        "in galleries with recurring unknowns on",
+    ),
+]
+
+
 class RecognizeForm(Model):
     image: Image
     gallery: GalleryName = "default"
@@ -581,6 +619,7 @@ class RecognizeForm(Model):
     top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="matches per face")
     max_faces: int = Field(SETTINGS.default_max_faces, ge=1, le=SETTINGS.max_max_faces, description="largest first")
     webhook_url: WebhookUrl = None
+    source: UnknownSource = None
 
 
 def _number(value: Any) -> Any:
@@ -756,6 +795,75 @@ class VerifyResult(BaseModel):
     notes: list[str]
 
 
+# --- gallery portability ----------------------------------------------------------------------------
+
+
+class ImportForm(Model):
+    archive: File = Field(description="a gallery archive written by an export (docs/EXPORT.md)")
+    on_conflict: Literal["skip", "merge", "fail"] = Field(
+        "skip",
+        description="an archive person whose external_id (without one: name and a photo) the gallery has: "
+        "skip it, merge its faces into it, or fail the whole import",
+    )
+
+
+class ReembedQuery(Model):
+    skip_missing: bool = Field(
+        False, description="switch even when some faces have no crop (they stay, unused, with their old embedding)"
+    )
+
+
+class ExportPath(BaseModel):
+    export_id: uuid.UUID
+
+
+class ExportResult(BaseModel):
+    export_id: uuid.UUID
+    gallery: str
+    download: str = Field(description="GET it with the same credentials until expires_at")
+    expires_at: datetime
+    size: int
+    sha256: str = Field(description="of the whole archive file")
+    persons: int
+    faces: int
+    faces_without_crop: int
+    format_version: int
+
+
+class ImportItem(BaseModel):
+    name: str
+    external_id: str | None
+    person_id: uuid.UUID | None = None
+    status: Literal["created", "merged", "skipped"]
+    faces: list[dict[str, Any]] = Field(description="each archive face: {id, status: added|reembedded|existing|failed}")
+    errors: list[dict[str, Any]]
+
+
+class ImportResult(BaseModel):
+    gallery: str
+    gallery_created: bool
+    model: str = Field(description="the model of the gallery's embeddings")
+    on_conflict: Literal["skip", "merge", "fail"]
+    persons: dict[str, int] = Field(description="created, merged, skipped")
+    faces: dict[str, int] = Field(description="added (embedding kept), reembedded (from the crop), existing, failed")
+    items: list[ImportItem]
+
+
+class ReembedResult(BaseModel):
+    gallery: str
+    previous_model: str | None
+    model: str
+    faces: int
+    reembedded: int
+    faces_without_crop: list[dict[str, Any]]
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    at: float = Field(description="when it was reported (Unix time)")
+
+
 class Job(BaseModel):
     id: uuid.UUID
     type: JobType
@@ -768,8 +876,18 @@ class Job(BaseModel):
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
-    result: EnrollResult | RecognizeResult | VerifyResult | DetectResult | None
+    result: (
+        EnrollResult
+        | RecognizeResult
+        | VerifyResult
+        | DetectResult
+        | ExportResult
+        | ImportResult
+        | ReembedResult
+        | None
+    )
     error: ErrorDetail | None
+    progress: JobProgress | None = Field(None, description="a gallery export, import or re-embedding while it runs")
     timings_ms: dict[str, float] | None
     webhook: Deliveries | None = None
 
@@ -809,3 +927,71 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+
+
+# --- recurring unknown faces -------------------------------------------------------------------
+
+
+class UnknownsPath(BaseModel):
+    name: GalleryName
+    unknown_id: int = Field(ge=1)
+
+
+class UnknownFacePath(UnknownsPath):
+    face_id: uuid.UUID
+
+
+class UnknownsQuery(Model):
+    order: Literal["last_seen", "count"] = Field("last_seen", description="most recently seen, or most seen, first")
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class UnknownGroup(BaseModel):
+    id: int = Field(description="the stranger's id in this gallery, stable while the group lives")
+    faces: int = Field(description="faces kept (within the retention period)")
+    sightings: int
+    first_seen: datetime
+    last_seen: datetime
+    sources: list[str]
+    recurring: bool = Field(description="seen at least UNKNOWNS_RECURRING_SIGHTINGS times")
+    sample_crops: list[str] = Field(description="URLs of the group's best face crops (image/jpeg)")
+
+
+class UnknownGroupPage(BaseModel):
+    items: list[UnknownGroup]
+    total: int
+
+
+class UnknownFace(BaseModel):
+    id: uuid.UUID
+    unknown_id: int
+    seen_at: datetime
+    source: str | None
+    job_id: uuid.UUID | None
+    det_score: float
+    bbox: list[float]
+    quality: dict[str, Any] | None
+    crop_url: str
+
+
+class UnknownGroupFaces(UnknownGroup):
+    items: list[UnknownFace]
+
+
+class UnknownEnroll(Model):
+    name: Text
+    external_id: Text | None = None
+    consent: Literal[True] = Field(description="the person has consented to being enrolled")
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class UnknownMerge(Model):
+    into: int = Field(ge=1, description="the group that keeps its id and receives this one's faces")
+
+
+class UnknownEnrolled(BaseModel):
+    person_id: uuid.UUID
+    faces_enrolled: int
+    faces_left_out: int = Field(description="faces that did not agree with the group, or past the limit")
+

@@ -16,7 +16,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_p
 import jobqueue
 from config import Settings, get_settings
 from config.logs import redact_emails
-from jobqueue import QUEUE_NAME, SYNC_GALLERY_INDEXES
+from jobqueue import PURGE_JOBS, QUEUE_NAME, REAP_JOBS, SYNC_GALLERY_INDEXES, TEND_UNKNOWNS
 from workers.redelivery import RestoreStrandedMessages
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
         # Back on a lost broker connection within 5 s of its return, not 30 (workers/reconnect.py).
         worker_consumer="workers.reconnect:PromptlyReconnectingConsumer",
         beat_schedule={
-            "reap-jobs": {"task": "workers.tasks.reap_jobs", "schedule": settings.reaper_interval},
-            "purge-jobs": {"task": "workers.tasks.purge_jobs", "schedule": 3600.0},
+            "reap-jobs": {"task": REAP_JOBS, "schedule": settings.reaper_interval},
+            "purge-jobs": {"task": PURGE_JOBS, "schedule": 3600.0},
+            "tend-unknowns": {"task": TEND_UNKNOWNS, "schedule": settings.unknowns_housekeeping_interval},
             **(
                 {"gallery-indexes": {"task": SYNC_GALLERY_INDEXES, "schedule": settings.gallery_index_interval}}
                 if settings.gallery_index_min_faces > 0

@@ -18,7 +18,8 @@ from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
 from jobqueue import enqueue_webhook
-from workers.engine import ModelError, crop_scale, get_face_engine
+from workers import portability as gallery_jobs
+from workers.engine import ModelError, crop_scale
 from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ class Superseded(Exception):
     """A later run claimed the job while this one ran (jobs.finish's claimed_at)."""
 
 
-def process_job(job_id: str) -> None:
+def process_job(job_id: str) -> ServiceError | None:
+    """Run the job; returns the error it ended with when it ended failed (by this run, or earlier:
+    a message sent again for an ended job), None otherwise."""
     job_uuid = uuid.UUID(job_id)
     timer = StageTimer()
     with timer("claim"), session_scope() as session:
@@ -37,17 +40,21 @@ def process_job(job_id: str) -> None:
         claim = jobs.claim_with_inputs(session, job_uuid)
     if claim is None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
-        return
+        with session_scope() as session:
+            return jobs.ended_failed(session, job_uuid)
     claimed, image, second_image = claim
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
     # otherwise its transaction, effects included, is rolled back and the later run answers.
     claimed_at = claimed.started_at
+    failure: ServiceError | None = None
+    recurring: list[str] = []  # unknowns groups this job made recurring: their webhook follows the commit
     try:
         try:
             with session_scope() as session:
                 # The row as claimed, without reading it again (nothing but a later claim changes it).
                 job = session.merge(claimed, load=False)
                 result = _run(session, job, image, second_image, timer)
+                recurring = result.pop(recognition.RECURRING_UNKNOWNS, [])
                 if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
                     raise Superseded
         except ServiceError as error:
@@ -57,6 +64,7 @@ def process_job(job_id: str) -> None:
                 if claimed.type is JobType.enroll:
                     enrollment.discard_failed(session, claimed)
             log.info("job %s failed: %s", job_id, error.code)
+            failure = error
         except OperationalError:
             raise  # the database is unreachable: the task retries and the job stays `running`
         except Superseded:
@@ -67,10 +75,14 @@ def process_job(job_id: str) -> None:
                 crashed = ServiceError("internal_error", "The job failed unexpectedly.")
                 if not jobs.finish(session, job_uuid, error=crashed, claimed_at=claimed_at):
                     raise Superseded from None
+            failure = crashed
     except Superseded:
         log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
-        return
+        return None
     job_ended(job_uuid, claimed.webhook_url, claimed.batch_id)
+    for group_id in recurring if claimed.webhook_url else ():
+        enqueue_webhook(uuid.UUID(group_id), kind="unknown", settings=worker_settings())
+    return failure
 
 
 def job_ended(job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | None) -> None:
@@ -156,9 +168,11 @@ def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: 
 
 
 def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
+    if job.type in gallery_jobs.GALLERY_JOBS:
+        return gallery_jobs.run(session, job, image)  # `image`: an import's archive
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
-    engine = get_face_engine()
+    engine = gallery_jobs.engine_for(session, job)  # with the recognizer of the gallery's model
     if job.type is JobType.enroll:
         sha256 = enrollment.job_photo_hash(job, image)
         if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:

@@ -8,13 +8,29 @@ import uuid
 from datetime import timedelta
 
 from celery import Task
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from domain import enrollment, gallery_indexes, idempotency, jobs
+from domain import enrollment, gallery_indexes, idempotency, jobs, portability, unknowns
 from domain.db import get_engine, session_scope
-from domain.models import JobType
-from jobqueue import DELIVER_WEBHOOK, PROCESS_JOB, SYNC_GALLERY_INDEXES, enqueue
+from domain.errors import ServiceError
+from domain.models import Gallery, JobType
+from jobqueue import (
+    ADD_FACE,
+    BATCH_ITEM,
+    DELIVER_WEBHOOK,
+    DELIVER_WEBHOOK_BEFORE,
+    DETECT,
+    ENROLL,
+    PROCESS_JOB,
+    PURGE_JOBS,
+    REAP_JOBS,
+    RECOGNIZE,
+    SYNC_GALLERY_INDEXES,
+    TEND_UNKNOWNS,
+    VERIFY,
+    enqueue,
+)
 from workers.celery_app import celery_app
 from workers.pipeline import job_ended
 from workers.pipeline import process_job as run_pipeline
@@ -43,28 +59,118 @@ def database_answers() -> bool:
         return False
 
 
-@celery_app.task(bind=True, name=PROCESS_JOB, max_retries=worker_settings().job_max_retries)
-def process_job(self: Task, job_id: str) -> None:
-    """Run a job. While the database is unreachable the task retries, however long the outage:
-    an outage delays jobs by about its length (the job's row says nothing of the retries, and
-    the reaper's threshold is minutes). An OperationalError while the database answers (a
-    deadlock, a serialization failure) is retried JOB_MAX_RETRIES times, then the job goes back
-    to the queue for the reaper's next pass (jobs.mark_message_lost), not left queued silently;
-    after jobs.REQUEUE_AFTER_ERRORS_LIMIT such rounds the reaper fails it."""
+class JobFailed(Exception):
+    """The job ended `failed`; raised once its row is final, so that the task shows FAILURE (with
+    the job's error code and message) in Flower. An expected outcome (the task's `throws`): never
+    retried, logged without a traceback, and its message acknowledged like any finished task."""
+
+    def __init__(self, error: ServiceError):
+        super().__init__(f"{error.code}: {error.message}")
+        self.code = error.code
+
+
+def run_job(task: Task, job_id: str) -> None:
+    """What every job task does, whatever its name. While the database is unreachable the task
+    retries, however long the outage: an outage delays jobs by about its length (the job's row
+    says nothing of the retries, and the reaper's threshold is minutes). An OperationalError while
+    the database answers (a deadlock, a serialization failure) is retried JOB_MAX_RETRIES times,
+    then the job goes back to the queue for the reaper's next pass (jobs.mark_message_lost), not
+    left queued silently; after jobs.REQUEUE_AFTER_ERRORS_LIMIT such rounds the reaper fails it."""
     try:
-        run_pipeline(job_id)
+        failure = run_pipeline(job_id)
     except OperationalError as error:
-        retries = self.request.retries
-        if retries < self.max_retries or not database_answers():
+        retries = task.request.retries
+        if retries < task.max_retries or not database_answers():
             # Past JOB_MAX_RETRIES only while the database is unreachable: the limit moves along.
-            limit = None if retries < self.max_retries else retries + 1
-            raise self.retry(exc=error, countdown=retry_delay(retries), max_retries=limit) from error
+            limit = None if retries < task.max_retries else retries + 1
+            raise task.retry(exc=error, countdown=retry_delay(retries), max_retries=limit) from error
         log.error("job %s: the database kept failing it (%s); the reaper sends it again", job_id, error)
         with session_scope() as session:
             jobs.mark_message_lost(session, uuid.UUID(job_id))
+        return
+    if failure is not None:
+        raise JobFailed(failure)
 
 
-@celery_app.task(name="workers.tasks.reap_jobs")
+def job_task(name: str):
+    """A job's task: one name per kind of job (jobqueue.job_task), the same body (run_job)."""
+    return celery_app.task(bind=True, name=name, max_retries=worker_settings().job_max_retries, throws=(JobFailed,))
+
+
+@job_task(RECOGNIZE)
+def recognize(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(ENROLL)
+def enroll(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(ADD_FACE)
+def add_face(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(VERIFY)
+def verify(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(DETECT)
+def detect(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(BATCH_ITEM)
+def batch_item(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+# A whole gallery's export, import or re-embedding takes minutes for a large one (docs/RECOGNITION.md
+# measures it). A task's time limit of None means the worker's JOB_SOFT_TIME_LIMIT, hence a day.
+GALLERY_JOB_TIME_LIMIT = 24 * 3600
+
+
+def gallery_task(name: str):
+    """A gallery job's task: its message acknowledged when taken (a worker cut off leaves the job to
+    the reaper, which sends it again once its progress stops moving; each resumes or redoes its
+    work idempotently)."""
+    return celery_app.task(
+        bind=True,
+        name=name,
+        max_retries=worker_settings().job_max_retries,
+        throws=(JobFailed,),
+        soft_time_limit=GALLERY_JOB_TIME_LIMIT,
+        time_limit=GALLERY_JOB_TIME_LIMIT + 60,
+        acks_late=False,
+    )
+
+
+@gallery_task("export")
+def export(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@gallery_task("import")
+def import_(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@gallery_task("reembed")
+def reembed(self: Task, job_id: str) -> None:
+    run_job(self, job_id)
+
+
+@job_task(PROCESS_JOB)
+def process_job(self: Task, job_id: str) -> None:
+    """Jobs sent before each kind had its own name (still queued across an upgrade)."""
+    run_job(self, job_id)
+
+
+# Every minute, and what it does is in the worker's log: it sends no task events, so that Flower
+# lists the jobs rather than sixty reaper runs an hour.
+@celery_app.task(name=REAP_JOBS, send_events=False)
 def reap_jobs() -> dict[str, int]:
     """Send again jobs whose message seems lost (each at most once per JOB_REQUEUE_AFTER, and at
     once those a worker gave up on, up to jobs.REQUEUE_AFTER_ERRORS_LIMIT times: then they fail);
@@ -77,6 +183,7 @@ def reap_jobs() -> dict[str, int]:
         for job in given_up + timed_out:
             if job.type is JobType.enroll:
                 enrollment.discard_failed(session, job)
+        resend = jobs.task_names(session, stranded + overdue)
     # The jobs stay loaded after the commit (domain/db.py: expire_on_commit=False).
     for job in given_up:
         log.error(
@@ -86,8 +193,8 @@ def reap_jobs() -> dict[str, int]:
         )
     for job in given_up + timed_out:  # as for any failure: long-polls, webhook, batch
         job_ended(job.id, job.webhook_url, job.batch_id)
-    for job_id in stranded + overdue:
-        enqueue(job_id)  # idempotent: a job that runs twice stores or answers the same thing
+    for job_id, task in resend.items():
+        enqueue(job_id, task=task)  # idempotent: a job that runs twice stores or answers the same thing
     if stranded or overdue or timed_out:
         log.warning(
             "reaper: %d stranded jobs sent again, %d overdue re-queued, %d timed out",
@@ -103,14 +210,32 @@ def reap_jobs() -> dict[str, int]:
     }
 
 
-@celery_app.task(name="workers.tasks.purge_jobs")
+@celery_app.task(name=PURGE_JOBS)
 def purge_jobs() -> int:
-    """Delete finished jobs older than JOB_RETENTION_DAYS, and Idempotency-Keys older than
-    IDEMPOTENCY_KEY_HOURS."""
+    """Delete finished jobs older than JOB_RETENTION_DAYS, Idempotency-Keys older than
+    IDEMPOTENCY_KEY_HOURS, and gallery exports whose download time is over."""
     settings = worker_settings()
     with session_scope() as session:
         idempotency.purge(session, jobs.now() - timedelta(hours=settings.idempotency_key_hours))
+        portability.purge_expired_exports(session)
         return jobs.purge_finished(session, jobs.now() - timedelta(days=settings.job_retention_days))
+
+
+@celery_app.task(name=TEND_UNKNOWNS)
+def tend_unknowns() -> dict[str, int]:
+    """The recurring-unknowns pools: faces past their gallery's retention are deleted, then each
+    pool is re-grouped (domain/unknown_grouping.regroup), one gallery per transaction."""
+    settings = worker_settings()
+    with session_scope() as session:
+        purged = unknowns.purge_expired(session)
+        galleries = session.execute(select(Gallery.id).where(Gallery.unknowns_enabled.is_(True))).scalars().all()
+    moved = 0
+    for gallery_id in galleries:
+        with session_scope() as session:
+            gallery = session.get(Gallery, gallery_id)
+            if gallery is not None and gallery.unknowns_enabled:
+                moved += unknowns.regroup_gallery(session, gallery, settings.unknowns_group_threshold)
+    return {"purged": purged, "moved": moved}
 
 
 # A build of a large gallery's index takes minutes (about 2 per 100k faces on 2 cores): no job
@@ -126,7 +251,30 @@ def sync_gallery_indexes() -> dict[str, int]:
     )
 
 
-@celery_app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
+class DeliveryFailed(Exception):
+    """The webhook's last attempt failed: the task shows FAILURE in Flower (the attempts are in
+    the job's delivery log)."""
+
+
+def webhook_task(name: str):
+    return celery_app.task(name=name, bind=True, max_retries=None, throws=(DeliveryFailed,))
+
+
+@webhook_task(DELIVER_WEBHOOK)
 def deliver_webhook(self, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str = "") -> None:
-    """POST the job (or batch) document to its webhook_url; retried with backoff through Celery's retry."""
-    deliver(self, object_id, delivery_id, kind, organisation_id or None)
+    """POST the job (or batch) document to its webhook_url; retried with backoff through Celery's
+    retry. The task's id is the delivery's."""
+    deliver_or_fail(self, object_id, delivery_id, kind, organisation_id)
+
+
+@webhook_task(DELIVER_WEBHOOK_BEFORE)
+def deliver_webhook_sent_before(
+    self, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str = ""
+) -> None:
+    """Deliveries sent under the former task name (still queued across an upgrade)."""
+    deliver_or_fail(self, object_id, delivery_id, kind, organisation_id)
+
+
+def deliver_or_fail(task: Task, object_id: str, delivery_id: str, kind: str, organisation_id: str) -> None:
+    if (failure := deliver(task, object_id, delivery_id, kind, organisation_id or None)) is not None:
+        raise DeliveryFailed(failure)

@@ -26,7 +26,7 @@ import time
 import uuid
 from functools import lru_cache
 
-from domain import webhooks
+from domain import unknowns, webhooks
 from domain.batches import batch_document
 from domain.db import session_scope
 from domain.errors import ServiceError
@@ -133,7 +133,13 @@ def post(target: webhooks.Target, body: bytes, headers: dict[str, str], seconds:
 def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str, uuid.UUID] | None:
     """(url, body, event, secret, organisation) for a finished job or batch with a webhook, else None."""
     with session_scope() as session:
-        if kind == "batch":
+        if kind == "unknown":
+            found = unknowns.recurring_event(session, object_id)
+            if found is None:
+                return None
+            organisation_id, url, document = found
+            event = "unknown.recurring"
+        elif kind == "batch":
             batch = session.get(Batch, object_id)
             if batch is None or not batch.webhook_url:
                 return None
@@ -150,13 +156,17 @@ def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str, uui
         return url, body, event, secret, organisation_id
 
 
-def deliver(task, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str | None = None) -> None:
+def deliver(
+    task, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str | None = None
+) -> str | None:
+    """One attempt; retried through `task.retry` while attempts are left. Returns why the delivery
+    ended without a 2xx answer, None when it was answered (or there is nothing to deliver)."""
     settings = worker_settings()
     payload = _payload(kind, uuid.UUID(object_id))
     if payload is None:
         if organisation_id:
             webhooks.release(organisation_id, kind, object_id, delivery_id)
-        return
+        return None
     url, body, event, secret, owner = payload
     organisation_id = organisation_id or str(owner)
     attempt = task.request.retries + 1
@@ -193,7 +203,7 @@ def deliver(task, object_id: str, delivery_id: str, kind: str = "job", organisat
     with session_scope() as session:
         webhooks.log_attempt(
             session,
-            Batch if kind == "batch" else Job,
+            kind,
             uuid.UUID(object_id),
             {
                 "delivery_id": delivery_id,
@@ -213,6 +223,9 @@ def deliver(task, object_id: str, delivery_id: str, kind: str = "job", organisat
             status_code or error,
         )
         webhooks.release(organisation_id, kind, object_id, delivery_id)
-        return
+        if status_code is not None and 200 <= status_code < 300:
+            return None
+        answer = f"HTTP {status_code}" if status_code is not None else error
+        return f"{kind} {object_id}: {url} not delivered after {attempt} attempt(s): {answer}"
     backoff = settings.webhook_retry_base_seconds * 2 ** (attempt - 1)
     raise task.retry(countdown=backoff * random.uniform(0.5, 1.5))

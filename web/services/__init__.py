@@ -41,6 +41,8 @@ from web.services.galleries import (
     delete_gallery,
     gallery_document,
     list_galleries,
+    UNCHANGED,
+    change_gallery,
     set_gallery_threshold,
 )
 from web.services.jobs import cancel_job, list_jobs, load_job, redeliver
@@ -96,9 +98,9 @@ __all__ = [
     "load_batch",
     "load_job",
     "load_person",
-    "one_or_404",
     "merge_persons",
     "move_face",
+    "one_or_404",
     "person_document",
     "person_exists",
     "queue_unavailable",
@@ -110,6 +112,8 @@ __all__ = [
     "revoke_api_key",
     "rotate_webhook_secret",
     "set_gallery_threshold",
+    "change_gallery",
+    "UNCHANGED",
     "sign_up",
     "search_by_face",
     "submit_batch",

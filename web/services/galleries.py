@@ -12,7 +12,9 @@ from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.jobs import iso
 from domain.models import Gallery, Job, Person
+from domain.unknowns import PoolSetting
 from web.pagination import keyset_page
+from web.services import unknowns as unknowns_service
 from web.services.access import get_or_create_gallery, require_gallery
 
 
@@ -23,18 +25,45 @@ def gallery_document(gallery: Gallery, person_count: int) -> dict[str, Any]:
         "owner_id": str(gallery.owner_id) if gallery.owner_id else None,
         "person_count": person_count,
         "match_threshold": gallery.match_threshold,
+        "unknowns": {"enabled": gallery.unknowns_enabled, "retention_days": gallery.unknowns_retention_days},
         "created_at": iso(gallery.created_at),
     }
 
 
-def create_gallery(session: Session, account: Caller, name: str, match_threshold: float | None = None) -> Gallery:
+def create_gallery(
+    session: Session,
+    account: Caller,
+    name: str,
+    match_threshold: float | None = None,
+    pool: PoolSetting | None = None,
+) -> Gallery:
     gallery, created = get_or_create_gallery(session, account, name)
     if not created:
         raise ServiceError("gallery_exists", f"You already have a gallery named '{name}'.", status=409)
     gallery.match_threshold = match_threshold
     audit.record(session, account, "gallery.create", "gallery", gallery.id, name=name)
+    if pool is not None:
+        unknowns_service.apply_setting(session, account, gallery, pool)
     session.commit()
     return gallery
+
+
+UNCHANGED: Any = object()  # a change_gallery field that was not sent
+
+
+def change_gallery(
+    session: Session, account: Caller, name: str, *, threshold: Any = UNCHANGED, pool: PoolSetting | None = None
+) -> dict[str, Any]:
+    """Change what was sent: its own threshold (None: follow MATCH_FPIR again), its unknowns pool."""
+    gallery = require_gallery(session, account, name)
+    if threshold is not UNCHANGED:
+        audit.record(session, account, "gallery.threshold", "gallery", gallery.id, match_threshold=threshold)
+        gallery.match_threshold = threshold
+    if pool is not None:
+        unknowns_service.apply_setting(session, account, gallery, pool)
+    session.commit()
+    count = session.execute(select(func.count()).where(Person.gallery_id == gallery.id)).scalar_one()
+    return gallery_document(gallery, count)
 
 
 def list_galleries(session: Session, account: Caller, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -49,12 +78,7 @@ def list_galleries(session: Session, account: Caller, *, limit: int, cursor: str
 
 def set_gallery_threshold(session: Session, account: Caller, name: str, threshold: float | None) -> dict[str, Any]:
     """Fix the gallery's recognition threshold, or (None) let it follow MATCH_FPIR again."""
-    gallery = require_gallery(session, account, name)
-    audit.record(session, account, "gallery.threshold", "gallery", gallery.id, match_threshold=threshold)
-    gallery.match_threshold = threshold
-    session.commit()
-    count = session.execute(select(func.count()).where(Person.gallery_id == gallery.id)).scalar_one()
-    return gallery_document(gallery, count)
+    return change_gallery(session, account, name, threshold=threshold)
 
 
 def delete_gallery(session: Session, account: Caller, name: str) -> None:

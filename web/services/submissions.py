@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from domain import audit, budget, enrollment
 from domain.callers import Caller
 from domain.errors import ServiceError
-from domain.jobs import create_job, now
+from domain.jobs import create_job, now, task_name
 from domain.models import Gallery, Job, JobType, Person
 from jobqueue import enqueue
 from web.forms import Upload
@@ -35,7 +35,7 @@ def _commit_and_enqueue(session: Session, job: Job, created: list[Any], priority
         session.commit()
     try:
         with request_stage("enqueue"):
-            enqueue(job.id, priority=priority)
+            enqueue(job.id, task=task_name(job), priority=priority)
     except Exception:  # kombu raises many types for an unreachable broker
         log.exception("could not enqueue job %s", job.id)
         session.execute(delete(Job).where(Job.id == job.id))
@@ -243,8 +243,12 @@ def submit_recognition(
     top_k: int,
     max_faces: int,
     webhook_url: str | None = None,
+    source: str | None = None,
 ) -> Job:
     gallery = require_gallery(session, account, gallery_name)
+    # Unmatched faces go to the gallery's unknowns pool only where it opted in (checked again by
+    # the worker under the gallery's lock, domain/unknowns.sight).
+    pool = {"unknowns": True, "source": source} if gallery.unknowns_enabled else {}
     return _submit_job(
         session,
         account,
@@ -261,6 +265,7 @@ def submit_recognition(
             "top_k": top_k,
             "max_faces": max_faces,
             "gallery": gallery.name,
+            **pool,
         },
     )
 
