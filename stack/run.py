@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from config import get_settings, get_settings_or_exit
 from domain.accounts import bootstrap_admin
@@ -259,17 +260,32 @@ class Supervisor:
 def banner(services_started: list[str]) -> str:
     """What `make run` prints once everything started: where the API and Flower listen."""
     settings = get_settings()
+    base = f"http://{settings.host}:{settings.port}"
     return (
-        f"\n  API:     http://{settings.host}:{settings.port}/api/v1  (OpenAPI: /api/v1/openapi.json)"
-        f"\n  Flower:  http://{serve.flower_address()}:{settings.flower_port}"
+        f"\n  API:     {base}/api/v1  (OpenAPI: /api/v1/openapi.json)"
+        f"\n  Docs:    {base}/api/v1/docs  (try each call in the browser)"
+        f"\n  Console: {base}/console/"
+        f"\n  Health:  {base}/healthz, {base}/readyz"
+        f"\n  Flower:  http://{serve.flower_address()}:{settings.flower_port}  (a job's task id is its id)"
         f"\n  Services: {', '.join(services_started) or 'external'}; data in {settings.data_dir}"
-        "\n  Ctrl-C stops everything (web, worker, beat and Flower first, then Redis and PostgreSQL).\n"
+        "\n  Ctrl-C stops everything (web, worker, beat and Flower first, then Redis and PostgreSQL);"
+        f"\n  from another shell: kill -INT {os.getpid()} (this supervisor; `make` itself passes on SIGTERM only).\n"
     )
+
+
+def keep_out_of_git(data_dir: Path) -> None:
+    """A DATA_DIR inside a checkout (`DATA_DIR=.data-2`) holds secrets and faces: whatever its
+    name, git ignores it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker = data_dir / ".gitignore"
+    if not marker.exists():
+        marker.write_text("# This instance's data (make run): never in git.\n*\n")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
+    keep_out_of_git(get_settings().data_dir)
     supervisor = Supervisor()
     # From the start: a Ctrl-C while the services start lets them finish starting, then stops them.
     signal.signal(signal.SIGTERM, supervisor.request_stop)

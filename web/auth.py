@@ -17,12 +17,13 @@ from flask_jwt_extended import (
     jwt_required,
     verify_jwt_in_request,
 )
-from flask_jwt_extended.exceptions import JWTDecodeError
+from flask_jwt_extended.exceptions import JWTDecodeError, WrongTokenError
+from jwt.exceptions import DecodeError
 
 from domain import accounts, api_keys
 from domain.callers import Caller
 from domain.errors import ServiceError
-from domain.models import Account, Role
+from domain.models import Account, ApiKey, Role
 from domain.notifications import redis_client
 from web import services
 from web.db import get_session
@@ -42,6 +43,7 @@ from web.schemas import (
     SubmittedJob,
     Tokens,
     WaitQuery,
+    Whoami,
 )
 from web.schemas import Account as AccountOut
 from web.settings import app_settings
@@ -163,11 +165,24 @@ def logout():
     return "", 204
 
 
-@bp.get("/me", responses={200: AccountOut, **errors(*AUTH)})
-@jwt_required()
+@bp.get("/me", responses={200: Whoami, **errors(*AUTH)})
+@roles_required()
 def me():
-    """The calling account"""
-    return jsonify(account_document(current_login()))
+    """The calling account; with an API key, the key (its name, prefix, role and galleries) and the
+    account that created it"""
+    caller = current_caller()
+    session = get_session()
+    document = account_document(session.get(Account, caller.id))
+    if caller.is_api_key:
+        key = session.get(ApiKey, caller.api_key_id)
+        document["api_key"] = {
+            "id": str(key.id),
+            "name": key.name,
+            "prefix": key.prefix,
+            "role": caller.role.value,  # as it may act now: never above its creator's role
+            "galleries": sorted(caller.galleries) if caller.galleries is not None else None,
+        }
+    return jsonify(document)
 
 
 @bp.post("/password", responses={200: Tokens, **errors(400, *AUTH)})
@@ -246,8 +261,59 @@ def init_jwt(app: Flask) -> None:
     def unauthorized(code: str, message: str):
         return error_response(401, code, message)
 
+    def not_a_token(reason: str):
+        """A bearer that could not be decoded: an API key where only a password login will do, a
+        token whose signature fails (another instance's, or one from before JWT_SECRET_KEY
+        changed), or something that is no token at all. Each gets its own code and advice."""
+        if presented_api_key() is not None:
+            return error_response(
+                403,
+                "password_login_required",
+                "This call takes a password login, not an API key: log in with POST /api/v1/auth/login "
+                "and send its access_token as the bearer.",
+            )
+        if "Signature verification failed" in reason:
+            return unauthorized(
+                "token_invalid", "The token was not issued by this service (or its secret changed): log in again."
+            )
+        return unauthorized(
+            "token_malformed",
+            "The bearer is not a token: send `Authorization: Bearer <access_token>` with the access_token "
+            "from POST /api/v1/auth/login (whole, without quotes), or an API key fk_...",
+        )
+
+    def no_bearer(reason: str):
+        if presented_api_key() is not None:  # X-API-Key, where only a password login will do
+            return not_a_token(reason)
+        return unauthorized(
+            "unauthorized",
+            "A bearer token is required: `Authorization: Bearer <access_token>` from POST /api/v1/auth/login, "
+            "or an API key.",
+        )
+
+    def wrong_token_type(reason: str):
+        if "non-refresh" in reason:  # flask-jwt-extended: "Only non-refresh tokens are allowed"
+            return unauthorized(
+                "refresh_token_not_accepted",
+                "This is a refresh token: it only goes to POST /api/v1/auth/refresh. Send the access_token "
+                "(from login or refresh) as the bearer instead.",
+            )
+        return unauthorized(
+            "access_token_not_accepted",
+            "POST /api/v1/auth/refresh takes the refresh_token from login as the bearer, not the access token.",
+        )
+
+    @app.errorhandler(JWTDecodeError)
+    @app.errorhandler(DecodeError)
+    def undecodable(error: Exception):
+        return not_a_token(str(error))
+
+    @app.errorhandler(WrongTokenError)
+    def wrong_type(error: WrongTokenError):
+        return wrong_token_type(str(error))
+
     # One code per condition: a client refreshes on token_expired, logs in again on the others.
-    jwt.unauthorized_loader(lambda reason: unauthorized("unauthorized", "A bearer token is required."))
+    jwt.unauthorized_loader(no_bearer)
     jwt.invalid_token_loader(lambda reason: unauthorized("token_invalid", "The token is invalid."))
     jwt.expired_token_loader(
         lambda header, payload: unauthorized(

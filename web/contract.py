@@ -10,7 +10,7 @@ served UI; validation that can sit under our own authentication decorators.
 
 from __future__ import annotations
 
-from flask import jsonify, redirect
+from flask import Response, jsonify, redirect
 from flask_openapi3 import Info, OpenAPI
 
 from web import schemas
@@ -38,7 +38,6 @@ class ContractApp(OpenAPI):
                 _json_body_limit(operation)
                 _service_failures(operation)
                 _wait_refusal(operation)
-
                 # Public operations (web/validation.Resource) say so, not by leaving it to a default.
                 operation.setdefault("security", [])
                 for form in _form_schemas(operation, self.spec_json["components"]["schemas"]):
@@ -69,6 +68,7 @@ def _optional_left_out(field: dict) -> None:
     if "anyOf" in field and len(branches) == 1:
         del field["anyOf"]
         field.update({key: value for key, value in branches[0].items() if key not in field})
+
 
 def _validation_answer(operation: dict, status: str) -> None:
     """flask-openapi3 gives every operation that declares no 400 one whose body is a *list* of
@@ -140,10 +140,33 @@ def make_app(import_name: str) -> OpenAPI:
     )
 
 
+# What `/` and `/api/v1` answer: where to go from there, for a person who typed the address.
+SIGNPOSTS = {
+    "docs": DOCS_PREFIX,
+    "openapi": "/api/v1/openapi.json",
+    "console": "/console/",
+    "health": "/healthz",
+    "ready": "/readyz",
+}
+
+
+def signposts() -> Response:
+    return jsonify(
+        service="Face recognition service",
+        message=f"The API is under /api/v1: its interactive documentation is at {DOCS_PREFIX}, the "
+        "operators' console at /console/.",
+        links=SIGNPOSTS,
+    )
+
+
 def add_document_routes(app: OpenAPI) -> None:
-    """The document at its documented address, and the docs page's short address."""
+    """The document at its documented address, the docs page's short address, and signposts at
+    `/` and `/api/v1` (a 404 there left a new user guessing)."""
     app.add_url_rule("/api/v1/openapi.json", "openapi_document", lambda: jsonify(app.api_doc))
     app.add_url_rule(DOCS_PREFIX, "docs_page", lambda: redirect(f"{DOCS_PREFIX}/swagger"))
+    app.add_url_rule("/", "signposts", signposts)
+    app.add_url_rule("/api/v1", "api_signposts", signposts)
+    app.add_url_rule("/api/v1/", "api_signposts_slash", signposts)
 
 
 def content_security_policy(path: str) -> str:

@@ -669,7 +669,15 @@ def cmd_whoami(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(account)
     else:
-        print(f"{account.email} ({account.role}) at {api.url}")
+        key = getattr(account, "api_key", None)
+        if key:
+            galleries = ", ".join(key["galleries"]) if key.get("galleries") is not None else "all galleries"
+            print(
+                f"API key {key['name']} ({key['prefix']}..., {key['role']}, {galleries}) "
+                f"of {account.email} at {api.url}"
+            )
+        else:
+            print(f"{account.email} ({account.role}) at {api.url}")
     return EXIT_OK
 
 
@@ -917,6 +925,9 @@ _HINTS = {
     "api_key_invalid": "check FACEAPI_API_KEY (unknown, revoked or expired keys are refused)",
     "token_revoked": "the API key or token was revoked: create a new one",
     "token_expired": "the API key or token has expired: create a new one or log in again",
+    "token_malformed": "the bearer is not a token: check FACEAPI_API_KEY, or log in with FACEAPI_EMAIL",
+    "refresh_token_not_accepted": "a refresh token was sent as the access token",
+    "password_login_required": "this needs a password login: set FACEAPI_EMAIL (and unset FACEAPI_API_KEY)",
     "unauthorized": "no credentials were accepted",
     "connection_error": "is the service running? check FACEAPI_URL",
     "timeout": "the service is slow or unreachable; try again, or raise --timeout",
