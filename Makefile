@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
+CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +40,7 @@ run: install
 # duration is printed, and the first failing layer stops the run. Coverage adds up over the layers.
 LAYERS := unit api stack system
 
-test: install-dev
+test: install-dev browser
 	$(PY) -m ruff check .
 	$(PY) -m coverage erase
 	@for layer in $(LAYERS); do \
@@ -53,6 +54,15 @@ test: install-dev
 # One layer alone: unit (about 20 s), api, stack, system.
 test-unit test-api test-stack test-system: install-dev
 	$(PY) -m pytest tests/$(subst test-,,$@) $(PYTEST_ARGS)
+
+# The console's browser tests (tests/stack/test_console_browser.py) drive Debian's Chromium through
+# Playwright: installed here when missing and running as root, else one line says how.
+test-stack: browser
+
+browser:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "The console's browser tests need Chromium: run 'sudo apt-get install -y chromium' (Debian's package, at $(CHROMIUM))."; exit 1; fi; }
 
 # Four hosts on this machine (network namespaces: needs root and iproute2), a worker host cut off
 # mid-batch; about 2 minutes. Part of `make test` (and of test-system); skipped where not allowed.
