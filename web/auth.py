@@ -92,12 +92,26 @@ def roles_required(*roles: Role, signed_in: bool = False) -> Callable:
             if signed_in:
                 services.require_signed_in(g.caller)
             if roles and g.caller.role not in roles:
-                raise ServiceError("forbidden", "Your role does not allow this action.", status=403)
+                raise role_refused(g.caller, roles)
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def role_refused(caller: Caller, roles: tuple[Role, ...]) -> ServiceError:
+    """403 naming the role the caller has and the roles the action needs, and who can change it."""
+    needed = " or ".join(role.value for role in roles)
+    holder = "This API key" if caller.is_api_key else "Your account"
+    return ServiceError(
+        "forbidden",
+        f"{holder} has the role '{caller.role.value}'; this action needs {needed}. "
+        "An admin of your organisation can change roles (PATCH /api/v1/accounts/{account_id}).",
+        status=403,
+        role=caller.role.value,
+        required_roles=[role.value for role in roles],
+    )
 
 
 def _access_token(account: Account, refresh_jti: str) -> str:
@@ -119,7 +133,7 @@ def _tokens(account: Account) -> dict[str, Any]:
 @limiter.limit(signup_limit)
 @validated
 def signup(body: Credentials):
-    """Create a `user` account (SIGNUP_ENABLED)"""
+    """Create an account, the admin of a new organisation of its own (SIGNUP_ENABLED)"""
     if not app_settings().signup_enabled:
         raise ServiceError("signup_disabled", "Self-service signup is turned off.", status=403)
     account = services.sign_up(get_session(), body.email, body.password)

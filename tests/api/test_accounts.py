@@ -55,10 +55,10 @@ def _me(client, headers) -> dict:
     return client.get("/api/v1/auth/me", headers=headers).get_json()
 
 
-def test_signup_creates_a_user_and_can_be_turned_off(client, services):
+def test_signup_creates_the_admin_of_a_new_organisation_and_can_be_turned_off(client, services):
     created = client.post("/api/v1/auth/signup", json={"email": "New@Example.com", "password": "long enough pw"})
     assert created.status_code == 201
-    assert created.get_json()["role"] == "user"
+    assert created.get_json()["role"] == "admin"
     assert login(client, "new@example.com", "long enough pw")["access_token"]
     again = client.post("/api/v1/auth/signup", json={"email": "new@example.com", "password": "long enough pw"})
     assert again.status_code == 409

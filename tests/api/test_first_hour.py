@@ -6,7 +6,8 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from tests.conftest import bearer, login, make_account, override_settings
+from tests import images
+from tests.conftest import bearer, login, make_account, override_settings, upload
 
 
 @pytest.fixture()
@@ -100,3 +101,22 @@ def test_a_data_dir_of_its_own_is_kept_out_of_git(tmp_path):
 
     keep_out_of_git(tmp_path / ".data-2")
     assert (tmp_path / ".data-2" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_signup_makes_the_admin_of_a_new_organisation_who_can_enroll_at_once(client):
+    credentials = {"email": "first-hour@example.com", "password": "a long enough password"}
+    assert client.post("/api/v1/auth/signup", json=credentials).get_json()["role"] == "admin"
+    headers = bearer(login(client, **credentials)["access_token"])
+    form = {"name": "Tom Hanks", "consent": "true", "image": upload(images.tom_hanks())}
+    answer = client.post("/api/v1/persons", data=form, headers=headers, content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_json()
+    assert client.get("/api/v1/accounts", headers=headers).status_code == 200  # and add colleagues
+
+
+def test_a_refused_role_names_the_role_it_has_and_the_one_needed(client):
+    headers = bearer(login(client, *make_account("user"))["access_token"])
+    answer = client.get("/api/v1/accounts", headers=headers)
+    assert answer.status_code == 403
+    error = _error(answer)
+    assert error["role"] == "user" and error["required_roles"] == ["admin"]
+    assert "'user'" in error["message"] and "needs admin" in error["message"]

@@ -30,8 +30,9 @@ def create_account(session: Session, caller: Caller, email: str, password: str, 
 
 
 def sign_up(session: Session, email: str, password: str) -> Account:
-    """A `user` account of its own new organisation, created by the person who will use it."""
-    account = accounts.create_account(session, email, password, Role.user, settings=app_settings())
+    """The admin of a new organisation of its own, created by the person who will use it: it can
+    enroll and recognize at once, and add colleagues (POST /api/v1/accounts) with the roles they need."""
+    account = accounts.create_account(session, email, password, Role.admin, settings=app_settings())
     audit.record(session, account, "account.signup", "account", account.id)
     session.commit()
     return account
