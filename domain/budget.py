@@ -24,15 +24,21 @@ from jobqueue import PRIORITY_STEPS
 # PERFORMANCE.md section 8 and this change's measurement): an LFW crop 42-76 ms, a 12 MP phone
 # photo 131-296 ms (cost 3), 20 MP 118-238 ms (4), 32.6 MP 177-441 ms (6), 36 MP 221-406 ms (7).
 PIXELS_PER_COST_UNIT = 6_000_000
+# A progressive JPEG's scans are each a pass over the whole image: 10 of them cost about one more
+# decode of its pixels (a 36 MP photo: 0.36 s for libjpeg's 10 scans, 2.9 s for 50 scans full of
+# data), so its pixels count 1 + scans / SCANS_PER_PASS times.
+SCANS_PER_PASS = 10
 # How long a worker process takes for one cost unit, about: the Retry-After of a refusal.
 SECONDS_PER_COST_UNIT = 0.1
 MAX_RETRY_AFTER_SECONDS = 60
 
 
 def image_cost(image: ImageInfo) -> int:
-    """Cost units of one photo, from the size its upload validation read (domain.images.validate_image):
-    the bytes are not opened again."""
-    return max(1, math.ceil(image.width * image.height / PIXELS_PER_COST_UNIT))
+    """Cost units of one photo, from the size and scans its upload validation read
+    (domain.images.validate_image): the bytes are not opened again. The decode work is its pixels
+    times its passes over them; a baseline JPEG, a PNG or a WebP makes one."""
+    passes = 1 + image.scans / SCANS_PER_PASS if image.scans > 1 else 1
+    return max(1, math.ceil(image.width * image.height * passes / PIXELS_PER_COST_UNIT))
 
 
 def job_cost(image: ImageInfo, second_image: ImageInfo | None = None) -> int:

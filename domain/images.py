@@ -8,11 +8,17 @@ JPEGs are never decoded at full size unless needed: libjpeg can decode at 1/2, 1
 scale in the DCT domain, skipping most of the inverse DCT, upsampling and colour conversion
 (PERFORMANCE.md, "Decoding only the pixels the model needs").
 
-PNG and WebP are decoded whole, at a cost that follows their decoded bytes rather than their
-pixels: a 90 KB 16-bit PNG of 40 Mpx inflates to 80-320 MB. Such an image is refused
-(`image_too_large`) when its pixels times its bytes per pixel (16-bit samples count 2 bytes, an
-alpha channel or a palette 4 bytes a pixel) exceed what an 8-bit RGB photo at MAX_IMAGE_PIXELS
-takes (3 bytes a pixel, 120 MB): the cost an ordinary photo may already have.
+Nothing is decoded before the headers (domain.image_headers) show what decoding will take, and
+validation's decode at its peak must fit DECODE_MEMORY_BUDGET: what an 8-bit RGB photo at
+MAX_IMAGE_PIXELS weighs (3 bytes a pixel, 120 MB). Each format's peak, in bytes a pixel, was
+measured (tests/unit/test_decode_memory.py measures it again, in a child process): a baseline JPEG
+decoded at 1/8 scale holds almost nothing; a progressive JPEG holds libjpeg's coefficient buffer
+(2 bytes a coefficient of every component: 2 to 6 bytes a pixel); a PNG the image Pillow decodes
+into (1 to 4 bytes a pixel); a WebP 16 (Pillow opens it through libwebp's animation decoder, which
+allocates two canvases before the frame is decoded and copied). An image past the budget is refused
+`image_too_large` from its header. A JPEG is refused `too_many_scans` past MAX_JPEG_SCANS: each
+scan of a progressive JPEG is a pass over the whole image, and a few kilobytes of empty scans
+(a "scan bomb") cost seconds of CPU; the job's cost counts its scans (domain.budget).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from config import Settings
 from domain.errors import InvalidImage, file_too_large
+from domain.image_headers import HeaderError, read_jpeg_header, read_png_header, read_webp_header
 
 # Formats we accept, by magic bytes, with their canonical content type.
 _ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -44,13 +51,17 @@ _REJECTED_MAGIC = (
 )
 # The DCT scales libjpeg decodes at (1/8, 1/4, 1/2), coarsest first.
 JPEG_SCALES = (8, 4, 2)
-# Decoded bytes a pixel may take, times MAX_IMAGE_PIXELS: an 8-bit RGB photo at the pixel limit.
+# Bytes validation's decode may hold at its peak: an 8-bit RGB photo at MAX_IMAGE_PIXELS.
 DECODE_BYTES_PER_PIXEL = 3
-# A PNG's samples a pixel by its colour type (IHDR); a palette or an alpha channel is converted
-# through 8-bit RGBA (_to_rgb), so it counts 4 bytes at least.
-_PNG_SAMPLES = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
-# Bytes a pixel of a decoded WebP takes, by Pillow's mode.
-_WEBP_BYTES = {"RGB": 3, "RGBA": 4}
+# More scans than any camera or encoder writes (the photos measured, ../shared/datasets and
+# insightface's, have at most 14; libjpeg's progressive default is 10, 6 for grey): past this a
+# JPEG is a scan bomb, refused before decoding.
+MAX_JPEG_SCANS = 100
+# Peak bytes a pixel of a PNG's validation (Pillow's image: 1-bit, grey and palette 1 byte, 16-bit
+# grey 2, everything else 4, RGB included), by IHDR colour type; 16-bit grey is (0, 16).
+_PNG_PEAK_BYTES = {0: 1, (0, 16): 2, 2: 4, 3: 1, 4: 4, 6: 4}
+# Peak bytes a pixel of a WebP's validation, measured 15.4 (lossy and lossless alike).
+_WEBP_PEAK_BYTES = 16
 # EXIF orientation -> (swap the axes, then reverse the rows, reverse the columns): the same
 # result as Pillow's ImageOps.exif_transpose, expressed as numpy views.
 _ORIENTATIONS = {
@@ -70,6 +81,7 @@ class ImageInfo:
     content_type: str
     width: int  # after EXIF orientation
     height: int
+    scans: int = 1  # a progressive JPEG's passes over the image (its cost counts them)
 
 
 @dataclass(frozen=True)
@@ -133,24 +145,80 @@ def validate_image(data: bytes, declared_type: str | None = None, *, settings: S
 
     The bytes alone decide: `declared_type` (what a client guessed from the file name) is not
     compared, so a PNG named x.jpg is accepted, and reported, as the PNG it is, whichever
-    client sent it (issue 12 item 7). Every byte of pixel data is still decoded here, so that
-    truncated or corrupt files get a 4xx before any job exists (see _decode_pixel_data).
+    client sent it. The headers are checked first (size, scans, decode memory: see the module's
+    docstring); then every byte of pixel data is decoded, so that truncated or corrupt files get a
+    4xx before any job exists (see _decode_pixel_data).
     `settings` give the limits (MAX_UPLOAD_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE).
     """
     del declared_type  # kept for the callers' signature; see above
     fmt = _accepted_format(data, settings.max_upload_bytes)
+    header = _read_header(fmt, data)
+    _check_dimensions(header.width, header.height, settings)
+    _check_decode_work(header, settings.max_image_pixels)
     image = _open(data)
-    if (image.format or "").upper() not in _PILLOW_FORMATS[fmt]:
+    if (image.format or "").upper() not in _PILLOW_FORMATS[fmt] or image.size != (header.width, header.height):
         raise InvalidImage("invalid_image", "The file could not be read as an image.")
-    width, height = image.size
-    _check_dimensions(width, height, settings)
-    _check_decoded_size(data, image, settings.max_image_pixels)
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-        raise InvalidImage("animated_image", "Animated images are not accepted; send a single frame.")
-    _decode_pixel_data(image)
+        raise _animated()
+    _decode_pixel_data(image)  # a JPEG's draft changes image.size: the header's stays
+    width, height = header.width, header.height
     if _exif_orientation(image) in (5, 6, 7, 8):
         width, height = height, width
-    return ImageInfo(format=fmt, content_type=_ACCEPTED[fmt], width=width, height=height)
+    return ImageInfo(format=fmt, content_type=_ACCEPTED[fmt], width=width, height=height, scans=header.scans)
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What the headers say decoding will take."""
+
+    width: int
+    height: int
+    peak_bytes: int  # validation's decode at its peak
+    scans: int = 1
+    animated: bool = False
+
+
+def _read_header(fmt: str, data: bytes) -> _Header:
+    try:
+        if fmt == "JPEG":
+            jpeg = read_jpeg_header(data, stop_after=MAX_JPEG_SCANS)
+            reduced = -(-jpeg.width // 8) * -(-jpeg.height // 8)  # the 1/8-scale grey decode
+            peak = jpeg.coefficient_bytes() if jpeg.progressive else reduced
+            return _Header(jpeg.width, jpeg.height, peak, scans=jpeg.scans)
+        if fmt == "PNG":
+            png = read_png_header(data)
+            per_pixel = _PNG_PEAK_BYTES.get((png.colour_type, png.bit_depth), _PNG_PEAK_BYTES.get(png.colour_type, 4))
+            return _Header(png.width, png.height, png.width * png.height * per_pixel)
+        webp = read_webp_header(data)
+        return _Header(webp.width, webp.height, webp.width * webp.height * _WEBP_PEAK_BYTES, animated=webp.animated)
+    except (HeaderError, IndexError, ValueError) as exc:
+        raise InvalidImage("invalid_image", "The file could not be read as an image.") from exc
+
+
+def _animated() -> InvalidImage:
+    return InvalidImage("animated_image", "Animated images are not accepted; send a single frame.")
+
+
+def _check_decode_work(header: _Header, max_pixels: int) -> None:
+    """Refuse, before anything is decoded, a scan bomb, an animation (Pillow would allocate its
+    canvases on opening it) and an image whose decode would pass DECODE_BYTES_PER_PIXEL x
+    `max_pixels` bytes."""
+    if header.scans > MAX_JPEG_SCANS:
+        raise InvalidImage(
+            "too_many_scans",
+            f"The JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes over the image; cameras "
+            "write at most about 14). Save it again as a baseline JPEG.",
+        )
+    if header.animated:
+        raise _animated()
+    budget = max_pixels * DECODE_BYTES_PER_PIXEL
+    if header.peak_bytes > budget:
+        megabytes = -(-header.peak_bytes // 1_000_000)
+        raise InvalidImage(
+            "image_too_large",
+            f"The image has {header.width}x{header.height} pixels, which in this format take {megabytes} MB "
+            f"to decode; at most {budget // 1_000_000} MB are accepted. Send it smaller, or as a baseline JPEG.",
+        )
 
 
 def _accepted_format(data: bytes, limit: int) -> str:
@@ -181,38 +249,12 @@ def _check_dimensions(width: int, height: int, settings: Settings) -> None:
         )
 
 
-def decoded_bytes_per_pixel(data: bytes, image: Image.Image) -> int:
-    """Bytes a pixel of a PNG or WebP takes once decoded and converted (0 for a JPEG, which is
-    decoded at a reduced scale: see the module's docstring)."""
-    if image.format == "PNG" and len(data) >= 26:
-        depth, colour_type = data[24], data[25]  # IHDR, right after the signature and its header
-        samples = _PNG_SAMPLES.get(colour_type, 4)
-        bytes_each = 2 if depth == 16 and colour_type != 3 else 1
-        return max(samples * bytes_each, 4 if colour_type in (3, 4, 6) else 1)
-    if image.format == "WEBP":
-        return _WEBP_BYTES.get(image.mode, 4)
-    return 0
-
-
-def _check_decoded_size(data: bytes, image: Image.Image, max_pixels: int) -> None:
-    """Refuse a PNG or WebP whose decoded bytes exceed an 8-bit RGB photo's at the pixel limit."""
-    width, height = image.size
-    per_pixel = decoded_bytes_per_pixel(data, image)
-    budget = max_pixels * DECODE_BYTES_PER_PIXEL
-    if per_pixel > DECODE_BYTES_PER_PIXEL and width * height * per_pixel > budget:
-        raise InvalidImage(
-            "image_too_large",
-            f"The image has {width}x{height} pixels of {per_pixel} bytes each once decoded (16-bit samples, "
-            f"alpha or a palette); at most {budget // per_pixel} such pixels are accepted.",
-        )
-
-
 def _decode_pixel_data(image: Image.Image) -> None:
     """Decode all of the pixel data, so that truncated or corrupt files fail here, not in a worker.
 
     A JPEG is decoded to 1/8-scale grayscale: libjpeg still Huffman-decodes every coefficient
     of every component to the end of the stream, so exactly the same files fail as with a full
-    decode (tests/test_images.py), without the full-size inverse DCT, upsampling, colour
+    decode (tests/unit/test_images.py), without the full-size inverse DCT, upsampling, colour
     conversion and buffer (~5x less time for a 36 MP photo).
     """
     if image.format in _PILLOW_FORMATS["JPEG"]:
