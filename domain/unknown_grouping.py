@@ -87,18 +87,33 @@ def regroup(labels: np.ndarray, embeddings: np.ndarray, threshold: float) -> np.
 
 
 def merge_close_groups(labels: np.ndarray, embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """Merge the most similar pair of groups while their centroids reach the threshold; the
+    merged group keeps the older (smaller) label. One similarity row is updated per merge."""
     labels = labels.copy()
+    ids = np.unique(labels)
+    if len(ids) < 2:
+        return labels
+    sums = np.stack([embeddings[labels == i].sum(axis=0) for i in ids]).astype(np.float64)
+    centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    similarity = centroids @ centroids.T
+    np.fill_diagonal(similarity, -np.inf)
+    alive = np.ones(len(ids), dtype=bool)
     while True:
-        ids, centroids = _centroids(labels, embeddings)
-        if len(ids) < 2:
-            return labels
-        similarity = centroids @ centroids.T
-        np.fill_diagonal(similarity, -1.0)
-        i, j = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-        if similarity[i, j] < threshold:
-            return labels
-        keep, gone = min(ids[i], ids[j]), max(ids[i], ids[j])
-        labels[labels == gone] = keep
+        flat = int(np.argmax(similarity))
+        a, b = divmod(flat, len(ids))
+        if similarity[a, b] < threshold:
+            break
+        keep, gone = (a, b) if ids[a] < ids[b] else (b, a)
+        labels[labels == ids[gone]] = ids[keep]
+        sums[keep] += sums[gone]
+        alive[gone] = False
+        similarity[gone, :] = similarity[:, gone] = -np.inf
+        centroid = sums[keep] / np.linalg.norm(sums[keep])
+        row = (sums / np.linalg.norm(sums, axis=1, keepdims=True)) @ centroid
+        row[~alive] = -np.inf
+        row[keep] = -np.inf
+        similarity[keep, :] = similarity[:, keep] = row
+    return labels
 
 
 def _centroids(labels: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ keep nothing about the faces they did not recognize (checked in the database its
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import timedelta
 
@@ -232,3 +233,47 @@ def test_a_stranger_seen_often_enough_fires_unknown_recurring(client, operator_h
         assert document["unknown"]["sightings"] == 3 and document["unknown"]["sources"] == ["gate"]
     finally:
         receiver.close()
+
+
+def test_the_sdk_and_the_command_line_walk_the_pool(live_server, portraits):
+    import subprocess
+    import sys
+
+    from faceapi_client import FaceAPI
+
+    from tests.conftest import ROOT, make_account
+
+    email, password = make_account("operator")
+    gallery = f"sdk-{uuid.uuid4().hex[:6]}"
+    with FaceAPI(live_server.url, email=email, password=password) as api:
+        api.create_gallery(gallery)
+        assert api.set_gallery_unknowns(gallery, True, retention_days=7).unknowns.retention_days == 7
+        photos = sightings_of(portraits[5])[:2]
+        faces = [api.recognize(photo, gallery=gallery, source="lobby").result.faces[0] for photo in photos]
+        assert faces[0].unknown is not None and faces[0].unknown.id == faces[1].unknown.id
+        number = faces[0].unknown.id
+        (group,) = api.list_unknowns(gallery).items
+        assert (group.id, group.sightings, group.sources) == (number, 2, ["lobby"])
+        face = api.get_unknown(gallery, number).items[0]
+        assert api.unknown_face_crop(gallery, number, face.id)[:2] == b"\xff\xd8"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEAPI_")}
+    env.update(FACEAPI_URL=live_server.url, FACEAPI_EMAIL=email, FACEAPI_PASSWORD=password)
+    listed = subprocess.run(
+        [sys.executable, "-m", "faceapi_client", "unknowns", "list", gallery, "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["items"][0]["id"] == number
+    named = subprocess.run(
+        [sys.executable, "-m", "faceapi_client", "unknowns", "enroll", gallery, str(number), "--name", "Lobby Regular"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert named.returncode == 0 and "is now person" in named.stderr + named.stdout, named.stderr

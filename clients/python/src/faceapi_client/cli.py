@@ -165,6 +165,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             items = enrolling.mapping_items(folder, args.mapping)
         except enrolling.MappingError as exc:
             raise UsageError(str(exc)) from None
+        items, skipped = enrolling.without_unsupported(items)
         listed = {item.path.resolve() for item in items}
         left_out = [
             p
@@ -175,6 +176,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             _info(f"note: {len(left_out)} photo(s) in {folder} are not in the mapping file and are left out")
     else:
         items = enrolling.folder_items(folder)
+        skipped = enrolling.skipped_in_folder(folder)
         loose = enrolling.loose_photos(folder)
         if loose:
             _info(f"note: {len(loose)} photo(s) lie directly in {folder}, outside a person's sub-folder: left out")
@@ -182,6 +184,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         raise UsageError(
             f"no photos to enroll in {folder}"
             + ("" if args.mapping else " (expected one sub-folder per person, with JPEG, PNG or WebP photos)")
+            + (f"; {len(skipped)} file(s) skipped, the first: {skipped[0]}" if skipped else "")
         )
 
     url = _settings(args)["url"]
@@ -189,6 +192,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         state = enrolling.EnrollState.open(report, url, args.gallery)
     except enrolling.StateMismatch as exc:
         raise UsageError(str(exc)) from None
+    state.skipped_files = skipped
 
     if args.dry_run:
         return _dry_run(items, state, args, report)
@@ -237,6 +241,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         bar.close()
         api.close()
     _print_summary(summary, len(items), report)
+    _print_skipped(skipped)
     if summary.failed:
         _info(f"faceapi: {len(summary.failed)} of {summary.total} photos failed (listed above; report: {report})")
         return EXIT_FAILED_ITEMS
@@ -271,6 +276,17 @@ def _print_summary(summary: Any, total: int, report: Path) -> None:
     print(f"Report: {report}")
 
 
+def _print_skipped(skipped: list) -> None:
+    """Every file not sent, with why and what to do (HEIC: convert it)."""
+    if not skipped:
+        return
+    print(f"Skipped, not sent: {len(skipped)} file(s)")
+    for file in skipped[:100]:
+        print(f"  {file}")
+    if len(skipped) > 100:
+        print(f"  ... and {len(skipped) - 100} more (see the report)")
+
+
 def _dry_run(items: list, state: Any, args: argparse.Namespace, report: Path) -> int:
     from faceapi_client.enroll import plan_enrollment
 
@@ -284,6 +300,9 @@ def _dry_run(items: list, state: Any, args: argparse.Namespace, report: Path) ->
     print(f"  problems                         {len(plan.local_errors)}")
     for failure in plan.local_errors[:100]:
         print(f"    {failure.file}: {failure.message} ({failure.code})")
+    print(f"  skipped, not sent                {len(state.skipped_files)}")
+    for skipped in state.skipped_files[:100]:
+        print(f"    {skipped}")
     by_person: dict[tuple[str, str], list] = {}
     for item in plan.to_send:
         by_person.setdefault(item.person_key, []).append(item)
@@ -399,12 +418,66 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    photos = [Path(p) for p in args.photos]
+    for photo in photos:
+        if not photo.is_file():
+            raise UsageError(f"the photo {photo} does not exist")
+    outputs = []
+    with connect(args) as api:
+        for photo in photos:
+            job = api.detect(photo, max_faces=args.max_faces, landmarks=106 if args.landmarks else None)
+            if args.json:
+                outputs.append({"photo": str(photo), "job_id": job.id, **job.result.model_dump(mode="json")})
+            else:
+                _print_detection(photo, job.result)
+    if args.json:
+        _print_json(outputs if len(photos) > 1 else outputs[0])
+    return EXIT_OK
+
+
+def _print_detection(photo: Path, result: models.DetectResult) -> None:
+    print(f"{photo}: {len(result.faces)} face(s)")
+    rows = []
+    for number, face in enumerate(result.faces, start=1):
+        pose = face.pose
+        rows.append(
+            (
+                number,
+                ",".join(str(round(v)) for v in face.bbox),
+                f"{face.det_score:.2f}",
+                f"{pose.yaw:.0f}/{pose.pitch:.0f}/{pose.roll:.0f}" if pose else "",
+                face.quality_for_recognition or "",
+            )
+        )
+    if rows:
+        _table(rows, ("face", "box x1,y1,x2,y2", "score", "yaw/pitch/roll", "quality"))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with connect(args) as api:
+        result = api.search(args.face_id, gallery=args.gallery, top_k=args.top_k, threshold=args.threshold)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(
+        f"face {result.face_id} (person {result.person_id}) in gallery {result.gallery}, "
+        f"threshold {result.threshold:.2f}"
+    )
+    _table(
+        [(m.person_id, m.name, m.external_id or "", f"{m.similarity:.3f}") for m in result.matches],
+        ("person", "name", "external_id", "similarity"),
+    )
+    _info(f"{len(result.matches)} match(es)")
+    return EXIT_OK
+
+
 # --- persons, galleries, jobs, keys -------------------------------------------------------------------------
 
 
 def cmd_persons_list(args: argparse.Namespace) -> int:
     with connect(args) as api:
-        persons = list(api.iter_persons(args.gallery, external_id=args.external_id))
+        persons = list(api.iter_persons(args.gallery, external_id=args.external_id, q=args.q))
     if args.json:
         _print_json(persons)
         return EXIT_OK
@@ -805,7 +878,36 @@ def build_parser() -> Parser:
     verify.add_argument("--threshold", type=float, metavar="T", help="similarity for 'same person' (default 0.30)")
     _json_option(verify)
 
-    persons = command(commands, "persons", None, "list, show or delete persons and their faces")
+    detect = command(
+        commands,
+        "detect",
+        cmd_detect,
+        "find the faces in photos: boxes, pose and quality (no gallery)",
+        "Detect every face in each PHOTO: its box, keypoints, head pose (yaw/pitch/roll in degrees) and\n"
+        "quality for recognition (high, medium, low); --json prints every field, --landmarks adds 106 points.",
+    )
+    detect.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG, PNG or WebP photos")
+    detect.add_argument("--max-faces", type=int, metavar="N", help="faces per photo, largest first (default 20)")
+    detect.add_argument("--landmarks", action="store_true", help="add each face's 106-point landmarks (with --json)")
+    _json_option(detect)
+
+    search = command(
+        commands,
+        "search",
+        cmd_search,
+        "who does a stored face look like? (no photo sent)",
+        "Search a gallery (by default the face's own) with an enrolled face, by its id (`faceapi persons\n"
+        "faces ID` lists them): the persons it matches, best first. The face itself is left out.",
+    )
+    search.add_argument("face_id", metavar="FACE_ID", help="the stored face's id")
+    search.add_argument("--gallery", metavar="NAME", help="the gallery to search (default: the face's own)")
+    search.add_argument("--top-k", type=int, metavar="K", help="persons to answer (default 5)")
+    search.add_argument(
+        "--threshold", type=float, metavar="T", help="similarity a match needs (default: the gallery's)"
+    )
+    _json_option(search)
+
+    persons = command(commands, "persons", None, "list (the default), show or delete persons and their faces")
     persons_commands = persons.add_subparsers(
         dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi persons ACTION --help` for its options"
     )
@@ -813,6 +915,9 @@ def build_parser() -> Parser:
     listing = command(persons_commands, "list", cmd_persons_list, "the persons of a gallery")
     listing.add_argument("--gallery", default="default", metavar="NAME", help="the gallery (default: default)")
     listing.add_argument("--external-id", metavar="ID", help="only the person with this external_id")
+    listing.add_argument(
+        "-q", "--q", metavar="TEXT", help="only persons whose name or external_id contains TEXT (any case)"
+    )
     _json_option(listing)
     show = command(persons_commands, "show", cmd_persons_show, "a person with its faces and consent record")
     show.add_argument("id", metavar="ID", help="the person's id")
@@ -854,7 +959,7 @@ def build_parser() -> Parser:
     crop.add_argument("face_id", metavar="FACE_ID", help="the face's id")
     crop.add_argument("-o", "--output", required=True, metavar="OUT.jpg", help="where to write it")
 
-    galleries = command(commands, "galleries", None, "list, create or delete galleries")
+    galleries = command(commands, "galleries", None, "list (the default), create or delete galleries")
     gallery_commands = galleries.add_subparsers(
         dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi galleries ACTION --help` for its options"
     )
@@ -869,7 +974,7 @@ def build_parser() -> Parser:
     drop = command(gallery_commands, "delete", cmd_galleries_delete, "delete a gallery with its persons and faces")
     drop.add_argument("name", metavar="NAME", help="the gallery's name")
 
-    jobs = command(commands, "jobs", None, "list or show jobs")
+    jobs = command(commands, "jobs", None, "list (the default) or show jobs")
     job_commands = jobs.add_subparsers(
         dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi jobs ACTION --help` for its options"
     )
@@ -884,7 +989,7 @@ def build_parser() -> Parser:
     job_show.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait up to this long for it to end")
     _json_option(job_show)
 
-    keys = command(commands, "keys", None, "create, list or revoke API keys")
+    keys = command(commands, "keys", None, "list (the default), create or revoke API keys")
     key_commands = keys.add_subparsers(
         dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi keys ACTION --help` for its options"
     )
@@ -914,6 +1019,9 @@ def build_parser() -> Parser:
     key_revoke.add_argument("id", metavar="ID", help="the key's id (see `faceapi keys list`)")
 
     _json_option(command(commands, "whoami", cmd_whoami, "the account (or key) you are calling as"))
+    from faceapi_client import cli_unknowns  # its commands use this module's helpers
+
+    cli_unknowns.add_commands(commands, command)
     return parser
 
 
@@ -922,12 +1030,13 @@ def build_parser() -> Parser:
 _HINTS = {
     "invalid_credentials": "check FACEAPI_EMAIL / FACEAPI_PASSWORD",
     "token_invalid": "the token is not valid: log in again",
-    "api_key_invalid": "check FACEAPI_API_KEY (unknown, revoked or expired keys are refused)",
-    "token_revoked": "the API key or token was revoked: create a new one",
-    "token_expired": "the API key or token has expired: create a new one or log in again",
     "token_malformed": "the bearer is not a token: check FACEAPI_API_KEY, or log in with FACEAPI_EMAIL",
     "refresh_token_not_accepted": "a refresh token was sent as the access token",
     "password_login_required": "this needs a password login: set FACEAPI_EMAIL (and unset FACEAPI_API_KEY)",
+    "gallery_not_found": "name one with --gallery NAME (`faceapi galleries` lists yours)",
+    "api_key_invalid": "check FACEAPI_API_KEY (unknown, revoked or expired keys are refused)",
+    "token_revoked": "the API key or token was revoked: create a new one",
+    "token_expired": "the API key or token has expired: create a new one or log in again",
     "unauthorized": "no credentials were accepted",
     "connection_error": "is the service running? check FACEAPI_URL",
     "timeout": "the service is slow or unreachable; try again, or raise --timeout",
@@ -956,9 +1065,35 @@ def exit_code_of(error: BaseException) -> int:
     return EXIT_FAILED_ITEMS
 
 
+# A group of commands run without its action lists: `faceapi galleries` is `faceapi galleries list`.
+LISTING_GROUPS = ("persons", "galleries", "jobs", "keys")
+# Connection options that take a value in the next word (`--url URL`), so that word is no command.
+_VALUED_OPTIONS = ("--url", "--api-key", "--email", "--password", "--timeout")
+
+
+def with_default_action(argv: Sequence[str]) -> list[str]:
+    """`argv` with `list` after a listing group that names no action (options may follow)."""
+    words = list(argv)
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word in _VALUED_OPTIONS:
+            index += 2
+            continue
+        if word.startswith("-"):
+            index += 1
+            continue
+        following = words[index + 1] if index + 1 < len(words) else None
+        no_action = following is None or (following.startswith("-") and following not in ("-h", "--help"))
+        if word in LISTING_GROUPS and no_action:
+            words.insert(index + 1, "list")
+        break
+    return words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_action(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except UsageError as error:

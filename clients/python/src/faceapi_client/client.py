@@ -40,11 +40,12 @@ _JOB_MODELS: dict[str, type[models.Job]] = {
     "enroll": models.EnrollJob,
     "recognize": models.RecognizeJob,
     "verify": models.VerifyJob,
+    "detect": models.DetectJob,
 }
 
 
 def parse_job(data: dict[str, Any]) -> models.Job:
-    """The job document as the model of its type (EnrollJob, RecognizeJob, VerifyJob)."""
+    """The job document as the model of its type (EnrollJob, RecognizeJob, VerifyJob, DetectJob)."""
     return _JOB_MODELS.get(str(data.get("type")), models.Job).model_validate(data)
 
 
@@ -318,6 +319,53 @@ class FaceAPI:
         """Delete a gallery with its persons, faces and jobs."""
         self._t.request("DELETE", f"/galleries/{name}", gone_ok=True)
 
+    # --- recurring unknown faces (docs/UNKNOWNS.md) -------------------------------------------------
+
+    def set_gallery_unknowns(self, name: str, enabled: bool, *, retention_days: int = 30) -> models.Gallery:
+        """Turn the gallery's recurring-unknowns pool on (faces of people who did not consent, kept
+        `retention_days`) or off (which deletes the pool)."""
+        body = {"unknowns": {"enabled": enabled, "retention_days": retention_days}}
+        return models.Gallery.model_validate(self._t.request("PATCH", f"/galleries/{name}", json=body).json())
+
+    def list_unknowns(
+        self, gallery: str, *, order: str = "last_seen", limit: int = 50, offset: int = 0
+    ) -> models.UnknownGroupPage:
+        """The gallery's strangers, most recently seen (or, order="count", most seen) first."""
+        data = self._get(f"/galleries/{gallery}/unknowns", order=order, limit=limit, offset=offset)
+        return models.UnknownGroupPage.model_validate(data)
+
+    def get_unknown(self, gallery: str, unknown_id: int) -> models.UnknownGroupFaces:
+        return models.UnknownGroupFaces.model_validate(self._get(f"/galleries/{gallery}/unknowns/{unknown_id}"))
+
+    def unknown_face_crop(self, gallery: str, unknown_id: int, face_id: str) -> bytes:
+        """A stranger's face as its aligned 112x112 JPEG crop."""
+        path = f"/galleries/{gallery}/unknowns/{unknown_id}/faces/{face_id}/crop"
+        return self._t.request("GET", path).content
+
+    def enroll_unknown(
+        self,
+        gallery: str,
+        unknown_id: int,
+        name: str,
+        *,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> models.UnknownEnrolled:
+        """Name a stranger: a person made from the group's best faces (you confirm consent)."""
+        body: dict[str, Any] = {"name": name, "consent": True, "metadata": metadata or {}}
+        if external_id is not None:
+            body["external_id"] = external_id
+        response = self._t.request("POST", f"/galleries/{gallery}/unknowns/{unknown_id}/enroll", json=body)
+        return models.UnknownEnrolled.model_validate(response.json())
+
+    def merge_unknowns(self, gallery: str, unknown_id: int, into: int) -> models.UnknownGroupFaces:
+        """One stranger seen as two: `unknown_id`'s faces join `into`, which keeps its id."""
+        path = f"/galleries/{gallery}/unknowns/{unknown_id}/merge"
+        return models.UnknownGroupFaces.model_validate(self._t.request("POST", path, json={"into": into}).json())
+
+    def delete_unknown(self, gallery: str, unknown_id: int) -> None:
+        self._t.request("DELETE", f"/galleries/{gallery}/unknowns/{unknown_id}", gone_ok=True)
+
     # --- persons and faces -------------------------------------------------------------------------
 
     def submit_enrollment(
@@ -425,14 +473,20 @@ class FaceAPI:
         gallery: str = "default",
         *,
         external_id: str | None = None,
+        q: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> models.PersonPage:
-        page = self._get("/persons", gallery=gallery, external_id=external_id, limit=limit, cursor=cursor)
+        """A page of the gallery's persons; `q` keeps those whose name or external_id contains it (any case)."""
+        page = self._get("/persons", gallery=gallery, external_id=external_id, q=q, limit=limit, cursor=cursor)
         return models.PersonPage.model_validate(page)
 
-    def iter_persons(self, gallery: str = "default", *, external_id: str | None = None) -> Iterator[models.Person]:
-        return self._pages(lambda cursor: self.list_persons(gallery, external_id=external_id, limit=200, cursor=cursor))
+    def iter_persons(
+        self, gallery: str = "default", *, external_id: str | None = None, q: str | None = None
+    ) -> Iterator[models.Person]:
+        return self._pages(
+            lambda cursor: self.list_persons(gallery, external_id=external_id, q=q, limit=200, cursor=cursor)
+        )
 
     def find_person(self, external_id: str, gallery: str = "default") -> models.Person | None:
         """The gallery's person with this external_id, or None."""
@@ -605,8 +659,16 @@ class FaceAPI:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         wait: float = 0,
+        source: str | None = None,
     ) -> models.Accepted | models.RecognizeJob:
-        form = _form(gallery=gallery, threshold=threshold, top_k=top_k, max_faces=max_faces, webhook_url=webhook_url)
+        form = _form(
+            gallery=gallery,
+            threshold=threshold,
+            top_k=top_k,
+            max_faces=max_faces,
+            webhook_url=webhook_url,
+            source=source,
+        )
         return self._submit("/recognize", form, [("image", read_photo(photo))], idempotency_key, wait=wait)
 
     def recognize(
@@ -621,9 +683,11 @@ class FaceAPI:
         timeout: float = 300,
         raise_on_failure: bool = True,
         idempotency_key: str | None = None,
+        source: str | None = None,
     ) -> models.RecognizeJob:
         """Every face in the photo, largest first, each with its matches best first. A photo
-        without a face raises JobFailed `no_face`; an unknown gallery NotFound `gallery_not_found`."""
+        without a face raises JobFailed `no_face`; an unknown gallery NotFound `gallery_not_found`.
+        `source` (a camera or door name) is kept with unmatched faces where recurring unknowns are on."""
         submit = partial(
             self.submit_recognition,
             photo,
@@ -631,6 +695,61 @@ class FaceAPI:
             threshold=threshold,
             top_k=top_k,
             max_faces=max_faces,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            source=source,
+        )
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
+
+    def search(
+        self,
+        face_id: str,
+        *,
+        gallery: str | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+    ) -> models.SearchResult:
+        """The persons a stored face (its id: `list_faces`) matches, best first, without a photo: in
+        its own gallery, or `gallery`. The face itself is left out; its person's other faces are not."""
+        body: dict[str, Any] = {"face_id": _id(face_id)}
+        body.update(
+            {k: v for k, v in {"gallery": gallery, "top_k": top_k, "threshold": threshold}.items() if v is not None}
+        )
+        response = self._t.request("POST", "/search", json=body, idempotent=True)
+        return models.SearchResult.model_validate(response.json())
+
+    def submit_detection(
+        self,
+        photo: Photo,
+        *,
+        max_faces: int | None = None,
+        landmarks: int | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> models.Accepted | models.DetectJob:
+        form = _form(max_faces=max_faces, landmarks=landmarks, webhook_url=webhook_url)
+        return self._submit("/detect", form, [("image", read_photo(photo))], idempotency_key, wait=wait)
+
+    def detect(
+        self,
+        photo: Photo,
+        *,
+        max_faces: int | None = None,
+        landmarks: int | None = None,
+        webhook_url: str | None = None,
+        timeout: float = 300,
+        raise_on_failure: bool = True,
+        idempotency_key: str | None = None,
+    ) -> models.DetectJob:
+        """Every face in the photo, largest first: box, keypoints, head pose, quality and
+        `quality_for_recognition`; `landmarks=106` adds 106 landmarks. No gallery is needed, and a
+        photo without a face succeeds with none."""
+        submit = partial(
+            self.submit_detection,
+            photo,
+            max_faces=max_faces,
+            landmarks=landmarks,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
         )

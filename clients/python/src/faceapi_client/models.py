@@ -93,12 +93,20 @@ class ApiKeyList(Model):
 # --- galleries, persons, faces -----------------------------------------------------------------
 
 
+class UnknownsSetting(Model):
+    """A gallery's recurring-unknowns pool: off unless enabled (docs/UNKNOWNS.md)."""
+
+    enabled: bool = False
+    retention_days: int = 30
+
+
 class Gallery(Model):
     id: str
     name: str
     owner_id: str | None = None
     person_count: int = 0
     match_threshold: float | None = None
+    unknowns: UnknownsSetting = Field(default_factory=UnknownsSetting)
     created_at: datetime | None = None
 
 
@@ -179,11 +187,44 @@ class Match(Model):
     similarity: float
 
 
-class RecognizedFace(Model):
+class UnknownSighting(Model):
+    id: int
+    sightings: int
+    first_seen: datetime
+
+
+class HeadPose(Model):
+    """Degrees: yaw positive when the nose points to the photo's right, pitch positive when the
+    face is turned up, roll positive when tilted clockwise."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class DetectedFace(Model):
+    """A face as detection describes it: `keypoints` maps left_eye, right_eye, nose, mouth_left and
+    mouth_right (as seen in the photo) to [x, y]; `landmarks_106` only when asked for."""
+
     bbox: list[float]
     det_score: float
+    keypoints: dict[str, list[float]] | None = None
+    pose: HeadPose | None = None
     quality: dict[str, float] = Field(default_factory=dict)
+    quality_for_recognition: Literal["high", "medium", "low"] | str | None = None
+    landmarks_106: list[list[float]] | None = None
+
+
+class DetectResult(Model):
+    faces: list[DetectedFace]
+    faces_detected: int = 0
+    detector: str | None = None
+
+
+class RecognizedFace(DetectedFace):
     matches: list[Match] = Field(default_factory=list)
+    # In a gallery with recurring unknowns on, an unmatched face's stranger: its stable id there.
+    unknown: UnknownSighting | None = None
 
     @property
     def best(self) -> Match | None:
@@ -197,6 +238,24 @@ class RecognizeResult(Model):
     gallery_faces: int | None = None
     expected_fpir: float | None = None
     model: str | None = None
+
+
+class SearchResult(Model):
+    """POST /search: the persons a stored face matches (the face itself left out)."""
+
+    face_id: str
+    person_id: str
+    gallery: str
+    matches: list[Match]
+    threshold: float
+    threshold_source: str | None = None
+    gallery_faces: int | None = None
+    expected_fpir: float | None = None
+    model: str | None = None
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
 
 
 class ComparedFace(Model):
@@ -220,7 +279,12 @@ class Deliveries(Model):
     deliveries: list[dict[str, Any]] = Field(default_factory=list)
 
 
-_RESULTS: dict[str, type[Model]] = {"enroll": EnrollResult, "recognize": RecognizeResult, "verify": VerifyResult}
+_RESULTS: dict[str, type[Model]] = {
+    "enroll": EnrollResult,
+    "recognize": RecognizeResult,
+    "verify": VerifyResult,
+    "detect": DetectResult,
+}
 
 
 class Job(Model):
@@ -238,7 +302,7 @@ class Job(Model):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    result: EnrollResult | RecognizeResult | VerifyResult | dict[str, Any] | None = None
+    result: EnrollResult | RecognizeResult | VerifyResult | DetectResult | dict[str, Any] | None = None
     error: ErrorDetail | None = None
     timings_ms: dict[str, float] | None = None
     webhook: Deliveries | None = None
@@ -279,6 +343,10 @@ class RecognizeJob(Job):
 
 class VerifyJob(Job):
     result: VerifyResult | None = None
+
+
+class DetectJob(Job):
+    result: DetectResult | None = None
 
 
 class JobPage(Page):
@@ -336,3 +404,43 @@ class BatchPage(Page):
 class Health(Model):
     status: str
     checks: dict[str, str] | None = None
+
+
+class UnknownGroup(Model):
+    """A recurring stranger of a gallery."""
+
+    id: int
+    faces: int
+    sightings: int
+    first_seen: datetime
+    last_seen: datetime
+    sources: list[str] = Field(default_factory=list)
+    recurring: bool = False
+    sample_crops: list[str] = Field(default_factory=list)
+
+
+class UnknownGroupPage(Model):
+    items: list[UnknownGroup]
+    total: int
+
+
+class UnknownFace(Model):
+    id: str
+    unknown_id: int
+    seen_at: datetime
+    source: str | None = None
+    job_id: str | None = None
+    det_score: float
+    bbox: list[float]
+    quality: dict[str, Any] | None = None
+    crop_url: str
+
+
+class UnknownGroupFaces(UnknownGroup):
+    items: list[UnknownFace]
+
+
+class UnknownEnrolled(Model):
+    person_id: str
+    faces_enrolled: int
+    faces_left_out: int
