@@ -171,6 +171,67 @@ def folder_items(root: str | os.PathLike) -> list[EnrollItem]:
     return items
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of the folder that is not sent, why, and what to do about it."""
+
+    file: str  # relative to the folder
+    reason: str
+    advice: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}; {self.advice}"
+
+
+_CONVERT_HEIC = (
+    "convert it to JPEG (macOS: sips -s format jpeg IN.heic --out OUT.jpg; Linux: heif-convert IN.heic OUT.jpg), "
+    "or set the iPhone's Settings > Camera > Formats to Most Compatible"
+)
+# Photo formats a folder often holds that the service does not take (it reads JPEG, PNG and WebP).
+UNSUPPORTED_PHOTOS = {
+    ".heic": ("HEIC (the iPhone's photo format) is not accepted", _CONVERT_HEIC),
+    ".heif": ("HEIF is not accepted", _CONVERT_HEIC),
+    ".gif": ("GIF is not accepted", "convert it to PNG or JPEG"),
+    **{
+        suffix: (f"{suffix[1:].upper()} is not accepted", "convert it to JPEG or PNG")
+        for suffix in (".tif", ".tiff", ".bmp", ".avif", ".jxl", ".dng", ".cr2", ".nef", ".arw")
+    },
+}
+
+
+def why_skipped(path: Path, file: str) -> SkippedFile | None:
+    """Why a file is not sent (None: it is a JPEG, PNG or WebP by its name)."""
+    suffix = path.suffix.lower()
+    if suffix in PHOTO_SUFFIXES:
+        return None
+    reason, advice = UNSUPPORTED_PHOTOS.get(
+        suffix, ("not a photo the service reads (JPEG, PNG or WebP)", "nothing to do unless it is a photo: convert it")
+    )
+    return SkippedFile(file=file, reason=reason, advice=advice)
+
+
+def skipped_in_folder(root: str | os.PathLike) -> list[SkippedFile]:
+    """Files in the persons' sub-folders that folder_items leaves out (hidden files aside)."""
+    root = Path(root)
+    skipped = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if len(relative.parts) < 2 or not path.is_file() or _hidden(path, root):
+            continue
+        if (why := why_skipped(path, relative.as_posix())) is not None:
+            skipped.append(why)
+    return skipped
+
+
+def without_unsupported(items: list[EnrollItem]) -> tuple[list[EnrollItem], list[SkippedFile]]:
+    """A mapping's items less those in a format the service does not take (HEIC, GIF, ...)."""
+    kept, skipped = [], []
+    for item in items:
+        why = why_skipped(item.path, item.file) if item.path.suffix.lower() in UNSUPPORTED_PHOTOS else None
+        (kept if why is None else skipped).append(item if why is None else why)
+    return kept, skipped
+
+
 def loose_photos(root: str | os.PathLike) -> list[Path]:
     """Photos lying directly in the folder, outside any person's sub-folder (not enrolled)."""
     root = Path(root)
@@ -260,6 +321,7 @@ class EnrollState:
         self.photos: dict[str, dict[str, Any]] = {}
         self.created_at = _now()
         self.summary: dict[str, Any] = {}
+        self.skipped_files: list[SkippedFile] = []  # not sent: their format (this run's finding)
         self._saved_at = 0.0
         self._dirty = False
 
@@ -308,6 +370,10 @@ class EnrollState:
             "updated_at": _now(),
             "summary": self.summary,
             "photos": self.photos,
+            "skipped_files": [
+                {"file": skipped.file, "reason": skipped.reason, "advice": skipped.advice}
+                for skipped in self.skipped_files
+            ],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
