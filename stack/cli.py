@@ -17,7 +17,7 @@ from domain.db import get_engine, session_scope
 from domain.errors import ServiceError
 from domain.models import Role
 from domain.schema import upgrade
-from stack.embedded import ensure_services
+from stack.embedded import EmbeddedServices, ensure_services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     indexes = commands.add_parser("gallery-indexes", help="give each large gallery its own HNSW index now")
     indexes.add_argument("--min-faces", type=int, default=None, help="default: GALLERY_INDEX_MIN_FACES")
     args = parser.parse_args(argv)
+    password = None
+    if args.command == "create-admin":  # asked first: a refusal or Ctrl-C leaves nothing running
+        try:
+            password = admin_password()
+        except AdminPasswordMissing as missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
 
-    services = ensure_services()
-    settings = get_settings()  # after ensure_services: it may set DATABASE_URL and REDIS_URL
+    # This DATA_DIR's PostgreSQL only (when DATABASE_URL is unset): these commands need no Redis,
+    # so a second instance's run never meets the first one's Redis on the default port.
+    services = EmbeddedServices()
     try:
+        ensure_services(services, redis=False)
+        settings = get_settings()  # after ensure_services: it may set DATABASE_URL
         upgrade()
         if args.command == "migrate":
             created = bootstrap_admin(settings)  # ADMIN_EMAIL / ADMIN_PASSWORD, when no admin exists yet
             if created:
                 print(f"created the first admin account {created}")  # its id: stdout ends up in container logs
         if args.command == "create-admin":
-            password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
             with session_scope() as session:
                 organisation = args.organisation or first_organisation(session)
                 account = create_account(
@@ -62,8 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
+    except (RuntimeError, OSError) as error:  # a service that would not start: said in one line
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     finally:
-        services.stop()
+        services.stop()  # what this command started, whatever happened
+
+
+class AdminPasswordMissing(Exception):
+    """No ADMIN_PASSWORD and no terminal to ask on."""
+
+
+def admin_password() -> str:
+    """ADMIN_PASSWORD, or asked for on the terminal (never read from a pipe: it would echo in logs)."""
+    if password := os.environ.get("ADMIN_PASSWORD"):
+        return password
+    if not sys.stdin.isatty():
+        raise AdminPasswordMissing(
+            "no terminal to ask for the password on: set ADMIN_PASSWORD (e.g. ADMIN_PASSWORD=... make admin EMAIL=...)"
+        )
+    try:
+        return getpass.getpass("Password: ")
+    except (EOFError, KeyboardInterrupt):
+        raise AdminPasswordMissing("no password given: nothing was created") from None
 
 
 if __name__ == "__main__":

@@ -201,8 +201,9 @@ def start_redis(data_dir: Path, port: int) -> tuple[subprocess.Popen | None, str
     return process, url
 
 
-def ensure_services(services: EmbeddedServices | None = None) -> EmbeddedServices:
-    """Start whichever of PostgreSQL and Redis is not configured, and export their URLs.
+def ensure_services(services: EmbeddedServices | None = None, *, redis: bool = True) -> EmbeddedServices:
+    """Start whichever of PostgreSQL and Redis is not configured, and export their URLs; without
+    `redis`, PostgreSQL only (the administrative commands need no broker).
 
     `services` is filled as they start, so that a caller can stop what did start if the rest fails.
     """
@@ -212,10 +213,11 @@ def ensure_services(services: EmbeddedServices | None = None) -> EmbeddedService
     if not services.database_url:
         services.pg_server, services.database_url = start_postgres(settings.data_dir)
         services.started.append("postgresql")
-    if not services.redis_url:
+    if redis and not services.redis_url:
         services.redis_process, services.redis_url = start_redis(settings.data_dir, settings.embedded_redis_port)
         services.started.append("redis")
     os.environ["DATABASE_URL"] = services.database_url
-    os.environ["REDIS_URL"] = services.redis_url
+    if services.redis_url:
+        os.environ["REDIS_URL"] = services.redis_url
     get_settings.cache_clear()
     return services
