@@ -112,7 +112,7 @@ def not_found(exc: Exception) -> Any:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    from web.console import admin, pages, work  # noqa: F401  (their views register on bp)
+    from web.console import admin, pages, unknowns, work  # noqa: F401  (their views register on bp)
 
     configure(app, settings)
     app.register_blueprint(bp)

@@ -116,7 +116,12 @@ def person_cards(
         }
         for person, count, face_id in page
     ]
-    return {"gallery": gallery.name, "items": items, "next_cursor": next_cursor}
+    return {
+        "gallery": gallery.name,
+        "unknowns_enabled": gallery.unknowns_enabled,
+        "items": items,
+        "next_cursor": next_cursor,
+    }
 
 
 def resolve_person(session: Session, caller: Caller, gallery_id: uuid.UUID, text: str) -> Person:
