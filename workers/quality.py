@@ -65,23 +65,32 @@ def pitch(kps: np.ndarray) -> float:
     (chin raised), negative when it looks down.
 
     The same geometry as `pose`'s yaw, about the other axis. Nodding by `pitch` moves the nose tip,
-    which stands NOSE_DEPTH in front of the eyes, along the face's midline by depth x sin(pitch),
-    while the eyes-to-mouth height shrinks to height x cos(pitch) (less the mouth's own depth x
+    which stands NOSE_DEPTH in front of the eyes, up or down the face by depth x sin(pitch), while
+    the eyes-to-mouth height shrinks to height x cos(pitch) (less the mouth's own depth x
     sin(pitch)). So the nose's share r of the projected eyes-to-mouth height gives
-    tan(pitch) = (NOSE_HEIGHT - r) / (NOSE_DEPTH - r x MOUTH_DEPTH). Turning (yaw) and tilting
-    (roll) leave that share unchanged: it is read along the midline. An estimate from five points,
-    good to about 10 degrees on a typical face (faces differ in where the nose sits).
+    tan(pitch) = (NOSE_HEIGHT - r) / (NOSE_DEPTH - r x MOUTH_DEPTH). Heights are read across the
+    eye and mouth lines, which stay level on the face when it turns or tilts (the midline does
+    not: a turned face's mouth, in front of its eyes, slants it). An estimate from five points on
+    a mean face: faces differ in where the nose sits, by several degrees.
     """
     left_eye, right_eye, nose, mouth_left, mouth_right = (np.asarray(p, dtype=np.float64) for p in kps[:5])
-    eyes, mouth = (left_eye + right_eye) / 2, (mouth_left + mouth_right) / 2
-    midline = mouth - eyes
-    height = float(np.hypot(*midline))
-    if height < 1e-6:
+    across = _unit(right_eye - left_eye) + _unit(mouth_right - mouth_left)
+    if not np.any(across):
         return 0.0
-    share = float((nose - eyes) @ midline) / height**2
+    down = np.array([-across[1], across[0]]) / np.linalg.norm(across)
+    eyes, mouth = (left_eye + right_eye) / 2, (mouth_left + mouth_right) / 2
+    height = float((mouth - eyes) @ down)
+    if height <= 1e-6:
+        return 0.0
+    share = float((nose - eyes) @ down) / height
     return math.degrees(
         math.atan2(NOSE_HEIGHT_FRONTAL - share, NOSE_DEPTH_OVER_HEIGHT - share * MOUTH_DEPTH_OVER_HEIGHT)
     )
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    length = float(np.hypot(*vector))
+    return vector / length if length > 1e-9 else np.zeros(2)
 
 
 def brightness(aligned_crop: np.ndarray) -> float:

@@ -24,7 +24,7 @@ API_PREFIX = "/api/v1"
 REFRESH_MARGIN_SECONDS = 60.0
 # Routes where the server honours Idempotency-Key: a POST there can be re-sent after a broken
 # connection without creating anything twice.
-IDEMPOTENT_POST_ROUTES = ("/persons", "/faces", "/recognize", "/verify", "/enrollments", "/auth/me/face")
+IDEMPOTENT_POST_ROUTES = ("/persons", "/faces", "/recognize", "/verify", "/detect", "/enrollments", "/auth/me/face")
 
 
 def new_idempotency_key() -> str:
