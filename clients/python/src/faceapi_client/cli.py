@@ -959,7 +959,9 @@ def build_parser() -> Parser:
     crop.add_argument("face_id", metavar="FACE_ID", help="the face's id")
     crop.add_argument("-o", "--output", required=True, metavar="OUT.jpg", help="where to write it")
 
-    galleries = command(commands, "galleries", None, "list (the default), create or delete galleries")
+    galleries = command(
+        commands, "galleries", None, "list (the default), create, delete, export, import or re-embed galleries"
+    )
     gallery_commands = galleries.add_subparsers(
         dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi galleries ACTION --help` for its options"
     )
@@ -973,6 +975,9 @@ def build_parser() -> Parser:
     _json_option(create)
     drop = command(gallery_commands, "delete", cmd_galleries_delete, "delete a gallery with its persons and faces")
     drop.add_argument("name", metavar="NAME", help="the gallery's name")
+    from faceapi_client import cli_galleries  # its commands use this module's helpers
+
+    cli_galleries.add_commands(gallery_commands, command)
 
     jobs = command(commands, "jobs", None, "list (the default) or show jobs")
     job_commands = jobs.add_subparsers(

@@ -319,6 +319,92 @@ class FaceAPI:
         """Delete a gallery with its persons, faces and jobs."""
         self._t.request("DELETE", f"/galleries/{name}", gone_ok=True)
 
+    # --- gallery export, import and re-embedding (docs/EXPORT.md) ------------------------------------
+
+    def submit_gallery_export(self, name: str) -> models.Accepted:
+        """POST /galleries/{name}/export: a job whose result names the archive's download."""
+        return models.Accepted.model_validate(self._t.request("POST", f"/galleries/{name}/export").json())
+
+    def download_export(self, export_id: str) -> bytes:
+        """The archive an export wrote (Gone `export_expired` once its time is over)."""
+        return self._t.request(
+            "GET", f"/exports/{_id(export_id, 'export_id')}", timeout=max(self._t.timeout, 300)
+        ).content
+
+    def export_gallery(
+        self, name: str, *, timeout: float | None = None, on_progress: Callable[[models.Job], None] | None = None
+    ) -> bytes:
+        """Export the gallery and download its archive (raises the job's error if it failed)."""
+        job = self.follow(self.submit_gallery_export(name), timeout=timeout, on_progress=on_progress)
+        return self.download_export(job.result["export_id"])
+
+    def submit_gallery_import(self, name: str, archive: Photo, *, on_conflict: str = "skip") -> models.Accepted:
+        """POST /galleries/{name}/import with an archive (a path, bytes or a file); a bad archive is
+        refused at once (BadRequest `invalid_archive` with its `reason`)."""
+        filename, data, _ = read_photo(archive, "gallery.zip")
+        response = self._t.request(
+            "POST",
+            f"/galleries/{name}/import",
+            data=_form(on_conflict=on_conflict),
+            files=[("archive", (filename, data, "application/zip"))],
+            timeout=max(self._t.timeout, 300),
+        )
+        return models.Accepted.model_validate(response.json())
+
+    def import_gallery(
+        self,
+        name: str,
+        archive: Photo,
+        *,
+        on_conflict: str = "skip",
+        timeout: float | None = None,
+        on_progress: Callable[[models.Job], None] | None = None,
+    ) -> models.Job:
+        """Import an archive into the gallery (created if needed) and wait for the result."""
+        accepted = self.submit_gallery_import(name, archive, on_conflict=on_conflict)
+        return self.follow(accepted, timeout=timeout, on_progress=on_progress)
+
+    def submit_reembed(self, name: str, *, skip_missing: bool = False) -> models.Accepted:
+        """POST /galleries/{name}/reembed: embed every face again with the workers' current model."""
+        params = {"skip_missing": "true"} if skip_missing else None
+        return models.Accepted.model_validate(
+            self._t.request("POST", f"/galleries/{name}/reembed", params=params).json()
+        )
+
+    def reembed_gallery(
+        self,
+        name: str,
+        *,
+        skip_missing: bool = False,
+        timeout: float | None = None,
+        on_progress: Callable[[models.Job], None] | None = None,
+    ) -> models.Job:
+        """Re-embed the gallery and wait for the switch (raises the job's error if it failed)."""
+        return self.follow(
+            self.submit_reembed(name, skip_missing=skip_missing), timeout=timeout, on_progress=on_progress
+        )
+
+    def follow(
+        self, job: Any, *, timeout: float | None = None, on_progress: Callable[[models.Job], None] | None = None
+    ) -> models.Job:
+        """Wait for a long job, calling `on_progress` with it about every second (its `progress`:
+        {"done", "total"} while it runs); raises the job's error if it failed."""
+        job_id = _id(job, "job_id")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current, pause = self._poll_job(job_id, 1.0)
+            if on_progress is not None:
+                on_progress(current)
+            if current.ended:
+                if current.status == "failed":
+                    raise errors.JobFailed(current)
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.WaitTimeout(
+                    "wait_timeout", f"Job {job_id} is still {current.status}.", details={"job": job_id}
+                )
+            time.sleep(pause)
+
     # --- recurring unknown faces (docs/UNKNOWNS.md) -------------------------------------------------
 
     def set_gallery_unknowns(self, name: str, enabled: bool, *, retention_days: int = 30) -> models.Gallery:
