@@ -33,6 +33,7 @@ keep_or_write redis_url "redis://:${rd}@${REDIS_HOST}:6379/0"
 keep_or_write jwt_secret_key "$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 keep_or_write admin_password "$(random)"
 keep_or_write flower_basic_auth "admin:$(random)"
+keep_or_write redis_address "${REDIS_HOST}:6379"  # the same Redis, as KEDA reads it on Kubernetes
 keep_or_write metrics_token "$(random)"
 
 # Readable by the containers' uid (10001) and root only.
