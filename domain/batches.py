@@ -22,11 +22,26 @@ def batch_status(counts: dict[JobStatus, int], total: int) -> str:
     return "failed" if succeeded == 0 else "partial"
 
 
-def batch_document(session: Session, batch: Batch, *, with_items: bool = True) -> dict[str, Any]:
-    """The batch with its counts and, in manifest (or archive) order, its items."""
-    counts: dict[JobStatus, int] = dict(
-        session.execute(select(Job.status, func.count()).where(Job.batch_id == batch.id).group_by(Job.status)).all()
+def job_counts(session: Session, batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[JobStatus, int]]:
+    """Each batch's jobs by status, for many batches in one statement (a list of batches)."""
+    counts: dict[uuid.UUID, dict[JobStatus, int]] = {batch_id: {} for batch_id in batch_ids}
+    rows = session.execute(
+        select(Job.batch_id, Job.status, func.count())
+        .where(Job.batch_id.in_(batch_ids))
+        .group_by(Job.batch_id, Job.status)
     )
+    for batch_id, status, count in rows:
+        counts[batch_id][status] = count
+    return counts
+
+
+def batch_document(
+    session: Session, batch: Batch, *, with_items: bool = True, counts: dict[JobStatus, int] | None = None
+) -> dict[str, Any]:
+    """The batch with its counts (read here unless given: job_counts) and, in manifest (or
+    archive) order, its items."""
+    if counts is None:
+        counts = job_counts(session, [batch.id])[batch.id]
     document: dict[str, Any] = {
         "id": str(batch.id),
         "status": batch_status(counts, batch.total),

@@ -196,3 +196,110 @@ def test_a_10000_person_gallery_page_answers_in_under_300_ms(console, db, operat
         assert response.status_code == 200
         assert elapsed < 0.3, f"{path} took {elapsed * 1000:.0f} ms"
     assert "Person 09999" in console.get("/console/galleries/big?q=E09999").get_data(as_text=True)
+
+
+def test_the_console_login_is_rate_limited_like_the_apis(app, operator):
+    from tests.conftest import override_settings
+
+    with override_settings(RATELIMIT_LOGIN="3/minute"):
+        client = app.test_client()
+        statuses = [sign_in(client, operator[0], "wrong password!").status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        limited = sign_in(client, operator[0], operator[1])
+        assert limited.status_code == 429 and "Too many attempts" in limited.get_data(as_text=True)
+
+
+def test_a_password_change_ends_every_console_session(app, console, operator):
+    from tests.conftest import bearer, login
+
+    time.sleep(1.1)  # like a token's iat, a session's start counts in whole seconds
+    token = login(app.test_client(), *operator)["access_token"]
+    changed = app.test_client().post(
+        "/api/v1/auth/password",
+        json={"current_password": operator[1], "new_password": "another long password"},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 200, changed.get_json()
+    response = console.get("/console/")
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+
+
+def session_key(app, client) -> str:
+    """The Redis key of the client's console session (its cookie holds the id, signed)."""
+    from web.console.session import SID, _key
+
+    cookie = client.get_cookie("faceapi_console", path="/console").value
+    return _key(app.session_interface.get_signing_serializer(app).loads(cookie)[SID])
+
+
+def test_a_session_lives_as_long_as_an_access_token_from_its_last_request(app, console):
+    from config import get_settings
+    from domain.notifications import redis_client
+
+    key, idle = session_key(app, console), get_settings().jwt_access_minutes * 60
+    assert idle - 5 <= redis_client().ttl(key) <= idle
+    redis_client().expire(key, 5)
+    assert console.get("/console/").status_code == 200
+    assert idle - 5 <= redis_client().ttl(key) <= idle, "each request extends it"
+    redis_client().delete(key)  # what the idle time does when it runs out
+    assert console.get("/console/").status_code == 302
+
+
+def test_the_cookie_is_secure_outside_development():
+    from flask import Flask
+
+    from config import get_settings
+    from web.console.session import configure
+
+    for env, secure in (("development", False), ("production", True)):
+        app = Flask(__name__)
+        configure(app, get_settings().model_copy(update={"env": env}))
+        assert app.config["SESSION_COOKIE_SECURE"] is secure
+        assert app.config["SESSION_COOKIE_SAMESITE"] == "Strict" and app.config["SESSION_COOKIE_HTTPONLY"]
+
+
+def add_batches(db, owner_email: str, count: int) -> None:
+    from domain.models import Account, Batch
+
+    owner = db.get(Account, account_id(db, owner_email))
+    for _ in range(count):
+        db.add(Batch(owner_id=owner.id, organisation_id=owner.organisation_id, gallery_name="batches", total=1))
+    db.commit()
+
+
+def add_faces(db, person_id: uuid.UUID, count: int) -> None:
+    from domain.models import Face, Person
+
+    person = db.get(Person, person_id)
+    for i in range(count):
+        db.add(
+            Face(
+                person_id=person.id,
+                gallery_id=person.gallery_id,
+                embedding=[0.0] * 511 + [1.0],
+                model="test",
+                det_score=0.9,
+                bbox=[0, 0, 10, 10],
+                quality={"sharpness": 100.0, "yaw": 1.0, "pitch": 2.0},
+                source_sha256=f"{i:064x}",
+            )
+        )
+    db.commit()
+
+
+def test_the_person_and_jobs_pages_issue_no_query_per_face_or_batch(app, db, operator):
+    few, many = add_persons(db, operator[0], "faces", ["Few", "Many"])
+    add_faces(db, few, 1)
+    add_faces(db, many, 12)
+    pages = []
+    for batches in (1, 12):
+        client = app.test_client()
+        email, password = make_account("operator")
+        add_batches(db, email, batches)
+        sign_in(client, email, password)
+        pages.append(statements_for(client, "/console/jobs"))
+    assert pages[0] == pages[1], f"jobs page: {pages[0]} statements with 1 batch, {pages[1]} with 12"
+    client = app.test_client()
+    sign_in(client, *operator)
+    few_count, many_count = (statements_for(client, f"/console/persons/{p}") for p in (few, many))
+    assert few_count == many_count, f"person page: {few_count} statements for 1 face, {many_count} for 12"

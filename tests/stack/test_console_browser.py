@@ -145,6 +145,15 @@ def browse(browser, live_server) -> Iterator:
         watched.close()
 
 
+def shot(page, path: Path) -> None:
+    """A full-page PNG, in 256 colours: small enough for the repository's docs/console."""
+    from PIL import Image
+
+    page.screenshot(path=path, full_page=True)
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def sign_in(page, account: tuple[str, str]) -> None:
     page.goto("/console/login")
     page.fill("input[name=email]", account[0])
@@ -173,7 +182,7 @@ def test_sign_in_by_keyboard_and_out(browse, team, screenshots):
     page = browse().new_page()
     page.goto("/console/")
     page.wait_for_url(LOGIN_PAGE)
-    page.screenshot(path=screenshots / "login.png")
+    shot(page, screenshots / "login.png")
     # The email field has the focus: a keyboard alone signs in.
     page.keyboard.type(team["operator"][0])
     page.keyboard.press("Tab")
@@ -221,12 +230,12 @@ def test_enrolling_a_folder_through_the_page(browse, team, gallery, screenshots,
     assert min(seen, default=5) < 5, "the progress was never seen before the end"
     assert page.locator("#batch-items tr.status-succeeded").count() == 5
     assert "5 of 5 done: 5 enrolled, 0 failed" in page.inner_text("#batch-summary")
-    page.screenshot(path=screenshots / "enroll.png", full_page=True)
+    shot(page, screenshots / "enroll.png")
 
 
 def test_the_gallery_and_person_pages_show_crops(browse, team, gallery, screenshots):
     page = signed_in_page(browse, team["operator"])
-    page.screenshot(path=screenshots / "dashboard.png", full_page=True)
+    shot(page, screenshots / "dashboard.png")
     page.get_by_role("link", name=gallery).click()
     cards = page.locator("ul.grid > li.card")
     assert cards.count() == len(ENROLLED)
@@ -235,7 +244,7 @@ def test_the_gallery_and_person_pages_show_crops(browse, team, gallery, screensh
     page.wait_for_function(
         "() => [...document.querySelectorAll('ul.grid img')].every(i => i.complete && i.naturalWidth)"
     )
-    page.screenshot(path=screenshots / "gallery.png", full_page=True)
+    shot(page, screenshots / "gallery.png")
     page.fill("input[name=q]", "ci")
     page.wait_for_function("() => document.querySelectorAll('ul.grid > li.card').length === 1")
     assert "Cid" in page.inner_text("ul.grid")
@@ -246,7 +255,7 @@ def test_the_gallery_and_person_pages_show_crops(browse, team, gallery, screensh
         "() => [...document.querySelectorAll('ul.faces img')].every(i => i.complete && i.naturalWidth === 112)"
     )
     assert "Detection" in page.inner_text("ul.faces") and "Pose" in page.inner_text("ul.faces")
-    page.screenshot(path=screenshots / "person.png", full_page=True)
+    shot(page, screenshots / "person.png")
 
 
 def test_at_phone_width_nothing_overflows(browse, team, gallery, screenshots):
@@ -254,7 +263,7 @@ def test_at_phone_width_nothing_overflows(browse, team, gallery, screenshots):
     for path in ("/console/", f"/console/galleries/{gallery}"):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
-    page.screenshot(path=screenshots / "gallery-phone.png", full_page=True)
+    shot(page, screenshots / "gallery-phone.png")
 
 
 def test_choosing_the_face_of_a_multiple_faces_photo(browse, team, gallery, screenshots, tmp_path):
@@ -271,7 +280,7 @@ def test_choosing_the_face_of_a_multiple_faces_photo(browse, team, gallery, scre
     boxes = page.locator("figure.picker button.box")
     boxes.first.wait_for()
     assert boxes.count() == 2
-    page.screenshot(path=screenshots / "enroll-multiple-faces.png", full_page=True)
+    shot(page, screenshots / "enroll-multiple-faces.png")
     # The right-hand face of the photo (face 6 of t1.jpg) is Fay.
     rightmost = max(range(2), key=lambda i: boxes.nth(i).bounding_box()["x"])
     boxes.nth(rightmost).click()
@@ -297,7 +306,7 @@ def test_recognize_draws_the_right_names_on_the_group_photo(browse, team, galler
         x = (box["x"] - image["x"]) / scale
         name = next((n for n, face in expected.items() if abs(face[0] - x) < 8), None)
         assert tag.startswith(name) if name else tag == "unknown", (tag, x)
-    page.screenshot(path=screenshots / "recognize.png", full_page=True)
+    shot(page, screenshots / "recognize.png")
 
     # The one stranger (face 5) is enrolled from here as a new person, from the same photo.
     page.locator("#photo .box.unknown").click()
@@ -388,10 +397,10 @@ def test_admin_pages(browse, team, screenshots):
     assert "ingest" not in page.inner_text("table")
     page.get_by_role("link", name="Audit log").click()
     assert "api_key.revoke" in page.inner_text("table.audit")
-    page.screenshot(path=screenshots / "audit.png", full_page=True)
+    shot(page, screenshots / "audit.png")
     page.get_by_role("link", name="Jobs").click()
     assert "enroll" in page.inner_text("table.jobs")
-    page.screenshot(path=screenshots / "jobs.png", full_page=True)
+    shot(page, screenshots / "jobs.png")
 
 
 def test_screenshots_were_saved(screenshots):

@@ -66,7 +66,8 @@ def sign_in(account: Account) -> None:
     """A new session (and a new CSRF secret: nothing from before the sign-in survives it)."""
     session.clear()
     sid = secrets.token_urlsafe(32)
-    record = {"account_id": str(account.id), "issued_at": time.time()}
+    # Whole seconds, like a token's iat: a password change revokes what began before its second.
+    record = {"account_id": str(account.id), "issued_at": int(time.time())}
     redis_client().set(_key(sid), json.dumps(record), ex=_idle_seconds())
     session[SID] = sid
     session.permanent = True

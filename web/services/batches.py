@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from domain import audit, budget, enrollment
-from domain.batches import batch_document, end_once
+from domain.batches import batch_document, end_once, job_counts
 from domain.callers import Caller
 from domain.jobs import create_job, now, task_name
 from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
@@ -36,7 +36,9 @@ def list_batches(session: Session, account: Caller, *, limit: int, cursor: str |
     page, next_cursor = keyset_page(
         session, query, (Batch.created_at, Batch.id), limit=limit, cursor=cursor, descending=True
     )
-    return {"items": [batch_document(session, b, with_items=False) for (b,) in page], "next_cursor": next_cursor}
+    counts = job_counts(session, [batch.id for (batch,) in page])
+    items = [batch_document(session, b, with_items=False, counts=counts[b.id]) for (b,) in page]
+    return {"items": items, "next_cursor": next_cursor}
 
 
 def _batch_person(
