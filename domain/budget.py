@@ -1,4 +1,4 @@
-"""Each organisation's job budget and its place in the queue (issue 17 item 3).
+"""Each organisation's job budget and its place in the queue.
 
 A job costs more the more pixels it sends (`job_cost`). Every submission route adds up, in the
 transaction that creates its jobs, the cost of the organisation's queued and running jobs under a

@@ -81,7 +81,7 @@ def ended_failed(session: Session, job_id: uuid.UUID) -> ServiceError | None:
 
 def _claiming(job_id: uuid.UUID) -> Update:
     """One UPDATE that marks the job running unless it has finished (the row stays locked until
-    the caller commits, as SELECT ... FOR UPDATE did): claim and load in one round trip."""
+    the caller commits): claim and load in one round trip."""
     return (
         update(Job)
         # One found `running` was claimed by a worker that died before acknowledging its
@@ -92,14 +92,10 @@ def _claiming(job_id: uuid.UUID) -> Update:
     )
 
 
-def claim(session: Session, job_id: uuid.UUID) -> Job | None:
-    """Mark a job running and return it, or None when it is unknown or already finished."""
-    return session.execute(_claiming(job_id).returning(Job)).scalar_one_or_none()
-
-
 def claim_with_inputs(session: Session, job_id: uuid.UUID) -> tuple[Job, bytes | None, bytes | None] | None:
-    """`claim`, returning besides the job its photo and, for a two-photo verification, its second
-    photo, in the same statement (`UPDATE ... RETURNING`): None when there is nothing to run."""
+    """Mark a job running and return it with its photo and, for a two-photo verification, its
+    second photo, in one statement (`UPDATE ... RETURNING`): None when it is unknown or already
+    finished, so a second delivery of its message claims nothing."""
     row = session.execute(_claiming(job_id).returning(Job, Job.input_image, Job.input_image_2)).one_or_none()
     return (row[0], row[1], row[2]) if row else None
 

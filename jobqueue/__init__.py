@@ -103,7 +103,7 @@ def job_task(job_type: str, *, batch_item: bool = False, adds_face: bool = False
 def enqueue(job_id: uuid.UUID, *, task: str, priority: int | None = None) -> None:
     """Send a job's id (never its payload) to the workers as the task `task` (job_task) whose id is
     the job's; `priority` 0 (the default) is taken first. Sending a job again (the reaper) reuses
-    the id: a worker runs a job that has already ended as a no-op (jobs.claim)."""
+    the id: a worker runs a job that has already ended as a no-op (jobs.claim_with_inputs)."""
     app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
 
 

@@ -65,13 +65,14 @@ def queue_stalled(seconds: float) -> bool | None:
     """Whether jobs have waited `seconds` with none started meanwhile, and no gallery index is
     being built (a build holds a worker process for minutes: with one process, jobs wait for it);
     None when the database does not answer (then the workers cannot start anything either)."""
+    from domain import jobs
     from domain.db import session_scope
     from domain.gallery_indexes import building
-    from domain.jobs import now, queue_stalled
 
     try:
         with session_scope() as session:
-            return queue_stalled(session, now() - timedelta(seconds=seconds)) and not building(session.connection())
+            stalled = jobs.queue_stalled(session, jobs.now() - timedelta(seconds=seconds))
+            return stalled and not building(session.connection())
     except Exception:  # an outage is reported by /readyz, not fixed by restarting the worker
         return None
 

@@ -3,7 +3,7 @@
     web      gunicorn with gunicorn.conf.py (bind, workers, threads, timeouts, control socket)
     worker   a Celery worker running jobs (concurrency, pool and the rest in workers/celery_app.py)
     webhooks a Celery worker delivering webhooks only (threads, no model): slow receivers never
-             hold a job worker (issue 17)
+             hold a job worker
     beat     Celery beat, the periodic tasks (run exactly one)
     flower   Flower, the Celery monitor
     migrate  apply the migrations and create the first admin from ADMIN_EMAIL / ADMIN_PASSWORD

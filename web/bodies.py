@@ -1,6 +1,6 @@
 """Request bodies a hostile client may send: JSON nested beyond Python's recursion limit, and
 bodies whose transfer encoding breaks while they are read. Each is a 400 JSON answer, never a
-500 (issue 17 item 8)."""
+500."""
 
 from __future__ import annotations
 

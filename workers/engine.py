@@ -153,7 +153,7 @@ def resolve_landmark_model(settings: Settings) -> Path:
 
 def execution_providers(names: tuple[str, ...], threads: int, available: set[str]) -> list:
     """onnxruntime's providers for ORT_PROVIDERS, in order; one this build lacks is an error, never
-    a silent CPU fallback (issue 15). OpenVINO keeps its own thread pool: it gets the sessions'
+    a silent CPU fallback. OpenVINO keeps its own thread pool: it gets the sessions'
     thread count, else each worker process would use every core."""
     missing = [name for name in names if name not in available]
     if missing:

@@ -15,7 +15,7 @@ worker holds: it asks the workers, through the broker, which of those tasks they
 reserved, or waiting for a countdown: Celery's query_task), and restores the others. An age
 threshold cannot tell them apart: a live worker holds the message of a running job for as long as
 the job runs (up to JOB_SOFT_TIME_LIMIT), as old as a dead worker's. A live worker that does not
-answer in time (a stopped process) gets a duplicate; that is harmless: jobs.claim lets the later
+answer in time (a stopped process) gets a duplicate; that is harmless: jobs.claim_with_inputs lets the later
 run claim the job and only that run ends it (pipeline.py rolls back the earlier run's effects),
 and both acknowledgements remove the one tag from the hash (kombu keeps the tag on redelivery).
 """

@@ -29,7 +29,7 @@ def queued_job() -> uuid.UUID:
 
 def claim(job_id: uuid.UUID):
     with session_scope() as session:
-        return jobs.claim(session, job_id).started_at
+        return jobs.claim_with_inputs(session, job_id)[0].started_at
 
 
 def ending(job_id: uuid.UUID) -> tuple:

@@ -1,4 +1,4 @@
-"""Operational surfaces locked down (issue 17, item 14): Flower needs basic auth outside
+"""Operational surfaces locked down: Flower needs basic auth outside
 development, /metrics a token, the embedded Redis a password (its files the owner's only), and no
 email address reaches a log line (rate-limit keys, SQL parameters, database error details)."""
 

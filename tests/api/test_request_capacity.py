@@ -1,4 +1,4 @@
-"""The web tier's request threads cannot be exhausted (issue 17, item 2).
+"""The web tier's request threads cannot be exhausted.
 
 A real gunicorn (stack/serve.py's command line, gunicorn.conf.py) with ONE worker process, so that
 every connection lands on the same thread pool: long-polls beyond the caps answer at once, and

@@ -1,4 +1,4 @@
-"""Answers that say how to fix the request, and results that say what they concern (issue 19)."""
+"""Answers that say how to fix the request, and results that say what they concern."""
 
 from __future__ import annotations
 

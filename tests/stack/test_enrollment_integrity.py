@@ -1,6 +1,6 @@
 """Enrollment you can trust: no face under the wrong person, nothing enrolled twice, no debris.
 
-Each test reproduces a defect seen by using the service (issue 12) on the real stack: the API,
+Each test reproduces a defect seen by using the service on the real stack: the API,
 PostgreSQL, Redis and a worker running the model.
 """
 

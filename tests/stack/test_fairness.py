@@ -1,5 +1,5 @@
 """Per-organisation job budget, a job's cost by pixels, and fair queueing between organisations
-(issue 17 item 3): every submission route counts against one budget, checked in the transaction
+: every submission route counts against one budget, checked in the transaction
 that creates the jobs; a refusal is 429 `job_budget_exceeded` and leaves nothing behind; one
 organisation's backlog does not hold up another's single job."""
 

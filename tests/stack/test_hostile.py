@@ -1,4 +1,4 @@
-"""Hostile input and faults (issue 17): every answer is a 4xx or 503 JSON, never a 500, and
+"""Hostile input and faults: every answer is a 4xx or 503 JSON, never a 500, and
 nothing a hostile client sends costs unbounded time or memory."""
 
 from __future__ import annotations

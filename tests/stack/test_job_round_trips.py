@@ -1,4 +1,4 @@
-"""A job costs few database statements around the model (issue 15: web and worker CPU a job).
+"""A job costs few database statements around the model (web and worker CPU a job).
 
 The claim returns the job and its photo in one `UPDATE ... RETURNING` (no SELECT ... FOR UPDATE,
 no second read of the photo, no re-read of the row in the run's transaction), and the end is one

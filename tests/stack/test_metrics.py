@@ -38,8 +38,8 @@ def aged_jobs(services):
         created = [stored_job(session, owner).id for _ in range(3)]
     queued, running, failed = created
     with session_scope() as session:
-        jobs.claim(session, running)
-        jobs.claim(session, failed)
+        jobs.claim_with_inputs(session, running)
+        jobs.claim_with_inputs(session, failed)
         jobs.finish(session, failed, error=ServiceError("internal_error", "x"))
         now = jobs.now()
         session.execute(update(Job).where(Job.id == queued).values(created_at=now - timedelta(minutes=5)))

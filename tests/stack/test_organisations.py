@@ -1,4 +1,4 @@
-"""Organisations and API keys (issue 14): galleries shared inside an organisation, invisible to
+"""Organisations and API keys: galleries shared inside an organisation, invisible to
 any other; service accounts with a role, a gallery scope, their own rate-limit bucket and an
 audit trail, revoked at once."""
 

@@ -1,4 +1,4 @@
-"""The README's curl walk-through, run as written against a real HTTP server (issue 19): the
+"""The README's curl walk-through, run as written against a real HTTP server: the
 commands are taken from README.md itself, so the document cannot drift from the service."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Short database and broker outages heal in about their own length (issue 17, item 4).
+"""Short database and broker outages heal in about their own length.
 
 A whole stack from `python -m stack.run` with the DEFAULT reaper timing (a job queued 600 s, or
 running 600 s, is sent again): the fast reaper of test_faults would hide jobs stranded by an

@@ -1,5 +1,5 @@
 """ORT_PROVIDERS: a provider this onnxruntime lacks is an error, never a silent CPU fallback
-(issue 15, item 6: a worker asked for OpenVINO must not quietly run something else)."""
+(a worker asked for OpenVINO must not quietly run something else)."""
 
 from __future__ import annotations
 
