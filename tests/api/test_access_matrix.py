@@ -69,6 +69,9 @@ MATRIX = [
     ("post", "/api/v1/persons/{person}/faces", {"image": PHOTO}, (202, 202, 202, 404, 404, 401)),
     ("post", "/api/v1/persons", {"name": "N", "consent": "true", "image": PHOTO}, (202, 202, 202, 202, 403, 401)),
     ("post", "/api/v1/recognize", {"gallery": "g", "image": PHOTO}, (202, 202, 202, 404, 403, 401)),
+    ("post", "/api/v1/detect", {"image": PHOTO}, (202, 202, 202, 202, 403, 401)),
+    # A face no caller can see (the person of "g" has none): the same answer as another organisation's.
+    ("post", "/api/v1/search", {"json": {"face_id": str(uuid.uuid4())}}, (404, 404, 404, 404, 403, 401)),
     ("get", "/api/v1/jobs/{job}", {}, (200, 200, 200, 404, 404, 401)),
     ("get", "/api/v1/galleries", {}, (200, 200, 200, 200, 403, 401)),
     ("get", "/api/v1/enrollments", {}, (200, 200, 200, 200, 403, 401)),
