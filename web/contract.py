@@ -22,7 +22,8 @@ CONSOLE_PREFIX = "/console"
 API_DESCRIPTION = (
     "Enroll persons from photos and recognize them in new photos, as asynchronous jobs. "
     "Every error is `{error: {code, message}}`; every 202 names its job or batch in `Location`. "
-    "The InsightFace models are licensed for non-commercial research only."
+    "The InsightFace models are licensed for non-commercial research only. "
+    "People work with the same galleries, permissions and audit log in a browser at `/console/`."
 )
 
 
