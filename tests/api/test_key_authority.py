@@ -11,7 +11,7 @@ import pytest
 
 from domain.db import session_scope
 from domain.jobs import now
-from domain.models import EMBEDDING_DIM, Account, Face, Job, Person
+from domain.models import EMBEDDING_DIM, Account, Batch, Face, Job, Person
 from tests import images
 from tests.conftest import bearer, gallery_of, login, make_account, override_settings, stored_job, upload
 
@@ -164,10 +164,26 @@ def test_a_scoped_key_lists_only_its_galleries_jobs_and_its_own_gallery_less_one
         mine.api_key_id = uuid.UUID(key_id)
         session.flush()
         mine_id, theirs_id = str(mine.id), str(theirs.id)
+        batches = {}
+        for name in ("g1", "g2"):
+            gallery = gallery_of(session, owner, name)
+            batch = Batch(
+                organisation_id=gallery.organisation_id,
+                owner_id=owner,
+                gallery_id=gallery.id,
+                gallery_name=name,
+                total=0,
+            )
+            session.add(batch)
+            session.flush()
+            batches[name] = str(batch.id)
     listed = {job["id"] for job in client.get("/api/v1/jobs?limit=100", headers=key).get_json()["items"]}
     assert listed == {organisation.jobs["g1"], mine_id}
     assert client.get(f"/api/v1/jobs/{theirs_id}", headers=key).status_code == 404
     assert client.get(f"/api/v1/jobs/{mine_id}", headers=key).status_code == 200
+    listed = [batch["id"] for batch in client.get("/api/v1/enrollments", headers=key).get_json()["items"]]
+    assert listed == [batches["g1"]]
+    assert client.get(f"/api/v1/enrollments/{batches['g2']}", headers=key).status_code == 404
 
 
 def test_scope_is_checked_before_existence(client, organisation):
