@@ -12,6 +12,8 @@ Job sees the admin's password.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -23,7 +25,7 @@ from tests.unit.test_deploy_files import config_env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
-GPU = K8S / "gpu"
+GPU = ROOT / "deploy" / "kubernetes-gpu"  # beside the base: kustomize refuses an overlay inside it
 BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1")
 IMAGES = {"faceapi", "faceapi-gpu"}  # the names kustomization.yaml's `images:` rewrite
 
@@ -219,12 +221,18 @@ def test_kustomization_lists_every_manifest():
         listed = {entry for entry in kustomization(directory)["resources"] if not entry.startswith("..")}
         present = {path.name for path in directory.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
         assert listed == present, directory
-    assert kustomization(GPU)["resources"][0] == "../"
+    assert kustomization(GPU)["resources"][0] == "../kubernetes"
     assert "secret.example.yaml" not in kustomization(K8S)["resources"], "never apply the example Secret"
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p.relative_to(ROOT).as_posix() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+    "path",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for directory in (K8S, GPU)
+        for p in directory.rglob("*.yaml")
+        if p.name != "kustomization.yaml"
+    ),
 )
 def test_built_in_kinds_validate_strictly_against_the_api(path):
     version = kubernetes_validate.latest_version()
@@ -458,3 +466,71 @@ def test_ingress_lets_the_largest_request_through_and_hides_the_rest():
     paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
     assert "/api" in paths and not {"/metrics", "/", "/readyz"} & paths
     assert ingress["spec"]["tls"], "TLS at the Ingress"
+
+
+# ---------------------------------------------------------------- rendered by kustomize itself
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    """`kubectl kustomize DIRECTORY` (offline): what `kubectl apply -k` sends, rendered by kustomize."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl is not installed (it renders the kustomization; the checks above read the files)")
+    completed = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    if completed.returncode != 0 and "unknown command" in completed.stderr:
+        pytest.skip(f"this kubectl has no kustomize: {completed.stderr.strip()[:200]}")
+    assert completed.returncode == 0, completed.stderr
+    return [document for document in yaml.safe_load_all(completed.stdout) if document]
+
+
+def secret_references(resource: dict) -> set[tuple[str, str | None]]:
+    """(Secret, key or None for the whole Secret) that a resource reads."""
+    found: set[tuple[str, str | None]] = set()
+    spec = pod_spec(resource)
+    for volume in (spec or {}).get("volumes", []):
+        if "secret" in volume:
+            items = volume["secret"].get("items") or [{"key": None}]
+            found |= {(volume["secret"]["secretName"], item["key"]) for item in items}
+    for container in containers(resource):
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                found.add((source["secretRef"]["name"], None))
+        for variable in container.get("env", []):
+            reference = variable.get("valueFrom", {}).get("secretKeyRef")
+            if reference:
+                found.add((reference["name"], reference["key"]))
+    if resource["kind"] == "TriggerAuthentication":
+        found |= {(target["name"], target["key"]) for target in resource["spec"].get("secretTargetRef", [])}
+    return found
+
+
+@pytest.mark.parametrize("directory", [K8S, GPU], ids=["base", "gpu"])
+def test_kustomize_renders_what_the_containers_read(directory):
+    """The kustomization as kustomize renders it: the resources the checks above read, every image
+    the registry's, every Secret and key that a pod or KEDA reads in secret.example.yaml (or the
+    admin's), every ConfigMap key and env variable a setting config/__init__.py reads."""
+    built = kustomize_build(directory)
+    expected = {(resource["kind"], resource["metadata"]["name"]) for resource in rendered(directory)}
+    assert {(resource["kind"], resource["metadata"]["name"]) for resource in built} == expected
+
+    images = {f"{image['newName']}:{image['newTag']}" for image in kustomization(K8S)["images"]}
+    images |= {f"{image['newName']}:{image['newTag']}" for image in kustomization(GPU)["images"]}
+    config_maps = by_kind(built, "ConfigMap")
+    known_settings = config_env_names()
+    for resource in built:
+        assert resource["kind"] == "Namespace" or resource["metadata"].get("namespace") == "faceapi", resource["kind"]
+        for container in containers(resource):
+            assert container["image"] in images, f"{resource['metadata']['name']}: {container['image']}"
+            for source in container.get("envFrom", []):
+                name = source.get("configMapRef", {}).get("name")
+                if name:
+                    unknown = set(config_maps[name]["data"]) - known_settings
+                    assert not unknown, f"ConfigMap {name}: {sorted(unknown)} are not settings"
+            unknown = {variable["name"] for variable in container.get("env", [])} - known_settings
+            assert not unknown, f"{resource['metadata']['name']}: env {sorted(unknown)} are not settings"
+        for secret_name, key in secret_references(resource):
+            if secret_name == "faceapi-admin":
+                assert key in (None, "admin_password"), key
+                continue
+            assert secret_name in SECRETS, f"{resource['metadata']['name']} reads a Secret {secret_name} never made"
+            assert key is None or key in SECRETS[secret_name]["stringData"], f"{secret_name} has no key {key}"
