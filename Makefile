@@ -9,7 +9,7 @@ BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ browser:
 # mid-batch; about 2 minutes. Part of `make test` (and of test-system); skipped where not allowed.
 test-multihost: install-dev
 	$(PY) -m pytest tests/system/test_multihost.py $(PYTEST_ARGS)
+
+# The production image built and its compose stack run end to end (deploy/image-test/run.sh,
+# docs/DEPLOYMENT.md): Docker (installed and started when run as root), about 15-30 minutes.
+# Not part of `make test`.
+test-image: install
+	deploy/image-test/run.sh
 
 lint: install-dev
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

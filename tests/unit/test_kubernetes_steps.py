@@ -51,7 +51,7 @@ def test_the_image_pushed_is_the_one_the_kustomizations_name():
     sed = re.search(r'sed -i "s\|([^|]+)\|\$REGISTRY/faceapi\|" (.+)', STEPS)
     assert sed.group(1) == "registry.example.com/faceapi"
     rewritten = sed.group(2).split()
-    assert sorted(rewritten) == ["deploy/kubernetes/gpu/kustomization.yaml", "deploy/kubernetes/kustomization.yaml"]
+    assert sorted(rewritten) == ["deploy/kubernetes-gpu/kustomization.yaml", "deploy/kubernetes/kustomization.yaml"]
     images = {}
     for path in rewritten:
         for image in yaml.safe_load((ROOT / path).read_text())["images"]:
