@@ -260,9 +260,12 @@ def test_the_gallery_and_person_pages_show_crops(browse, team, gallery, screensh
 
 def test_at_phone_width_nothing_overflows(browse, team, gallery, screenshots):
     page = signed_in_page(browse, team["operator"], width=390, height=844)
-    for path in ("/console/", f"/console/galleries/{gallery}"):
+    for path in ("/console/", f"/console/galleries/{gallery}", "/console/enroll", "/console/recognize"):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    open_person(page, gallery, "Ann")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "person page"
+    page.goto(f"/console/galleries/{gallery}")
     shot(page, screenshots / "gallery-phone.png")
 
 

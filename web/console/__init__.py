@@ -14,9 +14,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import redis
 from flask import Blueprint, Flask, jsonify, redirect, render_template, request, url_for
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import generate_csrf, validate_csrf
+from sqlalchemy.exc import OperationalError
 from wtforms import ValidationError
 
 from config import Settings
@@ -78,7 +80,10 @@ def guard() -> Any:
 
 @bp.context_processor
 def page_context() -> dict[str, Any]:
-    user = signed_in() if request.endpoint not in PUBLIC_ENDPOINTS else None
+    try:
+        user = signed_in() if request.endpoint not in PUBLIC_ENDPOINTS else None
+    except (redis.RedisError, OperationalError):
+        user = None  # the error page itself, while Redis or the database is down
     role = user.caller.role if user else None
     return {
         "csrf_token": generate_csrf,
@@ -109,6 +114,13 @@ def rate_limited(exc: RateLimitExceeded) -> Any:
 @bp.errorhandler(404)
 def not_found(exc: Exception) -> Any:
     return _error_page(404, "not_found", "There is nothing here.")
+
+
+@bp.errorhandler(redis.RedisError)
+@bp.errorhandler(OperationalError)
+def unavailable(exc: Exception) -> Any:
+    # The sessions live in Redis and everything else in PostgreSQL: a page, not a JSON error.
+    return _error_page(503, "service_unavailable", "The database or Redis is unreachable: try again in a moment.")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
