@@ -75,6 +75,7 @@ def _item(job: Job) -> dict[str, Any]:
         "face_id": result.get("face_id"),
         "faces_detected": result.get("faces_detected", (job.error or {}).get("faces_detected")),
         "duplicate": result.get("duplicate"),
+        "possible_duplicate_of": result.get("possible_duplicate_of") or [],
         "error": job.error,
     }
 

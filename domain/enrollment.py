@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from config import Settings
 from domain.errors import FaceError
 from domain.models import UNFINISHED, Batch, Face, Gallery, Job, JobStatus, Person
 
@@ -225,11 +226,15 @@ def face_result(face: Face, *, faces_detected: int | None, duplicate: bool = Fal
     }
 
 
-def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sha256: str) -> dict[str, Any]:
+def enroll(
+    session: Session, job: Job, faces: list[EmbeddedFace], model: str, sha256: str, settings: Settings | None = None
+) -> dict[str, Any]:
     """Check the photo against the rules above, then store its face for the job's person.
 
     Idempotent twice over: the face row is keyed by the job id (a redelivered job stores nothing
-    new) and by (person, photo hash) (the same photo sent again stores nothing new)."""
+    new) and by (person, photo hash) (the same photo sent again stores nothing new). With
+    `settings`, the face is also looked for in its gallery first (domain/identity.py): the same
+    face again adds nothing, and one that another person has is reported or refused."""
     policy = job.params.get("quality_gates") or {}
     # A chosen face (target_face, put first by target_first) is the person whatever the others.
     check_single_face(faces, None if job.params.get("target_face") else policy.get("max_second_face_ratio"))
@@ -243,6 +248,13 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sh
     check_consistency(
         similarity, policy.get("min_consistency"), force=bool(job.params.get("force")), faces_detected=len(faces)
     )
+    consistency = None if similarity is None else round(similarity, 4)
+    found = identity_review(session, job, face.embedding, model, settings)
+    if found.same_face is not None:
+        again = found.same_face
+        return face_result(
+            again, faces_detected=len(faces), duplicate=again.source_job_id != job.id, consistency=consistency
+        )
     session.execute(
         insert(Face)
         .values(
@@ -261,10 +273,23 @@ def enroll(session: Session, job: Job, faces: list[EmbeddedFace], model: str, sh
         .on_conflict_do_nothing()
     )
     stored = session.execute(select(Face).where(Face.person_id == person.id, Face.source_sha256 == sha256)).scalar_one()
-    consistency = None if similarity is None else round(similarity, 4)
     return face_result(
-        stored, faces_detected=len(faces), duplicate=stored.source_job_id != job.id, consistency=consistency
+        stored,
+        faces_detected=len(faces),
+        duplicate=stored.source_job_id != job.id,
+        consistency=consistency,
+        possible_duplicate_of=found.possible_duplicate_of,
     )
+
+
+def identity_review(session: Session, job: Job, embedding: np.ndarray, model: str, settings: Settings | None):
+    """domain.identity.review, or nothing found without settings (a caller that only stores)."""
+    # Imported here: domain.identity reads thresholds through domain.recognition, which imports this module.
+    from domain import identity
+
+    if settings is None:
+        return identity.Review()
+    return identity.review(session, job, embedding, model, settings)
 
 
 # --- what a failed enrollment leaves behind -----------------------------------------------------

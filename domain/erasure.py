@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -70,8 +70,35 @@ def redact_person(session: Session, person: Person) -> int:
     for job in siblings:
         _forget_what_was_sent(job)
         rewritten += 1
+    rewritten += _forget_as_possible_duplicate(session, person)
     session.flush()
     return rewritten
+
+
+def _forget_as_possible_duplicate(session: Session, person: Person) -> int:
+    """Enrollments of the gallery that reported the person as a face's other name
+    (`possible_duplicate_of`, in a result or an `identity_exists` error) drop it from the list."""
+    mention = {"possible_duplicate_of": [{"person_id": str(person.id)}]}
+    jobs = session.execute(
+        select(Job).where(
+            Job.gallery_id == person.gallery_id,
+            Job.type == JobType.enroll,
+            Job.status.in_(FINISHED),
+            or_(Job.result.contains(mention), Job.error.contains(mention)),
+        )
+    ).scalars()
+    rewritten = 0
+    for job in jobs:
+        job.result, job.error = _without_duplicate(job.result, person.id), _without_duplicate(job.error, person.id)
+        rewritten += 1
+    return rewritten
+
+
+def _without_duplicate(document: dict[str, Any] | None, person_id: Any) -> dict[str, Any] | None:
+    if not document or "possible_duplicate_of" not in document:
+        return document
+    kept = [entry for entry in document["possible_duplicate_of"] if entry.get("person_id") != str(person_id)]
+    return {**document, "possible_duplicate_of": kept}
 
 
 SENT_TEXT = ("name", "external_id", "file")

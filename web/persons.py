@@ -65,6 +65,7 @@ def enroll(form: EnrollForm, query: WaitQuery, header: IdempotencyHeader):
         external_id=form.external_id,
         webhook_url=checked_webhook(form.webhook_url),
         target_face=form.target_face,
+        force=form.force,
     )
     return accepted(job, {"person_id": str(person.id), "job_id": str(job.id)}, query.wait)
 

@@ -136,7 +136,13 @@ WebhookUrl = Annotated[
     BeforeValidator(_blank_is_none),
     Field(description="POSTed the job (or batch) document, signed, when it ends"),
 ]
-Force = Annotated[bool, Field(description="enroll even if the face does not resemble the person's (audited)")]
+Force = Annotated[
+    bool,
+    Field(
+        description="enroll even if the face does not resemble the person's, or matches another person's "
+        "under ENROLL_DUPLICATE_IDENTITY=refuse (audited)"
+    ),
+]
 Threshold = Annotated[
     Annotated[float, Field(ge=SETTINGS.min_threshold, le=SETTINGS.max_threshold, allow_inf_nan=False)] | None,
     BeforeValidator(_blank_is_none),
@@ -437,6 +443,7 @@ class EnrollForm(Model):
     gallery: GalleryName = "default"
     external_id: OptionalText = None
     target_face: TargetFace = None
+    force: Force = False
     webhook_url: WebhookUrl = None
 
 
@@ -560,6 +567,15 @@ class BatchAccepted(BaseModel):
     total: int
 
 
+class PossibleDuplicate(BaseModel):
+    """Another person of the gallery whose face this one matches at or above the gallery's threshold."""
+
+    person_id: uuid.UUID
+    name: str
+    external_id: str | None
+    similarity: float
+
+
 class BatchItem(BaseModel):
     index: int | None
     file: str | None
@@ -571,6 +587,9 @@ class BatchItem(BaseModel):
     face_id: uuid.UUID | None
     faces_detected: int | None
     duplicate: bool | None
+    possible_duplicate_of: list[PossibleDuplicate] = Field(
+        default_factory=list, description="other persons of the gallery this item's face matches"
+    )
     error: ErrorDetail | None
 
 
@@ -775,8 +794,16 @@ class EnrollResult(BaseModel):
     bbox: Box
     faces_detected: int | None
     quality: dict[str, float] | None
-    duplicate: bool = Field(description="the same photo was already enrolled for this person: nothing was added")
+    duplicate: bool = Field(
+        description="the same photo (or a nearly identical face of it) was already enrolled for this person: "
+        "nothing was added"
+    )
     consistency: float | None = Field(None, description="best similarity with the person's earlier faces")
+    possible_duplicate_of: list[PossibleDuplicate] = Field(
+        default_factory=list,
+        description="other persons of the gallery this face matches at or above its threshold: one face, two names? "
+        "(ENROLL_DUPLICATE_IDENTITY=refuse fails the job identity_exists instead)",
+    )
 
 
 class ComparedFace(BaseModel):

@@ -179,7 +179,7 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
             return existing  # the same photo again: nothing to detect, nothing to add
         faces = _enrollment_faces(engine, image, timer, job.params.get("target_face"))
         with timer("store"):
-            return enrollment.enroll(session, job, faces, engine.model_name, sha256)
+            return enrollment.enroll(session, job, faces, engine.model_name, sha256, settings=worker_settings())
     if job.type is JobType.detect:
         faces = _detect(engine, image, timer, job.params["max_faces"], job.params.get("landmarks", 5))
         gates = job.params.get("quality_gates") or worker_settings().enrollment_policy()

@@ -68,6 +68,8 @@ def enroll_params(
         **({"target_face": target_face} if target_face else {}),
         "quality_gates": settings.enrollment_policy(),
         "store_crop": settings.store_face_crops,
+        "duplicate_identity": settings.enroll_duplicate_identity,
+        "same_face_similarity": settings.enroll_same_face_similarity,
         **item,
     }
 
@@ -152,9 +154,12 @@ def submit_enrollment(
     external_id: str | None,
     webhook_url: str | None = None,
     target_face: list[float] | None = None,
+    force: bool = False,
 ) -> tuple[Person, Job]:
-    """A new person from a photo: its largest face, or the one `target_face` (x, y, w, h) chooses."""
+    """A new person from a photo: its largest face, or the one `target_face` (x, y, w, h) chooses.
+    `force` enrolls it even if another person of the gallery has that face (ENROLL_DUPLICATE_IDENTITY=refuse)."""
     check_scope(account, gallery_name)  # before the external_id lookup: a key learns nothing outside its scope
+    require_force_allowed(account, force)
     if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
         raise person_exists(existing, gallery_name)
     gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
@@ -182,6 +187,7 @@ def submit_enrollment(
         action="person.enroll",
         webhook_url=webhook_url,
         target_face=target_face,
+        force=force,
     )
     return person, job
 
