@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -20,6 +19,7 @@ from domain import budget
 from domain.errors import InvalidImage
 from domain.image_headers import read_jpeg_header, read_webp_header
 from domain.images import DECODE_BYTES_PER_PIXEL, MAX_JPEG_SCANS, validate_image
+from tests.hostile_images import grey_scan_bomb, lossless_webp, noisy
 from tests.images import encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,25 +62,6 @@ def peak_of_validation(data: bytes, tmp_path: Path) -> tuple[str, int]:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     return result["outcome"], result["grown_bytes"]
-
-
-def noisy(width: int, height: int, mode: str = "RGB") -> Image.Image:
-    """Blocks of noise, enlarged: a JPEG of it has coefficients in every scan, a PNG stays small."""
-    rng = np.random.default_rng(3)
-    blocks = rng.integers(0, 255, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
-    return Image.fromarray(blocks).resize((width, height), Image.NEAREST).convert(mode)
-
-
-def scan_bomb(progressive_jpeg: bytes, extra_scans: int) -> bytes:
-    """The JPEG with its last scan repeated: libjpeg decodes every repetition over the whole image
-    (it only warns that the progression is odd)."""
-    last_scan = progressive_jpeg.rindex(b"\xff\xda")
-    end = progressive_jpeg.rindex(b"\xff\xd9")
-    return progressive_jpeg[:end] + progressive_jpeg[last_scan:end] * extra_scans + b"\xff\xd9"
-
-
-def lossless_webp(width: int, height: int) -> bytes:
-    return encode(Image.new("RGB", (width, height), (120, 80, 60)), "WEBP", lossless=True)
 
 
 # The largest (or costliest) file of each kind that the budget lets through.
@@ -129,12 +110,6 @@ def test_a_progressive_444_jpeg_of_40_megapixels_is_refused_for_its_coefficients
         validate_image(data, settings=get_settings().model_copy(update={"max_upload_bytes": 50_000_000}))
     assert error.value.code == "image_too_large"
     assert "baseline JPEG" in error.value.message
-
-
-def grey_scan_bomb(scans: int) -> bytes:
-    """A 6000x6000 grey progressive JPEG with `scans` scans in a few hundred kilobytes."""
-    flat = encode(Image.new("L", (6000, 6000), 128), progressive=True)
-    return scan_bomb(flat, scans - read_jpeg_header(flat, stop_after=10**6).scans)
 
 
 def test_a_scan_bomb_is_refused_before_any_decoding():
