@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from domain.callers import RANK, Caller
 from domain.errors import NotFound, ServiceError
 from domain.jobs import iso, now
-from domain.models import ApiKey, Organisation, Role
+from domain.models import Account, ApiKey, Organisation, Role
 
 PREFIX = "fk_"  # also how web/extensions.presented_api_key tells a key from a JWT
 # last_used_at is written at most this often per key, not on every request.
@@ -84,15 +84,21 @@ def _ensure_room_for_a_key(session: Session, organisation_id: uuid.UUID, max_key
         )
 
 
-def authenticate(session: Session, raw: str) -> ApiKey | None:
-    """The live key for this secret (not revoked, not expired), or None."""
-    key = session.execute(select(ApiKey).where(ApiKey.key_hash == digest(raw))).scalar_one_or_none()
-    if key is None or (key.expires_at is not None and key.expires_at <= now()):
+def authenticate(session: Session, raw: str) -> tuple[ApiKey, Account] | None:
+    """The live key for this secret (not revoked, not expired) with its creator as the creator is
+    now (a key never acts above its creator's current role: domain/callers.py), or None; one query."""
+    found = session.execute(
+        select(ApiKey, Account).join(Account, Account.id == ApiKey.created_by_id).where(ApiKey.key_hash == digest(raw))
+    ).one_or_none()
+    if found is None:
+        return None
+    key, creator = found
+    if key.expires_at is not None and key.expires_at <= now():
         return None
     if key.last_used_at is None or now() - key.last_used_at > LAST_USED_RESOLUTION:
         session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now()))
         session.commit()
-    return key
+    return key, creator
 
 
 def list_keys(session: Session, caller: Caller) -> list[dict[str, Any]]:

@@ -70,13 +70,10 @@ def current_caller() -> Caller:
 
 def _authenticate() -> Caller:
     if (raw := presented_api_key()) is not None:
-        session = get_session()
-        key = api_keys.authenticate(session, raw)
-        # The creator as it is now: a key never acts above its creator's current role.
-        creator = session.get(Account, key.created_by_id) if key is not None else None
-        if key is None or creator is None:
+        found = api_keys.authenticate(get_session(), raw)
+        if found is None:
             raise ServiceError("api_key_invalid", "The API key is unknown, revoked or expired.", status=401)
-        return Caller.of_key(key, creator)
+        return Caller.of_key(*found)
     verify_jwt_in_request()
     return Caller.of_account(current_user)
 
