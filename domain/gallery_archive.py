@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from domain.errors import ServiceError
+from domain.json_limits import METADATA_MAX_DEPTH, nesting_depth
 from domain.models import EMBEDDING_DIM
 
 FORMAT = "faceapi-gallery"
@@ -72,10 +73,17 @@ class Consent(_Strict):
     by: str | None = None  # the email of the account that recorded it, when known
 
 
+def _metadata_depth(value: Any) -> Any:
+    """The API's limit on a person's metadata holds for an imported person too (domain/json_limits.py)."""
+    if nesting_depth(value, METADATA_MAX_DEPTH) > METADATA_MAX_DEPTH:
+        raise ValueError(f"metadata may nest objects and lists at most {METADATA_MAX_DEPTH} levels deep")
+    return value
+
+
 class ArchivePerson(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     external_id: Annotated[str, Field(max_length=200)] | None
-    metadata: dict[str, Any]
+    metadata: Annotated[dict[str, Any], BeforeValidator(_metadata_depth)]
     consent: Consent
     created_at: datetime | None = None
     faces: list[ArchiveFace]
@@ -210,6 +218,8 @@ def _read_manifest(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Ma
         document = json.loads(raw)
     except ValueError as error:
         raise invalid("bad_manifest", f"{MANIFEST} is not JSON ({error}).") from None
+    except RecursionError:
+        raise invalid("bad_manifest", f"{MANIFEST} is nested too deeply to read.") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise invalid("not_a_gallery_archive", f"{MANIFEST} does not describe a {FORMAT} archive.")
     if document.get("version") != VERSION:
