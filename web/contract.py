@@ -42,8 +42,10 @@ class ContractApp(OpenAPI):
                 # Public operations (web/validation.Resource) say so, not by leaving it to a default.
                 operation.setdefault("security", [])
                 for form in _form_schemas(operation, self.spec_json["components"]["schemas"]):
-                    for field in form.get("properties", {}).values():
+                    for name, field in form.get("properties", {}).items():
                         _optional_left_out(field)
+                        if name not in form.get("required", ()):
+                            _empty_in_the_form(field)
                 for parameter in operation.get("parameters", ()):
                     _optional_left_out(parameter.get("schema", {}))
 
@@ -69,6 +71,14 @@ def _optional_left_out(field: dict) -> None:
     if "anyOf" in field and len(branches) == 1:
         del field["anyOf"]
         field.update({key: value for key, value in branches[0].items() if key not in field})
+
+
+def _empty_in_the_form(field: dict) -> None:
+    """Swagger UI fills a form field that has no default with a sample of its type ("string", 0)
+    and sends it: an optional field without a default gets an empty example, so that the field
+    starts empty and, left so, is not sent."""
+    if "default" not in field and field.get("format") != "binary" and field.get("type") != "boolean":
+        field.setdefault("examples", [""])
 
 
 def _validation_answer(operation: dict, status: str) -> None:
