@@ -222,6 +222,11 @@ def real(app, api_schema, fuzz_headers, admin_headers, worker) -> dict[str, list
         send.submit("/api/v1/recognize", {"gallery": GALLERY, "image": upload(images.no_face_photo())})
     )
     assert nobody["status"] == "failed", nobody
+    detected = send.finished(send.submit("/api/v1/detect", {"image": upload(TOM_2), "landmarks": "106"}))
+    assert detected["status"] == "succeeded", detected
+    # Search by a stored face: the person's other face matches (a real answer, not a 404).
+    searched = send("POST", "/api/v1/search", json={"face_id": enrolled["result"]["face_id"]})
+    assert searched.status_code == 200 and searched.get_json()["matches"], searched.get_json()
     # A webhook nobody receives: the job document lists its failed deliveries.
     hooked = send.finished(
         send.submit(
@@ -264,7 +269,7 @@ def real(app, api_schema, fuzz_headers, admin_headers, worker) -> dict[str, list
     return {
         "person_id": [person_id],
         "face_id": [enrolled["result"]["face_id"], added["result"]["face_id"]],
-        "job_id": [job["id"] for job in (enrolled, added, recognized, verified, nobody, hooked)],
+        "job_id": [job["id"] for job in (enrolled, added, recognized, verified, nobody, detected, hooked)],
         "batch_id": [batch_id],
         "name": [GALLERY],
         "account_id": [colleague.get_json()["id"]],
