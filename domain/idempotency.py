@@ -6,7 +6,9 @@ IDEMPOTENCY_KEY_HOURS (at least 24 hours).
 
 The record is written in the same transaction as what the request creates: a request that fails
 leaves no record, and a concurrent request with the same key waits on the record's unique key
-until the first one commits, then gets its answer.
+until the first one commits, then gets its answer. That transaction also links the record to the
+job or batch it commits (`link`: the answer, its status still unset): a request that dies later,
+while it waits for its job, leaves a key whose retry answers that job.
 """
 
 from __future__ import annotations
@@ -68,13 +70,28 @@ def claim(session: Session, account_id: uuid.UUID, key: str, route: str, print_:
             "files). Use a new key for a new request.",
             status=409,
         )
-    if earlier.response_status is None:
+    if earlier.response_status is None and not earlier.response_body:
         raise ServiceError(
             "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed; retry in a moment.",
             status=409,
         )
     return earlier
+
+
+def link(session: Session, account_id: uuid.UUID, key: str, body: dict[str, Any]) -> None:
+    """In the transaction that commits the request's job or batch: the answer it is going to give,
+    which a retry gets even if the request never finishes (its status stays unset until `remember`,
+    so `forget` still removes it if the request fails and undoes the job)."""
+    session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.account_id == account_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.response_status.is_(None),
+        )
+        .values(response_body=body)
+    )
 
 
 def remember(session: Session, account_id: uuid.UUID, key: str, status: int, body: dict[str, Any]) -> None:

@@ -4,21 +4,28 @@ A view decorated with `@idempotent` (below `roles_required`, so the caller is kn
 retry of the same request with the first answer, and a different request under the same key
 with 409. A submission's first answer is remembered as its 202 body (`accepted` puts it in
 `g.accepted_body`): a retry with `?wait=N` waits for the same job again and answers it fresh.
+
+The key is linked to the job (or batch) in the very transaction that commits it: a request that
+dies after that (a web process killed during `?wait=30`) leaves a key whose retry answers that
+job, never 409 `idempotency_key_in_use` (domain.idempotency.claim).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
 
 from flask import g, make_response, request
 from flask_jwt_extended import current_user
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from domain import idempotency
-from domain.models import Job
+from domain.models import Batch, Job, Person
 from web.db import get_session
 
 HEADER = "Idempotency-Key"
@@ -49,7 +56,7 @@ def _replay(record) -> Any:
 
     body = record.response_body or {}
     wait = wait_seconds()
-    job = get_session().get(Job, body["job_id"]) if wait > 0 and body.get("job_id") else None
+    job = get_session().get(Job, uuid.UUID(body["job_id"])) if wait > 0 and body.get("job_id") else None
     response, status = accepted(job, body, wait) if job is not None else submitted(body)
     response.headers["Idempotent-Replayed"] = "true"
     return response, status
@@ -66,6 +73,43 @@ def _scoped(key: str) -> tuple[uuid.UUID, str]:
     return caller.id, "api-key:" + hashlib.sha256(f"{caller.api_key_id}:{key}".encode()).hexdigest()
 
 
+def _first_answer(created: dict[type, Any]) -> dict[str, Any] | None:
+    """The 202 body the view answers for what its transaction created (web/persons.py,
+    recognize.py, enrollments.py...): a batch's id and size, else the job's id, with the person's
+    first when the job enrolls a person created with it."""
+    if (batch := created.get(Batch)) is not None:
+        return {"batch_id": str(batch.id), "total": batch.total}
+    if (job := created.get(Job)) is None:
+        return None
+    person = created.get(Person)
+    if person is not None and job.person_id == person.id:
+        return {"person_id": str(person.id), "job_id": str(job.id)}
+    return {"job_id": str(job.id)}
+
+
+@contextlib.contextmanager
+def _linked_to_what_commits(session: Session, account_id: uuid.UUID, key: str) -> Iterator[None]:
+    """While the view runs, every commit that writes its job or batch also writes the key's link."""
+    created: dict[type, Any] = {}
+
+    def note(_session: Session, instance: Any) -> None:
+        if isinstance(instance, (Batch, Job, Person)):
+            created.setdefault(type(instance), instance)
+
+    def link(committing: Session) -> None:
+        committing.flush()  # the commit's own flush, early: its new rows are noted first
+        if (body := _first_answer(created)) is not None:
+            idempotency.link(committing, account_id, key, body)
+
+    event.listen(session, "pending_to_persistent", note)
+    event.listen(session, "before_commit", link)
+    try:
+        yield
+    finally:
+        event.remove(session, "pending_to_persistent", note)
+        event.remove(session, "before_commit", link)
+
+
 def idempotent(view: Callable) -> Callable:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
@@ -78,7 +122,8 @@ def idempotent(view: Callable) -> Callable:
         if earlier is not None:
             return _replay(earlier)
         try:
-            response = make_response(view(*args, **kwargs))
+            with _linked_to_what_commits(session, account_id, key):
+                response = make_response(view(*args, **kwargs))
         except BaseException:
             session.rollback()
             idempotency.forget(session, account_id, key)
