@@ -207,3 +207,28 @@ def test_the_download_expires_and_is_purged(client, operator_headers, db):
     purge_jobs()
     db.rollback()
     assert db.execute(select(func.count()).where(GalleryExport.id == export_id)).scalar_one() == 0
+
+
+@pytest.mark.dataset
+def test_real_photos_are_recognized_the_same_after_export_and_import(client, operator_headers, other_organisation):
+    """LFW people (LFW_DIR, ../shared/datasets; skipped without it): each enrolled from one photo in one
+    organisation, recognized in a held-out photo there and, after export and import, in another."""
+    root = images.dataset_dir("LFW_DIR") / "images"
+    people = [d for d in sorted(root.iterdir()) if d.is_dir() and len(list(d.glob("*.jpg"))) >= 2][:12]
+    held_out = {}
+    for person in people:
+        first, second = sorted(person.glob("*.jpg"))[:2]
+        form = {"name": person.name, "consent": "true", "image": upload(first.read_bytes()), "gallery": "lfw"}
+        response = client.post(
+            "/api/v1/persons", data=form, headers=operator_headers, content_type="multipart/form-data"
+        )
+        if wait_for_job(client, operator_headers, response.get_json()["job_id"])["status"] == "succeeded":
+            held_out[person.name] = second.read_bytes()
+    assert len(held_out) >= 8
+    before = {name: best_name(client, operator_headers, "lfw", photo) for name, photo in held_out.items()}
+    assert sum(before[name] == name for name in held_out) >= len(held_out) - 1
+
+    _, archive = export(client, operator_headers, "lfw")
+    imported(client, other_organisation, "lfw-copy", archive)
+    after = {name: best_name(client, other_organisation, "lfw-copy", photo) for name, photo in held_out.items()}
+    assert after == before
