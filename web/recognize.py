@@ -91,6 +91,7 @@ def detect(form: DetectForm, query: DetectQuery, header: IdempotencyHeader):
 
 @bp.post("/search", responses={200: SearchResult, **errors(400, 404, *AUTH)})
 @roles_required(Role.admin, Role.operator)
+@limiter.limit(submit_limit)  # a biometric search, as a recognition is
 @validated
 def search(body: SearchBody):
     """The persons a stored face matches, without uploading a photo (synchronous)

@@ -32,6 +32,10 @@ def _add_face(client, headers, person_id: str, photo: bytes) -> str:
     return job["result"]["face_id"]
 
 
+def _email_of(client, headers) -> str:
+    return client.get("/api/v1/auth/me", headers=headers).get_json()["email"]
+
+
 def _search(client, headers, **body) -> dict:
     answer = client.post("/api/v1/search", json=body, headers=headers)
     assert answer.status_code == 200, answer.get_json()
@@ -83,6 +87,15 @@ def test_search_refuses_what_it_cannot_answer(client, operator_headers):
     assert bad.status_code == 400
     unknown_field = client.post("/api/v1/search", json={"face_id": face_id, "topk": 3}, headers=operator_headers)
     assert unknown_field.status_code == 400
+
+    # An API key limited to another gallery cannot see the face, nor search a gallery outside its scope.
+    admin = bearer(
+        login(client, *make_account("admin", colleague_of=_email_of(client, operator_headers)))["access_token"]
+    )
+    key = client.post("/api/v1/api-keys", json={"name": "elsewhere", "galleries": ["elsewhere"]}, headers=admin)
+    scoped = bearer(key.get_json()["key"])
+    hidden = client.post("/api/v1/search", json={"face_id": face_id}, headers=scoped)
+    assert hidden.status_code == 404 and hidden.get_json()["error"]["code"] == "face_not_found"
 
     # Another organisation's face answers as a missing one.
     outsider = bearer(login(client, *make_account("operator"))["access_token"])
