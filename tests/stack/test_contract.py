@@ -86,6 +86,10 @@ def generated(document, tmp_path_factory) -> tuple[str, Path]:
     workdir = tmp_path_factory.mktemp("client")
     document_path = workdir / "openapi.json"
     document_path.write_text(json.dumps(document))
+    # The generator reads only JSON, text and octet-stream answers; a face crop (image/jpeg) is bytes
+    # to a client, as its documented option for other binary types says.
+    config_path = workdir / "generator.json"
+    config_path.write_text(json.dumps({"content_type_overrides": {"image/jpeg": "application/octet-stream"}}))
     package = workdir / CLIENT_PACKAGE
     venv_bin = Path(sys.executable).parent
     result = subprocess.run(
@@ -98,6 +102,8 @@ def generated(document, tmp_path_factory) -> tuple[str, Path]:
             str(package),
             "--meta",
             "none",
+            "--config",
+            str(config_path),
             "--fail-on-warning",
         ],
         cwd=workdir,
