@@ -303,3 +303,25 @@ def test_the_person_and_jobs_pages_issue_no_query_per_face_or_batch(app, db, ope
     sign_in(client, *operator)
     few_count, many_count = (statements_for(client, f"/console/persons/{p}") for p in (few, many))
     assert few_count == many_count, f"person page: {few_count} statements for 1 face, {many_count} for 12"
+
+
+def test_a_face_for_a_person_named_in_a_gallery(console, db, operator):
+    import io
+
+    from tests.images import tom_hanks
+
+    add_persons(db, operator[0], "named", ["Ada", "Ada", "Bob"])
+    token = csrf_of(console, "/console/")
+
+    def add(person: str, gallery: str = "named"):
+        return console.post(
+            f"/console/galleries/{gallery}/faces",
+            data={"person": person, "image": (io.BytesIO(tom_hanks()), "face.png")},
+            headers={"X-CSRFToken": token, "Accept": "application/json"},
+        )
+
+    assert add("Nobody").get_json()["error"]["code"] == "person_not_found"
+    assert add("Ada").status_code == 409, "two persons are named Ada: the id is needed"
+    accepted = add("Bob")
+    assert accepted.status_code == 202 and accepted.get_json()["job_id"]
+    assert add("Bob", gallery="not-ours").status_code == 404

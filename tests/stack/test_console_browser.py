@@ -311,8 +311,14 @@ def test_recognize_draws_the_right_names_on_the_group_photo(browse, team, galler
         assert tag.startswith(name) if name else tag == "unknown", (tag, x)
     shot(page, screenshots / "recognize.png")
 
-    # The one stranger (face 5) is enrolled from here as a new person, from the same photo.
+    # The one stranger (face 5) is not Ann: added to her, the job refuses the face, and says why.
     page.locator("#photo .box.unknown").click()
+    page.check("#enroll-face [name=mode][value=existing]")
+    page.fill("#enroll-face [name=person]", "Ann")
+    page.click("#enroll-face button[type=submit]")
+    page.get_by_text(re.compile("^Not enrolled: .+")).wait_for()
+    # Enrolled from here as a new person instead, from the same photo.
+    page.check("#enroll-face [name=mode][value=new]")
     page.fill("#enroll-face [name=name]", "Eli")
     page.check("#enroll-face [name=consent]")
     page.click("#enroll-face button[type=submit]")

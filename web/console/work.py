@@ -5,6 +5,7 @@ photo, a name or a gallery name is judged exactly as the API judges it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,9 +32,12 @@ Form = TypeVar("Form", bound=BaseModel)
 LIST_SIZE = 50
 
 
-def _read_form(model: type[Form]) -> Form:
-    """The request's form fields and files as `model` (the API's), or 400 naming what to fix."""
-    values: dict[str, Any] = {key: value for key, value in request.form.items() if key != "csrf_token"}
+def _read_form(model: type[Form], ignore: Collection[str] = ()) -> Form:
+    """The request's form fields and files as `model` (the API's), or 400 naming what to fix;
+    `ignore`: the console's own fields beside the API's."""
+    values: dict[str, Any] = {
+        key: value for key, value in request.form.items() if key != "csrf_token" and key not in ignore
+    }
     for key in request.files:
         files = request.files.getlist(key)
         values[key] = files if key == "images" else files[0]
@@ -103,6 +107,22 @@ def add_face(person_id: uuid.UUID) -> Any:
     form = _read_form(AddFaceForm)
     session, caller = get_session(), current().caller
     person = services.load_person(session, caller, person_id)
+    job = services.submit_face(
+        session, caller, person, read_upload(form.image), None, force=form.force, **_target_face(form)
+    )
+    return jsonify({"person_id": str(person.id), "job_id": str(job.id)}), 202
+
+
+@bp.post("/galleries/<name>/faces")
+@require_role(*MANAGERS)
+@limiter.limit(submit_limit)
+def add_face_to_named(name: str) -> Any:
+    """A face for a person of the gallery named by id, external_id or exact name (the recognize
+    page's "add to an existing person")."""
+    person_text = request.form.get("person", "")
+    form = _read_form(AddFaceForm, ignore={"person"})
+    session, caller = get_session(), current().caller
+    person = browse.resolve_person(session, caller, services.require_gallery(session, caller, name).id, person_text)
     job = services.submit_face(
         session, caller, person, read_upload(form.image), None, force=form.force, **_target_face(form)
     )

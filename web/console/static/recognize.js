@@ -109,7 +109,8 @@
       data.append("consent", enrollForm.consent.checked ? "true" : "false");
       url = form.dataset.oneUrl;
     } else {
-      url = `${form.dataset.personUrl}${encodeURIComponent(enrollForm.person_id.value.trim())}/faces`;
+      data.append("person", enrollForm.querySelector("[name=person]").value);
+      url = `${form.dataset.galleryUrl}${encodeURIComponent(form.gallery.value)}/faces`;
     }
     resultLine.textContent = "Enrolling…";
     try {
