@@ -9,7 +9,7 @@ BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-lfw: install-bench
 
 # Open-set (1:N) FPIR/FNIR by gallery size, the impostor tail (rewrites domain/openset_tail.json) and
 # 1M synthetic distractors; embeddings cached in /tmp/faceapi-bench-cache (about 8 min the first time).
+# Recurring unknown faces: grouping purity and completeness against the threshold on LFW (embeddings
+# from bench-openset's cache; about 15 min on 2 busy cores), which chose UNKNOWNS_GROUP_THRESHOLD.
+bench-unknowns: install-bench
+	$(PY) -m bench.unknowns --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
+
 bench-openset: install-bench
 	$(PY) -m bench.openset --lfw-dir $${LFW_DIR:-../shared/datasets/lfw-dev}
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "purpose": "choose UNKNOWNS_GROUP_THRESHOLD (domain/unknown_grouping.GROUP_THRESHOLD)",
+            "purpose": "choose UNKNOWNS_GROUP_THRESHOLD",
             "model": str(data["model"]),
             "photos": int(len(orders[0])),
             "recurring_identities": int(np.count_nonzero(counts > 1)),

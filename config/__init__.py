@@ -271,7 +271,7 @@ class Settings(BaseSettings):
     # bench/results/unknowns.json), a group is `recurring` (webhook `unknown.recurring`) at this many
     # sightings, naming a group as a person takes at most this many of its best faces, and the
     # re-grouping and retention purge run this often (seconds).
-    unknowns_group_threshold: Similarity = 0.45
+    unknowns_group_threshold: Similarity = 0.35
     unknowns_recurring_sightings: Annotated[int, Field(ge=2)] = 3
     unknowns_enroll_max_faces: Positive = 5
     unknowns_housekeeping_interval: Annotated[float, Field(gt=0)] = 3600.0

@@ -16,11 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Chosen on LFW (bench/unknowns.py, bench/results/unknowns.json, docs/RECOGNITION.md): the
-# lowest threshold whose BCubed precision (purity) stays >= 0.98.
-GROUP_THRESHOLD = 0.45
-
-
 def normalised(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
