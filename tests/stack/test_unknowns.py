@@ -277,3 +277,24 @@ def test_the_sdk_and_the_command_line_walk_the_pool(live_server, portraits):
         timeout=120,
     )
     assert named.returncode == 0 and "is now person" in named.stderr + named.stdout, named.stderr
+
+
+@pytest.mark.dataset
+def test_real_strangers_from_lfw_keep_one_id_each(client, operator_headers):
+    """Three LFW people with four photos each, interleaved with four single-photo passers-by."""
+    lfw = images.dataset_dir("LFW_DIR") / "images"
+    people = sorted(p for p in lfw.iterdir() if p.is_dir())
+    recurring = [p for p in people if len(list(p.glob("*.jpg"))) >= 4][10:13]
+    passers_by = [p for p in people if len(list(p.glob("*.jpg"))) == 1][20:24]
+    gallery = make_gallery(client, operator_headers)
+    seen: dict[str, set[int]] = {}
+    for round_ in range(4):
+        arrivals = [(p.name, sorted(p.glob("*.jpg"))[round_]) for p in recurring]
+        arrivals.append((passers_by[round_].name, next(passers_by[round_].glob("*.jpg"))))
+        for who, path in arrivals:
+            result = recognize(client, operator_headers, path.read_bytes(), gallery, max_faces="1")
+            seen.setdefault(who, set()).add(unknown_id(result))
+    ids = [seen[p.name] for p in recurring]
+    assert all(len(one) == 1 for one in ids), seen
+    assert len(set().union(*ids)) == 3, seen
+    assert not set().union(*ids) & set().union(*(seen[p.name] for p in passers_by)), seen
