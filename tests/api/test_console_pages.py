@@ -325,3 +325,22 @@ def test_a_face_for_a_person_named_in_a_gallery(console, db, operator):
     accepted = add("Bob")
     assert accepted.status_code == 202 and accepted.get_json()["job_id"]
     assert add("Bob", gallery="not-ours").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "landing"),
+    [
+        ("/console/jobs", "/console/jobs"),
+        ("//evil.example/console", "/console/"),
+        ("https://evil.example", "/console/"),
+    ],
+)
+def test_after_signing_in_only_a_console_address_is_followed(app, operator, target, landing):
+    client = app.test_client()
+    token = csrf_of(client)
+    response = client.post(
+        "/console/login",
+        query_string={"next": target},
+        data={"email": operator[0], "password": operator[1], "csrf_token": token},
+    )
+    assert response.status_code == 302 and response.headers["Location"] == landing
