@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import gallery_of, make_account
+from tests.conftest import gallery_of, make_account, stored_job
 
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
@@ -121,6 +121,9 @@ def test_another_organisations_ids_answer_404(app, console, db):
     (person_id,) = add_persons(db, stranger[0], "theirs", ["Theirs"])
     assert console.get(f"/console/persons/{person_id}").status_code == 404
     assert console.get("/console/galleries/theirs").status_code == 404
+    job = stored_job(db, account_id(db, stranger[0]), gallery="theirs")
+    db.commit()
+    assert console.get(f"/console/jobs/{job.id}.json").status_code == 404
     token = csrf_of(console, "/console/")
     response = console.post(f"/console/persons/{person_id}/delete", data={"confirm": "yes", "csrf_token": token})
     assert response.status_code == 404
