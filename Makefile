@@ -9,7 +9,7 @@ BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench browser run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser console-assets run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test-unit test-api test-stack test-system: install-dev
 # The console's browser tests (tests/stack/test_console_browser.py) drive Debian's Chromium through
 # Playwright: installed here when missing and running as root, else one line says how.
 test-stack: browser
+
+# The console's front-end library (htmx), from npm as pinned in web/console/package-lock.json, into
+# the committed static/vendor/ (the app serves it; nothing is fetched at run time). Needs npm.
+console-assets:
+	cd web/console && npm ci --no-audit --no-fund && cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+	sha256sum web/console/static/vendor/htmx.min.js
 
 browser:
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
