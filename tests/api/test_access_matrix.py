@@ -105,7 +105,10 @@ def test_access(client, world, role, method, path, spec, expected):
     response = getattr(client, method)(url, headers=world.headers[role], **_request_kwargs(spec))
     assert response.status_code == expected[ROLES.index(role)], response.get_data(as_text=True)
     if response.status_code >= 400:
-        assert set(response.get_json()["error"]) == {"code", "message"}
+        error = response.get_json()["error"]
+        # Nothing but the code and message, and for a role refused, which role it has and needs.
+        named_roles = {"role", "required_roles"} if error["code"] == "forbidden" else set()
+        assert set(error) == {"code", "message"} | named_roles, error
     if role in ("other", "user") and response.status_code == 404:
         assert world.person_id not in response.get_data(as_text=True)
 
