@@ -199,6 +199,11 @@ def test_a_10000_person_gallery_page_answers_in_under_300_ms(console, db, operat
         assert response.status_code == 200
         assert elapsed < 0.3, f"{path} took {elapsed * 1000:.0f} ms"
     assert "Person 09999" in console.get("/console/galleries/big?q=E09999").get_data(as_text=True)
+    first = console.get("/console/galleries/big").get_data(as_text=True)
+    following = re.search(r'rel="next" href="\?([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = console.get(f"/console/galleries/big?{following}").get_data(as_text=True)
+    names = [set(re.findall(r'class="person-name">([^<]+)<', page)) for page in (first, second)]
+    assert len(names[0]) == len(names[1]) == 48 and not names[0] & names[1], "the next page shows the next persons"
 
 
 def test_the_console_login_is_rate_limited_like_the_apis(app, operator):
