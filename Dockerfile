@@ -67,7 +67,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     DATA_DIR=/var/lib/faceapi \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    # albumentations (imported through insightface) would ask PyPI for a newer version at each start.
+    NO_ALBUMENTATIONS_UPDATE=1
 
 # A fixed, unprivileged uid (10001: Kubernetes' runAsUser, the owner of compose's secret files) with
 # DATA_DIR writable (gunicorn's control socket, beat's schedule); everything else read-only to it.

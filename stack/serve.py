@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from config import ROOT_DIR, get_settings, get_settings_or_exit
+from config import ROOT_DIR, env_variable, get_settings, get_settings_or_exit
 from jobqueue import QUEUE_NAME, WEBHOOK_QUEUE
 
 GUNICORN_CONFIG = ROOT_DIR / "gunicorn.conf.py"
@@ -32,11 +32,47 @@ WORKER_NODE = "worker@%h"
 WEBHOOK_NODE = "webhooks@%h"
 # Deliveries wait on the network, not the CPU: threads, many of them, in one process.
 WEBHOOK_THREADS = 16
+# Gossip (worker-to-worker events) and mingle (a start-up sync between workers) serve nothing here,
+# and Gossip's restart after a lost broker fails in kombu (AttributeError on the closed connection's
+# `hostname` or `connection_errors`), which could take the worker down on every Redis loss.
+WORKER_STEPS_OFF = ("--without-gossip", "--without-mingle")
 ROLES = ("web", "worker", "webhooks", "beat", "flower", "migrate", "backup")
+
+
+# What each role connects to outside development (which starts embedded PostgreSQL and Redis
+# instead). Without it Celery would retry its own default broker (amqp://guest@localhost) for
+# minutes and gunicorn would fail per request: the role refuses to start instead, naming them.
+ROLE_NEEDS = {
+    "web": ("database_url", "redis_url", "jwt_secret_key"),
+    "worker": ("database_url", "redis_url"),
+    "webhooks": ("database_url", "redis_url"),
+    "beat": ("redis_url",),
+    "flower": ("redis_url",),
+    "migrate": ("database_url",),
+    "backup": ("database_url",),
+}
 
 
 class RoleRefused(RuntimeError):
     """A role that must not start with the settings it was given."""
+
+
+def check_required(role: str) -> None:
+    """Refuse a production role whose connections are not configured, naming every missing one."""
+    settings = get_settings()
+    if not settings.is_production:
+        return
+    missing = [
+        env_variable(name)
+        for name in ROLE_NEEDS.get(role, ())
+        if name not in settings.model_fields_set or not getattr(settings, name)
+    ]
+    if missing:
+        files = ", ".join(f"{name}_FILE" for name in missing)
+        raise RoleRefused(
+            f"{role}: {', '.join(missing)} must be set when FACEAPI_ENV={settings.env} "
+            f"(or {files}: a file holding the value, e.g. a Docker or Kubernetes secret)."
+        )
 
 
 def flower_options() -> list[str]:
@@ -93,7 +129,8 @@ def command(role: str, *extra: str) -> list[str]:
     if role == "web":
         return [python, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), *extra]
     if role == "worker":
-        return [*celery, "worker", "--loglevel", "INFO", "--hostname", WORKER_NODE, "--queues", QUEUE_NAME, *extra]
+        options = ["--hostname", WORKER_NODE, "--queues", QUEUE_NAME, *WORKER_STEPS_OFF]
+        return [*celery, "worker", "--loglevel", "INFO", *options, *extra]
     if role == "webhooks":
         pool = ["--pool", "threads", "--concurrency", str(WEBHOOK_THREADS)]
         return [
@@ -105,6 +142,7 @@ def command(role: str, *extra: str) -> list[str]:
             WEBHOOK_NODE,
             "--queues",
             WEBHOOK_QUEUE,
+            *WORKER_STEPS_OFF,
             *pool,
             *extra,
         ]
@@ -127,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in ROLES:
         get_settings_or_exit()  # a wrong setting stops here, named, before gunicorn or Celery starts
     try:
+        if argv[0] in ROLES:
+            check_required(argv[0])
         words = command(argv[0], *argv[1:]) if argv[0] in ROLES else argv
     except RoleRefused as refused:
         sys.exit(str(refused))  # the reason on stderr, status 1

@@ -3,7 +3,8 @@
 # (docs/DEPLOYMENT.md, "What `make test-image` checks"). Not part of `make test`: it takes many
 # minutes and needs a Docker engine. Steps:
 #   1. a Docker daemon: the running one, else (as root) docker.io + docker-compose from apt and
-#      `dockerd` started in the background (DOCKER_STORAGE_DRIVER, default vfs: works anywhere);
+#      `dockerd` started in the background (DOCKER_STORAGE_DRIVER: overlay2 where this kernel
+#      mounts overlayfs, else vfs, which works anywhere but copies the whole image per container);
 #   2. the base image from Debian's packages (make-base.sh), unless PYTHON_IMAGE names one;
 #   3. stand-ins for pgvector/pgvector:pg16 and redis:7 from the same base, unless
 #      USE_REGISTRY_IMAGES=1 (a registry is reachable: the compose file's own images);
@@ -22,6 +23,19 @@ mkdir -p "$IMAGE_TEST_DIR"
 say() { echo "== test-image: $*"; }
 missing() { echo "make test-image: $*" >&2; exit 2; }
 
+storage_driver() {
+  local probe
+  probe=$(mktemp -d)
+  mkdir -p "$probe"/{lower,upper,work,merged}
+  if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" "$probe/merged" 2>/dev/null; then
+    umount "$probe/merged"
+    echo overlay2
+  else
+    echo vfs
+  fi
+  rm -rf "$probe"
+}
+
 ensure_docker() {
   if docker info >/dev/null 2>&1; then return; fi
   if [ "$(id -u)" != 0 ]; then
@@ -33,8 +47,9 @@ ensure_docker() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io docker-compose debootstrap >/dev/null \
       || missing "apt-get install docker.io docker-compose debootstrap failed"
   fi
-  say "starting dockerd (storage driver ${DOCKER_STORAGE_DRIVER:-vfs}, log $IMAGE_TEST_DIR/dockerd.log)"
-  nohup nice -n 10 dockerd --storage-driver="${DOCKER_STORAGE_DRIVER:-vfs}" > "$IMAGE_TEST_DIR/dockerd.log" 2>&1 &
+  local driver="${DOCKER_STORAGE_DRIVER:-$(storage_driver)}"
+  say "starting dockerd (storage driver $driver, log $IMAGE_TEST_DIR/dockerd.log)"
+  nohup nice -n 10 dockerd --storage-driver="$driver" > "$IMAGE_TEST_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
   missing "dockerd did not start: see $IMAGE_TEST_DIR/dockerd.log"
 }

@@ -38,6 +38,8 @@ GUNICORN_APP = "web:create_app()"
 # Variables the image or compose file may set that are not application settings.
 NON_SETTING_ENV = {"PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR"}
 NON_SETTING_ENV |= {"PIP_DISABLE_PIP_VERSION_CHECK", "MPLCONFIGDIR"}
+# albumentations (imported by insightface) asks PyPI for a newer version at every import otherwise.
+NON_SETTING_ENV |= {"NO_ALBUMENTATIONS_UPDATE"}
 # Settings that hold secrets: in compose they come from files under ./secrets (NAME_FILE), never
 # from the environment or the compose file.
 SECRET_SETTINGS = {
