@@ -367,7 +367,10 @@ def test_answers_only_real_resources_give_are_documented(app, api_schema, fuzz_h
     assert admin("GET", "/api/v1/api-keys").get_json()["items"]
 
     as_key = Documented(app, api_schema, bearer(real["key"][0]))
-    assert as_key("GET", "/api/v1/auth/me").status_code == 401  # routes about one's own account take no key
+    assert as_key("GET", "/api/v1/auth/me").get_json()["api_key"]["prefix"]  # whoami answers a key
+    password = {"current_password": "not a key's", "new_password": "not a key's either"}
+    refused = as_key("POST", "/api/v1/auth/password", json=password)  # the rest of /auth/* is a person's
+    assert refused.get_json()["error"]["code"] == "password_login_required"
     assert as_key("GET", "/api/v1/jobs", query={"limit": 1}).status_code == 200
     assert as_key("GET", "/api/v1/persons", query={"gallery": GALLERY}).status_code == 200
     assert as_key("GET", "/api/v1/persons", query={"gallery": f"{GALLERY}-batch"}).status_code == 403
