@@ -9,7 +9,7 @@ BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench browser console-assets run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser console-assets run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-ceiling bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -155,6 +155,11 @@ bench-profile: install-bench
 # Issue 15: the labelled real photos (single and group, as they are) and LFW against one stack,
 # POST /recognize?wait=30, beside the hand-written InsightFace loop and the service's engine
 # (bench/loop.py), alternating; WAL and CPU per job, face counts, rank-1, a py-spy profile (10-13 min on 2 busy cores).
+# The queue's ceiling: the whole stack with a null engine (bench/null_engine/, selected only here),
+# 16 clients of single-photo jobs and 4 of 16-photo batch jobs, alternating rounds.
+bench-ceiling: install-bench
+	$(PY) -m bench.ceiling --clients 16 --batch 16 --rounds 3 --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
+
 bench-real: install-bench
 	$(PY) -m bench.service --sets lfw,real --configs 2x1 --modes submitwait --clients 1,2,4,8,16 \
 		--rounds 2 --repeat-clients 1,8 --requests-per-level 120 --requests-per-level-high 120 --profile-clients 8 \
