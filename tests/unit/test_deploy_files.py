@@ -417,7 +417,7 @@ def test_make_secrets_writes_every_secret_the_compose_files_mount(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     written = {path.name for path in target.iterdir()}
-    assert written == compose_secrets
+    assert written == compose_secrets | {"redis_address"}  # redis_address: KEDA's, on Kubernetes
     values = {name: (target / name).read_text() for name in written}
     assert values["database_url"] == f"postgresql://faceapi:{values['postgres_password']}@db:5432/faceapi"
     assert values["redis_url"] == f"redis://:{values['redis_password']}@redis:6379/0"
