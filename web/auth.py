@@ -314,8 +314,7 @@ def init_jwt(app: Flask) -> None:
             "POST /api/v1/auth/refresh takes the refresh_token from login as the bearer, not the access token.",
         )
 
-    @app.errorhandler(JWTDecodeError)
-    @app.errorhandler(DecodeError)
+    @app.errorhandler(DecodeError)  # PyJWT's: no JWT at all (flask-jwt-extended's own claim checks stay token_invalid)
     def undecodable(error: Exception):
         return not_a_token(str(error))
 
