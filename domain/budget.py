@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
 from domain.images import ImageInfo
-from jobqueue import PRIORITY_STEPS
 
 # One cost unit per started 6 megapixels. Worker time (decode + detect + embed, one process,
 # PERFORMANCE.md section 8 and this change's measurement): an LFW crop 42-76 ms, a 12 MP phone
@@ -31,6 +30,9 @@ SCANS_PER_PASS = 10
 # How long a worker process takes for one cost unit, about: the Retry-After of a refusal.
 SECONDS_PER_COST_UNIT = 0.1
 MAX_RETRY_AFTER_SECONDS = 60
+# The priorities a job is sent with, 0 served first. The broker keeps one list per step
+# (jobqueue.PRIORITY_STEPS lays them out; tests/unit/test_layers.py checks the two agree).
+PRIORITY_STEPS = tuple(range(10))
 
 
 def image_cost(image: ImageInfo) -> int:

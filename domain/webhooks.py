@@ -317,3 +317,40 @@ def record_refusal(kind: str, object_id: uuid.UUID, refused: ServiceError) -> No
             object_id,
             {"delivery_id": None, "attempt": 0, "at": now().isoformat(), "status_code": None, "error": refused.code},
         )
+
+
+def start_delivery(
+    object_id: uuid.UUID,
+    kind: str = "job",
+    organisation_id: uuid.UUID | None = None,
+    *,
+    redeliver: bool = False,
+    settings: Settings,
+) -> str | None:
+    """Start a delivery of a finished job's (or batch's, or unknown group's) webhook and return its
+    id, which stays the same across retries. It counts against its organisation's
+    WEBHOOK_MAX_PENDING (of the caller's `settings`: the web app's or the worker's) until it ends:
+    at the cap a delivery is not sent (the refusal is in its delivery log, and None returned), and
+    a redelivery is refused (429), as is one while another delivery of it is under way (409)."""
+    # Imported here: jobqueue builds its Celery app at first use, and most importers of this
+    # module (the SSRF guard, the signature) never send.
+    from jobqueue import send_webhook
+
+    delivery_id = str(uuid.uuid4())
+    if organisation_id is None:
+        organisation_id = organisation_of(kind, object_id)
+    if organisation_id is not None:
+        try:
+            reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver, settings=settings)
+        except ServiceError as refused:
+            if redeliver:
+                raise
+            record_refusal(kind, object_id, refused)
+            return None
+    try:
+        send_webhook(object_id, delivery_id, kind, organisation_id)
+    except Exception:
+        if organisation_id is not None:
+            release(organisation_id, kind, object_id, delivery_id)
+        raise
+    return delivery_id

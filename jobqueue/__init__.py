@@ -1,5 +1,7 @@
 """The job queue's interface, the one contract web and workers share: queue and task names, the
-Celery app that sends (the broker connection), `enqueue` and `enqueue_webhook`.
+Celery app that sends (the broker connection), `enqueue` and `send_webhook`. It only sends: it
+imports nothing from domain/, web/ or workers/ (tests/unit/test_layers.py checks it); what may be
+sent is decided above it (domain.budget's priorities, domain.webhooks.start_delivery's reservation).
 
 Messages are sent by task NAME (`send_task`), so importing this package imports no task code, no
 model and nothing from workers/ (tests/system/test_stack.py checks it). The workers register their task
@@ -44,9 +46,11 @@ QUEUE_NAME = "faceapi"
 # that run jobs: `python -m stack.serve webhooks` consumes it alone (threads, no model), the job
 # workers run with `--queues faceapi`; a worker started without --queues consumes both.
 WEBHOOK_QUEUE = "webhooks"
-# Job priorities, 0 first (domain/budget.queue_priority: lower as the organisation's backlog grows).
-# On Redis each step is a list of its own (kombu's `priority_steps`): `faceapi` for 0, then
-# `faceapi\x06\x16<n>`; a worker's BRPOP names them in this order, so it takes the lowest non-empty.
+# The broker's priority lists, 0 first. Which priority a job gets is domain.budget's rule
+# (domain.budget.PRIORITY_STEPS: the queue keeps one list for each of them; a unit test checks they
+# agree, since neither package imports the other). On Redis each step is a list of its own (kombu's
+# `priority_steps`): `faceapi` for 0, then `faceapi\x06\x16<n>`; a worker's BRPOP names them in
+# this order, so it takes the lowest non-empty.
 PRIORITY_STEPS = tuple(range(10))
 PRIORITY_SEP = "\x06\x16"  # kombu's default separator, kept so existing queues and bindings stay valid
 
@@ -107,40 +111,9 @@ def enqueue(job_id: uuid.UUID, *, task: str, priority: int | None = None) -> Non
     app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
 
 
-def enqueue_webhook(
-    object_id: uuid.UUID,
-    kind: str = "job",
-    organisation_id: uuid.UUID | None = None,
-    *,
-    redeliver: bool = False,
-    settings: Settings,
-) -> str | None:
-    """Start a delivery of a finished job's (or batch's) webhook; its id stays the same across
-    retries. It counts against its organisation's WEBHOOK_MAX_PENDING (of the caller's `settings`:
-    the web app's or the worker's) until it ends: at the cap a
-    delivery is not sent (the refusal is in its delivery log, and None returned), and a
-    redelivery is refused (429), as is one while another delivery of it is under way (409)."""
-    # Imported here for the same reason: stack.serve need not load the database models.
-    from domain import webhooks
-    from domain.errors import ServiceError
-
-    delivery_id = str(uuid.uuid4())
-    if organisation_id is None:
-        organisation_id = webhooks.organisation_of(kind, object_id)
-    if organisation_id is not None:
-        try:
-            webhooks.reserve(organisation_id, kind, object_id, delivery_id, exclusive=redeliver, settings=settings)
-        except ServiceError as refused:
-            if redeliver:
-                raise
-            webhooks.record_refusal(kind, object_id, refused)
-            return None
-    try:
-        app().send_task(
-            DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")], task_id=delivery_id
-        )
-    except Exception:
-        if organisation_id is not None:
-            webhooks.release(organisation_id, kind, object_id, delivery_id)
-        raise
-    return delivery_id
+def send_webhook(object_id: uuid.UUID, delivery_id: str, kind: str, organisation_id: uuid.UUID | None) -> None:
+    """Send one webhook delivery (its task id is the delivery's id, the same across its retries).
+    What may be sent, and the bookkeeping around it, is domain.webhooks.start_delivery's."""
+    app().send_task(
+        DELIVER_WEBHOOK, args=[str(object_id), delivery_id, kind, str(organisation_id or "")], task_id=delivery_id
+    )

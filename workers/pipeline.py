@@ -17,7 +17,7 @@ from domain.images import decode
 from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
-from jobqueue import enqueue_webhook
+from domain.webhooks import start_delivery
 from workers import portability as gallery_jobs
 from workers.engine import ModelError, crop_scale
 from workers.settings import worker_settings
@@ -81,7 +81,7 @@ def process_job(job_id: str) -> ServiceError | None:
         return None
     job_ended(job_uuid, claimed.webhook_url, claimed.batch_id)
     for group_id in recurring if claimed.webhook_url else ():
-        enqueue_webhook(uuid.UUID(group_id), kind="unknown", settings=worker_settings())
+        start_delivery(uuid.UUID(group_id), kind="unknown", settings=worker_settings())
     return failure
 
 
@@ -90,7 +90,7 @@ def job_ended(job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | 
     its webhook, and close its batch if it was the last item."""
     announce_job_ended(job_id)
     if webhook_url:
-        enqueue_webhook(job_id, settings=worker_settings())
+        start_delivery(job_id, settings=worker_settings())
     if batch_id:
         _notify_batch(batch_id)
 
@@ -100,7 +100,7 @@ def _notify_batch(batch_id: uuid.UUID) -> None:
     with session_scope() as session:
         due = batches.end_once(session, batch_id)
     if due:
-        enqueue_webhook(batch_id, kind="batch", settings=worker_settings())
+        start_delivery(batch_id, kind="batch", settings=worker_settings())
 
 
 def _largest_face(engine, image: bytes, timer: StageTimer) -> list:

@@ -919,7 +919,7 @@ def test_redeliver_is_limited_to_one_delivery_in_flight(client, operator_headers
 
 
 def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, operator_headers, operator_account):
-    from jobqueue import enqueue_webhook
+    from domain.webhooks import start_delivery
 
     url = "http://127.0.0.1:9/never"  # nothing has to answer: the deliveries only have to be pending
     jobs = [_finished_job_with_webhook(operator_account[0], url) for _ in range(4)]
@@ -930,7 +930,7 @@ def test_an_organisation_has_at_most_webhook_max_pending_deliveries(client, oper
         # A job that ends at the cap: its delivery is not sent, and its log says why.
         job_id, _ = jobs[3]
         # As the worker calls it: the organisation is looked up.
-        assert enqueue_webhook(job_id, settings=get_settings()) is None
+        assert start_delivery(job_id, settings=get_settings()) is None
         assert [d["error"] for d in _deliveries(job_id)] == ["too_many_pending_deliveries"]
 
 

@@ -14,7 +14,8 @@ from domain.batches import batch_document, end_once, job_counts
 from domain.callers import Caller
 from domain.jobs import create_job, now, task_name
 from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
-from jobqueue import enqueue, enqueue_webhook
+from domain.webhooks import start_delivery
+from jobqueue import enqueue
 from web.batch_input import Entry
 from web.logs import request_stage
 from web.pagination import keyset_page
@@ -166,6 +167,6 @@ def submit_batch(
     if not queued and end_once(session, batch.id):
         session.commit()
         # Every entry was refused: the batch is already over.
-        enqueue_webhook(batch.id, kind="batch", organisation_id=batch.organisation_id, settings=app_settings())
+        start_delivery(batch.id, kind="batch", organisation_id=batch.organisation_id, settings=app_settings())
     session.commit()
     return batch

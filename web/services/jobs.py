@@ -15,7 +15,7 @@ from domain.errors import ServiceError
 from domain.jobs import finish, job_document
 from domain.models import Job, JobStatus, JobType
 from domain.notifications import announce_job_ended
-from jobqueue import enqueue_webhook
+from domain.webhooks import start_delivery
 from web.pagination import keyset_page
 from web.services.access import one_or_404, visible_to
 from web.settings import app_settings
@@ -86,7 +86,7 @@ def redeliver(session: Session, account: Caller, job: Job) -> str:
         raise ServiceError("no_webhook", "The job was submitted without a webhook_url.", status=409)
     if not job.status.finished:
         raise ServiceError("job_not_finished", "The job has not ended yet.", status=409)
-    delivery_id = enqueue_webhook(job.id, organisation_id=job.organisation_id, redeliver=True, settings=app_settings())
+    delivery_id = start_delivery(job.id, organisation_id=job.organisation_id, redeliver=True, settings=app_settings())
     audit.record(session, account, "job.redeliver", "job", job.id, delivery_id=delivery_id)
     session.commit()
     return delivery_id

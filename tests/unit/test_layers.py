@@ -1,0 +1,51 @@
+"""Which package may import which, read from the source (no process started).
+
+jobqueue/ only sends: it is the contract web and workers share, so it depends on none of them and
+on no domain rule. domain/budget.py decides job priorities without knowing the broker; the two
+agree on the steps because this test says so (neither imports the other)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every absolute module an `import` or `from ... import` names in the file, at any depth
+    (an import inside a function counts: it ties the packages together as much as one at the top)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _imports_of(files: list[Path], packages: set[str]) -> dict[str, list[str]]:
+    found = {
+        str(path.relative_to(ROOT)): sorted(name for name in _imported_modules(path) if name.split(".")[0] in packages)
+        for path in files
+    }
+    return {path: names for path, names in found.items() if names}
+
+
+def test_jobqueue_imports_no_domain_web_or_workers():
+    files = sorted((ROOT / "jobqueue").rglob("*.py"))
+    assert files
+    assert _imports_of(files, {"domain", "web", "workers"}) == {}
+
+
+def test_the_budget_does_not_import_the_queue():
+    assert _imports_of([ROOT / "domain" / "budget.py"], {"jobqueue", "celery", "kombu"}) == {}
+
+
+def test_the_queue_keeps_a_list_for_every_priority_the_budget_gives():
+    import jobqueue
+    from domain import budget
+
+    assert budget.PRIORITY_STEPS == jobqueue.PRIORITY_STEPS
+    assert budget.queue_priority(10**9) == jobqueue.PRIORITY_STEPS[-1]
+    assert len(jobqueue.job_queue_lists()) == len(budget.PRIORITY_STEPS)
