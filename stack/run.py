@@ -22,7 +22,7 @@ from config import get_settings, get_settings_or_exit
 from domain.accounts import bootstrap_admin
 from domain.schema import upgrade
 from stack import serve
-from stack.embedded import EmbeddedServices, ensure_services
+from stack.embedded import EmbeddedServices, ensure_services, start_redis
 
 log = logging.getLogger("faceapi.run")
 STOP_GRACE_SECONDS = 30
@@ -164,8 +164,11 @@ class Supervisor:
     keeps failing, and the others (and the database) keep running: everything stops only on
     Ctrl-C or SIGTERM."""
 
-    def __init__(self, watchdog: WorkerWatchdog | None = None) -> None:
+    def __init__(self, watchdog: WorkerWatchdog | None = None, services: EmbeddedServices | None = None) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
+        # The embedded Redis, when this run started it: restarted like a child (same port, data and
+        # password), since every other process needs it. PostgreSQL detaches (pg_ctl) and is not watched.
+        self.services = services
         self.commands: dict[str, list[str]] = {}
         self.stopping = False
         self.watchdog = watchdog
@@ -175,17 +178,40 @@ class Supervisor:
 
     def start(self, commands: dict[str, list[str]]) -> None:
         self.commands = commands
+        if self.services is not None and self.services.redis_process is not None:
+            self.processes["redis"] = self.services.redis_process
+            self.started_at["redis"] = time.monotonic()
         for name in commands:
             if self.stopping:  # Ctrl-C while starting
                 return
             self.spawn(name)
 
     def spawn(self, name: str) -> None:
+        if name == "redis":
+            self._spawn_redis()
+            return
         # Each child in its own process group, so Ctrl-C reaches us and we stop them in order.
         # With what the role needs beyond this process's environment (Flower's credentials, which `ps` must not show).
         env = {**os.environ, **serve.role_environment(name)}
         self.processes[name] = subprocess.Popen(self.commands[name], env=env, start_new_session=True)
         self.started_at[name] = time.monotonic()
+
+    def _spawn_redis(self) -> None:
+        """The embedded Redis again, on its port with its append-only file: the queue and the token
+        denylist come back as they were (up to the last second, appendfsync everysec)."""
+        settings = get_settings()
+        try:
+            process, _ = start_redis(settings.data_dir, settings.embedded_redis_port)
+        except RuntimeError:
+            log.exception("redis did not start again; trying later")
+            self.started_at["redis"] = time.monotonic()
+            return  # still the exited process: the back-off schedules the next try
+        if process is None:  # a Redis of this DATA_DIR answers already (started by hand): use it
+            del self.processes["redis"]
+            self.services.redis_process = None
+            return
+        self.services.redis_process = self.processes["redis"] = process
+        self.started_at["redis"] = time.monotonic()
 
     def _restart_exited(self) -> bool:
         """Schedule an exited child's restart, then start it when its back-off has passed. The
@@ -248,12 +274,14 @@ class Supervisor:
             process.wait()
 
     def stop(self) -> None:
-        for process in self.processes.values():
+        """Stop the children; the embedded Redis is left for EmbeddedServices.stop, after them."""
+        children = {name: process for name, process in self.processes.items() if name != "redis"}
+        for process in children.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, process in self.processes.items():
+        for name, process in children.items():
             self.terminate(process, max(0.1, deadline - time.monotonic()))
             log.info("%s stopped (status %s)", name, process.returncode)
 
@@ -287,11 +315,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
     keep_out_of_git(get_settings().data_dir)
-    supervisor = Supervisor()
+    services = EmbeddedServices()
+    supervisor = Supervisor(services=services)
     # From the start: a Ctrl-C while the services start lets them finish starting, then stops them.
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
-    services = EmbeddedServices()
     status = 1
     try:
         ensure_services(services)

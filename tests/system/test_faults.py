@@ -124,12 +124,7 @@ class Stack:
             for item in batch["items"]
         ]
 
-    extra_redis: subprocess.Popen | None = None  # a Redis the tests restarted themselves
-
     def stop(self) -> None:
-        if self.extra_redis is not None:
-            self.extra_redis.terminate()
-            self.extra_redis.wait(15)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(60)
@@ -146,12 +141,17 @@ def stop_redis(stack: Stack) -> None:
         time.sleep(0.1)
 
 
-def start_redis(stack: Stack) -> None:
-    from stack.embedded import start_redis
+def start_redis(stack: Stack, timeout: float = 60) -> None:
+    """Wait for the supervisor to start the stopped Redis again (stack/run.py), same data, same port."""
+    import redis
 
-    if stack.extra_redis is not None:  # one the tests started before: reap it
-        stack.extra_redis.wait(15)
-    stack.extra_redis, _ = start_redis(stack.data_dir, stack.redis_port)  # same data, same port
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(redis.RedisError), redis.Redis.from_url(stack.env["REDIS_URL"]) as client:
+            if client.ping():
+                return
+        assert time.monotonic() < deadline, f"redis-server was not restarted:\n{stack.log_tail()}"
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager
