@@ -267,6 +267,10 @@ def _embeddings(data: bytes, manifest: Manifest) -> np.ndarray:
 
 
 def _check_references(manifest: Manifest, crops: dict[str, bytes], rows: int) -> None:
+    external_ids = [person.external_id for person in manifest.persons if person.external_id]
+    if len(external_ids) != len(set(external_ids)):
+        duplicate = next(e for e in external_ids if external_ids.count(e) > 1)
+        raise invalid("bad_manifest", f"the external_id '{duplicate}' is given to two persons.")
     ids: set[str] = set()
     for face in manifest.faces():
         if face.id in ids:

@@ -148,3 +148,12 @@ def test_a_plain_zip_is_refused_as_not_an_archive_of_ours():
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("photo.jpg", b"x")
     assert refusal(buffer.getvalue()) == "no_checksum"
+
+
+def test_two_persons_with_one_external_id_are_refused():
+    members = members_of(small_archive())
+
+    def twin(manifest):
+        manifest["persons"].append({**manifest["persons"][0], "faces": []})
+
+    assert refusal(resealed(members, twin)) == "bad_manifest"
