@@ -62,8 +62,8 @@ class ArchiveFace(_Strict):
     model: Annotated[str, Field(min_length=1, max_length=100)]
     embedding: Annotated[int, Field(ge=0)]  # its row in embeddings.npy
     crop: str | None  # crops/<id>.jpg
-    det_score: float
-    bbox: list[float]
+    det_score: Annotated[float, Field(ge=0, le=1)]
+    bbox: Annotated[list[float], Field(min_length=4, max_length=4)]
     quality: dict[str, float] | None
     created_at: datetime | None = None
 
@@ -91,7 +91,7 @@ class ArchivePerson(_Strict):
 
 class ArchiveGallery(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=100)]
-    match_threshold: float | None
+    match_threshold: Annotated[float, Field(ge=0, le=1)] | None
     model: str | None
 
 
