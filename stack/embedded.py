@@ -66,6 +66,13 @@ class EmbeddedServices:
             log.info("postgresql stopped")
 
 
+# PostgreSQL's own log keeps an error's DETAIL ("Key (external_id)=(...) already exists") and the
+# statement that failed: values a deletion erased from the tables would stay in the log. Errors are
+# logged tersely (no DETAIL, HINT, QUERY or CONTEXT) and without their statement; the client still
+# gets the whole error. docker-compose.yml's PostgreSQL runs with the same two settings.
+QUIET_ERROR_LOG = {"log_error_verbosity": "terse", "log_min_error_statement": "panic"}
+
+
 def postgres_running(pgdata: Path) -> bool:
     from pgserver.utils import PostmasterInfo
 
@@ -82,6 +89,9 @@ def start_postgres(data_dir: Path) -> tuple[object | None, str]:
     pgdata.mkdir(parents=True, exist_ok=True)
     already_running = postgres_running(pgdata)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
+    for name, value in QUIET_ERROR_LOG.items():
+        server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+    server.psql("SELECT pg_reload_conf();")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
