@@ -16,7 +16,7 @@ import difflib
 import uuid
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from domain.callers import Caller
@@ -86,10 +86,30 @@ def get_or_create_gallery(session: Session, caller: Caller, name: str) -> tuple[
     gallery = find_gallery(session, caller, name)
     if gallery is not None:
         return gallery, False
+    _refuse_a_case_twin(session, caller, name)
     gallery = Gallery(organisation_id=caller.organisation_id, owner_id=caller.id, name=name)
     session.add(gallery)
     session.flush()
     return gallery, True
+
+
+def _refuse_a_case_twin(session: Session, caller: Caller, name: str) -> None:
+    """A new gallery whose name differs from an existing one only in case ("Staff" beside "staff")
+    is nearly always a typo that would split one gallery's persons in two: 409 naming the one."""
+    twin = session.execute(
+        select(Gallery.name).where(
+            Gallery.organisation_id == caller.organisation_id,
+            func.lower(Gallery.name) == name.lower(),
+        )
+    ).scalar()
+    if twin is not None and caller.may_use_gallery(twin):
+        raise ServiceError(
+            "gallery_name_differs_in_case",
+            f"Your organisation has a gallery named '{twin}'; gallery names are case-sensitive, and one "
+            f"that differs only in case is refused: use '{twin}', or choose another name.",
+            status=409,
+            did_you_mean=twin,
+        )
 
 
 def require_gallery(session: Session, caller: Caller, name: str) -> Gallery:
