@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: Positive = 10 * 1024 * 1024
     max_batch_bytes: Positive = 200 * 1024 * 1024  # a whole batch enrollment request
+    # Photos one `POST /recognize` may send as `images` parts (one job; each photo counts against
+    # the budget). 32 phone photos fit in one worker's memory: only each face's crop is kept.
+    recognize_max_images: Positive = 32
     max_image_pixels: Positive = 40_000_000
     min_image_side: Positive = 32
 

@@ -34,13 +34,27 @@ from domain.models import Job, JobStatus, JobType, Person
 FINISHED = (JobStatus.succeeded, JobStatus.failed)
 
 
-def _without_person(result: dict[str, Any], person_id: str) -> dict[str, Any]:
+def _faces_without_person(faces: list[dict[str, Any]], person_id: str) -> tuple[list[dict[str, Any]], int]:
     removed = 0
-    faces = []
-    for face in result.get("faces") or []:
+    kept = []
+    for face in faces:
         matches = [match for match in face.get("matches") or [] if match.get("person_id") != person_id]
         removed += len(face.get("matches") or []) - len(matches)
-        faces.append({**face, "matches": matches})
+        kept.append({**face, "matches": matches})
+    return kept, removed
+
+
+def _without_person(result: dict[str, Any], person_id: str) -> dict[str, Any]:
+    """The result without the person's matches: one photo's `faces`, or each photo's of a
+    recognition of several (`photos`)."""
+    if "photos" in result:
+        photos, removed = [], 0
+        for photo in result["photos"]:
+            faces, count = _faces_without_person(photo.get("faces") or [], person_id)
+            photos.append({**photo, "faces": faces})
+            removed += count
+        return {**result, "photos": photos, "redacted_matches": result.get("redacted_matches", 0) + removed}
+    faces, removed = _faces_without_person(result.get("faces") or [], person_id)
     return {**result, "faces": faces, "redacted_matches": result.get("redacted_matches", 0) + removed}
 
 
@@ -54,7 +68,10 @@ def redact_person(session: Session, person: Person) -> int:
             Job.gallery_id == person.gallery_id,
             Job.type == JobType.recognize,
             Job.status.in_(FINISHED),
-            Job.result.contains({"faces": [{"matches": [{"person_id": person_id}]}]}),
+            or_(
+                Job.result.contains({"faces": [{"matches": [{"person_id": person_id}]}]}),
+                Job.result.contains({"photos": [{"faces": [{"matches": [{"person_id": person_id}]}]}]}),
+            ),
         )
     ).scalars()
     for job in recognitions:

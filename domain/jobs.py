@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Update, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session
@@ -28,11 +28,12 @@ def create_job(
     job_type: JobType,
     owner_id: uuid.UUID,
     organisation_id: uuid.UUID,
-    image: bytes,
+    image: bytes | None,
     params: dict[str, Any],
     gallery_id: uuid.UUID | None = None,
     person_id: uuid.UUID | None = None,
     second_image: bytes | None = None,
+    images: list[bytes] | None = None,
     webhook_url: str | None = None,
     cost: int = 1,
     api_key_id: uuid.UUID | None = None,
@@ -50,6 +51,7 @@ def create_job(
         params=params,
         input_image=image,
         input_image_2=second_image,
+        input_images=images,
         webhook_url=webhook_url,
         cost=cost,
         api_key_id=api_key_id,
@@ -92,12 +94,19 @@ def _claiming(job_id: uuid.UUID) -> Update:
     )
 
 
-def claim_with_inputs(session: Session, job_id: uuid.UUID) -> tuple[Job, bytes | None, bytes | None] | None:
-    """Mark a job running and return it with its photo and, for a two-photo verification, its
-    second photo, in one statement (`UPDATE ... RETURNING`): None when it is unknown or already
-    finished, so a second delivery of its message claims nothing."""
-    row = session.execute(_claiming(job_id).returning(Job, Job.input_image, Job.input_image_2)).one_or_none()
-    return (row[0], row[1], row[2]) if row else None
+class Claimed(NamedTuple):
+    job: Job
+    image: bytes | None
+    second_image: bytes | None  # a two-photo verification's second photo
+    images: list[bytes] | None  # a recognition of several photos: all of them, in order
+
+
+def claim_with_inputs(session: Session, job_id: uuid.UUID) -> Claimed | None:
+    """Mark a job running and return it with its photos, in one statement (`UPDATE ... RETURNING`):
+    None when it is unknown or already finished, so a second delivery of its message claims nothing."""
+    inputs = (Job.input_image, Job.input_image_2, Job.input_images)
+    row = session.execute(_claiming(job_id).returning(Job, *inputs)).one_or_none()
+    return Claimed(*row) if row else None
 
 
 def finish(
@@ -130,6 +139,7 @@ def finish(
             timings=timings,
             input_image=None,
             input_image_2=None,
+            input_images=None,
         )
     )
     return ended.rowcount == 1

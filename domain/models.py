@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 EMBEDDING_DIM = 512
@@ -264,6 +264,9 @@ class Job(Base):
     input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # The second photo of a two-photo verification.
     input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # The photos of a recognition of several photos, in the order sent (input_image is then NULL); a
+    # photo refused at submission is an empty entry, its error in params["photo_errors"].
+    input_images: Mapped[list[bytes] | None] = mapped_column(ARRAY(LargeBinary), deferred=True)
     result: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[dict | None] = mapped_column(JSONB)
     # Milliseconds per stage of the worker's run (claim, decode, detect, embed, search/store).

@@ -18,11 +18,23 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain import matching, openset, unknowns
 from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
-from domain.errors import FaceError
+from domain.errors import FaceError, ServiceError
 from domain.faces import face_fields
 from domain.models import Gallery, Job
 
 RECURRING_UNKNOWNS = "recurring_unknowns"
+
+
+def threshold_choice(requested: float | None, gallery_own: float | None) -> dict[str, Any]:
+    """The first two steps of gallery_threshold's rule, taken when the search is asked for (a
+    job's params keep them, so a queued job keeps the gallery threshold in force when it was
+    sent): the request's threshold, else the gallery's own `match_threshold`; with neither,
+    `{"threshold": None}` leaves the last step, from the gallery's size, to the search."""
+    if requested is not None:
+        return {"threshold": requested, "threshold_source": "request"}
+    if gallery_own is not None:
+        return {"threshold": gallery_own, "threshold_source": "gallery"}
+    return {"threshold": None}
 
 
 def open_set_threshold(session: Session, job: Job, model: str, settings: Settings) -> dict[str, Any]:
@@ -35,10 +47,11 @@ def gallery_threshold(
 ) -> dict[str, Any]:
     """The threshold of a search of this gallery and what it means for a stranger in it.
 
-    The request's `threshold`, else the gallery's own `match_threshold`, else one derived from
-    MATCH_FPIR and the gallery's face count (never below MATCH_THRESHOLD): a stranger is
-    compared with every face, so a fixed threshold names more strangers as galleries grow. The
-    calibration belongs to one recognizer; another model gets MATCH_THRESHOLD and no estimate.
+    The request's `threshold`, else the gallery's own `match_threshold` (both already chosen in
+    `params`, threshold_choice), else one derived from MATCH_FPIR and the gallery's face count
+    (never below MATCH_THRESHOLD): a stranger is compared with every face, so a fixed threshold
+    names more strangers as galleries grow. The calibration belongs to one recognizer; another
+    model gets MATCH_THRESHOLD and no estimate.
     """
     faces = matching.gallery_face_count(session, gallery_id, model, settings.gallery_size_cache_seconds)
     calibrated = openset.load_tail().model == model
@@ -61,18 +74,57 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
     """Match every detected face against the job's gallery, at its open-set threshold."""
     if not faces:
         raise no_face_error()
-    params = job.params
     policy = open_set_threshold(session, job, model, settings)
-    gates = settings.enrollment_policy()
+    recurring: list[str] = []
+    results = _match_faces(session, job, faces, model, settings, policy, unknowns_pool(session, job), recurring)
+    # The groups this job made recurring, for the worker to announce after the commit (never stored).
+    return {"faces": results, **policy, "model": model, RECURRING_UNKNOWNS: recurring}
+
+
+def recognize_photos(
+    session: Session,
+    job: Job,
+    photos: list[list[EmbeddedFace] | ServiceError],
+    model: str,
+    settings: Settings,
+) -> dict[str, Any]:
+    """A recognition of several photos: each photo's faces matched as `recognize` matches one
+    photo's, in the order sent. A photo that could not be read, or shows no face, carries its own
+    error and no faces; the others are unaffected."""
+    policy = open_set_threshold(session, job, model, settings)
     pool = unknowns_pool(session, job)
-    results, recurring = [], []
+    recurring: list[str] = []
+    results = []
+    for photo in photos:
+        if isinstance(photo, ServiceError) or not photo:
+            error = photo if isinstance(photo, ServiceError) else no_face_error()
+            results.append({"faces": [], "error": error.as_dict()})
+        else:
+            results.append({"faces": _match_faces(session, job, photo, model, settings, policy, pool, recurring)})
+    return {"photos": results, **policy, "model": model, RECURRING_UNKNOWNS: recurring}
+
+
+def _match_faces(
+    session: Session,
+    job: Job,
+    faces: list[EmbeddedFace],
+    model: str,
+    settings: Settings,
+    policy: dict[str, Any],
+    pool: Gallery | None,
+    recurring: list[str],
+) -> list[dict[str, Any]]:
+    """Each face's fields and matches; unmatched faces go to the unknowns `pool` (when on), and
+    the groups they made recurring are added to `recurring`."""
+    gates = settings.enrollment_policy()
+    results = []
     for face in faces:
         matches = matching.search(
             session,
             gallery_id=job.gallery_id,
             model=model,
             embedding=face.embedding,
-            top_k=params["top_k"],
+            top_k=job.params["top_k"],
             threshold=policy["threshold"],
             ef_search=settings.hnsw_ef_search,
             exact_max_faces=settings.exact_search_max_faces,
@@ -85,8 +137,7 @@ def recognize(session: Session, job: Job, faces: list[EmbeddedFace], model: str,
             if sighting.became_recurring:
                 recurring.append(str(sighting.group_id))
         results.append(result)
-    # The groups this job made recurring, for the worker to announce after the commit (never stored).
-    return {"faces": results, **policy, "model": model, RECURRING_UNKNOWNS: recurring}
+    return results
 
 
 def unknowns_pool(session: Session, job: Job) -> Gallery | None:

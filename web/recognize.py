@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
+from domain.errors import ServiceError
 from domain.models import Role
 from web import services
 from web.auth import current_caller, roles_required
 from web.db import get_session
 from web.extensions import limiter
-from web.forms import bad_request, checked_webhook, read_upload
+from web.forms import Upload, bad_request, checked_webhook, read_upload
 from web.idempotency import idempotent
 from web.ratelimits import submit_limit
 from web.schemas import (
@@ -24,6 +25,7 @@ from web.schemas import (
     VerifyForm,
     WaitQuery,
 )
+from web.settings import app_settings
 from web.validation import AUTH, errors, resource, validated
 from web.waiting import accepted
 
@@ -42,16 +44,19 @@ SUBMIT_ERRORS = errors(400, 404, 409, 413, 415, 503, *AUTH)
 @idempotent
 @validated
 def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
-    """Recognize every face in a photo (asynchronous)
+    """Recognize every face in a photo, or in several photos (asynchronous)
 
+    One photo as `image`, or up to RECOGNIZE_MAX_IMAGES as `images` parts: one job whose result
+    lists each photo's faces in order (`photos`); a photo that cannot be read fails alone.
     `?wait=N` (N <= 30) answers 200 with the finished job if it ends within N seconds.
     """
     webhook_url = checked_webhook(form.webhook_url)
-    upload = read_upload(form.image)
+    upload, photos = _recognize_uploads(form)
     job = services.submit_recognition(
         get_session(),
         current_caller(),
         image=upload,
+        photos=photos,
         gallery_name=form.gallery,
         threshold=form.threshold,
         top_k=form.top_k,
@@ -60,6 +65,43 @@ def recognize(form: RecognizeForm, query: WaitQuery, header: IdempotencyHeader):
         source=form.source,
     )
     return accepted(job, {"job_id": str(job.id)}, query.wait)
+
+
+@bp.before_request
+def _limit_body() -> None:
+    """Several photos may be sent to /recognize: its body may hold each at MAX_UPLOAD_BYTES."""
+    if request.endpoint == f"{bp.name}.recognize":
+        settings = app_settings()
+        request.max_content_length = min(
+            settings.max_batch_bytes, settings.recognize_max_images * (settings.max_upload_bytes + 1024)
+        )
+
+
+def _recognize_uploads(form: RecognizeForm) -> tuple[Upload | None, list[Upload | ServiceError] | None]:
+    """The one photo of `image`, or every photo of `images`, each read on its own: one refused
+    (not an image, too large) is kept as its error and fails alone; none readable is a 400."""
+    if not form.images:
+        if form.image is None:
+            raise bad_request("missing_field", "The field 'image' is required (or several photos as 'images').")
+        return read_upload(form.image), None
+    limit = app_settings().recognize_max_images
+    if form.image is not None:
+        raise bad_request("invalid_field", "Send one photo as 'image' or several as 'images', not both.")
+    if len(form.images) > limit:
+        raise bad_request(
+            "too_many_images", f"At most {limit} photos a job (RECOGNIZE_MAX_IMAGES): send the rest in another job."
+        )
+    photos: list[Upload | ServiceError] = []
+    for storage in form.images:
+        try:
+            photos.append(read_upload(storage))
+        except ServiceError as error:
+            photos.append(ServiceError(error.code, error.message, file=storage.filename or "", **error.details))
+    if not any(isinstance(photo, Upload) for photo in photos):
+        raise bad_request(
+            "invalid_image", "None of the photos could be read.", photos=[photo.as_dict() for photo in photos]
+        )
+    return None, photos
 
 
 @bp.post("/detect", responses={202: JobAccepted, 200: SubmittedJob, **SUBMIT_ERRORS})

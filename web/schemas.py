@@ -632,7 +632,12 @@ UnknownSource = Annotated[
 
 
 class RecognizeForm(Model):
-    image: Image
+    image: Image | None = None
+    images: list[Image] = Field(
+        default_factory=list,
+        description=f"instead of `image`: up to {SETTINGS.recognize_max_images} photos in one job"
+        " (RECOGNIZE_MAX_IMAGES), the result's `photos` in the order sent",
+    )
     gallery: GalleryName = "default"
     threshold: Threshold = None
     top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="matches per face")

@@ -272,7 +272,17 @@ class FaceEngine:
         """
         if not faces:
             return
-        crops = _aligned_crops(bgr, faces, scale)
+        self.embed_aligned(faces, self.align(bgr, faces, scale))
+
+    def align(self, bgr: np.ndarray, faces: list[DetectedFace], scale: int = 1) -> list[np.ndarray]:
+        """The faces' aligned 112x112 crops, to embed later (`embed_aligned`), perhaps with other
+        photos' faces: a recognition of several photos keeps only these, not the photos."""
+        return _aligned_crops(bgr, faces, scale) if faces else []
+
+    def embed_aligned(self, faces: list[DetectedFace], crops: list[np.ndarray]) -> None:
+        """Embed aligned crops in one recognizer call (L2-normalised), each into its face."""
+        if not faces:
+            return
         vectors = self.recognizer.get_feat(crops).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         for face, vector, crop in zip(faces, vectors, crops, strict=True):

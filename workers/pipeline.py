@@ -42,7 +42,7 @@ def process_job(job_id: str) -> ServiceError | None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
         with session_scope() as session:
             return jobs.ended_failed(session, job_uuid)
-    claimed, image, second_image = claim
+    claimed = claim.job
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
     # otherwise its transaction, effects included, is rolled back and the later run answers.
     claimed_at = claimed.started_at
@@ -53,7 +53,7 @@ def process_job(job_id: str) -> ServiceError | None:
             with session_scope() as session:
                 # The row as claimed, without reading it again (nothing but a later claim changes it).
                 job = session.merge(claimed, load=False)
-                result = _run(session, job, image, second_image, timer)
+                result = _run(session, job, claim.image, claim.second_image, timer, **_several(claim))
                 recurring = result.pop(recognition.RECURRING_UNKNOWNS, [])
                 if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
                     raise Superseded
@@ -167,9 +167,23 @@ def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: 
     return faces
 
 
-def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
+def _several(claim: jobs.Claimed) -> dict:
+    """The photos of a recognition of several photos, for _run (nothing for any other job)."""
+    return {"images": claim.images} if claim.images is not None else {}
+
+
+def _run(
+    session: Session,
+    job: Job,
+    image: bytes | None,
+    second_image: bytes | None,
+    timer: StageTimer,
+    images: list[bytes] | None = None,
+) -> dict:
     if job.type in gallery_jobs.GALLERY_JOBS:
         return gallery_jobs.run(session, job, image)  # `image`: an import's archive
+    if job.type is JobType.recognize and images is not None:
+        return _recognize_photos(session, job, images, timer)
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
     engine = gallery_jobs.engine_for(session, job)  # with the recognizer of the gallery's model
@@ -192,3 +206,51 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
     faces = _analyze(engine, image, timer, max_faces=job.params["max_faces"])
     with timer("search"):
         return recognition.recognize(session, job, faces, engine.model_name, worker_settings())
+
+
+# Faces a recognizer call embeds at once in a recognition of several photos: on a GPU one call's
+# fixed cost dominates; on a CPU a batch costs about what its faces cost one by one (PERFORMANCE.md).
+EMBED_BATCH = 32
+
+
+def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: StageTimer) -> dict:
+    """A recognition of several photos: each photo decoded and detected in turn (only its faces'
+    aligned crops are kept), then every face of the job embedded in batches of EMBED_BATCH, then
+    searched. A photo refused at submission, unreadable now, or without a face fails only itself."""
+    engine = gallery_jobs.engine_for(session, job)
+    refused = job.params.get("photo_errors") or {}
+    photos: list[list | ServiceError] = []
+    faces, crops = [], []
+    for index, data in enumerate(images):
+        if str(index) in refused:
+            photos.append(ServiceError(**refused[str(index)]))
+            continue
+        try:
+            found, aligned = _detect_and_align(engine, data, timer, job.params["max_faces"])
+        except ServiceError as error:
+            photos.append(error)
+            continue
+        except (OSError, ValueError):  # passed validation's header checks, but its data is broken
+            photos.append(ServiceError("invalid_image", "The photo could not be decoded."))
+            continue
+        photos.append(found)
+        faces += found
+        crops += aligned
+    with timer("embed"):
+        for start in range(0, len(faces), EMBED_BATCH):
+            engine.embed_aligned(faces[start : start + EMBED_BATCH], crops[start : start + EMBED_BATCH])
+    with timer("search"):
+        return recognition.recognize_photos(session, job, photos, engine.model_name, worker_settings())
+
+
+def _detect_and_align(engine, image: bytes, timer: StageTimer, max_faces: int) -> tuple[list, list]:
+    """One photo's faces (as `_analyze` finds them) and their aligned crops, not yet embedded."""
+    with timer("decode"):
+        decoded = decode(image, min_long_side=engine.decode_long_side())
+    with timer("detect"):
+        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    if (finer := crop_scale(faces, decoded.scale)) != decoded.scale:
+        with timer("decode"):
+            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+    with timer("align"):
+        return faces, engine.align(decoded.bgr, faces, scale=decoded.scale)

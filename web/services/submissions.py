@@ -4,7 +4,6 @@ their photo, audited, committed, then enqueued; whatever they created is undone 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -14,8 +13,10 @@ from sqlalchemy.orm import Session
 from domain import audit, budget, enrollment
 from domain.callers import Caller
 from domain.errors import ServiceError
-from domain.jobs import create_job, now, task_name
+from domain.jobs import create_job, task_name
 from domain.models import Gallery, Job, JobType, Person
+from domain.persons import new_person
+from domain.recognition import threshold_choice
 from jobqueue import enqueue
 from web.forms import Upload
 from web.logs import request_stage
@@ -114,8 +115,9 @@ def _submit_job(
     session: Session,
     account: Caller,
     *,
-    image: Upload,
+    image: Upload | None,
     second_image: Upload | None = None,
+    photos: list[Upload | ServiceError] | None = None,
     audit_as: tuple[str, str | None, Any],
     created: list[Any],
     audit_details: dict[str, Any] | None = None,
@@ -125,13 +127,17 @@ def _submit_job(
     budget (429 `job_budget_exceeded`, nothing kept), audited (action, target type and id),
     committed, then enqueued; `created` rows are removed again if the queue is down. The cost comes
     from the sizes the upload validation read (the photos are not opened again)."""
-    cost = budget.job_cost(image.info, second_image.info if second_image else None)
+    if photos is None:
+        cost = budget.job_cost(image.info, second_image.info if second_image else None)
+    else:  # several photos: each one read counts; a refused one is an empty entry
+        cost = sum(budget.image_cost(photo.info) for photo in photos if isinstance(photo, Upload))
     job = create_job(
         session,
         owner_id=account.id,
         organisation_id=account.organisation_id,
-        image=image.data,
+        image=image.data if image else None,
         second_image=second_image.data if second_image else None,
+        images=[photo.data if isinstance(photo, Upload) else b"" for photo in photos] if photos else None,
         cost=cost,
         api_key_id=account.api_key_id,
         **job_fields,
@@ -163,15 +169,7 @@ def submit_enrollment(
     if external_id and (existing := _person_by_external_id(session, account, gallery_name, external_id)):
         raise person_exists(existing, gallery_name)
     gallery, created_gallery = get_or_create_gallery(session, account, gallery_name)
-    person = Person(
-        id=uuid.uuid4(),
-        gallery_id=gallery.id,
-        name=name,
-        external_id=external_id,
-        consent_at=now(),
-        consent_by_id=account.id,
-    )
-    session.add(person)
+    person = new_person(session, gallery.id, name, external_id=external_id, consent_by_id=account.id)
     try:
         session.flush()
     except IntegrityError:  # the same external_id, enrolled concurrently
@@ -243,14 +241,17 @@ def submit_recognition(
     session: Session,
     account: Caller,
     *,
-    image: Upload,
+    image: Upload | None,
     gallery_name: str,
     threshold: float | None,
     top_k: int,
     max_faces: int,
     webhook_url: str | None = None,
     source: str | None = None,
+    photos: list[Upload | ServiceError] | None = None,
 ) -> Job:
+    """One photo (`image`), or several (`photos`, in order: an entry that is an error was refused
+    and fails alone in the result, `params.photo_errors`)."""
     gallery = require_gallery(session, account, gallery_name)
     # Unmatched faces go to the gallery's unknowns pool only where it opted in (checked again by
     # the worker under the gallery's lock, domain/unknowns.sight).
@@ -264,16 +265,24 @@ def submit_recognition(
         webhook_url=webhook_url,
         job_type=JobType.recognize,
         image=image,
+        photos=photos,
         gallery_id=gallery.id,
         # No threshold: the worker derives the gallery's from MATCH_FPIR (domain/recognition.py).
         params={
-            **threshold_choice(threshold, gallery),
+            **threshold_choice(threshold, gallery.match_threshold),
             "top_k": top_k,
             "max_faces": max_faces,
             "gallery": gallery.name,
             **pool,
+            **(_photo_params(photos) if photos is not None else {}),
         },
     )
+
+
+def _photo_params(photos: list[Upload | ServiceError]) -> dict[str, Any]:
+    """How many photos a recognition of several has, and the errors of those refused at submission."""
+    errors = {str(i): photo.as_dict() for i, photo in enumerate(photos) if isinstance(photo, ServiceError)}
+    return {"photos": len(photos), **({"photo_errors": errors} if errors else {})}
 
 
 def submit_detection(
@@ -302,14 +311,6 @@ def submit_detection(
             "quality_gates": app_settings().enrollment_policy(),
         },
     )
-
-
-def threshold_choice(requested: float | None, gallery: Gallery) -> dict[str, Any]:
-    if requested is not None:
-        return {"threshold": requested, "threshold_source": "request"}
-    if gallery.match_threshold is not None:
-        return {"threshold": gallery.match_threshold, "threshold_source": "gallery"}
-    return {"threshold": None}
 
 
 def submit_verification(
@@ -352,15 +353,8 @@ def submit_profile_face(
     created, created_gallery = person is None, False
     if created:
         gallery, created_gallery = get_or_create_gallery(session, account, PROFILE_GALLERY)
-        person = Person(
-            id=uuid.uuid4(),
-            gallery_id=gallery.id,
-            name=name or account.email.split("@")[0],
-            account_id=account.id,
-            consent_at=now(),
-            consent_by_id=account.id,
-        )
-        session.add(person)
+        own_name = name or account.email.split("@")[0]
+        person = new_person(session, gallery.id, own_name, account_id=account.id, consent_by_id=account.id)
         session.flush()
     job = _submit_enroll_job(
         session,
