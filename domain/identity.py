@@ -31,7 +31,7 @@ from config import Settings
 from domain import audit, matching
 from domain.errors import FaceError
 from domain.models import Account, Face, Gallery, Job
-from domain.recognition import gallery_threshold
+from domain.recognition import gallery_threshold, threshold_choice
 
 # Persons reported as possible duplicates at most (the best first).
 MAX_REPORTED = 5
@@ -92,7 +92,7 @@ def review(session: Session, job: Job, embedding: np.ndarray, model: str, settin
 def _recognition_threshold(session: Session, gallery_id: uuid.UUID, model: str, settings: Settings) -> float:
     """The threshold a recognition of this gallery would use (its own, else derived from its size)."""
     fixed = session.execute(select(Gallery.match_threshold).where(Gallery.id == gallery_id)).scalar_one_or_none()
-    params = {"threshold": fixed, "threshold_source": "gallery"} if fixed is not None else {}
+    params = threshold_choice(None, fixed)
     return float(gallery_threshold(session, gallery_id, params, model, settings)["threshold"])
 
 

@@ -28,6 +28,7 @@ from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import iso, now
 from domain.models import Account, Face, FaceReembedding, Gallery, GalleryExport, Job, Person
+from domain.persons import new_person
 
 Embed = Callable[[Sequence[bytes]], np.ndarray]
 ON_CONFLICT = ("skip", "merge", "fail")
@@ -300,18 +301,17 @@ class _Importer:
         return item
 
     def _create(self, person: gallery_archive.ArchivePerson) -> Person:
-        created = Person(
-            id=uuid.uuid4(),
-            gallery_id=self.gallery.id,
-            name=person.name,
+        created = new_person(
+            self.session,
+            self.gallery.id,
+            person.name,
             external_id=person.external_id,
-            meta=person.metadata,
+            metadata=person.metadata,
             # The consent as recorded where the archive came from; who recorded it was an account of
             # that deployment (it is in the archive and the import's audit event), not of this one.
             consent_at=person.consent.at,
             consent_by_id=None,
         )
-        self.session.add(created)
         self.session.flush()
         return created
 

@@ -14,6 +14,7 @@ from domain.batches import batch_document, end_once, job_counts
 from domain.callers import Caller
 from domain.jobs import create_job, now, task_name
 from domain.models import Batch, Face, Gallery, JobStatus, JobType, Person
+from domain.persons import new_person
 from domain.webhooks import start_delivery
 from jobqueue import enqueue
 from web.batch_input import Entry
@@ -66,15 +67,9 @@ def _batch_person(
         person = session.execute(existing.limit(1)).scalar_one_or_none()
         created = person is None
         if created:
-            person = Person(
-                id=uuid.uuid4(),
-                gallery_id=gallery.id,
-                name=entry.name,
-                external_id=entry.external_id,
-                consent_at=now(),
-                consent_by_id=account.id,
+            person = new_person(
+                session, gallery.id, entry.name, external_id=entry.external_id, consent_by_id=account.id
             )
-            session.add(person)
         persons[key] = (person, created)
     return persons[key]
 

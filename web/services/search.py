@@ -17,9 +17,8 @@ from domain import audit, matching
 from domain.callers import Caller
 from domain.errors import NotFound
 from domain.models import Face
-from domain.recognition import gallery_threshold
+from domain.recognition import gallery_threshold, threshold_choice
 from web.services.access import load_person, require_gallery
-from web.services.submissions import threshold_choice
 from web.settings import app_settings
 
 
@@ -52,7 +51,8 @@ def search_by_face(
     face = _visible_face(session, caller, face_id)
     gallery = require_gallery(session, caller, gallery_name) if gallery_name else face.person.gallery
     settings = app_settings()
-    policy = gallery_threshold(session, gallery.id, threshold_choice(threshold, gallery), face.model, settings)
+    chosen = threshold_choice(threshold, gallery.match_threshold)
+    policy = gallery_threshold(session, gallery.id, chosen, face.model, settings)
     embedding = np.asarray(face.embedding, dtype=np.float32)
     # One more than asked: the face's own person may rank first on the face itself, and is then
     # judged on its other faces only.

@@ -17,8 +17,8 @@ from config import Settings
 from domain import audit, unknowns
 from domain.callers import Caller
 from domain.errors import NotFound, ServiceError
-from domain.jobs import now
 from domain.models import Gallery, Person, UnknownGroup
+from domain.persons import new_person
 from web.services.access import require_gallery
 from web.services.submissions import person_exists
 
@@ -111,16 +111,7 @@ def enroll_group(
     )
     if not chosen:
         raise ServiceError("no_consistent_face", f"No face of unknown #{number} agrees with the group.", status=409)
-    person = Person(
-        id=uuid.uuid4(),
-        gallery_id=gallery.id,
-        name=name,
-        external_id=external_id,
-        meta=metadata,
-        consent_at=now(),
-        consent_by_id=caller.id,
-    )
-    session.add(person)
+    person = new_person(session, gallery.id, name, external_id=external_id, metadata=metadata, consent_by_id=caller.id)
     session.flush()
     session.add_all(unknowns.faces_for_person(group, chosen, person.id))
     audit.record(
