@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from domain import idempotency
 from domain.models import Batch, Job, Person
 from web.db import get_session
+from web.validation import validated_part
 
 HEADER = "Idempotency-Key"
 
@@ -50,12 +51,14 @@ def request_fingerprint() -> str:
     return idempotency.fingerprint(route, fields, files)
 
 
-def _replay(record) -> Any:
-    """The first answer again: a waiting submission waits for its job afresh."""
-    from web.waiting import accepted, submitted, wait_seconds
+def _replay(record, view: Callable) -> Any:
+    """The first answer again: a waiting submission waits for its job afresh. The retry's query
+    is validated first, by the view's own schema (a bad `wait` is the same 400 as on a first try)."""
+    from web.waiting import accepted, submitted
 
+    query = validated_part(view, "query")
+    wait = getattr(query, "wait", 0)
     body = record.response_body or {}
-    wait = wait_seconds()
     job = get_session().get(Job, uuid.UUID(body["job_id"])) if wait > 0 and body.get("job_id") else None
     response, status = accepted(job, body, wait) if job is not None else submitted(body)
     response.headers["Idempotent-Replayed"] = "true"
@@ -120,7 +123,7 @@ def idempotent(view: Callable) -> Callable:
         account_id, key = _scoped(idempotency.check_key(raw))
         earlier = idempotency.claim(session, account_id, key, request.path, request_fingerprint())
         if earlier is not None:
-            return _replay(earlier)
+            return _replay(earlier, view)
         try:
             with _linked_to_what_commits(session, account_id, key):
                 response = make_response(view(*args, **kwargs))

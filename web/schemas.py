@@ -234,9 +234,17 @@ class ErrorBody(BaseModel):
 # --- shared parameters --------------------------------------------------------------------------
 
 
+# The longest `?wait=N`: a wait holds a request thread (web/waiting.py caps how many).
+MAX_WAIT_SECONDS = 30
+
+
 class WaitQuery(Model):
     wait: float = Field(
-        0, ge=0, le=30, allow_inf_nan=False, description="seconds to wait for the job to end before answering"
+        0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="seconds to wait for the job to end before answering",
     )
 
 

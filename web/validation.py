@@ -117,6 +117,20 @@ def validated(view: Callable) -> Callable:
 _PARTS = ("path", "query", "form", "body", "header")
 
 
+def validated_part(view: Callable, kind: str) -> BaseModel | None:
+    """The request part `kind` (e.g. "query") that `view` declares, validated as @validated does
+    (a bad one aborts with the same 400 document); None when the view declares none. For the
+    decorators above @validated that must read the request before the view runs: an
+    Idempotency-Key's replay reads the retry's `?wait` (web/idempotency.py)."""
+    model = get_type_hints(view).get(kind)
+    if model is None:
+        return None
+    try:
+        return _parse(kind, model, {})
+    except ValidationError as error:
+        abort(validation_error_response(error))
+
+
 def errors(*statuses: int) -> dict[int, type[BaseModel]]:
     """The documented error answers of an operation: every one is the one error document."""
     return dict.fromkeys(statuses, schemas.ErrorBody)

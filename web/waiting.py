@@ -23,21 +23,20 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from flask import Response, after_this_request, g, jsonify, request, url_for
+from flask import Response, after_this_request, g, jsonify, url_for
 from sqlalchemy.orm import Session
 
 from domain.jobs import job_document
 from domain.models import Job
 from domain.notifications import JobEndListener, redis_client
 from web.db import get_session
-from web.forms import bad_request
 from web.logs import request_stage
+from web.schemas import MAX_WAIT_SECONDS
 from web.services import jobs as jobs_service
 from web.settings import app_settings
 
 log = logging.getLogger(__name__)
 
-MAX_WAIT_SECONDS = 30
 # A long-poll wakes on the job's Redis notice; it also re-reads the row this often in case a
 # notice was lost (see domain/notifications.py).
 FALLBACK_READ_SECONDS = 1.0
@@ -50,20 +49,6 @@ RETRY_AFTER_SECONDS = 1
 ORGANISATION_WAITS_KEY = "faceapi:waits:"
 # A slot outlives its wait by this much: the answer after the wait is still being written.
 SLOT_GRACE_SECONDS = 5
-
-
-def wait_seconds() -> float:
-    """The `?wait=N` query argument (0 to 30 seconds; 0 when absent)."""
-    raw = request.args.get("wait")
-    if raw is None:
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise bad_request("invalid_field", "wait must be a number of seconds.") from None
-    if not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise bad_request("invalid_field", f"wait must be between 0 and {MAX_WAIT_SECONDS} seconds.")
-    return wait
 
 
 class ProcessWaits:
