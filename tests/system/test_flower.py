@@ -72,7 +72,13 @@ def test_flower_shows_each_job_by_its_id_and_name_with_failures_as_failure(tmp_p
     while flower_port == port:
         flower_port = free_port()
     base, flower = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}"
-    env = stack_env(tmp_path / "data", port, FLOWER_PORT=str(flower_port), FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH))
+    env = stack_env(
+        tmp_path / "data",
+        port,
+        FLOWER_PORT=str(flower_port),
+        FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH),
+        REAPER_INTERVAL="2",  # housekeeping runs often here: Flower must still show only the jobs
+    )
     log_path = tmp_path / "run.log"
     process = _start_stack(env, log_path)
     try:
@@ -105,6 +111,11 @@ def test_flower_shows_each_job_by_its_id_and_name_with_failures_as_failure(tmp_p
         job = requests.get(f"{base}/api/v1/jobs/{no_face}", headers=headers, timeout=10).json()
         assert job["status"] == "failed" and job["error"]["message"] in failed["exception"]
         assert failed.get("retries") in (0, None)  # a failed job is an outcome: never retried
+        assert "Task housekeeping.reap_jobs[" in log_path.read_text()  # the reaper ran, named as such,
+        reaper = requests.get(
+            f"{flower}/api/tasks", params={"taskname": "housekeeping.reap_jobs"}, auth=FLOWER_AUTH, timeout=10
+        )
+        assert reaper.status_code == 200 and reaper.json() == {}  # and stayed out of Flower's task list
     finally:
         _stop(process)
 
