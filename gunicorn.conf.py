@@ -23,7 +23,9 @@ workers = _settings.web_workers
 # production puts a buffering proxy in front (deploy/caddy, deploy/kubernetes/ingress.yaml) that
 # passes on whole requests only. Threads beyond the process's database connections (2 x
 # DB_POOL_SIZE) queue for one when all query at once; /healthz needs none.
-worker_class = "gthread"
+# gthread, whose own error pages (400, 414, 431: requests that never reach Flask) are the API's
+# JSON error instead of HTML (web/gunicorn_worker.py).
+worker_class = "web.gunicorn_worker.JsonErrorThreadWorker"
 threads = 32
 # A gthread worker that does not report to the master for this long is killed and replaced (a
 # request itself may take longer: requests run on the threads).

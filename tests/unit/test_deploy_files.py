@@ -459,7 +459,8 @@ def test_the_definitions_resolve_in_a_container():
     web = result["gunicorn"]
     assert web["app"] == GUNICORN_APP
     assert web["bind"] == ["0.0.0.0:8000"]
-    assert web["worker_class"] == "gthread" and web["threads"] >= 4  # long-polls do not hold a process
+    assert web["worker_class"] == "web.gunicorn_worker.JsonErrorThreadWorker"  # gthread, with JSON error pages
+    assert web["threads"] >= 4  # long-polls do not hold a process
     assert web["workers"] == 2 and web["graceful_timeout"] >= 20
     assert web["control_socket"] == "/var/lib/faceapi/gunicorn.ctl"
     celery = result["celery"]
