@@ -4,6 +4,8 @@ are gone once the job ends."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
@@ -15,6 +17,7 @@ from domain.images import validate_image
 from domain.models import Job
 from tests import images
 from tests.conftest import enroll, override_settings, recognize, upload, wait_for_job
+from tests.stack.test_webhooks import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 MULTIPART = "multipart/form-data"
@@ -118,3 +121,22 @@ def test_deleting_a_person_redacts_its_matches_in_every_photo(client, operator_h
     after = client.get(f"/api/v1/jobs/{job['id']}", headers=operator_headers).get_json()["result"]
     assert enrolled["person_id"] not in str(after) and "Tom Hanks" not in str(after)
     assert after["redacted_matches"] == 2
+
+
+def test_its_webhook_posts_the_job_with_every_photo_once(client, operator_headers):
+    enrolled = enroll(client, operator_headers, images.tom_hanks(), "Tom Hanks")
+    assert wait_for_job(client, operator_headers, enrolled["job_id"])["status"] == "succeeded"
+    hook = Receiver([])
+    try:
+        submitted = _submit(
+            client, operator_headers, [images.group_photo(), images.tom_hanks()], webhook_url=hook.url
+        ).get_json()
+        hook.wait_for(1)
+        headers, body = hook.requests[0]
+        document = json.loads(body)
+        assert document["id"] == submitted["job_id"] and headers["X-FaceAPI-Event"] == "job.succeeded"
+        assert [len(photo["faces"]) for photo in document["result"]["photos"]] == [6, 1]
+        time.sleep(0.5)
+        assert len(hook.requests) == 1
+    finally:
+        hook.close()

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,21 +335,18 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     failed = 0
     outputs = []
     with api:
-        for photo in photos:
-            try:
-                job = api.recognize(
-                    photo, gallery=args.gallery, threshold=args.threshold, top_k=args.top_k, max_faces=args.max_faces
-                )
-            except errors.JobFailed as failure:
+        for photo, job_id, outcome in _recognitions(api, photos, args):
+            if isinstance(outcome, models.ErrorDetail):
                 failed += 1
                 if args.json:
-                    outputs.append({"photo": str(photo), "error": {"code": failure.code, "message": failure.message}})
+                    outputs.append({"photo": str(photo), "error": {"code": outcome.code, "message": outcome.message}})
                 else:
-                    print(f"{photo}: {failure.message} ({failure.code})")
+                    print(f"{photo}: {outcome.message} ({outcome.code})")
                 continue
-            result = job.result
+            result = outcome
             if args.json:
-                outputs.append({"photo": str(photo), "job_id": job.id, **result.model_dump(mode="json")})
+                document = result.model_dump(mode="json", exclude={"photos"})  # one photo's, as ever
+                outputs.append({"photo": str(photo), "job_id": job_id, **document})
             else:
                 _print_recognition(photo, result, args.gallery)
             if draw_to is not None:
@@ -364,6 +361,32 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         _info(f"faceapi: recognition failed for {failed} of {len(photos)} photo(s)")
         return EXIT_FAILED_ITEMS
     return EXIT_OK
+
+
+def _recognitions(
+    api: FaceAPI, photos: list[Path], args: argparse.Namespace
+) -> Iterator[tuple[Path, str, models.RecognizeResult | models.ErrorDetail]]:
+    """Each photo's recognition (or why it failed) in order: one photo as one job; several in jobs
+    of up to --per-job photos each (one request and one job for many photos)."""
+    options = {"gallery": args.gallery, "threshold": args.threshold, "top_k": args.top_k, "max_faces": args.max_faces}
+    if len(photos) == 1:
+        try:
+            job = api.recognize(photos[0], **options)
+        except errors.JobFailed as failure:
+            yield photos[0], "", models.ErrorDetail(code=failure.code, message=failure.message)
+            return
+        yield photos[0], job.id, job.result
+        return
+    for start in range(0, len(photos), args.per_job):
+        chunk = photos[start : start + args.per_job]
+        try:
+            job = api.recognize_many(chunk, **options)
+        except errors.JobFailed as failure:
+            for photo in chunk:
+                yield photo, "", models.ErrorDetail(code=failure.code, message=failure.message)
+            continue
+        for index, (photo, entry) in enumerate(zip(chunk, job.result.photos or [], strict=True)):
+            yield photo, job.id, entry.error or job.result.photo_result(index)
 
 
 def _print_recognition(photo: Path, result: models.RecognizeResult, gallery: str) -> None:
@@ -858,6 +881,13 @@ def build_parser() -> Parser:
     )
     recognize.add_argument("--top-k", type=int, metavar="K", help="matches per face (default 5)")
     recognize.add_argument("--max-faces", type=int, metavar="N", help="faces per photo, largest first (default 20)")
+    recognize.add_argument(
+        "--per-job",
+        type=int,
+        default=32,
+        metavar="N",
+        help="photos sent in one job when several are given (at most the server's RECOGNIZE_MAX_IMAGES; default 32)",
+    )
     recognize.add_argument(
         "--draw",
         metavar="OUT.jpg",

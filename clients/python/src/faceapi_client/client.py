@@ -787,6 +787,61 @@ class FaceAPI:
         )
         return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
 
+    def submit_recognition_many(
+        self,
+        photos: Sequence[Photo],
+        *,
+        gallery: str = "default",
+        threshold: float | None = None,
+        top_k: int | None = None,
+        max_faces: int | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+        source: str | None = None,
+    ) -> models.Accepted | models.RecognizeJob:
+        form = _form(
+            gallery=gallery,
+            threshold=threshold,
+            top_k=top_k,
+            max_faces=max_faces,
+            webhook_url=webhook_url,
+            source=source,
+        )
+        parts = [("images", read_photo(photo)) for photo in photos]
+        return self._submit("/recognize", form, parts, idempotency_key, wait=wait)
+
+    def recognize_many(
+        self,
+        photos: Sequence[Photo],
+        *,
+        gallery: str = "default",
+        threshold: float | None = None,
+        top_k: int | None = None,
+        max_faces: int | None = None,
+        webhook_url: str | None = None,
+        timeout: float = 300,
+        raise_on_failure: bool = True,
+        idempotency_key: str | None = None,
+        source: str | None = None,
+    ) -> models.RecognizeJob:
+        """Several photos (at most the server's RECOGNIZE_MAX_IMAGES, 32 by default) in one job:
+        `result.photos` lists each photo's faces in the order sent; a photo that cannot be read or
+        shows no face has its own `error` and does not fail the others (`result.photo_result(i)`
+        is photo i as `recognize` would return it). One job, one webhook."""
+        submit = partial(
+            self.submit_recognition_many,
+            photos,
+            gallery=gallery,
+            threshold=threshold,
+            top_k=top_k,
+            max_faces=max_faces,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            source=source,
+        )
+        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
+
     def search(
         self,
         face_id: str,

@@ -231,13 +231,28 @@ class RecognizedFace(DetectedFace):
         return self.matches[0] if self.matches else None
 
 
+class RecognizedPhoto(Model):
+    """One photo of a recognition of several: its faces, or why it has none (`error`: it could not
+    be read, or shows no face; the job's other photos are unaffected)."""
+
+    faces: list[RecognizedFace] = Field(default_factory=list)
+    error: ErrorDetail | None = None
+
+
 class RecognizeResult(Model):
-    faces: list[RecognizedFace]
+    # One photo: its faces. Several photos (`recognize_many`): `photos`, in the order sent.
+    faces: list[RecognizedFace] = Field(default_factory=list)
+    photos: list[RecognizedPhoto] | None = None
     threshold: float
     threshold_source: str | None = None
     gallery_faces: int | None = None
     expected_fpir: float | None = None
     model: str | None = None
+
+    def photo_result(self, index: int) -> RecognizeResult:
+        """Photo `index` of a recognition of several as a result of its own (as `recognize` returns)."""
+        photos = self.photos or []
+        return self.model_copy(update={"faces": photos[index].faces, "photos": None})
 
 
 class SearchResult(Model):
