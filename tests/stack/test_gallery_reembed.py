@@ -43,7 +43,7 @@ def quantized_pack(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def worker_with_pack(pack: Path, log_path: Path) -> Iterator[None]:
+def worker_with_pack(pack: Path, log_path: Path, concurrency: int = 1) -> Iterator[None]:
     """The session's worker stops taking jobs; a worker running `pack` takes them meanwhile."""
     import jobqueue
     from stack.run import worker_command
@@ -52,7 +52,7 @@ def worker_with_pack(pack: Path, log_path: Path) -> Iterator[None]:
     control.cancel_consumer(jobqueue.QUEUE_NAME, reply=True, timeout=5, limit=1)
     time.sleep(2)  # a BRPOP already sent (1 s timeout) may still name the queue
     env = {**os.environ, "MODEL_PACK_DIR": str(pack)}
-    command = worker_command(1, f"int8-{uuid.uuid4().hex[:6]}@%h", "--queues", "faceapi", "--without-gossip")
+    command = worker_command(concurrency, f"int8-{uuid.uuid4().hex[:6]}@%h", "--queues", "faceapi", "--without-gossip")
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
@@ -161,3 +161,62 @@ def test_faces_without_a_crop_are_reported_and_keep_the_gallery_on_its_model(
         assert db.get(Gallery, gallery.id).model == NEW_MODEL
         # Never dropped: the face is still stored, with its old embedding.
         assert db.get(Face, cropless).model == OLD_MODEL
+
+
+def pad(db, gallery_id: uuid.UUID, faces: int) -> None:
+    """A person of `faces` faces cut from noise (like nobody), so that a re-embedding takes a while."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from domain.jobs import now
+    from domain.models import Person
+
+    rng = np.random.default_rng(3)
+    person = Person(id=uuid.uuid4(), gallery_id=gallery_id, name="Padding", consent_at=now())
+    db.add(person)
+    db.flush()
+    for index in range(faces):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+        vector = rng.standard_normal(512).astype(np.float32)
+        db.add(
+            Face(
+                person_id=person.id,
+                gallery_id=gallery_id,
+                source_sha256=f"{index:064x}",
+                embedding=vector / np.linalg.norm(vector),
+                model=OLD_MODEL,
+                det_score=0.9,
+                bbox=[0, 0, 112, 112],
+                crop=buffer.getvalue(),
+            )
+        )
+    db.commit()
+
+
+def test_recognition_while_the_reembedding_runs_uses_the_old_model(
+    client, operator_headers, db, quantized_pack, data_dir
+):
+    """Two worker processes: one re-embeds a gallery of 600 faces, the other recognizes meanwhile."""
+    people = enroll_people(client, operator_headers, "busy")
+    gallery = next(g for g in db.execute(select(Gallery).where(Gallery.name == "busy")).scalars() if g.model)
+    pad(db, gallery.id, 600)
+
+    with worker_with_pack(quantized_pack, data_dir / f"int8-worker-{uuid.uuid4().hex[:6]}.log", concurrency=2):
+        job_id = client.post("/api/v1/galleries/busy/reembed", headers=operator_headers).get_json()["job_id"]
+        deadline = time.monotonic() + 120
+        while not (client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json().get("progress") or {}).get(
+            "done"
+        ):  # some faces staged: the re-embedding is under way
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        during = recognized(client, operator_headers, "busy", people)
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=operator_headers).get_json()
+        assert job["status"] == "running", "the re-embedding ended before the recognitions: pad the gallery more"
+        assert 0 < job["progress"]["done"] < job["progress"]["total"] == 600 + len(people)
+        assert during == {OLD_MODEL}
+
+        assert wait_for_job(client, operator_headers, job_id, timeout=600)["status"] == "succeeded"
+        assert recognized(client, operator_headers, "busy", people) == {NEW_MODEL}
