@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import simplejpeg
@@ -295,28 +295,68 @@ def identity_review(session: Session, job: Job, embedding: np.ndarray, model: st
 # --- what a failed enrollment leaves behind -----------------------------------------------------
 
 
+class _Created(NamedTuple):
+    """What an enrollment job says it created, read off its row."""
+
+    job_id: uuid.UUID
+    person_id: uuid.UUID | None
+    gallery_id: uuid.UUID | None
+    in_batch: bool
+    created_person: bool
+    created_gallery: bool
+
+    @classmethod
+    def of(cls, job: Job) -> _Created:
+        params = job.params or {}
+        return cls(
+            job.id,
+            job.person_id,
+            job.gallery_id,
+            job.batch_id is not None,
+            bool(params.get("created_person")),
+            bool(params.get("created_gallery")),
+        )
+
+
 def discard_failed(session: Session, job: Job) -> None:
     """The one rule for every path, applied in the transaction that ends a failed (or cancelled)
     enrollment job: a person this enrollment created is removed when it has no face and no other
-    enrollment of it is still queued or running; then a gallery the job created, if now empty.
+    enrollment of it is still queued or running; then a gallery the job created, if now empty (a
+    batch's gallery once the batch ends, discard_batch_gallery).
 
     The person row is locked first, so two failing items of one new person (a batch) cannot both
     see the other still running and both leave the person behind."""
-    if job.params.get("created_person") and job.person_id is not None:
+    _discard(session, _Created.of(job))
+
+
+def undo_unsent(session: Session, jobs: list[Job], batch_id: uuid.UUID | None = None) -> None:
+    """Undo submitted jobs that were committed but could not be sent (the queue went down in
+    between): the jobs (and their batch) are deleted, then what they created is discarded by
+    discard_failed's rule, galleries included (nothing of the submission remains to use them)."""
+    created = [_Created.of(job) for job in jobs]
+    session.execute(delete(Job).where(Job.id.in_([item.job_id for item in created])))
+    if batch_id is not None:
+        session.execute(delete(Batch).where(Batch.id == batch_id))
+    for item in created:
+        _discard(session, item._replace(in_batch=False))
+
+
+def _discard(session: Session, created: _Created) -> None:
+    if created.created_person and created.person_id is not None:
         locked = session.execute(
-            select(Person.id).where(Person.id == job.person_id).with_for_update()
+            select(Person.id).where(Person.id == created.person_id).with_for_update()
         ).scalar_one_or_none()
-        if locked is not None and not _has_faces_or_pending(session, job):
-            session.execute(delete(Person).where(Person.id == job.person_id))
-    if job.params.get("created_gallery") and job.gallery_id is not None and job.batch_id is None:
-        discard_gallery_if_empty(session, job.gallery_id)
+        if locked is not None and not _has_faces_or_pending(session, created.person_id, created.job_id):
+            session.execute(delete(Person).where(Person.id == created.person_id))
+    if created.created_gallery and created.gallery_id is not None and not created.in_batch:
+        discard_gallery_if_empty(session, created.gallery_id)
 
 
-def _has_faces_or_pending(session: Session, job: Job) -> bool:
-    faces = select(func.count()).where(Face.person_id == job.person_id)
+def _has_faces_or_pending(session: Session, person_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    faces = select(func.count()).where(Face.person_id == person_id)
     pending = select(func.count()).where(
-        Job.person_id == job.person_id,
-        Job.id != job.id,
+        Job.person_id == person_id,
+        Job.id != job_id,
         Job.status.in_(UNFINISHED),
     )
     return bool(session.execute(faces).scalar_one() or session.execute(pending).scalar_one())

@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain import audit, budget, enrollment
@@ -151,12 +151,7 @@ def submit_batch(
             enqueue(job.id, task=task_name(job), priority=priority)
     except Exception:
         log.exception("could not enqueue batch %s", batch.id)
-        session.execute(delete(Batch).where(Batch.id == batch.id))
-        for person, created in persons.values():
-            if created and not session.execute(select(func.count()).where(Face.person_id == person.id)).scalar_one():
-                session.execute(delete(Person).where(Person.id == person.id))
-        if created_gallery:
-            enrollment.discard_gallery_if_empty(session, gallery.id)
+        enrollment.undo_unsent(session, queued, batch_id=batch.id)
         session.commit()
         raise queue_unavailable() from None
     if not queued and end_once(session, batch.id):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,8 +30,9 @@ def queue_unavailable() -> ServiceError:
     return ServiceError("queue_unavailable", "The job queue is unavailable; try again shortly.", status=503)
 
 
-def _commit_and_enqueue(session: Session, job: Job, created: list[Any], priority: int) -> None:
-    """Commit the job (with its photo) first, then send its id; undo everything if the queue is down."""
+def _commit_and_enqueue(session: Session, job: Job, priority: int) -> None:
+    """Commit the job (with its photo) first, then send its id; undo everything if the queue is down
+    (domain/enrollment.undo_unsent: the job, and the person and gallery it created)."""
     with request_stage("store"):
         session.commit()
     try:
@@ -39,9 +40,7 @@ def _commit_and_enqueue(session: Session, job: Job, created: list[Any], priority
             enqueue(job.id, task=task_name(job), priority=priority)
     except Exception:  # kombu raises many types for an unreachable broker
         log.exception("could not enqueue job %s", job.id)
-        session.execute(delete(Job).where(Job.id == job.id))
-        for row in created:
-            session.delete(row)
+        enrollment.undo_unsent(session, [job])
         session.commit()
         raise queue_unavailable() from None
 
@@ -94,7 +93,6 @@ def _submit_enroll_job(
         account,
         audit_as=(action, "person", person.id),
         audit_details={"force": True} if force else None,
-        created=[person] if created_person else [],
         webhook_url=webhook_url,
         job_type=JobType.enroll,
         image=image,
@@ -119,13 +117,12 @@ def _submit_job(
     second_image: Upload | None = None,
     photos: list[Upload | ServiceError] | None = None,
     audit_as: tuple[str, str | None, Any],
-    created: list[Any],
     audit_details: dict[str, Any] | None = None,
     **job_fields: Any,
 ) -> Job:
     """A single-photo job of `account`: stored with its photo, checked against its organisation's
     budget (429 `job_budget_exceeded`, nothing kept), audited (action, target type and id),
-    committed, then enqueued; `created` rows are removed again if the queue is down. The cost comes
+    committed, then enqueued; what it created is removed again if the queue is down. The cost comes
     from the sizes the upload validation read (the photos are not opened again)."""
     if photos is None:
         cost = budget.job_cost(image.info, second_image.info if second_image else None)
@@ -146,7 +143,7 @@ def _submit_job(
     # (a second flush at commit cost ~1 ms of CPU); a refused job rolls the audit row back with it.
     audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
     (priority,) = budget.admit(session, account.organisation_id, [cost], limit=app_settings().org_max_pending_cost)
-    _commit_and_enqueue(session, job, created=created, priority=priority)
+    _commit_and_enqueue(session, job, priority=priority)
     return job
 
 
@@ -261,7 +258,6 @@ def submit_recognition(
         account,
         audit_as=("recognize", "gallery", gallery.id),
         audit_details={"gallery": gallery_name},
-        created=[],
         webhook_url=webhook_url,
         job_type=JobType.recognize,
         image=image,
@@ -301,7 +297,6 @@ def submit_detection(
         session,
         account,
         audit_as=("detect", None, None),
-        created=[],
         webhook_url=webhook_url,
         job_type=JobType.detect,
         image=image,
@@ -327,7 +322,6 @@ def submit_verification(
         session,
         account,
         audit_as=("verify", "person" if person else None, person.id if person else None),
-        created=[],
         webhook_url=webhook_url,
         job_type=JobType.verify,
         image=image,
