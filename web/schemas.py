@@ -759,6 +759,12 @@ class DetectResult(BaseModel):
     detector: str
 
 
+class UnknownSighting(BaseModel):
+    id: int = Field(description="the stranger's id in the gallery (GET /galleries/{name}/unknowns/{id})")
+    sightings: int
+    first_seen: datetime
+
+
 class RecognizedFace(BaseModel):
     """A detected face's fields (DetectedFace) and its matches; the fields beyond bbox, det_score and
     quality are missing from jobs that an older version of the service finished."""
@@ -770,6 +776,9 @@ class RecognizedFace(BaseModel):
     quality: dict[str, float]
     quality_for_recognition: QualityForRecognition | None = None
     matches: list[Match]
+    unknown: UnknownSighting | None = Field(
+        None, description="in a gallery with recurring unknowns on, the stranger an unmatched face belongs to"
+    )
 
 
 class SearchResult(BaseModel):

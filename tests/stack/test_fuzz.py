@@ -120,12 +120,17 @@ DESTRUCTIVE = {
     ("DELETE", "/api/v1/galleries/{name}"),
     ("DELETE", "/api/v1/accounts/{account_id}"),
     ("DELETE", "/api/v1/api-keys/{key_id}"),
+    ("DELETE", "/api/v1/galleries/{name}/unknowns/{unknown_id}"),
+    ("DELETE", "/api/v1/galleries/{name}/unknowns/{unknown_id}/faces/{face_id}"),
+    ("POST", "/api/v1/galleries/{name}/unknowns/{unknown_id}/enroll"),
+    ("POST", "/api/v1/galleries/{name}/unknowns/{unknown_id}/merge"),
 }
 # Fuzzed as an admin of the fuzzing operator's organisation (as the operator they only answer 403).
 ADMIN_TAG = "accounts"
 GALLERY = "fuzz"
 TOM = images.tom_hanks()
 TOM_2 = images.another_photo(TOM, scale=2.0)
+FACE_OF_GROUP = images.crop(images.group_photo(), images.ONE_FACE_OF_GROUP)  # nobody the gallery knows
 JOB_TIMEOUT = 90
 
 
@@ -256,6 +261,16 @@ def real(app, api_schema, fuzz_headers, admin_headers, worker) -> dict[str, list
     ] not in ("succeeded", "partial", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # A stranger in the gallery's unknowns pool, and an export of the gallery to download.
+    pool = {"unknowns": {"enabled": True, "retention_days": 7}}
+    assert send("PATCH", "/api/v1/galleries/{name}", path_parameters={"name": GALLERY}, json=pool).status_code == 200
+    stranger = send.finished(send.submit("/api/v1/recognize", {"gallery": GALLERY, "image": upload(FACE_OF_GROUP)}))
+    unknown_ids = [face["unknown"]["id"] for face in stranger["result"]["faces"] if "unknown" in face]
+    assert unknown_ids, stranger
+    exported = send("POST", "/api/v1/galleries/{name}/export", path_parameters={"name": GALLERY})
+    assert exported.status_code == 202, exported.get_json()
+    export = send.job(exported.get_json()["job_id"])
+    assert export["status"] == "succeeded", export
     me = send("GET", "/api/v1/auth/me").get_json()
     # A colleague whose role the fuzzing may change, and an API key.
     colleague = admin(
@@ -276,6 +291,8 @@ def real(app, api_schema, fuzz_headers, admin_headers, worker) -> dict[str, list
         "key_id": [key.get_json()["id"]],
         "me": [me["id"]],
         "key": [key.get_json()["key"]],
+        "unknown_id": unknown_ids,
+        "export_id": [export["result"]["export_id"]],
     }
 
 
