@@ -9,6 +9,7 @@ from domain.models import Role
 from web import services
 from web.auth import current_caller, roles_required
 from web.db import get_session
+from web.errors import too_large
 from web.extensions import limiter
 from web.forms import Upload, bad_request, checked_webhook, read_upload
 from web.idempotency import idempotent
@@ -83,7 +84,10 @@ def _recognize_uploads(form: RecognizeForm) -> tuple[Upload | None, list[Upload 
     if not form.images:
         if form.image is None:
             raise bad_request("missing_field", "The field 'image' is required (or several photos as 'images').")
-        return read_upload(form.image), None
+        try:
+            return read_upload(form.image), None
+        except ServiceError as error:  # one photo over the limit answers as its body always did
+            raise too_large() if error.code == "file_too_large" else error from None
     limit = app_settings().recognize_max_images
     if form.image is not None:
         raise bad_request("invalid_field", "Send one photo as 'image' or several as 'images', not both.")
