@@ -77,6 +77,10 @@ MATRIX = [
     ("get", "/api/v1/enrollments", {}, (200, 200, 200, 200, 403, 401)),
     ("post", "/api/v1/galleries", {"json": {"name": "new"}}, (201, 201, 201, 201, 403, 401)),
     ("delete", "/api/v1/galleries/g", {}, (204, 204, 204, 404, 403, 401)),
+    # Recurring unknowns: "g" keeps none until a manager turns its pool on.
+    ("get", "/api/v1/galleries/g/unknowns", {}, (409, 409, 409, 404, 403, 401)),
+    ("delete", "/api/v1/galleries/g/unknowns/1", {}, (409, 409, 409, 404, 403, 401)),
+    ("patch", "/api/v1/galleries/g", {"json": {"unknowns": {"enabled": True}}}, (200, 200, 200, 404, 403, 401)),
     ("get", "/api/v1/accounts", {}, (200, 403, 403, 403, 403, 401)),
     ("patch", "/api/v1/accounts/{user}", {"json": {"role": "operator"}}, (200, 403, 403, 403, 403, 401)),
     ("delete", "/api/v1/accounts/{user}", {}, (204, 403, 403, 403, 403, 401)),
