@@ -804,34 +804,21 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def build_parser() -> Parser:
-    common = _common()
-    parser = Parser(
-        prog="faceapi",
-        description="Command line for the face recognition service: enroll folders of photos, recognize, "
-        "verify, and manage persons, galleries, jobs and API keys.",
-        epilog=ENVIRONMENT + "\n" + EXIT_CODES,
-        formatter_class=_formatter,
-        parents=[common],
-    )
-    parser.add_argument("--version", action="version", version=f"faceapi {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=Parser, help="`faceapi COMMAND --help` for its options"
-    )
-    commands.required = True
+# Adds one command (or action) to a sub-parser group: (group, name, func, help[, description]) -> its parser.
+CommandAdder = Callable[..., argparse.ArgumentParser]
 
-    def command(container, name: str, func: Callable, help_text: str, description: str | None = None):
-        sub = container.add_parser(
-            name,
-            help=help_text,
-            description=description or help_text,
-            epilog=EXIT_CODES,
-            formatter_class=_formatter,
-            parents=[common],
-        )
-        sub.set_defaults(func=func)
-        return sub
 
+def _actions(parser: argparse.ArgumentParser, group: str) -> Any:
+    """The ACTION sub-commands of a command group (`faceapi persons ACTION`)."""
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", parser_class=Parser, help=f"`faceapi {group} ACTION --help` for its options"
+    )
+    actions.required = True
+    return actions
+
+
+def _add_enroll(commands: Any, command: CommandAdder) -> None:
+    """`faceapi enroll DIR`: a folder of photos, resumable."""
     enroll = command(
         commands,
         "enroll",
@@ -866,6 +853,9 @@ def build_parser() -> Parser:
     enroll.add_argument("--no-progress", action="store_true", help="no progress bar")
     enroll.add_argument("-v", "--verbose", action="store_true", help="with --dry-run: list the persons")
 
+
+def _add_recognize(commands: Any, command: CommandAdder) -> None:
+    """`faceapi recognize PHOTO...`."""
     recognize = command(
         commands,
         "recognize",
@@ -895,6 +885,9 @@ def build_parser() -> Parser:
     )
     _json_option(recognize)
 
+
+def _add_verify(commands: Any, command: CommandAdder) -> None:
+    """`faceapi verify A [B]`: 1:1."""
     verify = command(
         commands,
         "verify",
@@ -908,6 +901,9 @@ def build_parser() -> Parser:
     verify.add_argument("--threshold", type=float, metavar="T", help="similarity for 'same person' (default 0.30)")
     _json_option(verify)
 
+
+def _add_detect(commands: Any, command: CommandAdder) -> None:
+    """`faceapi detect PHOTO...`: faces without a gallery."""
     detect = command(
         commands,
         "detect",
@@ -921,6 +917,9 @@ def build_parser() -> Parser:
     detect.add_argument("--landmarks", action="store_true", help="add each face's 106-point landmarks (with --json)")
     _json_option(detect)
 
+
+def _add_search(commands: Any, command: CommandAdder) -> None:
+    """`faceapi search FACE_ID`: a stored face against a gallery."""
     search = command(
         commands,
         "search",
@@ -937,11 +936,11 @@ def build_parser() -> Parser:
     )
     _json_option(search)
 
+
+def _add_persons(commands: Any, command: CommandAdder) -> None:
+    """`faceapi persons ACTION`: list, show, add, merge, delete persons and their faces."""
     persons = command(commands, "persons", None, "list (the default), show or delete persons and their faces")
-    persons_commands = persons.add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi persons ACTION --help` for its options"
-    )
-    persons_commands.required = True
+    persons_commands = _actions(persons, "persons")
     listing = command(persons_commands, "list", cmd_persons_list, "the persons of a gallery")
     listing.add_argument("--gallery", default="default", metavar="NAME", help="the gallery (default: default)")
     listing.add_argument("--external-id", metavar="ID", help="only the person with this external_id")
@@ -989,13 +988,13 @@ def build_parser() -> Parser:
     crop.add_argument("face_id", metavar="FACE_ID", help="the face's id")
     crop.add_argument("-o", "--output", required=True, metavar="OUT.jpg", help="where to write it")
 
+
+def _add_galleries(commands: Any, command: CommandAdder) -> None:
+    """`faceapi galleries ACTION`: list, create, delete (export, import, re-embed: cli_galleries.py)."""
     galleries = command(
         commands, "galleries", None, "list (the default), create, delete, export, import or re-embed galleries"
     )
-    gallery_commands = galleries.add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi galleries ACTION --help` for its options"
-    )
-    gallery_commands.required = True
+    gallery_commands = _actions(galleries, "galleries")
     _json_option(command(gallery_commands, "list", cmd_galleries_list, "your galleries"))
     create = command(gallery_commands, "create", cmd_galleries_create, "create a gallery")
     create.add_argument("name", metavar="NAME", help="letters, digits, '_', '.' and '-'; case-sensitive")
@@ -1009,11 +1008,11 @@ def build_parser() -> Parser:
 
     cli_galleries.add_commands(gallery_commands, command)
 
+
+def _add_jobs(commands: Any, command: CommandAdder) -> None:
+    """`faceapi jobs ACTION`: list and show jobs."""
     jobs = command(commands, "jobs", None, "list (the default) or show jobs")
-    job_commands = jobs.add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi jobs ACTION --help` for its options"
-    )
-    job_commands.required = True
+    job_commands = _actions(jobs, "jobs")
     job_list = command(job_commands, "list", cmd_jobs_list, "your jobs, newest first")
     job_list.add_argument("--status", choices=["queued", "running", "succeeded", "failed"], help="only this status")
     job_list.add_argument("--type", choices=["enroll", "recognize", "verify"], help="only this type")
@@ -1024,11 +1023,11 @@ def build_parser() -> Parser:
     job_show.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait up to this long for it to end")
     _json_option(job_show)
 
+
+def _add_keys(commands: Any, command: CommandAdder) -> None:
+    """`faceapi keys ACTION`: create, list and revoke API keys."""
     keys = command(commands, "keys", None, "list (the default), create or revoke API keys")
-    key_commands = keys.add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, help="`faceapi keys ACTION --help` for its options"
-    )
-    key_commands.required = True
+    key_commands = _actions(keys, "keys")
     key_create = command(
         key_commands,
         "create",
@@ -1053,6 +1052,44 @@ def build_parser() -> Parser:
     key_revoke = command(key_commands, "revoke", cmd_keys_revoke, "revoke an API key")
     key_revoke.add_argument("id", metavar="ID", help="the key's id (see `faceapi keys list`)")
 
+
+def build_parser() -> Parser:
+    common = _common()
+    parser = Parser(
+        prog="faceapi",
+        description="Command line for the face recognition service: enroll folders of photos, recognize, "
+        "verify, and manage persons, galleries, jobs and API keys.",
+        epilog=ENVIRONMENT + "\n" + EXIT_CODES,
+        formatter_class=_formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"faceapi {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser, help="`faceapi COMMAND --help` for its options"
+    )
+    commands.required = True
+
+    def command(container, name: str, func: Callable, help_text: str, description: str | None = None):
+        sub = container.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            epilog=EXIT_CODES,
+            formatter_class=_formatter,
+            parents=[common],
+        )
+        sub.set_defaults(func=func)
+        return sub
+
+    _add_enroll(commands, command)
+    _add_recognize(commands, command)
+    _add_verify(commands, command)
+    _add_detect(commands, command)
+    _add_search(commands, command)
+    _add_persons(commands, command)
+    _add_galleries(commands, command)
+    _add_jobs(commands, command)
+    _add_keys(commands, command)
     _json_option(command(commands, "whoami", cmd_whoami, "the account (or key) you are calling as"))
     from faceapi_client import cli_unknowns  # its commands use this module's helpers
 
