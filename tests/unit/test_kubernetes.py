@@ -463,8 +463,11 @@ def test_ingress_lets_the_largest_request_through_and_hides_the_rest():
     ingress = by_kind(ALL, "Ingress")["faceapi"]
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert re.fullmatch(r"\d+m", size) and int(size[:-1]) * 1024 * 1024 > Settings().max_batch_bytes
-    paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert "/api" in paths and not {"/metrics", "/", "/readyz"} & paths
+    routed = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    paths = {p["path"] for p in routed}
+    assert "/api" in paths and not {"/metrics", "/readyz"} & paths
+    # `/` only exactly (it points the way): as a prefix it would route everything, /metrics included.
+    assert all(p["pathType"] == "Exact" for p in routed if p["path"] == "/")
     assert ingress["spec"]["tls"], "TLS at the Ingress"
 
 
