@@ -96,8 +96,12 @@ def export_gallery(
     crops: dict[str, bytes] = {}
     vectors: list[np.ndarray] = []
     documents = []
+    total = sum(len(faces) for faces in faces_of.values())
     for person, consent_by in persons:
+        before = len(vectors)
         documents.append(_person_document(person, consent_by, faces_of.get(person.id, []), crops, vectors))
+        if len(vectors) // 1000 != before // 1000:
+            report_progress(job.id, len(vectors), total)
     manifest = {
         "exported_at": iso(now()),
         "gallery": {"name": gallery.name, "match_threshold": gallery.match_threshold, "model": gallery.model},

@@ -62,7 +62,7 @@ def _submit(
         **params,
     )
     (priority,) = budget.admit(session, account.organisation_id, [cost], limit=app_settings().org_max_pending_cost)
-    _commit_and_enqueue(session, job, created=[], priority=priority)
+    _commit_and_enqueue(session, job, priority=priority)
     return job
 
 
