@@ -298,3 +298,19 @@ def test_real_strangers_from_lfw_keep_one_id_each(client, operator_headers):
     assert all(len(one) == 1 for one in ids), seen
     assert len(set().union(*ids)) == 3, seen
     assert not set().union(*ids) & set().union(*(seen[p.name] for p in passers_by)), seen
+
+
+def test_the_last_account_leaving_takes_its_organisations_pools_along(client, portraits, db):
+    from tests.conftest import bearer, login, make_account
+
+    email, password = make_account("operator")  # alone in an organisation of its own
+    headers = bearer(login(client, email, password)["access_token"])
+    gallery = make_gallery(client, headers)
+    recognize(client, headers, portraits[1], gallery)
+    db.rollback()
+    gallery_id = db.execute(select(Gallery.id).where(Gallery.name == gallery)).scalar_one()
+    erased = client.delete("/api/v1/auth/me", json={"password": password}, headers=headers)
+    assert erased.status_code == 204, erased.get_json()
+    db.rollback()
+    assert db.execute(select(func.count()).where(UnknownFace.gallery_id == gallery_id)).scalar_one() == 0
+    assert db.execute(select(func.count()).where(UnknownGroup.gallery_id == gallery_id)).scalar_one() == 0
