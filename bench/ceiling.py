@@ -66,21 +66,43 @@ def load_photos(faces_dir: Path, limit: int) -> list[Path]:
     return paths[:limit]
 
 
-def submit(session: requests.Session, base: str, photos: list[tuple[str, bytes]], batch: bool) -> dict:
+def submit(
+    session: requests.Session,
+    base: str,
+    photos: list[tuple[str, bytes]],
+    batch: bool,
+    form: dict[str, str] | None = None,
+) -> dict:
     """One recognize job of these photos, waited for; what the client saw."""
     t0 = time.perf_counter()
     field = "images" if batch else "image"
     files = [(field, (name, data)) for name, data in photos]
-    response = session.post(f"{base}/api/v1/recognize?wait=30", data={"gallery": GALLERY}, files=files, timeout=60)
+    form = form or {"gallery": GALLERY}
+    response = session.post(f"{base}/api/v1/recognize?wait=30", data=form, files=files, timeout=120)
     if response.status_code not in (200, 202):
         return {"ok": False, "error": f"{response.status_code} {response.text[:200]}"}
     doc = response.json()
     while doc.get("status") not in ("succeeded", "failed"):
         doc = session.get(f"{base}/api/v1/jobs/{doc.get('id') or doc['job_id']}?wait=30", timeout=60).json()
-    return {"ok": doc["status"] == "succeeded", "latency_s": time.perf_counter() - t0, "error": doc.get("error")}
+    result = doc.get("result") or {}
+    faces = [len(p["faces"]) for p in result["photos"]] if "photos" in result else [len(result.get("faces") or [])]
+    return {
+        "ok": doc["status"] == "succeeded",
+        "latency_s": time.perf_counter() - t0,
+        "error": doc.get("error"),
+        "faces_by_photo": faces,
+    }
 
 
-def run_level(base: str, token: str, photos: list[tuple[str, bytes]], clients: int, jobs: int, batch: int) -> dict:
+def run_level(
+    base: str,
+    token: str,
+    photos: list[tuple[str, bytes]],
+    clients: int,
+    jobs: int,
+    batch: int,
+    form: dict[str, str] | None = None,
+) -> dict:
     """`jobs` jobs from `clients` threads; a batch job takes the next `batch` photos."""
     lock, counter, results = threading.Lock(), {"next": 0}, []
 
@@ -98,7 +120,7 @@ def run_level(base: str, token: str, photos: list[tuple[str, bytes]], clients: i
             else:
                 chosen = [photos[i % len(photos)]]
             try:
-                r = submit(session, base, chosen, batch=bool(batch))
+                r = submit(session, base, chosen, batch=bool(batch), form=form)
             except requests.RequestException as exc:
                 r = {"ok": False, "error": repr(exc)}
             with lock:
@@ -123,6 +145,7 @@ def run_level(base: str, token: str, photos: list[tuple[str, bytes]], clients: i
         "wall_s": round(wall, 2),
         "jobs_s": round(len(ok) / wall, 2),
         "photos_s": round(len(ok) * per_job / wall, 2),
+        "faces": sum(sum(r["faces_by_photo"]) for r in ok),
         **{f"latency_{k}": v for k, v in percentiles_ms([r["latency_s"] for r in ok]).items()},
     }
 
@@ -133,9 +156,11 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
     return {**stack.cpu_seconds(), "bench_clients": times.user + times.system}
 
 
-def measured_level(stack: Stack, uri: str, token: str, photos, clients: int, jobs: int, batch: int) -> dict:
+def measured_level(
+    stack: Stack, uri: str, token: str, photos, clients: int, jobs: int, batch: int, form: dict[str, str] | None = None
+) -> dict:
     cpu_before, wal_before = cpu_seconds(stack), wal_snapshot(uri)
-    level = run_level(stack.base, token, photos, clients, jobs, batch)
+    level = run_level(stack.base, token, photos, clients, jobs, batch, form)
     cpu_after, wal_after = cpu_seconds(stack), wal_snapshot(uri)
     cpu = {role: cpu_after.get(role, 0) - cpu_before.get(role, 0) for role in cpu_after}
     n_jobs, n_photos = max(1, level["jobs"]), max(1, level["jobs"] * level["photos_per_job"])

@@ -970,6 +970,10 @@ def sets_run(args) -> dict:
                         name, clients, level["throughput_jobs_s"], level["latency_p50_ms"] or -1, level["errors"],
                         level["cpu_s_per_job"], level["wal"]["wal_bytes_per_job"],
                     )  # fmt: skip
+                if args.batch:
+                    entry.setdefault("batch_levels", []).append(
+                        batch_level(stack, uri, token, items[name], args, {"gallery": name, **form_extra}, round_)
+                    )
                 baselines("after")
         if args.profile_clients:  # after the measured levels: py-spy costs CPU of its own
             for name in sets:
@@ -994,6 +998,21 @@ def sets_run(args) -> dict:
         for lv in entry["levels"]:
             lv.pop("jobs", None)
     return out
+
+
+def batch_level(stack: Stack, uri: str, token: str, photos, args, form: dict[str, str], round_: int) -> dict:
+    """Every photo of the set once, in jobs of --batch photos from --batch-clients clients."""
+    from bench.ceiling import measured_level
+
+    jobs = max(2 * args.batch_clients, -(-len(photos) // args.batch))
+    level = measured_level(stack, uri, token, photos, args.batch_clients, jobs, args.batch, form=form)
+    level["round"] = round_
+    log.info(
+        "  batch of %d, %d clients: %.2f photos/s  p50 %.1f ms a job  errors %d  cpu ms a photo %s",
+        args.batch, args.batch_clients, level["photos_s"], level["latency_p50_ms"] or -1, level["errors"],
+        level["cpu_ms_per_photo"],
+    )  # fmt: skip
+    return level
 
 
 def _median(values: list[float]) -> float | None:
@@ -1038,6 +1057,20 @@ def set_targets(entry: dict, concurrency: int, args) -> dict:
             "wal_bytes_per_job": _median(
                 [lv["wal"]["wal_bytes_per_job"] for lv in entry["levels"] if lv["clients"] == clients]
             ),
+        }
+    if batches := entry.get("batch_levels"):
+        photos_s = _median([lv["photos_s"] for lv in batches])
+        out["batch"] = {
+            "photos_per_job": batches[0]["photos_per_job"],
+            "clients": batches[0]["clients"],
+            "service_photos_s": photos_s,
+            "service_over_loop": round(photos_s / loop_n, 3) if photos_s and loop_n else None,
+            "cpu_ms_per_photo": {
+                role: _median([lv["cpu_ms_per_photo"][role] for lv in batches])
+                for role in batches[0]["cpu_ms_per_photo"]
+            },
+            "wal_bytes_per_photo": _median([lv["wal"]["wal_bytes_per_job"] / lv["photos_per_job"] for lv in batches]),
+            "faces": [lv["faces"] for lv in batches],
         }
     one = out.get("c1", {}).get("latency_p50_ms")
     if one is not None and loop_1_p50:
@@ -1214,6 +1247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-faces", type=int, default=100, help="with --sets: max_faces of every recognize job")
     parser.add_argument("--repeat-clients", default="1,8", help="with --sets: the levels of rounds after the first")
     parser.add_argument("--min-loop-photos", type=int, default=80, help="with --sets: passes of the baselines")
+    parser.add_argument("--batch", type=int, default=0, help="with --sets: also jobs of this many photos (`images`)")
+    parser.add_argument("--batch-clients", type=int, default=2, help="with --sets and --batch")
     args = parser.parse_args(argv)
     args.set_list = [x for x in args.sets.split(",") if x]
     args.repeat_client_levels = [int(c) for c in args.repeat_clients.split(",") if c]
