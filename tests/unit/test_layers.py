@@ -49,3 +49,10 @@ def test_the_queue_keeps_a_list_for_every_priority_the_budget_gives():
     assert budget.PRIORITY_STEPS == jobqueue.PRIORITY_STEPS
     assert budget.queue_priority(10**9) == jobqueue.PRIORITY_STEPS[-1]
     assert len(jobqueue.job_queue_lists()) == len(budget.PRIORITY_STEPS)
+
+
+def test_the_sdk_errors_module_imports_nothing_of_the_sdk():
+    """errors.py is the SDK's leaf: _http.py, client.py and the command line import it, never the
+    other way round (an import circle, even inside a function, made each half need the other)."""
+    errors = ROOT / "clients" / "python" / "src" / "faceapi_client" / "errors.py"
+    assert _imports_of([errors], {"faceapi_client"}) == {}

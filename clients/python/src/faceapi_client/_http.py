@@ -10,12 +10,12 @@ import random
 import threading
 import time
 import uuid
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from faceapi_client import errors
+from faceapi_client.errors import retry_after_seconds
 
 log = logging.getLogger("faceapi_client")
 
@@ -29,20 +29,6 @@ IDEMPOTENT_POST_ROUTES = ("/persons", "/faces", "/recognize", "/verify", "/detec
 
 def new_idempotency_key() -> str:
     return str(uuid.uuid4())
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header in seconds (it may be a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def token_expiry(token: str) -> float | None:

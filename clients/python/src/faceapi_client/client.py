@@ -32,7 +32,8 @@ from typing import IO, Any
 import httpx
 
 from faceapi_client import errors, models
-from faceapi_client._http import Credentials, Transport, new_idempotency_key, retry_after_seconds
+from faceapi_client._http import Credentials, Transport, new_idempotency_key
+from faceapi_client.errors import retry_after_seconds
 
 Photo = str | os.PathLike | bytes | bytearray | IO[bytes]
 MAX_WAIT = 30  # the server's longest ?wait=

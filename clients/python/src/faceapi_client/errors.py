@@ -4,6 +4,8 @@ exception carries the code, the message and every extra field (`err.person_id`,
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -83,8 +85,6 @@ class RateLimited(APIError):
 
     @property
     def retry_after(self) -> float | None:
-        from faceapi_client._http import retry_after_seconds
-
         return retry_after_seconds(self.headers.get("retry-after"))
 
 
@@ -139,3 +139,17 @@ def error_class(status: int) -> type[APIError]:
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return ServerError if status >= 500 else APIError
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
