@@ -15,8 +15,10 @@ measured (tests/unit/test_decode_memory.py measures it again, in a child process
 decoded at 1/8 scale holds almost nothing; a progressive JPEG holds libjpeg's coefficient buffer
 (2 bytes a coefficient of every component: 2 to 6 bytes a pixel); a PNG the image Pillow decodes
 into (1 to 4 bytes a pixel); a WebP 16 (Pillow opens it through libwebp's animation decoder, which
-allocates two canvases before the frame is decoded and copied). An image past the budget is refused
-`image_too_large` from its header. A JPEG is refused `too_many_scans` past MAX_JPEG_SCANS: each
+allocates two canvases before the frame is decoded and copied). A worker's decode for the model
+converts a PNG or WebP to 8-bit RGB and then to a BGR array (10 to 22 bytes a pixel) and may take
+WORKER_DECODE_FACTOR times the budget. An image past either is refused `image_too_large` from its
+header. A JPEG is refused `too_many_scans` past MAX_JPEG_SCANS: each
 scan of a progressive JPEG is a pass over the whole image, and a few kilobytes of empty scans
 (a "scan bomb") cost seconds of CPU; the job's cost counts its scans (domain.budget).
 """
@@ -55,13 +57,21 @@ JPEG_SCALES = (8, 4, 2)
 DECODE_BYTES_PER_PIXEL = 3
 # More scans than any camera or encoder writes (the photos measured, ../shared/datasets and
 # insightface's, have at most 14; libjpeg's progressive default is 10, 6 for grey): past this a
-# JPEG is a scan bomb, refused before decoding.
-MAX_JPEG_SCANS = 100
+# JPEG is a scan bomb, refused before decoding. Each scan is a pass over the whole image (36 Mpx:
+# 4-25 ms of CPU even when nearly empty), so this also bounds a decode's time.
+MAX_JPEG_SCANS = 32
 # Peak bytes a pixel of a PNG's validation (Pillow's image: 1-bit, grey and palette 1 byte, 16-bit
 # grey 2, everything else 4, RGB included), by IHDR colour type; 16-bit grey is (0, 16).
 _PNG_PEAK_BYTES = {0: 1, (0, 16): 2, 2: 4, 3: 1, 4: 4, 6: 4}
 # Peak bytes a pixel of a WebP's validation, measured 15.4 (lossy and lossless alike).
 _WEBP_PEAK_BYTES = 16
+# A worker decodes for the model (`decode`): a PNG or WebP whole, then converted to 8-bit RGB, then
+# to a BGR array. Its peak may be WORKER_DECODE_FACTOR times validation's budget (one decode per job
+# process, freed after it). Measured bytes a pixel: PNG grey or palette 11.3, 16-bit grey 12.5, RGB
+# 10.2, RGBA 14.3, grey with alpha 16.3; WebP 21.5; a progressive JPEG its coefficients plus 15 %.
+WORKER_DECODE_FACTOR = 3
+_PNG_WORKER_BYTES = {0: 12, (0, 16): 13, 2: 11, 3: 12, 4: 17, 6: 15}
+_WEBP_WORKER_BYTES = 22
 # EXIF orientation -> (swap the axes, then reverse the rows, reverse the columns): the same
 # result as Pillow's ImageOps.exif_transpose, expressed as numpy views.
 _ORIENTATIONS = {
@@ -174,6 +184,7 @@ class _Header:
     width: int
     height: int
     peak_bytes: int  # validation's decode at its peak
+    worker_peak_bytes: int  # a worker's decode for the model at its peak
     scans: int = 1
     animated: bool = False
 
@@ -184,13 +195,18 @@ def _read_header(fmt: str, data: bytes) -> _Header:
             jpeg = read_jpeg_header(data, stop_after=MAX_JPEG_SCANS)
             reduced = -(-jpeg.width // 8) * -(-jpeg.height // 8)  # the 1/8-scale grey decode
             peak = jpeg.coefficient_bytes() if jpeg.progressive else reduced
-            return _Header(jpeg.width, jpeg.height, peak, scans=jpeg.scans)
+            return _Header(jpeg.width, jpeg.height, peak, peak * 115 // 100, scans=jpeg.scans)
         if fmt == "PNG":
             png = read_png_header(data)
-            per_pixel = _PNG_PEAK_BYTES.get((png.colour_type, png.bit_depth), _PNG_PEAK_BYTES.get(png.colour_type, 4))
-            return _Header(png.width, png.height, png.width * png.height * per_pixel)
+            pixels = png.width * png.height
+            kind = (png.colour_type, png.bit_depth)
+            per_pixel = _PNG_PEAK_BYTES.get(kind, _PNG_PEAK_BYTES.get(png.colour_type, 4))
+            worker = _PNG_WORKER_BYTES.get(kind, _PNG_WORKER_BYTES.get(png.colour_type, 17))
+            return _Header(png.width, png.height, pixels * per_pixel, pixels * worker)
         webp = read_webp_header(data)
-        return _Header(webp.width, webp.height, webp.width * webp.height * _WEBP_PEAK_BYTES, animated=webp.animated)
+        pixels = webp.width * webp.height
+        peak, worker = pixels * _WEBP_PEAK_BYTES, pixels * _WEBP_WORKER_BYTES
+        return _Header(webp.width, webp.height, peak, worker, animated=webp.animated)
     except (HeaderError, IndexError, ValueError) as exc:
         raise InvalidImage("invalid_image", "The file could not be read as an image.") from exc
 
@@ -201,8 +217,8 @@ def _animated() -> InvalidImage:
 
 def _check_decode_work(header: _Header, max_pixels: int) -> None:
     """Refuse, before anything is decoded, a scan bomb, an animation (Pillow would allocate its
-    canvases on opening it) and an image whose decode would pass DECODE_BYTES_PER_PIXEL x
-    `max_pixels` bytes."""
+    canvases on opening it) and an image whose validation would pass DECODE_BYTES_PER_PIXEL x
+    `max_pixels` bytes, or a worker's decode WORKER_DECODE_FACTOR times that."""
     if header.scans > MAX_JPEG_SCANS:
         raise InvalidImage(
             "too_many_scans",
@@ -212,12 +228,14 @@ def _check_decode_work(header: _Header, max_pixels: int) -> None:
     if header.animated:
         raise _animated()
     budget = max_pixels * DECODE_BYTES_PER_PIXEL
-    if header.peak_bytes > budget:
-        megabytes = -(-header.peak_bytes // 1_000_000)
+    if header.peak_bytes > budget or header.worker_peak_bytes > budget * WORKER_DECODE_FACTOR:
+        over_web = header.peak_bytes > budget
+        megabytes = -(-(header.peak_bytes if over_web else header.worker_peak_bytes) // 1_000_000)
+        allowed = budget // 1_000_000 * (1 if over_web else WORKER_DECODE_FACTOR)
         raise InvalidImage(
             "image_too_large",
             f"The image has {header.width}x{header.height} pixels, which in this format take {megabytes} MB "
-            f"to decode; at most {budget // 1_000_000} MB are accepted. Send it smaller, or as a baseline JPEG.",
+            f"to decode; at most {allowed} MB are accepted. Send it smaller, or as a baseline JPEG.",
         )
 
 
@@ -292,11 +310,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         scale = 255.0 / peak if peak > 255 else 1.0
         image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), "L")
     if image.mode == "P":
-        image = image.convert("RGBA")
+        # Through RGBA only when the palette has transparency: RGBA takes 4 bytes a pixel more.
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA"):
-        # Transparent areas become white rather than black, which suits detectors better.
+        # Transparent areas become white rather than black, which suits detectors better. One
+        # RGBA image, its alpha channel and the background: each copy of a 30 Mpx image is 120 MB.
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
 
