@@ -94,8 +94,10 @@ RUN python -m compileall -q /app
 USER 10001:10001
 
 # The models as a worker loads them: pinned sha256, onnxruntime sessions, six faces found and
-# embedded in insightface's sample photo. Needs neither PostgreSQL nor Redis.
-RUN python -m stack.check_models
+# embedded in insightface's sample photo. Needs neither PostgreSQL nor Redis. Then the backup
+# role's pg_dump and pg_restore (pgserver's, which the venv's trim keeps) must be there.
+RUN python -m stack.check_models \
+    && python -c "from stack.backup import pg_binary; print(pg_binary('pg_dump'), pg_binary('pg_restore'))"
 
 EXPOSE 8000 5555
 

@@ -28,9 +28,11 @@ UNUSED_DISTRIBUTIONS = {
 }
 # Test suites inside packages (SciPy, NumPy, matplotlib) and ONNX's backend test data.
 TEST_DIRECTORIES = ("numpy/**/tests", "scipy/**/tests", "matplotlib/tests", "skimage/**/tests", "onnx/backend/test")
-# pgserver is kept for pg_dump / pg_restore (stack/backup.py) and psql; its server, headers and
-# libraries are not (the image never runs PostgreSQL itself).
-PG_TOOLS = ("pg_dump", "pg_restore", "psql")
+# pgserver is kept for pg_dump and pg_restore (stack/backup.py): its package makes a function of
+# every file in pginstall/bin when imported (initdb and pg_ctl by name), so the bin folder stays
+# but for the server itself; its headers, libraries and share/ go (the tools' libpq is in
+# pgserver.libs), as the image never runs PostgreSQL itself.
+PG_SERVER = "postgres"
 # The bundled model pack's files the engine loads (workers/engine.py BUNDLED_FILES, checked by
 # sha256 at build by stack.check_models); the package also ships other models and sample photos.
 BUNDLED_MODELS = ("scrfd_500m_bnkps.onnx", "w600k_mbf.onnx")
@@ -89,12 +91,12 @@ def remove_distribution(venv: Path, name: str) -> int:
 
 
 def trim_pgserver(packages: Path) -> int:
-    """pginstall's server, headers and libraries go; the tools stay (their libpq is in pgserver.libs)."""
     install = packages / "pgserver" / "pginstall"
     if not install.is_dir():
         return 0
     freed = sum(remove(item) for item in install.iterdir() if item.name != "bin")
-    return freed + sum(remove(tool) for tool in (install / "bin").iterdir() if tool.name not in PG_TOOLS)
+    server = install / "bin" / PG_SERVER
+    return freed + (remove(server) if server.exists() else 0)
 
 
 def trim_model_pack(packages: Path) -> int:
