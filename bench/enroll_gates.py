@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS_DIR, machine_info, write_json
+from config import get_settings
 from domain.enrollment import face_side
 from domain.images import decode_bgr
 from workers.engine import get_face_engine
@@ -23,7 +24,7 @@ def second_face_ratio(path: Path) -> tuple[float, bool]:
     """(second-largest face side / largest face side, 0 with fewer than two faces; whether the
     largest face is the one nearest the photo's centre, which is LFW's labelled person)."""
     bgr = decode_bgr(path.read_bytes())
-    faces = get_face_engine().detect(bgr)
+    faces = get_face_engine(get_settings()).detect(bgr)
     sides = [face_side(f.bbox) for f in faces]
     ratio = sides[1] / sides[0] if len(sides) > 1 and sides[0] > 0 else 0.0
     centre = np.array([bgr.shape[1] / 2, bgr.shape[0] / 2])

@@ -321,11 +321,12 @@ def engine_cpu_ms(passes: int) -> float:
     os.environ.setdefault("JWT_SECRET_KEY", "overhead-bench-secret-not-for-production-use")
     os.environ["ORT_THREADS"] = "1"
     from bench.service import find_photos
+    from config import get_settings
     from domain.timing import StageTimer
     from workers.engine import get_face_engine
     from workers.pipeline import _analyze
 
-    engine = get_face_engine()
+    engine = get_face_engine(get_settings())
     photos, _ = find_photos(None, PROBES + 1)
     images = [p.read_bytes() for p in photos[1:]]
     for image in images:  # warm

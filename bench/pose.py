@@ -115,7 +115,7 @@ def measure(lfw_dir: Path, limit: int | None, log) -> dict:
 
     settings = get_settings()
     gates = settings.enrollment_policy()
-    engine = get_face_engine()
+    engine = get_face_engine(get_settings())
     paths = sorted((lfw_dir / "images").glob("*/*.jpg"))[:limit]
     rows, undetected, not_largest = [], [], 0
     started = time.perf_counter()

@@ -88,7 +88,7 @@ def embed_probes(lfw_dir: Path, pairs: int, log) -> tuple[list[dict], dict[str, 
     from bench.lfw import nearest_centre, read_pairs  # the labelled person, as in the LFW benchmark
     from workers.engine import get_face_engine
 
-    engine = get_face_engine()
+    engine = get_face_engine(get_settings())
     genuine = [p for p in read_pairs(lfw_dir / "pairs.txt", 2 * pairs)[0] if p.same]
     rows, undetected = [], dict.fromkeys(DEGRADATIONS, 0)
     started = time.perf_counter()

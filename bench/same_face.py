@@ -18,6 +18,7 @@ from PIL import Image
 
 from bench.common import RESULTS_DIR, machine_info, write_json
 from bench.lfw import read_pairs
+from config import get_settings
 from domain.images import decode
 from workers.engine import get_face_engine
 
@@ -46,7 +47,7 @@ COPIES: dict[str, Callable[[bytes], bytes]] = {
 
 def embedding(data: bytes) -> np.ndarray | None:
     """The largest face's embedding, as the service computes it for an enrollment."""
-    engine = get_face_engine()
+    engine = get_face_engine(get_settings())
     decoded = decode(data, min_long_side=engine.decode_long_side())
     faces = engine.detect(decoded.bgr, 1, scale=decoded.scale)
     if not faces:

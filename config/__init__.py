@@ -86,6 +86,10 @@ Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
 Seconds = Annotated[float, Field(ge=0)]  # 0 turns the check off where the comment says so
 Similarity = Annotated[float, Field(ge=0, le=1)]  # cosine similarity of normalised embeddings
+Pixels = Annotated[float, Field(ge=0)]  # a length in an image's pixels; 0 turns the check off
+# The variance of the Laplacian of a face's aligned 112x112 crop (higher is sharper); 0 turns it off.
+Sharpness = Annotated[float, Field(ge=0)]
+Score = Annotated[float, Field(ge=0, le=1)]  # the detector's confidence that a box is a face
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]  # flask-limiter syntax
 
 
@@ -215,9 +219,9 @@ class Settings(BaseSettings):
     gallery_index_build_memory: Annotated[str, Field(pattern=r"^\d+\s*(kB|MB|GB|TB)?$")] = "1GB"
 
     # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
-    enroll_min_face_size: Seconds = 40.0  # pixels, shorter side of the face box
-    enroll_min_det_score: Similarity = 0.6
-    enroll_min_sharpness: Seconds = 25.0  # variance of the Laplacian on the aligned 112x112 crop
+    enroll_min_face_size: Pixels = 40.0  # pixels, shorter side of the face box
+    enroll_min_det_score: Score = 0.6
+    enroll_min_sharpness: Sharpness = 25.0  # variance of the Laplacian on the aligned 112x112 crop
     # Degrees, estimated from the keypoints: 5 above LFW's 99.9th percentile (bench/results/pose.json).
     enroll_max_yaw: Annotated[float, Field(ge=0, le=90)] = 70.0
     # A photo added to a person with faces must reach this similarity with one of them, else the

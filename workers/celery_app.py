@@ -84,13 +84,14 @@ def runs_jobs(app: Celery | None = None) -> bool:
 
 @worker_process_init.connect
 def _load_engine_in_child(**_: object) -> None:
-    """Build the models once per worker process, after the fork, and fresh DB connections."""
+    """Build the models once per worker process, after the fork, of the worker app's settings (the
+    engine receives them: it reads no settings of its own), and fresh DB connections."""
     from domain.db import dispose_engine
     from workers.engine import get_face_engine
 
     dispose_engine()
     if runs_jobs():
-        get_face_engine()
+        get_face_engine(celery_app.conf.faceapi_settings)
 
 
 @after_setup_logger.connect

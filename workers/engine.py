@@ -12,7 +12,6 @@ import importlib.util
 import logging
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ import numpy as np
 from config import Settings
 from domain.images import from_photo, to_photo
 from workers import quality
-from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +336,14 @@ def crop_scale(faces: list[DetectedFace], scale: int) -> int:
     return scale
 
 
-@lru_cache(maxsize=1)
-def get_face_engine() -> FaceEngine:
-    """The worker process's engine, of the worker's settings, built on first use (eagerly in each
-    worker process at start)."""
-    return FaceEngine(worker_settings())
+_process_engine: FaceEngine | None = None
+
+
+def get_face_engine(settings: Settings) -> FaceEngine:
+    """This process's engine of these settings: a worker process builds it at start
+    (worker_process_init, workers/celery_app.py, with the worker app's settings); other callers
+    (benchmarks, tests) on first use. Built again only for another settings object (a test's)."""
+    global _process_engine
+    if _process_engine is None or _process_engine.settings is not settings:
+        _process_engine = FaceEngine(settings)
+    return _process_engine

@@ -74,7 +74,7 @@ def engine_for(session: Session, job: Job) -> FaceEngine:
     A gallery without a model takes the engine's at its first enrollment. A recognition against a
     gallery whose model this worker cannot load fails `model_unavailable`; an enrollment then uses
     the engine's model (the face joins the gallery's searches once the gallery is re-embedded)."""
-    engine = get_face_engine()
+    engine = get_face_engine(worker_settings())
     model = portability.serving_model(session, job.gallery_id)
     if model is None:
         if job.type is JobType.enroll:
@@ -113,7 +113,7 @@ def crop_embedder(recognizer) -> portability.Embed:
 def run(session: Session, job: Job, archive: bytes | None) -> dict:
     """Run an export, import or re-embedding job."""
     settings = worker_settings()
-    engine = get_face_engine()
+    engine = get_face_engine(settings)
     if job.type is JobType.export:
         models = {name: {"sha256": _file_sha256(path)} for name, path in recognizer_files(engine).items()}
         return portability.export_gallery(

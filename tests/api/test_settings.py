@@ -216,10 +216,12 @@ def test_worker_code_reads_the_worker_apps_settings(tmp_path):
     code = (
         "from config import load_settings\n"
         "from workers.celery_app import celery_app\n"
-        "from workers.engine import get_face_engine\n"
+        "from workers import engine\n"
+        "from workers.celery_app import _load_engine_in_child\n"
         "settings = load_settings(det_size=320)\n"
         "celery_app.conf.faceapi_settings = settings\n"
-        "assert get_face_engine().settings is settings\n"
+        "_load_engine_in_child()  # as worker_process_init calls it in each worker process\n"
+        "assert engine._process_engine.settings is settings\n"
     )
     environment = {**os.environ, "DATA_DIR": str(tmp_path), "FACEAPI_ENV": "test"}
     ran = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, env=environment, capture_output=True, text=True)

@@ -56,3 +56,11 @@ def test_the_sdk_errors_module_imports_nothing_of_the_sdk():
     other way round (an import circle, even inside a function, made each half need the other)."""
     errors = ROOT / "clients" / "python" / "src" / "faceapi_client" / "errors.py"
     assert _imports_of([errors], {"faceapi_client"}) == {}
+
+
+def test_the_engine_reads_no_settings_of_its_own():
+    """The engine receives its settings (worker_process_init passes the worker app's): importing it
+    imports neither the worker's Celery app nor its settings accessor, so there is no circle
+    celery_app -> engine -> settings -> celery_app."""
+    imported = _imported_modules(ROOT / "workers" / "engine.py")
+    assert not {name for name in imported if name.startswith("workers.")}  # `from workers import quality` only

@@ -85,7 +85,7 @@ def test_a_three_quarter_lfw_portrait_passes_the_enrollment_gates():
     path = settings.lfw_dir / "images" / "Bill_Frist" / "Bill_Frist_0002.jpg"
     if not path.exists():
         pytest.skip(f"{path} does not exist (LFW_DIR={settings.lfw_dir})")
-    faces = get_face_engine().analyze(decode_bgr(path.read_bytes()))
+    faces = get_face_engine(get_settings()).analyze(decode_bgr(path.read_bytes()))
     assert faces
     quality = faces[0].quality  # the largest face, the one an enrollment stores
     assert 30 < -quality["yaw"] < 60, quality  # a three-quarter view, turned to the photo's left
