@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 EMBEDDING_DIM = 512
@@ -264,9 +264,6 @@ class Job(Base):
     input_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     # The second photo of a two-photo verification.
     input_image_2: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
-    # The photos of a recognition of several photos, in the order sent (input_image is then NULL); a
-    # photo refused at submission is an empty entry, its error in params["photo_errors"].
-    input_images: Mapped[list[bytes] | None] = mapped_column(ARRAY(LargeBinary), deferred=True)
     result: Mapped[dict | None] = mapped_column(JSONB)
     error: Mapped[dict | None] = mapped_column(JSONB)
     # Milliseconds per stage of the worker's run (claim, decode, detect, embed, search/store).
@@ -279,6 +276,13 @@ class Job(Base):
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The reaper's state (domain/jobs.py, migration 0018): when it last sent the job again, that a
+    # worker gave up on it (its message is lost: send it at the next pass), how many times it was
+    # sent again after that, and that it was put back once after running past its deadline.
+    requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message_lost: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
+    requeues_after_errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    requeued_after_timeout: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="false")
 
 
 class AuditEvent(Base):

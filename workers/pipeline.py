@@ -42,7 +42,7 @@ def process_job(job_id: str) -> ServiceError | None:
         log.info("job %s is unknown or already finished; nothing to do", job_id)
         with session_scope() as session:
             return jobs.ended_failed(session, job_uuid)
-    claimed = claim.job
+    claimed, image, second_image = claim
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
     # otherwise its transaction, effects included, is rolled back and the later run answers.
     claimed_at = claimed.started_at
@@ -53,7 +53,7 @@ def process_job(job_id: str) -> ServiceError | None:
             with session_scope() as session:
                 # The row as claimed, without reading it again (nothing but a later claim changes it).
                 job = session.merge(claimed, load=False)
-                result = _run(session, job, claim.image, claim.second_image, timer, **_several(claim))
+                result = _run(session, job, image, second_image, timer)
                 recurring = result.pop(recognition.RECURRING_UNKNOWNS, [])
                 if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
                     raise Superseded
@@ -167,25 +167,13 @@ def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: 
     return faces
 
 
-def _several(claim: jobs.Claimed) -> dict:
-    """The photos of a recognition of several photos, for _run (nothing for any other job)."""
-    return {"images": claim.images} if claim.images is not None else {}
-
-
-def _run(
-    session: Session,
-    job: Job,
-    image: bytes | None,
-    second_image: bytes | None,
-    timer: StageTimer,
-    images: list[bytes] | None = None,
-) -> dict:
+def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
     if job.type in gallery_jobs.GALLERY_JOBS:
         return gallery_jobs.run(session, job, image)  # `image`: an import's archive
-    if job.type is JobType.recognize and images is not None:
-        return _recognize_photos(session, job, images, timer)
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
+    if job.type is JobType.recognize and "photo_sizes" in job.params:
+        return _recognize_photos(session, job, jobs.split_photos(image, job.params["photo_sizes"]), timer)
     engine = gallery_jobs.engine_for(session, job)  # with the recognizer of the gallery's model
     if job.type is JobType.enroll:
         sha256 = enrollment.job_photo_hash(job, image)

@@ -1,12 +1,14 @@
-"""recognize jobs of several photos: their uploads, in order, until the job ends
+"""uploads skip compression: photos are JPEG, PNG or WebP, already compressed
+
+A recognition of several photos stores them one after another in `input_image` (their sizes in
+the job's params), so an upload may now be megabytes: STORAGE EXTERNAL keeps it out of line
+(TOAST) without PostgreSQL first trying pglz on bytes that do not compress.
 
 Revision ID: 0017
 Revises: 0016
 """
 
-import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0017"
 down_revision = "0016"
@@ -15,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("jobs", sa.Column("input_images", postgresql.ARRAY(sa.LargeBinary()), nullable=True))
+    op.execute("ALTER TABLE jobs ALTER COLUMN input_image SET STORAGE EXTERNAL")
+    op.execute("ALTER TABLE jobs ALTER COLUMN input_image_2 SET STORAGE EXTERNAL")
 
 
 def downgrade() -> None:
-    op.drop_column("jobs", "input_images")
+    op.execute("ALTER TABLE jobs ALTER COLUMN input_image SET STORAGE EXTENDED")
+    op.execute("ALTER TABLE jobs ALTER COLUMN input_image_2 SET STORAGE EXTENDED")

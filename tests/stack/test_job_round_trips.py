@@ -81,8 +81,8 @@ def test_an_unknown_or_finished_job_is_not_claimed(services):
         owner = session.execute(select(Account.id).where(Account.email == email)).scalar_one()
         job_id = stored_job(session, owner).id
     with session_scope() as session:
-        claimed, image, second, several = jobs.claim_with_inputs(session, job_id)
-        assert (claimed.status, image, second, several) == (JobStatus.running, b"x", None, None)
+        claimed, image, second = jobs.claim_with_inputs(session, job_id)
+        assert (claimed.status, image, second) == (JobStatus.running, b"x", None)
         jobs.finish(session, job_id, result={"faces": []})
     with session_scope() as session:
         assert jobs.claim_with_inputs(session, job_id) is None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from domain import audit, budget, enrollment
 from domain.callers import Caller
 from domain.errors import ServiceError
-from domain.jobs import create_job, task_name
+from domain.jobs import create_job, joined_photos, task_name
 from domain.models import Gallery, Job, JobType, Person
 from domain.persons import new_person
 from domain.recognition import threshold_choice
@@ -132,9 +132,8 @@ def _submit_job(
         session,
         owner_id=account.id,
         organisation_id=account.organisation_id,
-        image=image.data if image else None,
+        image=image.data if image else _joined(photos),
         second_image=second_image.data if second_image else None,
-        images=[photo.data if isinstance(photo, Upload) else b"" for photo in photos] if photos else None,
         cost=cost,
         api_key_id=account.api_key_id,
         **job_fields,
@@ -276,9 +275,15 @@ def submit_recognition(
 
 
 def _photo_params(photos: list[Upload | ServiceError]) -> dict[str, Any]:
-    """How many photos a recognition of several has, and the errors of those refused at submission."""
+    """The sizes of a recognition's photos in its upload (a refused one is 0 bytes), and the errors
+    of those refused at submission."""
+    _, sizes = joined_photos([photo.data if isinstance(photo, Upload) else b"" for photo in photos])
     errors = {str(i): photo.as_dict() for i, photo in enumerate(photos) if isinstance(photo, ServiceError)}
-    return {"photos": len(photos), **({"photo_errors": errors} if errors else {})}
+    return {"photo_sizes": sizes, **({"photo_errors": errors} if errors else {})}
+
+
+def _joined(photos: list[Upload | ServiceError] | None) -> bytes:
+    return joined_photos([photo.data if isinstance(photo, Upload) else b"" for photo in photos or []])[0]
 
 
 def submit_detection(
