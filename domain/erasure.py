@@ -13,6 +13,8 @@ of them, in the transaction that deletes it, so nothing it leaves behind still s
   with (a file name is the sender's text like a name: `Yorick Erasure.jpg`, a ZIP folder
   `Zelda Quixote/1.jpg`), and so do the items of the same batch sent for it that failed before a
   person was chosen (same name or external_id);
+- a gallery import's per-person items and a re-embedding's faces without a crop keep the
+  person's entry without its id, name and external_id;
 - deleting an account redacts its face profile (its linked person) the same way
   (domain/accounts.delete_account).
 
@@ -88,8 +90,46 @@ def redact_person(session: Session, person: Person) -> int:
         _forget_what_was_sent(job)
         rewritten += 1
     rewritten += _forget_as_possible_duplicate(session, person)
+    rewritten += _forget_in_gallery_jobs(session, person)
     session.flush()
     return rewritten
+
+
+# Where a gallery import's or re-embedding's result (or error) lists persons by id and name.
+GALLERY_JOB_LISTS = ("items", "faces_without_crop", "faces")
+
+
+def _forget_in_gallery_jobs(session: Session, person: Person) -> int:
+    """Imports and re-embeddings of the gallery that listed the person (an import's per-person
+    items, the faces without a crop) keep the entry, without its id, name and external_id."""
+    person_id = str(person.id)
+    mentions = [Job.result.contains({key: [{"person_id": person_id}]}) for key in GALLERY_JOB_LISTS]
+    mentions.append(Job.error.contains({"faces": [{"person_id": person_id}]}))
+    jobs = session.execute(
+        select(Job).where(
+            Job.gallery_id == person.gallery_id,
+            Job.type.in_((JobType.import_, JobType.reembed)),
+            Job.status.in_(FINISHED),
+            or_(*mentions),
+        )
+    ).scalars()
+    rewritten = 0
+    for job in jobs:
+        job.result, job.error = _without_names(job.result, person_id), _without_names(job.error, person_id)
+        rewritten += 1
+    return rewritten
+
+
+def _without_names(document: dict[str, Any] | None, person_id: str) -> dict[str, Any] | None:
+    if not document:
+        return document
+    forgotten = {"person_id": None, "name": None, "external_id": None}
+    return {
+        key: [{**entry, **forgotten} if entry.get("person_id") == person_id else entry for entry in value]
+        if key in GALLERY_JOB_LISTS and isinstance(value, list)
+        else value
+        for key, value in document.items()
+    }
 
 
 def _forget_as_possible_duplicate(session: Session, person: Person) -> int:

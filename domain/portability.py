@@ -254,6 +254,9 @@ def import_gallery(
     ]
     importer.flush_pending()
     report_progress(job.id, importer.done, importer.total)
+    # The job becomes the gallery's (deleted with it, redacted with its persons). Only now: this
+    # transaction's lock on the job's row would hold back the progress reports, written apart.
+    job.gallery_id = gallery.id
     return {
         "gallery": gallery.name,
         "gallery_created": created,

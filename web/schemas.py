@@ -880,7 +880,7 @@ class ExportResult(BaseModel):
 
 
 class ImportItem(BaseModel):
-    name: str
+    name: str | None = Field(description="null once the person was deleted")
     external_id: str | None
     person_id: uuid.UUID | None = None
     status: Literal["created", "merged", "skipped"]

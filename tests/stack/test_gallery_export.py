@@ -232,3 +232,18 @@ def test_real_photos_are_recognized_the_same_after_export_and_import(client, ope
     imported(client, other_organisation, "lfw-copy", archive)
     after = {name: best_name(client, other_organisation, "lfw-copy", photo) for name, photo in held_out.items()}
     assert after == before
+
+
+def test_a_deleted_person_is_erased_from_the_import_that_brought_it(client, operator_headers, other_organisation):
+    people = enroll_people(client, operator_headers, "brought")
+    _, archive = export(client, operator_headers, "brought")
+    response = import_archive(client, other_organisation, "arrived", archive)
+    job_id = response.get_json()["job_id"]
+    result = wait_for_job(client, other_organisation, job_id)["result"]
+    item = next(item for item in result["items"] if item["name"] == people[0][0])
+
+    deleted = client.delete(f"/api/v1/persons/{item['person_id']}", headers=other_organisation)
+    assert deleted.status_code == 204
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=other_organisation).get_json()
+    assert people[0][0] not in str(job) and item["person_id"] not in str(job) and item["external_id"] not in str(job)
+    assert len(job["result"]["items"]) == len(people)  # the entry stays, nameless
