@@ -26,6 +26,7 @@ scan of a progressive JPEG is a pass over the whole image, and a few kilobytes o
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -207,7 +208,7 @@ def _read_header(fmt: str, data: bytes) -> _Header:
         pixels = webp.width * webp.height
         peak, worker = pixels * _WEBP_PEAK_BYTES, pixels * _WEBP_WORKER_BYTES
         return _Header(webp.width, webp.height, peak, worker, animated=webp.animated)
-    except (HeaderError, IndexError, ValueError) as exc:
+    except (HeaderError, IndexError, ValueError, struct.error) as exc:
         raise InvalidImage("invalid_image", "The file could not be read as an image.") from exc
 
 
