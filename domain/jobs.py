@@ -151,43 +151,29 @@ def finish(
     return ended.rowcount == 1
 
 
-# Keys in a job's params the reaper keeps: when it last sent the job again (epoch seconds), that a
-# worker gave up on the job (its message is known lost: send it at the next pass), and how many
-# times it was sent again after a worker gave up.
-REQUEUED_AT = "requeued_at"
-MESSAGE_LOST = "message_lost"
-REQUEUES_AFTER_ERRORS = "requeues_after_errors"
+# The reaper keeps its state of a job in the job's own columns (domain/models.Job): when it last
+# sent the job again, that a worker gave up on it (its message is known lost: send it at the next
+# pass), how many times it was sent again after that, and that it was put back after a timeout.
 # A job a worker gave up on (its database errors outlasted JOB_MAX_RETRIES while the database
 # answered) is sent again this many times, then fails: an error that persists is no outage, and
 # each round costs JOB_MAX_RETRIES tries and a reaper pass (about two minutes), so it ends in minutes.
 REQUEUE_AFTER_ERRORS_LIMIT = 3
 
 
-def _requeues_after_errors() -> Any:
-    return func.coalesce(Job.params[REQUEUES_AFTER_ERRORS].as_integer(), 0)
-
-
 def take_stranded(session: Session, older_than: datetime) -> list[uuid.UUID]:
     """Queued jobs whose message seems lost, marked as sent again now: those queued since before
-    `older_than` and not sent again since then, and those a worker gave up on (MESSAGE_LOST) fewer
+    `older_than` and not sent again since then, and those a worker gave up on (message_lost) fewer
     than REQUEUE_AFTER_ERRORS_LIMIT times (see `fail_given_up`). So a job is sent again at most
     once per threshold, not at every pass of the reaper."""
-    not_sent_since = func.coalesce(Job.params[REQUEUED_AT].as_float(), 0.0) < older_than.timestamp()
-    given_up = Job.params.has_key(MESSAGE_LOST)
+    not_sent_since = Job.requeued_at.is_(None) | (Job.requeued_at < older_than)
+    given_up = Job.message_lost
     stranded = (Job.status == JobStatus.queued) & (
-        (given_up & (_requeues_after_errors() < REQUEUE_AFTER_ERRORS_LIMIT))
+        (given_up & (Job.requeues_after_errors < REQUEUE_AFTER_ERRORS_LIMIT))
         | (~given_up & (Job.created_at < older_than) & not_sent_since)
     )
-    counted = case(
-        (given_up, func.jsonb_build_object(REQUEUES_AFTER_ERRORS, _requeues_after_errors() + 1)),
-        else_=func.jsonb_build_object(),
-    )
-    marked = (
-        Job.params.delete_path([MESSAGE_LOST])
-        .op("||")(func.jsonb_build_object(REQUEUED_AT, now().timestamp()))
-        .op("||")(counted)
-    )
-    taken = session.execute(update(Job).where(stranded).values(params=marked).returning(Job.id))
+    counted = case((given_up, Job.requeues_after_errors + 1), else_=Job.requeues_after_errors)
+    marked = {"message_lost": False, "requeued_at": now(), "requeues_after_errors": counted}
+    taken = session.execute(update(Job).where(stranded).values(**marked).returning(Job.id))
     return list(taken.scalars())
 
 
@@ -198,8 +184,8 @@ def fail_given_up(session: Session) -> list[Job]:
         select(Job)
         .where(
             Job.status == JobStatus.queued,
-            Job.params.has_key(MESSAGE_LOST),
-            _requeues_after_errors() >= REQUEUE_AFTER_ERRORS_LIMIT,
+            Job.message_lost,
+            Job.requeues_after_errors >= REQUEUE_AFTER_ERRORS_LIMIT,
         )
         .with_for_update(skip_locked=True)
     ).scalars()
@@ -221,7 +207,7 @@ def mark_message_lost(session: Session, job_id: uuid.UUID) -> bool:
         .values(
             status=JobStatus.queued,
             started_at=None,
-            params=Job.params.op("||")(func.jsonb_build_object(MESSAGE_LOST, True)),
+            message_lost=True,
         )
     )
     return marked.rowcount == 1
@@ -248,12 +234,12 @@ def reap_overdue(session: Session, started_before: datetime) -> tuple[list[uuid.
     ).scalars()
     requeue, failed = [], []
     for job in list(overdue):
-        if job.params.get("requeued_after_timeout"):
+        if job.requeued_after_timeout:
             finish(session, job.id, error=ServiceError("timeout", "The job did not finish in time."))
             failed.append(job)
         else:
             job.status, job.started_at = JobStatus.queued, None
-            job.params = {**job.params, "requeued_after_timeout": True}
+            job.requeued_after_timeout = True
             requeue.append(job.id)
     return requeue, failed
 

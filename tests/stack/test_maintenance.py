@@ -61,7 +61,7 @@ def test_a_job_overdue_twice_fails_with_timeout_and_its_webhook_fires(client, op
             operator_headers,
             status=JobStatus.running,
             started_at=now() - timedelta(hours=2),
-            params={"threshold": 0.35, "top_k": 5, "max_faces": 20, "requeued_after_timeout": True},
+            requeued_after_timeout=True,
             webhook_url=hook.url,
         )
         assert reap_jobs()["timed_out"] >= 1
@@ -125,7 +125,7 @@ def test_a_job_a_worker_gave_up_on_is_sent_again_at_the_next_pass(client, operat
     with session_scope() as session:
         assert job_id not in jobs.take_stranded(session, threshold)
         job = session.get(Job, job_id)
-        assert (job.status, job.started_at, jobs.MESSAGE_LOST in job.params) == (JobStatus.queued, None, False)
+        assert (job.status, job.started_at, job.message_lost) == (JobStatus.queued, None, False)
 
 
 def test_a_job_workers_keep_giving_up_on_fails_after_the_limit_and_its_webhook_fires(client, operator_headers, worker):
@@ -153,7 +153,7 @@ def _fail_after_the_limit(client, headers, hook: Receiver) -> None:
         assert jobs.mark_message_lost(session, job_id)  # given up once more: the limit is reached
     with session_scope() as session:
         assert job_id not in jobs.take_stranded(session, threshold)
-        assert session.get(Job, job_id).params[jobs.REQUEUES_AFTER_ERRORS] == jobs.REQUEUE_AFTER_ERRORS_LIMIT
+        assert session.get(Job, job_id).requeues_after_errors == jobs.REQUEUE_AFTER_ERRORS_LIMIT
     assert reap_jobs()["given_up"] >= 1
     job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
     assert (job["status"], job["error"]["code"]) == ("failed", "internal_error")

@@ -417,8 +417,7 @@ def test_jobs_survive_a_worker_host_cut_off_mid_batch(deployment):
         assert len(persons) == len(FACES)
         with psycopg.connect(deployment.database_url) as connection:
             requeued = {
-                str(row[0])
-                for row in connection.execute("SELECT id FROM jobs WHERE params ? 'requeued_after_timeout'").fetchall()
+                str(row[0]) for row in connection.execute("SELECT id FROM jobs WHERE requeued_after_timeout").fetchall()
             }
             faces = dict(
                 connection.execute("SELECT person_id::text, count(*) FROM faces GROUP BY person_id").fetchall()
