@@ -6,7 +6,8 @@ Each store does what a job does with its photo: the web writes it, a worker read
 the job erases it. PostgreSQL: INSERT of a row with the bytea (as `jobs`), the worker's
 `UPDATE ... RETURNING` of it, then the UPDATE that sets it NULL; Redis: SET with EX, GET, DEL
 (the embedded server's settings, appendonly as the stack runs it); file: write + fsync + rename
-(what a crash-safe write takes), read, unlink. Photos: the real set's (mean ~190 kB). The stores
+(what a crash-safe write takes), read, unlink. Also 16 photos of one job as a bytea[] against one
+joined bytea (`several_photos`). Photos: the real set's (mean ~190 kB). The stores
 alternate round by round; per store: CPU ms an upload of this process (the client: psycopg,
 redis-py, the file calls) and of the server (postgres or redis-server processes, psutil), wall ms,
 and WAL bytes an upload (pg_current_wal_lsn). Results: bench/results/uploads.json.
@@ -122,6 +123,48 @@ class FileStore:
         name.unlink()
 
 
+def several_as_array_or_joined(uri: str, photos: list[bytes], jobs: int, rounds: int) -> list[dict]:
+    """A job's several photos through PostgreSQL as a bytea[] or as one joined bytea: INSERT, the
+    claim's UPDATE ... RETURNING, the UPDATE that drops them; CPU of server and client a job."""
+    import psycopg
+
+    conn = psycopg.connect(uri, autocommit=True)
+    conn.execute("DROP TABLE IF EXISTS bench_several")
+    conn.execute("CREATE TABLE bench_several (id uuid PRIMARY KEY, photos bytea[], joined bytea)")
+    backend = psutil.Process(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    postmaster = backend.parent()
+    procs = [postmaster, *postmaster.children()]
+    statements = {
+        "array": ("photos", lambda: photos, lambda got: len(got) == len(photos)),
+        "joined": ("joined", lambda: b"".join(photos), lambda got: len(got) == sum(map(len, photos))),
+    }
+    runs = []
+    for round_ in range(rounds):
+        for kind, (column, value, check) in statements.items():
+            server0, own0 = _cpu(procs), _own_cpu()
+            for _ in range(jobs):
+                key = uuid.uuid4()
+                conn.execute(f"INSERT INTO bench_several (id, {column}) VALUES (%s, %s)", (key, value()))  # noqa: S608
+                got = conn.execute(
+                    f"UPDATE bench_several SET id = id WHERE id = %s RETURNING {column}",  # noqa: S608
+                    (key,),
+                ).fetchone()[0]
+                assert check(got)
+                conn.execute(f"UPDATE bench_several SET {column} = NULL WHERE id = %s", (key,))  # noqa: S608
+            runs.append(
+                {
+                    "round": round_,
+                    "kind": kind,
+                    "photos_a_job": len(photos),
+                    "server_cpu_ms_per_job": round(1000 * (_cpu(procs) - server0) / jobs, 1),
+                    "client_cpu_ms_per_job": round(1000 * (_own_cpu() - own0) / jobs, 1),
+                }
+            )
+            log.info("%s", runs[-1])
+    conn.close()
+    return runs
+
+
 def photos_of(faces_dir: Path, limit: int) -> list[bytes]:
     with (faces_dir / "labels.tsv").open() as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["kind"] in ("single", "group")]
@@ -172,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"round": round_, **measure(store, photos, args.uploads, pg)})
                 log.info("%s", runs[-1])
         out["runs"] = runs
+        out["several_photos"] = several_as_array_or_joined(uri, photos[:16], 20, args.rounds)
         out["summary"] = [
             {
                 "store": store.name,
