@@ -9,7 +9,7 @@ BENCH_STAMP   := $(VENV)/.installed-bench
 DEV_STAMP     := $(VENV)/.installed-dev
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: install install-dev install-bench browser console-assets run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-ceiling bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
+.PHONY: install install-dev install-bench browser console-assets run test test-unit test-api test-stack test-system test-multihost test-image lint bench bench-lfw bench-openset bench-unknowns bench-decode bench-identify bench-spectrum bench-db bench-db-1m bench-db-real bench-db-1m-indexes bench-db-1m-gallery bench-service bench-service-trims bench-profile bench-real bench-ceiling bench-gpu bench-backends bench-engine-levers bench-backends-openvino model-pack-int8-detector admin clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -159,6 +159,10 @@ bench-profile: install-bench
 # 16 clients of single-photo jobs and 4 of 16-photo batch jobs, alternating rounds.
 bench-ceiling: install-bench
 	$(PY) -m bench.ceiling --clients 16 --batch 16 --rounds 3 --faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces}
+
+# The same on one NVIDIA GPU (onnxruntime-gpu in .venv-gpu), the real model beside the null engine.
+bench-gpu:
+	bench/gpu.sh
 
 bench-real: install-bench
 	$(PY) -m bench.service --sets lfw,real --configs 2x1 --modes submitwait --clients 1,2,4,8,16 \

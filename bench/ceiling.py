@@ -146,6 +146,7 @@ def run_level(
         "jobs_s": round(len(ok) / wall, 2),
         "photos_s": round(len(ok) * per_job / wall, 2),
         "faces": sum(sum(r["faces_by_photo"]) for r in ok),
+        "faces_s": round(sum(sum(r["faces_by_photo"]) for r in ok) / wall, 2),
         **{f"latency_{k}": v for k, v in percentiles_ms([r["latency_s"] for r in ok]).items()},
     }
 
@@ -190,6 +191,7 @@ def summarise(levels: list[dict]) -> list[dict]:
                 "jobs_s": round(float(np.median([r["jobs_s"] for r in runs])), 2),
                 "jobs_s_runs": [r["jobs_s"] for r in runs],
                 "photos_s": round(float(np.median([r["photos_s"] for r in runs])), 2),
+                "faces_s": _median([r["faces_s"] for r in runs]),
                 "latency_p50_ms": round(float(np.median([r["latency_p50_ms"] or 0 for r in runs])), 1),
                 "cpu_ms_per_job": {
                     k: round(float(np.median([r["cpu_ms_per_job"][k] for r in runs])), 2) for k in roles
