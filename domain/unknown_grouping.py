@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+
 def normalised(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector

@@ -37,12 +37,12 @@ from web.services.accounts import (
 )
 from web.services.batches import list_batches, load_batch, submit_batch
 from web.services.galleries import (
+    UNCHANGED,
+    change_gallery,
     create_gallery,
     delete_gallery,
     gallery_document,
     list_galleries,
-    UNCHANGED,
-    change_gallery,
     set_gallery_threshold,
 )
 from web.services.jobs import cancel_job, list_jobs, load_job, redeliver
