@@ -276,5 +276,12 @@ def deliver_webhook_sent_before(
 
 
 def deliver_or_fail(task: Task, object_id: str, delivery_id: str, kind: str, organisation_id: str) -> None:
-    if (failure := deliver(task, object_id, delivery_id, kind, organisation_id or None)) is not None:
+    try:
+        failure = deliver(task, object_id, delivery_id, kind, organisation_id or None)
+    except OperationalError as error:
+        # PostgreSQL unreachable (an outage, a restart): the delivery waits for it as jobs do,
+        # instead of ending as a failed task with nothing sent. An attempt whose POST went out
+        # before the error is sent again, under the same X-FaceAPI-Delivery.
+        raise task.retry(exc=error, countdown=retry_delay(task.request.retries)) from error
+    if failure is not None:
         raise DeliveryFailed(failure)
