@@ -238,9 +238,19 @@ def tend_unknowns() -> dict[str, int]:
     return {"purged": purged, "moved": moved}
 
 
-# A build of a large gallery's index takes minutes (about 2 per 100k faces on 2 cores): no job
-# time limit, and no retry of a cut-short build (the next run rebuilds an invalid index).
-@celery_app.task(name=SYNC_GALLERY_INDEXES, soft_time_limit=None, time_limit=None, acks_late=False)
+# A build of a large gallery's index takes minutes (about 2 per 100k faces on 2 cores, 40 for
+# 1M faces with a small maintenance_work_mem): a limit of its own far above the jobs', since None
+# would mean the worker's default (JOB_SOFT_TIME_LIMIT), and no retry of a cut-short build (the
+# next run rebuilds an invalid index).
+INDEX_BUILD_TIME_LIMIT = 6 * 3600
+
+
+@celery_app.task(
+    name=SYNC_GALLERY_INDEXES,
+    soft_time_limit=INDEX_BUILD_TIME_LIMIT,
+    time_limit=INDEX_BUILD_TIME_LIMIT + 60,
+    acks_late=False,
+)
 def sync_gallery_indexes() -> dict[str, int]:
     """Give each large gallery its own HNSW index; drop those no longer needed."""
     settings = worker_settings()
