@@ -167,7 +167,7 @@ bench-gpu:
 bench-real: install-bench
 	$(PY) -m bench.service --sets lfw,real --configs 2x1 --modes submitwait --clients 1,2,4,8,16 \
 		--rounds 2 --repeat-clients 1,8 --requests-per-level 120 --requests-per-level-high 120 --profile-clients 8 \
-		--batch 16 --batch-clients 2 \
+		--batch 16 --batch-clients 4 \
 		--faces-dir $${FACES_DATASET_DIR:-../shared/datasets/faces} --output service_real
 
 # Issue 15: onnxruntime's CPU provider vs OpenVINO, fp32 vs int8 models (quantized at bench time into
