@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.enrollment import discard_batch_gallery
+from domain.job_params import EnrollParams, params_of
 from domain.jobs import iso, now
 from domain.models import UNFINISHED, Batch, Job, JobStatus
 
@@ -54,7 +55,7 @@ def batch_document(
     if with_items:
         rows = sorted(
             session.execute(select(Job).where(Job.batch_id == batch.id)).scalars(),
-            key=lambda job: job.params.get("index", 0),
+            key=lambda job: params_of(job, EnrollParams).index or 0,
         )
         document["items"] = [_item(job) for job in rows]
     if batch.webhook_url:
@@ -64,11 +65,12 @@ def batch_document(
 
 def _item(job: Job) -> dict[str, Any]:
     result = job.result or {}
+    item = params_of(job, EnrollParams)
     return {
-        "index": job.params.get("index"),
-        "file": job.params.get("file"),
-        "name": job.params.get("name"),
-        "external_id": job.params.get("external_id"),
+        "index": item.index,
+        "file": item.file,
+        "name": item.name,
+        "external_id": item.external_id,
         "person_id": str(job.person_id) if job.person_id else result.get("person_id"),
         "job_id": str(job.id),
         "status": job.status.value,

@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.errors import FaceError
-from domain.models import UNFINISHED, Batch, Face, Gallery, Job, JobStatus, Person
+from domain.job_params import EnrollParams, RecognizeParams, params_of
+from domain.models import UNFINISHED, Batch, Face, Gallery, Job, JobStatus, JobType, Person
 
 
 class EmbeddedFace(Protocol):
@@ -62,7 +63,9 @@ def rounded_box(bbox: list[float]) -> list[float]:
 
 def crop_jpeg(face: EmbeddedFace, job: Job) -> bytes | None:
     """The face's aligned crop as JPEG, unless the submission's settings keep no crops."""
-    if face.crop is None or not job.params.get("store_crop", True):
+    # An enrollment's face, or an unknown face of a recognition (its pool keeps crops).
+    params = params_of(job, EnrollParams if job.type is JobType.enroll else RecognizeParams)
+    if face.crop is None or not params.store_crop:
         return None
     return simplejpeg.encode_jpeg(np.ascontiguousarray(face.crop), quality=CROP_JPEG_QUALITY, colorspace="BGR")
 
@@ -188,7 +191,7 @@ def check_consistency(similarity: float | None, threshold: float | None, *, forc
 
 
 def job_photo_hash(job: Job, image: bytes) -> str:
-    return job.params.get("photo_sha256") or photo_sha256(image)
+    return params_of(job, EnrollParams).photo_sha256 or photo_sha256(image)
 
 
 def already_enrolled(session: Session, job: Job, sha256: str) -> dict[str, Any] | None:
@@ -235,9 +238,10 @@ def enroll(
     new) and by (person, photo hash) (the same photo sent again stores nothing new). With
     `settings`, the face is also looked for in its gallery first (domain/identity.py): the same
     face again adds nothing, and one that another person has is reported or refused."""
-    policy = job.params.get("quality_gates") or {}
+    params = params_of(job, EnrollParams)
+    policy = params.quality_gates or {}
     # A chosen face (target_face, put first by target_first) is the person whatever the others.
-    check_single_face(faces, None if job.params.get("target_face") else policy.get("max_second_face_ratio"))
+    check_single_face(faces, None if params.target_face else policy.get("max_second_face_ratio"))
     person = session.get(Person, job.person_id) if job.person_id else None
     if person is None:
         raise FaceError("person_deleted", "The person was deleted before the photo was processed.")
@@ -245,9 +249,7 @@ def enroll(
     if policy:
         check_quality(face.quality, policy, len(faces))
     similarity = best_similarity(session, person.id, model, face.embedding)
-    check_consistency(
-        similarity, policy.get("min_consistency"), force=bool(job.params.get("force")), faces_detected=len(faces)
-    )
+    check_consistency(similarity, policy.get("min_consistency"), force=params.force, faces_detected=len(faces))
     consistency = None if similarity is None else round(similarity, 4)
     found = identity_review(session, job, face.embedding, model, settings)
     if found.same_face is not None:
@@ -307,14 +309,14 @@ class _Created(NamedTuple):
 
     @classmethod
     def of(cls, job: Job) -> _Created:
-        params = job.params or {}
+        params = params_of(job, EnrollParams) if job.type is JobType.enroll else EnrollParams()
         return cls(
             job.id,
             job.person_id,
             job.gallery_id,
             job.batch_id is not None,
-            bool(params.get("created_person")),
-            bool(params.get("created_gallery")),
+            bool(params.created_person),
+            params.created_gallery,
         )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from domain import audit, matching
 from domain.errors import FaceError
+from domain.job_params import EnrollParams, params_of
 from domain.models import Account, Face, Gallery, Job
 from domain.recognition import gallery_threshold, threshold_choice
 
@@ -49,7 +50,8 @@ def review(session: Session, job: Job, embedding: np.ndarray, model: str, settin
     """Search the gallery for the face (see the module's docstring); raises `photo_enrolled_elsewhere`
     or `identity_exists` as the policy says."""
     threshold = _recognition_threshold(session, job.gallery_id, model, settings)
-    same_face = float(job.params.get("same_face_similarity", settings.enroll_same_face_similarity))
+    asked = params_of(job, EnrollParams).same_face_similarity
+    same_face = asked if asked is not None else settings.enroll_same_face_similarity
     matches = matching.search(
         session,
         gallery_id=job.gallery_id,
@@ -74,8 +76,8 @@ def review(session: Session, job: Job, embedding: np.ndarray, model: str, settin
             similarity=round(others[0].similarity, 4),
         )
     reported = [_reported(m) for m in others]
-    if reported and job.params.get("duplicate_identity") == "refuse":
-        if not job.params.get("force"):
+    if reported and params_of(job, EnrollParams).duplicate_identity == "refuse":
+        if not params_of(job, EnrollParams).force:
             raise FaceError(
                 "identity_exists",
                 # No name in the message: possible_duplicate_of is what erasure redacts (domain/erasure.py).

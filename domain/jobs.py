@@ -10,6 +10,7 @@ from sqlalchemy import Update, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
+from domain.job_params import EnrollParams, params_of
 from domain.models import UNFINISHED, Job, JobStatus, JobType
 from jobqueue import job_task
 
@@ -60,8 +61,7 @@ def create_job(
 
 def task_name(job: Job) -> str:
     """The Celery task a job is sent as, named for what it does (jobqueue.job_task)."""
-    params = job.params or {}
-    adds_face = job.type is JobType.enroll and params.get("created_person") is False
+    adds_face = job.type is JobType.enroll and params_of(job, EnrollParams).created_person is False
     return job_task(job.type.value, batch_item=job.batch_id is not None, adds_face=adds_face)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, undefer
 from domain import gallery_archive
 from domain.db import session_scope
 from domain.errors import ServiceError
+from domain.job_params import ImportParams, params_of
 from domain.jobs import iso, now
 from domain.models import Account, Face, FaceReembedding, Gallery, GalleryExport, Job, Person
 from domain.persons import new_person
@@ -198,7 +199,7 @@ def purge_expired_exports(session: Session) -> int:
 def import_target(session: Session, job: Job, worker_model: str) -> tuple[Gallery, bool, str]:
     """The gallery an import fills (created now, in the import's transaction, if it does not exist:
     a failed import leaves none), whether it was created, and the model its faces must have."""
-    name = job.params["gallery"]
+    name = params_of(job, ImportParams).gallery
     created = session.execute(
         insert(Gallery)
         .values(id=uuid.uuid4(), organisation_id=job.organisation_id, owner_id=job.owner_id, name=name)
@@ -234,7 +235,7 @@ def import_gallery(
     one: the same name and one of the same photos) and handled by the job's `on_conflict`.
     Importing the same archive again adds nothing."""
     archive = gallery_archive.read(data, max_bytes=max_bytes)
-    on_conflict = job.params.get("on_conflict", "skip")
+    on_conflict = params_of(job, ImportParams).on_conflict
     if created:
         gallery.match_threshold = archive.manifest.gallery.match_threshold
     matches = [_existing_person(session, gallery.id, person) for person in archive.manifest.persons]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from domain.enrollment import EmbeddedFace, crop_jpeg, rounded_box
+from domain.job_params import RecognizeParams, params_of
 from domain.jobs import iso, now
 from domain.models import AuditEvent, Face, Gallery, Job, UnknownFace, UnknownGroup
 from domain.unknown_grouping import joined_centroid, normalised, regroup
@@ -73,7 +74,7 @@ def sight(session: Session, gallery: Gallery, face: EmbeddedFace, model: str, jo
         .limit(1)
     ).first()
     seen = now()
-    source = job.params.get("source")
+    source = params_of(job, RecognizeParams).source
     if nearest is not None and 1.0 - float(nearest[1]) >= settings.unknowns_group_threshold:
         group = nearest[0]
         group.centroid = joined_centroid(_as_list(group.centroid), group.sightings, embedding)
