@@ -99,10 +99,15 @@ def start_postgres(data_dir: Path) -> tuple[object | None, str]:
 
 
 def stop_postgres(server) -> None:
+    """A fast shutdown (its checkpoint may take long on a busy machine: pg_ctl's own 60 s wait was
+    seen to run out, leaving it running), then an immediate one if it is still up."""
     from pgserver._commands import pg_ctl
 
-    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    for mode, wait in (("fast", "180"), ("immediate", "60")):
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped, or still stopping
+            pg_ctl(["-w", "-t", wait, "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user)
+        if not postgres_running(Path(server.pgdata)):
+            return
 
 
 REDIS_PASSWORD_FILE = "redis_password"

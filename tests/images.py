@@ -61,6 +61,15 @@ def another_photo(data: bytes, scale: float = 1.0) -> bytes:
     return encode(image, quality=85)
 
 
+def tilted_photo(data: bytes, degrees: float = 8.0) -> bytes:
+    """Twice the size and turned a little in the picture: another stand-in for a second photo, far
+    enough from another_photo's copies (similarity 0.93-0.96) not to count as the same face again
+    (ENROLL_SAME_FACE_SIMILARITY), which two another_photo copies at different scales do (0.99)."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = image.resize((image.width * 2, image.height * 2), Image.BICUBIC)
+    return encode(image.rotate(degrees, resample=Image.BICUBIC, expand=True, fillcolor=(128, 128, 128)), quality=85)
+
+
 def crop(data: bytes, box: tuple[int, int, int, int]) -> bytes:
     return encode(Image.open(io.BytesIO(data)).convert("RGB").crop(box), quality=95)
 

@@ -127,7 +127,7 @@ def _enroll_folder_with_the_cli(base: str, headers: dict, folder: Path) -> None:
     report = folder.parent / "report.json"
     first = _run_cli(base, folder, report)
     assert first.returncode == 1, first.stdout + first.stderr  # one photo has no face
-    (folder / "Tom Hanks" / "c.jpg").write_bytes(images.another_photo(images.tom_hanks(), scale=1.5))
+    (folder / "Tom Hanks" / "c.jpg").write_bytes(images.tilted_photo(images.tom_hanks()))
     second = _run_cli(base, folder, report)
     assert second.returncode == 1, second.stdout + second.stderr
     persons = requests.get(f"{base}/api/v1/persons?gallery=staff", headers=headers, timeout=10).json()["items"]
