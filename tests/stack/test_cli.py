@@ -102,7 +102,7 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, code: int, *fra
 PHOTOS = {  # file (relative to the folder): (photo, name, external_id)
     "IMG_0001.png": (TOM, "Tom Hanks", "emp-1"),
     "IMG_0002.jpg": (images.another_photo(TOM, scale=2.0), "Tom Hanks", "emp-1"),
-    "IMG_0003.jpg": (images.another_photo(TOM, scale=1.5), "Tom Hanks", "emp-1"),
+    "IMG_0003.jpg": (images.tilted_photo(TOM), "Tom Hanks", "emp-1"),
     "2024/IMG_0004.jpg": (FACE_0, "Ann Lee", ""),
     "2024/IMG_0005.jpg": (images.another_photo(FACE_0), "Ann Lee", ""),
     "2024/IMG_0006.jpg": (FACE_2, "Bo Ek", "emp-2"),

@@ -270,7 +270,7 @@ def _people(tmp_path) -> list[EnrollItem]:
     photos = {
         "tom/1.png": (TOM, "Tom Hanks", "t-1"),
         "tom/2.jpg": (images.another_photo(TOM, scale=2.0), "Tom Hanks", "t-1"),
-        "tom/3.jpg": (images.another_photo(TOM, scale=1.5), "Tom Hanks", "t-1"),
+        "tom/3.jpg": (images.tilted_photo(TOM), "Tom Hanks", "t-1"),
         "ann/1.jpg": (FACE_0, "Ann", None),
         "ann/2.jpg": (images.another_photo(FACE_0), "Ann", None),
         "bo/1.jpg": (FACE_2, "Bo", "b-2"),

@@ -82,15 +82,17 @@ def add_commands(commands, command: Callable) -> None:
     actions = unknowns.add_subparsers(dest="action", metavar="ACTION", help="`faceapi unknowns ACTION --help`")
     actions.required = True
     enable = command(actions, "enable", cmd_enable, "keep unmatched faces of a gallery, grouped into strangers")
-    enable.add_argument("gallery", metavar="GALLERY")
+    enable.add_argument("gallery", metavar="GALLERY", help="the gallery")
     enable.add_argument("--retention-days", type=int, default=30, metavar="DAYS", help="keep faces this long (30)")
     command(actions, "disable", cmd_disable, "stop, and delete the gallery's pool").add_argument(
-        "gallery", metavar="GALLERY"
+        "gallery", metavar="GALLERY", help="the gallery"
     )
     listing = command(actions, "list", cmd_list, "the gallery's strangers")
-    listing.add_argument("gallery", metavar="GALLERY")
-    listing.add_argument("--order", choices=("last_seen", "count"), default="last_seen")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("gallery", metavar="GALLERY", help="the gallery")
+    listing.add_argument(
+        "--order", choices=("last_seen", "count"), default="last_seen", help="most recently seen or most seen first"
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     _json_option(listing)
     for name, func, help_text in (
         ("show", cmd_show, "one stranger's faces"),
@@ -99,12 +101,12 @@ def add_commands(commands, command: Callable) -> None:
         ("delete", cmd_delete, "forget a stranger"),
     ):
         sub = command(actions, name, func, help_text)
-        sub.add_argument("gallery", metavar="GALLERY")
+        sub.add_argument("gallery", metavar="GALLERY", help="the gallery")
         sub.add_argument("id", type=int, metavar="ID", help="the unknown's id")
         if name == "show":
             _json_option(sub)
         if name == "enroll":
-            sub.add_argument("--name", required=True)
-            sub.add_argument("--external-id")
+            sub.add_argument("--name", required=True, help="the person's name")
+            sub.add_argument("--external-id", help="your id for the person")
         if name == "merge":
             sub.add_argument("--into", type=int, required=True, metavar="ID", help="the group that keeps its id")
