@@ -140,3 +140,19 @@ def test_its_webhook_posts_the_job_with_every_photo_once(client, operator_header
         assert len(hook.requests) == 1
     finally:
         hook.close()
+
+
+def test_in_a_gallery_with_recurring_unknowns_each_photos_stranger_is_sighted(client, operator_headers):
+    gallery = f"door-{uuid.uuid4().hex[:6]}"
+    body = {"name": gallery, "unknowns": {"enabled": True, "retention_days": 30}}
+    assert client.post("/api/v1/galleries", json=body, headers=operator_headers).status_code == 201
+    tom = images.tom_hanks()
+    photos = [tom, images.another_photo(tom), images.another_photo(tom, scale=1.6)]
+
+    job = _submit(client, operator_headers, photos, "?wait=30", gallery=gallery).get_json()
+
+    assert job["status"] == "succeeded", job
+    strangers = [photo["faces"][0]["unknown"] for photo in job["result"]["photos"]]
+    assert len({stranger["id"] for stranger in strangers}) == 1  # the same stranger, seen three times
+    assert [stranger["sightings"] for stranger in strangers] == [1, 2, 3]
+    assert "recurring_unknowns" not in job["result"]
