@@ -76,9 +76,12 @@ def _optional_left_out(field: dict) -> None:
 def _empty_in_the_form(field: dict) -> None:
     """Swagger UI fills a form field that has no default with a sample of its type ("string", 0)
     and sends it: an optional field without a default gets an empty example, so that the field
-    starts empty and, left so, is not sent."""
-    if "default" not in field and field.get("format") != "binary" and field.get("type") != "boolean":
-        field.setdefault("examples", [""])
+    starts empty and, left so, is not sent. An array's (several files) is an empty list: Swagger
+    UI parses it as JSON ("" stops it drawing the whole operation), and without one it starts
+    with an item that sends the sample "string"."""
+    if "default" in field or field.get("format") == "binary" or field.get("type") == "boolean":
+        return
+    field.setdefault("examples", [[]] if field.get("type") == "array" else [""])
 
 
 def _validation_answer(operation: dict, status: str) -> None:
