@@ -627,12 +627,10 @@ class BatchPage(BaseModel):
 
 
 UnknownSource = Annotated[
-    str | None,
+    Annotated[str, Field(min_length=1, max_length=100)] | None,
     BeforeValidator(_blank_is_none),
     Field(
         None,
-        min_length=1,
-        max_length=100,
         description="where the photo was taken (a camera or door name), kept with unmatched faces "
         "in galleries with recurring unknowns on",
     ),
