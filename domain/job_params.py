@@ -55,7 +55,7 @@ class RecognizeParams(_Params):
     # A recognition of several photos: how many, their sizes in the upload, those refused at submission.
     photos: int | None = None
     photo_sizes: list[int] | None = None
-    photo_errors: dict[str, Any] = {}
+    photo_errors: dict[str, Any] | None = None
 
 
 class VerifyParams(_Params):
@@ -64,7 +64,7 @@ class VerifyParams(_Params):
 
 class DetectParams(_Params):
     max_faces: int = 20
-    landmarks: int = 0
+    landmarks: int | None = 5  # 106 adds each face's 106-point landmarks
     quality_gates: dict[str, Any] | None = None
 
 

@@ -20,6 +20,7 @@ from domain import matching, openset, unknowns
 from domain.enrollment import EmbeddedFace, best_similarity, no_face_error, rounded_box
 from domain.errors import FaceError, ServiceError
 from domain.faces import face_fields
+from domain.job_params import RecognizeParams, VerifyParams, params_of
 from domain.models import Gallery, Job
 
 RECURRING_UNKNOWNS = "recurring_unknowns"
@@ -124,7 +125,7 @@ def _match_faces(
             gallery_id=job.gallery_id,
             model=model,
             embedding=face.embedding,
-            top_k=job.params["top_k"],
+            top_k=params_of(job, RecognizeParams).top_k,
             threshold=policy["threshold"],
             ef_search=settings.hnsw_ef_search,
             exact_max_faces=settings.exact_search_max_faces,
@@ -144,7 +145,7 @@ def unknowns_pool(session: Session, job: Job) -> Gallery | None:
     """The job's gallery when its unmatched faces go to the unknowns pool: asked for at submission
     (params `unknowns`) and still on now (read under the gallery's lock, so turning the pool off
     while the job runs stores nothing)."""
-    if not job.params.get("unknowns"):
+    if not params_of(job, RecognizeParams).unknowns:
         return None
     gallery = session.execute(select(Gallery).where(Gallery.id == job.gallery_id).with_for_update()).scalar_one()
     return gallery if gallery.unknowns_enabled else None
@@ -170,7 +171,7 @@ def verify(
         similarity = best_similarity(session, job.person_id, model, probe[0].embedding)
         if similarity is None:
             raise FaceError("no_enrolled_face", "The person has no enrolled face for this model.")
-    threshold = job.params["threshold"]
+    threshold = params_of(job, VerifyParams).threshold
     compared = {name: _compared_face(faces) for name, faces in zip(names, (probe, other), strict=False)}
     return {
         "similarity": round(similarity, 4),

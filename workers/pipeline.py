@@ -14,6 +14,7 @@ from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.faces import detection_result
 from domain.images import decode
+from domain.job_params import DetectParams, EnrollParams, RecognizeParams, params_of
 from domain.models import Job, JobType
 from domain.notifications import announce_job_ended
 from domain.timing import StageTimer
@@ -172,26 +173,28 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
         return gallery_jobs.run(session, job, image)  # `image`: an import's archive
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
-    if job.type is JobType.recognize and "photo_sizes" in job.params:
-        return _recognize_photos(session, job, jobs.split_photos(image, job.params["photo_sizes"]), timer)
+    sizes = params_of(job, RecognizeParams).photo_sizes if job.type is JobType.recognize else None
+    if sizes is not None:
+        return _recognize_photos(session, job, jobs.split_photos(image, sizes), timer)
     engine = gallery_jobs.engine_for(session, job)  # with the recognizer of the gallery's model
     if job.type is JobType.enroll:
         sha256 = enrollment.job_photo_hash(job, image)
         if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:
             return existing  # the same photo again: nothing to detect, nothing to add
-        faces = _enrollment_faces(engine, image, timer, job.params.get("target_face"))
+        faces = _enrollment_faces(engine, image, timer, params_of(job, EnrollParams).target_face)
         with timer("store"):
             return enrollment.enroll(session, job, faces, engine.model_name, sha256, settings=worker_settings())
     if job.type is JobType.detect:
-        faces = _detect(engine, image, timer, job.params["max_faces"], job.params.get("landmarks", 5))
-        gates = job.params.get("quality_gates") or worker_settings().enrollment_policy()
+        asked = params_of(job, DetectParams)
+        faces = _detect(engine, image, timer, asked.max_faces, asked.landmarks)
+        gates = asked.quality_gates or worker_settings().enrollment_policy()
         return detection_result(faces, gates, engine.pack.detector.stem)
     if job.type is JobType.verify:
         faces = _largest_face(engine, image, timer)
         other = _largest_face(engine, second_image, timer) if second_image is not None else None
         with timer("compare"):
             return recognition.verify(session, job, faces, other, engine.model_name)
-    faces = _analyze(engine, image, timer, max_faces=job.params["max_faces"])
+    faces = _analyze(engine, image, timer, max_faces=params_of(job, RecognizeParams).max_faces)
     with timer("search"):
         return recognition.recognize(session, job, faces, engine.model_name, worker_settings())
 
@@ -206,7 +209,8 @@ def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: St
     aligned crops are kept), then every face of the job embedded in batches of EMBED_BATCH, then
     searched. A photo refused at submission, unreadable now, or without a face fails only itself."""
     engine = gallery_jobs.engine_for(session, job)
-    refused = job.params.get("photo_errors") or {}
+    asked = params_of(job, RecognizeParams)
+    refused = asked.photo_errors or {}
     photos: list[list | ServiceError] = []
     faces, crops = [], []
     for index, data in enumerate(images):
@@ -214,7 +218,7 @@ def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: St
             photos.append(ServiceError(**refused[str(index)]))
             continue
         try:
-            found, aligned = _detect_and_align(engine, data, timer, job.params["max_faces"])
+            found, aligned = _detect_and_align(engine, data, timer, asked.max_faces)
         except ServiceError as error:
             photos.append(error)
             continue

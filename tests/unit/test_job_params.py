@@ -48,7 +48,7 @@ def test_defaults_match_what_readers_assumed():
         "request",
         None,
     )
-    assert params_of(_job(JobType.detect, {}), DetectParams).landmarks == 0
+    assert params_of(_job(JobType.detect, {}), DetectParams).landmarks == 5  # keypoints only
 
 
 def test_unknown_keys_are_kept():
