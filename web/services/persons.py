@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from domain import audit, erasure
+from domain import audit, erasure, person_merge
 from domain.callers import Caller
 from domain.errors import NotFound, ServiceError
 from domain.jobs import iso
@@ -174,8 +174,9 @@ def _reloaded(session: Session, person: Person) -> Person:
 
 
 def merge_persons(session: Session, caller: Caller, source_id: uuid.UUID, target_id: uuid.UUID) -> Person:
-    """One person enrolled twice: every face of `source_id` goes to `target_id`, then `source_id` is
-    deleted as a deletion would (finished jobs forget it: domain/erasure.py). Returns the target."""
+    """One person enrolled twice: every face of `source_id` goes to `target_id`, the finished jobs
+    that named `source_id` name `target_id` (domain/person_merge.py), then `source_id` is deleted.
+    Returns the target."""
     source = load_person(session, caller, source_id, with_faces=True)
     if source.account_id is not None:
         raise ServiceError(
@@ -186,7 +187,7 @@ def merge_persons(session: Session, caller: Caller, source_id: uuid.UUID, target
     target = _other_person_of_gallery(session, caller, source, target_id)
     moved = _hand_over_faces(session, target, select(Face.id).where(Face.person_id == source.id))
     audit.record(session, caller, "person.merge", "person", target.id, source_id=str(source.id), faces_moved=moved)
-    erasure.redact_person(session, source)
+    person_merge.hand_over_mentions(session, source, target)
     session.execute(delete(Person).where(Person.id == source.id))
     session.commit()
     return _reloaded(session, target)
