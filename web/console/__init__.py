@@ -93,10 +93,36 @@ def page_context() -> dict[str, Any]:
     }
 
 
+# The pages whose forms post under their own address (an account's role, an API key's revocation).
+FORM_PAGES = ("console.accounts_page", "console.api_key_page")
+
+
+def _page_of_the_failed_form() -> str | None:
+    """Where the form that failed was, for the error page to link back to it. Found from the
+    request, since the console sends no Referer (Referrer-Policy: no-referrer)."""
+    if request.method in SAFE_METHODS:
+        return None
+    arguments = request.view_args or {}
+    if "person_id" in arguments:
+        return url_for("console.person", person_id=arguments["person_id"])
+    if "number" in arguments:  # a stranger of a gallery's unknowns pool
+        return url_for("console.unknowns", name=arguments["name"])
+    return _form_page_above(request.path)
+
+
+def _form_page_above(path: str) -> str | None:
+    for endpoint in FORM_PAGES:
+        page = url_for(endpoint)
+        if path == page or path.startswith(page + "/"):
+            return page
+    return None
+
+
 def _error_page(status: int, code: str, message: str) -> Any:
     if wants_json():
         return jsonify({"error": {"code": code, "message": message}}), status
-    return render_template("error.html", status=status, code=code, message=message), status
+    back = _page_of_the_failed_form()
+    return render_template("error.html", status=status, code=code, message=message, back=back), status
 
 
 @bp.errorhandler(ServiceError)
