@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from config import get_settings
 from domain.errors import ServiceError
 from domain.json_limits import METADATA_MAX_DEPTH, nesting_depth
 from domain.models import EMBEDDING_DIM
@@ -155,8 +156,9 @@ def checksum_of(data: bytes) -> str:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def read(data: bytes, *, max_bytes: int) -> GalleryArchive:
-    """The archive's content, or `invalid_archive` naming the first reason it is refused."""
+def read(data: bytes, *, max_bytes: int, metadata_max_bytes: int | None = None) -> GalleryArchive:
+    """The archive's content, or `invalid_archive` naming the first reason it is refused.
+    `metadata_max_bytes`: a person's metadata limit (PERSON_METADATA_MAX_BYTES unless given)."""
     if len(data) > max_bytes:
         raise invalid("too_large", f"it is {len(data)} bytes; at most {max_bytes} are accepted.", max_bytes=max_bytes)
     _check_checksum(data)
@@ -165,6 +167,7 @@ def read(data: bytes, *, max_bytes: int) -> GalleryArchive:
             infos = archive.infolist()
             _check_names(infos)
             manifest = _read_manifest(archive, infos)
+            _check_metadata_sizes(manifest, metadata_max_bytes or get_settings().person_metadata_max_bytes)
             members = _read_members(archive, infos, manifest)
     except zipfile.BadZipFile as error:
         raise invalid("not_a_zip", f"it is not a readable ZIP file ({error}).") from None
@@ -235,6 +238,23 @@ def _read_manifest(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Ma
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise invalid("bad_manifest", f"{MANIFEST}: {where}: {first['msg']}.", field=where) from None
+
+
+def _check_metadata_sizes(manifest: Manifest, limit: int) -> None:
+    """The API's limit on a person's metadata holds for an imported person too, measured the same
+    way (web/schemas.py): one person over it refuses the whole archive, as any bad part does."""
+    for index, person in enumerate(manifest.persons):
+        size = len(json.dumps(person.metadata))
+        if size > limit:
+            where = f"persons.{index}.metadata"
+            raise invalid(
+                "metadata_too_large",
+                f"{MANIFEST}: {where} is {size} bytes as JSON; a person's metadata may be at most {limit} "
+                "(PERSON_METADATA_MAX_BYTES).",
+                field=where,
+                size=size,
+                limit=limit,
+            )
 
 
 def _read_members(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], manifest: Manifest) -> dict[str, bytes]:

@@ -76,7 +76,12 @@ def submit_import(session: Session, account: Caller, gallery_name: str, archive:
     """Refuse a bad archive at once (400 `invalid_archive`, nothing stored), else queue its import;
     the gallery is created by the import if it does not exist (and not if the import fails)."""
     check_scope(account, gallery_name)
-    content = gallery_archive.read(archive, max_bytes=app_settings().gallery_archive_max_bytes)
+    settings = app_settings()
+    content = gallery_archive.read(
+        archive,
+        max_bytes=settings.gallery_archive_max_bytes,
+        metadata_max_bytes=settings.person_metadata_max_bytes,
+    )
     gallery = find_gallery(session, account, gallery_name)
     faces = len(content.manifest.faces())
     params = {
