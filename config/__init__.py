@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     # Photos one `POST /recognize` may send as `images` parts (one job; each photo counts against
     # the budget). 32 phone photos fit in one worker's memory: only each face's crop is kept.
     recognize_max_images: Positive = 32
+    # Where a queued job's photos wait for a worker: `database` (the job's row: in the WAL, kept
+    # through any restart) or `redis` (no WAL, a fifth of the CPU; lost with the Redis host:
+    # PERFORMANCE.md, section 12). A photo in Redis expires after UPLOAD_TTL_SECONDS at most.
+    upload_store: Literal["database", "redis"] = "database"
+    upload_ttl_seconds: Positive = 24 * 3600
     max_image_pixels: Positive = 40_000_000
     min_image_side: Positive = 32
 

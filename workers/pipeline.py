@@ -9,14 +9,14 @@ from collections.abc import Callable
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from domain import batches, enrollment, jobs, recognition
+from domain import batches, enrollment, jobs, recognition, uploads
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.faces import detection_result
 from domain.images import decode
 from domain.job_params import DetectParams, EnrollParams, RecognizeParams, params_of
 from domain.models import Job, JobType
-from domain.notifications import announce_job_ended
+from domain.notifications import announce_job_ended, redis_client
 from domain.timing import StageTimer
 from domain.webhooks import start_delivery
 from workers import portability as gallery_jobs
@@ -44,6 +44,9 @@ def process_job(job_id: str) -> ServiceError | None:
         with session_scope() as session:
             return jobs.ended_failed(session, job_uuid)
     claimed, image, second_image = claim
+    in_redis = (claimed.params or {}).get("upload") == uploads.REDIS  # UPLOAD_STORE=redis at submission
+    if in_redis:
+        image, second_image = uploads.take(redis_client(), job_uuid)
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
     # otherwise its transaction, effects included, is rolled back and the later run answers.
     claimed_at = claimed.started_at
@@ -80,6 +83,8 @@ def process_job(job_id: str) -> ServiceError | None:
     except Superseded:
         log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
         return None
+    if in_redis:  # the job has ended: no byte of its photos is kept
+        uploads.drop(redis_client(), job_uuid)
     job_ended(job_uuid, claimed.webhook_url, claimed.batch_id)
     for group_id in recurring if claimed.webhook_url else ():
         start_delivery(uuid.UUID(group_id), kind="unknown", settings=worker_settings())

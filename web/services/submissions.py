@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain import audit, budget, enrollment
+from domain import audit, budget, enrollment, uploads
 from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.jobs import create_job, joined_photos, task_name
 from domain.models import Gallery, Job, JobType, Person
+from domain.notifications import redis_client
 from domain.persons import new_person
 from domain.recognition import threshold_choice
 from jobqueue import enqueue
@@ -128,12 +129,17 @@ def _submit_job(
         cost = budget.job_cost(image.info, second_image.info if second_image else None)
     else:  # several photos: each one read counts; a refused one is an empty entry
         cost = sum(budget.image_cost(photo.info) for photo in photos if isinstance(photo, Upload))
+    first, second = (image.data if image else _joined(photos)), (second_image.data if second_image else None)
+    settings = app_settings()
+    in_redis = settings.upload_store == uploads.REDIS  # the photos wait in Redis, not in the row
+    if in_redis:
+        job_fields["params"] = {**job_fields.get("params", {}), "upload": uploads.REDIS}
     job = create_job(
         session,
         owner_id=account.id,
         organisation_id=account.organisation_id,
-        image=image.data if image else _joined(photos),
-        second_image=second_image.data if second_image else None,
+        image=None if in_redis else first,
+        second_image=None if in_redis else second,
         cost=cost,
         api_key_id=account.api_key_id,
         **job_fields,
@@ -141,7 +147,9 @@ def _submit_job(
     # Audited before the budget check: its query's autoflush then writes both rows in one flush
     # (a second flush at commit cost ~1 ms of CPU); a refused job rolls the audit row back with it.
     audit.record(session, account, *audit_as, job_id=str(job.id), **(audit_details or {}))
-    (priority,) = budget.admit(session, account.organisation_id, [cost], limit=app_settings().org_max_pending_cost)
+    (priority,) = budget.admit(session, account.organisation_id, [cost], limit=settings.org_max_pending_cost)
+    if in_redis:  # admitted: kept before the commit, so that a worker finds them (a lost commit: the TTL)
+        uploads.put(redis_client(), job.id, first, second, settings.upload_ttl_seconds)
     _commit_and_enqueue(session, job, priority=priority)
     return job
 
