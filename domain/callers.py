@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from domain.errors import ServiceError
 from domain.models import Account, ApiKey, Role
 
 RANK = {Role.user: 0, Role.operator: 1, Role.admin: 2}
@@ -62,3 +63,24 @@ class Caller:
 
     def may_use_gallery(self, name: str) -> bool:
         return self.galleries is None or name in self.galleries
+
+
+def require_role(caller: Caller, roles: tuple[Role, ...]) -> None:
+    """The role rule of every action, the API's and the console's alike (a page that hid a button is
+    not the check): `caller` must hold one of `roles` (any role when none is named)."""
+    if roles and caller.role not in roles:
+        raise role_refused(caller, roles)
+
+
+def role_refused(caller: Caller, roles: tuple[Role, ...]) -> ServiceError:
+    """403 naming the role the caller holds, the roles the action needs, and who can change it."""
+    needed = " or ".join(role.value for role in roles)
+    holder = "This API key" if caller.is_api_key else "Your account"
+    return ServiceError(
+        "forbidden",
+        f"{holder} has the role '{caller.role.value}'; this action needs {needed}. An admin of your "
+        "organisation can change roles (the console's Accounts page, or PATCH /api/v1/accounts/{account_id}).",
+        status=403,
+        role=caller.role.value,
+        required_roles=[role.value for role in roles],
+    )

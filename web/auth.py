@@ -21,7 +21,7 @@ from flask_jwt_extended.exceptions import JWTDecodeError, WrongTokenError
 from jwt.exceptions import DecodeError
 
 from domain import accounts, api_keys
-from domain.callers import Caller
+from domain.callers import Caller, require_role
 from domain.errors import ServiceError
 from domain.models import Account, ApiKey, Role
 from domain.notifications import redis_client
@@ -88,27 +88,12 @@ def roles_required(*roles: Role, signed_in: bool = False) -> Callable:
             g.caller = _authenticate()
             if signed_in:
                 services.require_signed_in(g.caller)
-            if roles and g.caller.role not in roles:
-                raise role_refused(g.caller, roles)
+            require_role(g.caller, roles)
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorator
-
-
-def role_refused(caller: Caller, roles: tuple[Role, ...]) -> ServiceError:
-    """403 naming the role the caller has and the roles the action needs, and who can change it."""
-    needed = " or ".join(role.value for role in roles)
-    holder = "This API key" if caller.is_api_key else "Your account"
-    return ServiceError(
-        "forbidden",
-        f"{holder} has the role '{caller.role.value}'; this action needs {needed}. "
-        "An admin of your organisation can change roles (PATCH /api/v1/accounts/{account_id}).",
-        status=403,
-        role=caller.role.value,
-        required_roles=[role.value for role in roles],
-    )
 
 
 def _access_token(account: Account, refresh_jti: str) -> str:

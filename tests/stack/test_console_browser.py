@@ -359,7 +359,7 @@ def test_a_viewer_sees_no_actions_and_a_forged_action_is_refused(browse, team, g
     for label in ("Enroll", "Recognize", "API keys"):
         assert page.get_by_role("link", name=label).count() == 0
     page.goto("/console/enroll")
-    assert page.get_by_text("Your role does not allow this action.").is_visible()
+    assert page.get_by_text("Your account has the role 'user'; this action needs admin or operator.").is_visible()
     status = page.evaluate(
         """async () => {
              const token = document.querySelector('meta[name=csrf-token]').content;

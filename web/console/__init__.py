@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from wtforms import ValidationError
 
 from config import Settings
+from domain import callers
 from domain.errors import ServiceError
 from domain.models import Role
 from web.console.session import SignedIn, configure, signed_in
@@ -50,8 +51,7 @@ def require_role(*roles: Role) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any):
-            if current().caller.role not in roles:
-                raise ServiceError("forbidden", "Your role does not allow this action.", status=403)
+            callers.require_role(current().caller, roles)
             return view(*args, **kwargs)
 
         return wrapper
