@@ -16,8 +16,15 @@ import uuid
 
 import redis
 
+from domain.models import Job
+
 REDIS = "redis"
 PARTS = ("image", "image_2")
+
+
+def in_redis(job: Job) -> bool:
+    """Whether the job's photos wait in Redis (UPLOAD_STORE=redis when it was submitted)."""
+    return (job.params or {}).get("upload") == REDIS
 
 
 def _key(job_id: uuid.UUID, part: str) -> str:

@@ -44,7 +44,7 @@ def process_job(job_id: str) -> ServiceError | None:
         with session_scope() as session:
             return jobs.ended_failed(session, job_uuid)
     claimed, image, second_image = claim
-    in_redis = (claimed.params or {}).get("upload") == uploads.REDIS  # UPLOAD_STORE=redis at submission
+    in_redis = uploads.in_redis(claimed)  # UPLOAD_STORE=redis at submission
     if in_redis:
         image, second_image = uploads.take(redis_client(), job_uuid)
     # This run ends the job only if no later run claimed it meanwhile (jobs.finish's claimed_at);
@@ -83,17 +83,20 @@ def process_job(job_id: str) -> ServiceError | None:
     except Superseded:
         log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
         return None
-    if in_redis:  # the job has ended: no byte of its photos is kept
-        uploads.drop(redis_client(), job_uuid)
-    job_ended(job_uuid, claimed.webhook_url, claimed.batch_id)
+    job_ended(job_uuid, claimed.webhook_url, claimed.batch_id, photos_in_redis=in_redis)
     for group_id in recurring if claimed.webhook_url else ():
         start_delivery(uuid.UUID(group_id), kind="unknown", settings=worker_settings())
     return failure
 
 
-def job_ended(job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | None) -> None:
-    """After the transaction that ended a job (here, or the reaper's): wake its long-polls, send
-    its webhook, and close its batch if it was the last item."""
+def job_ended(
+    job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | None, photos_in_redis: bool = False
+) -> None:
+    """After the transaction that ended a job (here, or the reaper's): erase its photos kept in
+    Redis (no byte of an ended job's upload is kept), wake its long-polls, send its webhook, and
+    close its batch if it was the last item."""
+    if photos_in_redis:
+        uploads.drop(redis_client(), job_id)
     announce_job_ended(job_id)
     if webhook_url:
         start_delivery(job_id, settings=worker_settings())

@@ -11,7 +11,7 @@ from celery import Task
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from domain import enrollment, gallery_indexes, idempotency, jobs, portability, unknowns
+from domain import enrollment, gallery_indexes, idempotency, jobs, portability, unknowns, uploads
 from domain.db import get_engine, session_scope
 from domain.errors import ServiceError
 from domain.models import Gallery, JobType
@@ -192,7 +192,7 @@ def reap_jobs() -> dict[str, int]:
             jobs.REQUEUE_AFTER_ERRORS_LIMIT + 1,
         )
     for job in given_up + timed_out:  # as for any failure: long-polls, webhook, batch
-        job_ended(job.id, job.webhook_url, job.batch_id)
+        job_ended(job.id, job.webhook_url, job.batch_id, photos_in_redis=uploads.in_redis(job))
     for job_id, task in resend.items():
         enqueue(job_id, task=task)  # idempotent: a job that runs twice stores or answers the same thing
     if stranded or overdue or timed_out:

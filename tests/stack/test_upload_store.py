@@ -68,3 +68,15 @@ def test_a_photo_lost_with_its_redis_host_ends_its_job_input_missing(services):
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert (job.status.value, job.error["code"]) == ("failed", "input_missing")
+
+
+def test_a_cancelled_job_keeps_no_byte_of_its_photo(client, operator_headers, operator_account):
+    with session_scope() as session:
+        owner = session.execute(select(Account.id).where(Account.email == operator_account[0])).scalar_one()
+        job_id = stored_job(session, owner, image=None, params={"upload": uploads.REDIS, "max_faces": 5}).id
+    uploads.put(redis_client(), job_id, LARGE, None, ttl=60)
+
+    response = client.delete(f"/api/v1/jobs/{job_id}", headers=operator_headers)
+
+    assert response.status_code == 200 and response.get_json()["error"]["code"] == "cancelled"
+    assert uploads.take(redis_client(), job_id) == (None, None)

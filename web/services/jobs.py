@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import audit, enrollment
+from domain import audit, enrollment, uploads
 from domain.callers import Caller
 from domain.errors import ServiceError
 from domain.jobs import finish, job_document
 from domain.models import Job, JobStatus, JobType
-from domain.notifications import announce_job_ended
+from domain.notifications import announce_job_ended, redis_client
 from domain.webhooks import start_delivery
 from web.pagination import keyset_page
 from web.services.access import one_or_404, visible_to
@@ -74,6 +74,8 @@ def cancel_job(session: Session, account: Caller, job: Job) -> bool:
             enrollment.discard_failed(session, job)
     session.commit()
     if cancelled:
+        if uploads.in_redis(job):  # no byte of an ended job's upload is kept
+            uploads.drop(redis_client(), job.id)
         announce_job_ended(job.id)
     session.refresh(job)
     return cancelled
