@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from config import Settings
+from domain import matching
 from domain.errors import FaceError
 from domain.job_params import EnrollParams, RecognizeParams, params_of
 from domain.models import UNFINISHED, Batch, Face, Gallery, Job, JobStatus, JobType, Person
@@ -274,6 +275,9 @@ def enroll(
         )
         .on_conflict_do_nothing()
     )
+    # The identity review above counted the gallery without this face: this process's next search
+    # of it counts again rather than trust that count for GALLERY_SIZE_CACHE_SECONDS.
+    matching.forget_gallery_size(person.gallery_id, model)
     stored = session.execute(select(Face).where(Face.person_id == person.id, Face.source_sha256 == sha256)).scalar_one()
     return face_result(
         stored,

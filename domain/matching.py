@@ -162,6 +162,12 @@ def _remember_gallery_size(key: tuple[uuid.UUID, str], faces: int) -> None:
 _face_counts: dict[tuple[uuid.UUID, str], tuple[int, float]] = {}
 
 
+def forget_gallery_size(gallery_id: uuid.UUID, model: str) -> None:
+    """This process's counts of the gallery are out of date (it has just added a face to it)."""
+    _face_counts.pop((gallery_id, model), None)
+    _gallery_sizes.pop((gallery_id, model), None)
+
+
 def gallery_face_count(session: Session, gallery_id: uuid.UUID, model: str, max_age: float) -> int:
     """Every face of `model` in the gallery: the N of the open-set threshold (domain/openset.py).
     Counted at most once per `max_age` seconds per process (a count of a 1M-face gallery takes
