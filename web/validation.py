@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from werkzeug.datastructures import MultiDict
 
+from domain.errors import ServiceError
 from web import schemas
 from web.forms import suggest_unknown
 
@@ -81,12 +82,27 @@ def _collect(model: type[BaseModel], *sources: MultiDict) -> dict[str, Any]:
     return data
 
 
+FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _require_a_form_body() -> None:
+    """A form read from a JSON body or a raw photo would only report its fields missing, though
+    the client sent them: say which body to send instead."""
+    if request.mimetype and request.mimetype not in FORM_MEDIA_TYPES:
+        raise ServiceError(
+            "multipart_required",
+            f"This call takes multipart/form-data (one part per field, the photo as a file part: "
+            f"curl -F name=value -F image=@photo.jpg), not {request.mimetype}.",
+        )
+
+
 def _parse(kind: str, model: type[BaseModel], path_args: dict[str, Any]) -> BaseModel:
     if kind == "path":
         return model.model_validate(path_args)
     if kind == "query":
         return model.model_validate(_collect(model, request.args))
     if kind == "form":
+        _require_a_form_body()
         return model.model_validate(_collect(model, request.form, request.files))
     if kind == "header":
         fields = (field.alias or name for name, field in model.model_fields.items())
