@@ -59,11 +59,13 @@ test-unit test-api test-stack test-system: install-dev
 # Playwright: installed here when missing and running as root, else one line says how.
 test-stack: browser
 
-# The console's front-end library (htmx), from npm as pinned in web/console/package-lock.json, into
+# The console's front-end libraries (htmx; fflate, to read a ZIP's photo in the browser), from npm
+# as pinned in web/console/package-lock.json, into
 # the committed static/vendor/ (the app serves it; nothing is fetched at run time). Needs npm.
 console-assets:
-	cd web/console && npm ci --no-audit --no-fund && cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
-	sha256sum web/console/static/vendor/htmx.min.js
+	cd web/console && npm ci --no-audit --no-fund && cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js \
+		&& cp node_modules/fflate/umd/index.js static/vendor/fflate.min.js
+	sha256sum web/console/static/vendor/htmx.min.js web/console/static/vendor/fflate.min.js
 
 browser:
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \

@@ -1,6 +1,7 @@
 // The enroll page: photos, a folder (one sub-folder per person) or a ZIP become one batch; its
 // progress and each item's result are polled; a photo with several faces shows them to choose from,
-// and the chosen face is enrolled on its own (target_face).
+// and the chosen face is enrolled on its own (target_face). A photo inside a ZIP is read from the
+// archive here, with fflate (static/vendor): the service keeps no photo once its item has ended.
 "use strict";
 
 (function () {
@@ -10,6 +11,7 @@
   const errorLine = document.getElementById("enroll-error");
   let chosen = []; // {file: File, person: string}
   let archive = null;
+  let archiveBytes = null; // the ZIP's content, read once, when a photo inside it is first needed
   const byPart = new Map(); // the file name sent for each photo -> its entry
 
   const isZip = (file) => /\.zip$/i.test(file.name) || file.type === "application/zip";
@@ -26,6 +28,7 @@
     errorLine.hidden = true;
     const zips = files.filter(({ file }) => isZip(file));
     archive = zips.length ? zips[0].file : null;
+    archiveBytes = null;
     chosen = archive ? [] : files.filter(({ file }) => isPhoto(file));
     const persons = new Set(chosen.map((entry) => entry.person));
     chosenText.textContent = archive
@@ -150,22 +153,42 @@
       code.textContent = error.code || "failed";
       reason.append(code, ` ${error.message || ""}`);
       cell(row, 4, reason);
-      if (error.code === "multiple_faces" && error.boxes && byPart.get(item.file)) {
-        reason.appendChild(facePicker(item, error.boxes, row));
+      if (error.code === "multiple_faces" && error.boxes) {
+        photoOf(item).then((photo) => { if (photo) reason.appendChild(facePicker(item, error.boxes, row, photo)); });
       }
     } else {
       cell(row, 4, "…");
     }
   }
 
-  // The photo with a button over each face; the chosen one is enrolled on its own.
-  function facePicker(item, boxes, row) {
+  const PHOTO_TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp" };
+
+  // An item's photo as a File: the one chosen, or the archive's member of that name (an item of a
+  // ZIP is named by its path in the archive). Null when the browser no longer has it.
+  async function photoOf(item) {
     const entry = byPart.get(item.file);
+    if (entry) return entry.file;
+    if (!archive || !window.fflate || !item.file) return null;
+    try {
+      archiveBytes = archiveBytes || new Uint8Array(await archive.arrayBuffer());
+      // Synchronous, and only the one member: fflate's asynchronous API starts workers, which the CSP forbids.
+      const members = fflate.unzipSync(archiveBytes, { filter: (member) => member.name === item.file });
+      const data = members[item.file];
+      if (!data) return null;
+      const extension = item.file.split(".").pop().toLowerCase();
+      return new File([data], item.file.split("/").pop(), { type: PHOTO_TYPES[extension] || "" });
+    } catch (error) {
+      return null; // an archive the browser cannot read: the reason alone is shown, as before
+    }
+  }
+
+  // The photo with a button over each face; the chosen one is enrolled on its own.
+  function facePicker(item, boxes, row, photo) {
     const figure = document.createElement("figure");
     figure.className = "photo picker";
     const img = document.createElement("img");
-    img.alt = `${entry.file.name}: choose the face of ${item.name}`;
-    img.src = URL.createObjectURL(entry.file);
+    img.alt = `${photo.name}: choose the face of ${item.name}`;
+    img.src = URL.createObjectURL(photo);
     const caption = document.createElement("figcaption");
     caption.textContent = `Which one is ${item.name}? Choose the face.`;
     figure.append(img, caption);
@@ -180,7 +203,7 @@
         data.append("gallery", form.gallery.value);
         data.append("consent", "true");
         data.append("target_face", Console.targetFace(boxes[index]));
-        data.append("image", entry.file, entry.file.name);
+        data.append("image", photo, photo.name);
         try {
           const accepted = await Console.post(form.dataset.oneUrl, data);
           const job = await Console.followJob(`${form.dataset.jobStatus}${accepted.job_id}.json`);
