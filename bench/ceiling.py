@@ -218,13 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         "--faces-dir", default=os.environ.get("FACES_DATASET_DIR", str(ROOT.parent / "shared/datasets/faces"))
     )
     parser.add_argument("--real-engine", action="store_true", help="the real model instead of the null engine")
+    parser.add_argument("--upload-store", default="database", choices=("database", "redis"), help="UPLOAD_STORE")
     parser.add_argument("--output", default="ceiling")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     paths = load_photos(Path(args.faces_dir), args.photos)
     photos = [(p.name, p.read_bytes()) for p in paths]
-    stack = Stack(2, 1, 2, {} if args.real_engine else null_engine_env())
+    env = {"UPLOAD_STORE": args.upload_store, **({} if args.real_engine else null_engine_env())}
+    stack = Stack(2, 1, 2, env)
     out: dict = {"machine": machine_info(), "args": vars(args), "engine": "real" if args.real_engine else "null"}
     levels: list[dict] = []
     try:
