@@ -173,8 +173,9 @@ def change(path: PersonPath, body: PersonPatch):
 @roles_required(*MANAGERS)
 @validated
 def merge(path: PersonPath, body: PersonMerge):
-    """Merge this person into another of its gallery (JSON `{into}`): every face moves there, this
-    person is deleted (audited); answers the person merged into"""
+    """Merge this person into another of its gallery (JSON `{into}`): every face moves there, earlier
+    results that named this person name that one, and this person is deleted (audited); answers the
+    person merged into"""
     person = services.merge_persons(get_session(), current_caller(), path.person_id, body.into)
     return jsonify(services.person_document(person, faces=person.faces))
 
