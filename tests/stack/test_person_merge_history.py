@@ -30,6 +30,7 @@ def test_results_naming_the_merged_person_name_the_person_it_was_merged_into(cli
     batch = wait_batch(client, operator_headers, response.get_json()["batch_id"])
     (item,) = batch["items"]
     twice = item["person_id"]
+    assert [entry["person_id"] for entry in item["possible_duplicate_of"]] == [kept]
     assert twice and twice != kept
     seen = recognize(client, operator_headers, TOM_2)
     assert {match["person_id"] for match in seen["result"]["faces"][0]["matches"]} == {kept, twice}
@@ -48,6 +49,7 @@ def test_results_naming_the_merged_person_name_the_person_it_was_merged_into(cli
     (item,) = wait_batch(client, operator_headers, batch["id"])["items"]
     assert item["person_id"] == kept and item["status"] == "succeeded"
     assert item["file"] == "T. Hanks/1.png"  # what was sent stays as it was sent
+    assert item["possible_duplicate_of"] == []  # a face is no possible duplicate of its own person
     job = client.get(f"/api/v1/jobs/{item['job_id']}", headers=operator_headers).get_json()
     assert job["result"]["person_id"] == kept
 
