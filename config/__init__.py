@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     # A gallery search that HNSW leaves short of candidates (its filter runs after the scan) is
     # redone exactly when the gallery holds at most this many faces (docs: domain/matching.py).
     exact_search_max_faces: NonNegative = 20_000
-    # How long a worker trusts a gallery's face count when choosing the search path (0: never).
+    # How long a worker trusts a large gallery's face count (domain/matching.py; 0: never).
     gallery_size_cache_seconds: Seconds = 30.0
     # A gallery with this many faces of a model gets an HNSW index of its own (domain.gallery_indexes;
     # 0: never), checked every GALLERY_INDEX_INTERVAL seconds; builds get this maintenance_work_mem.

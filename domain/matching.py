@@ -160,6 +160,7 @@ def _remember_gallery_size(key: tuple[uuid.UUID, str], faces: int) -> None:
 
 
 _face_counts: dict[tuple[uuid.UUID, str], tuple[int, float]] = {}
+COUNT_CACHE_MIN_FACES = 10_000
 
 
 def forget_gallery_size(gallery_id: uuid.UUID, model: str) -> None:
@@ -174,7 +175,10 @@ def gallery_face_count(session: Session, gallery_id: uuid.UUID, model: str, max_
     tens of milliseconds); a gallery grown since gets a threshold a little low until then."""
     key = (gallery_id, model)
     entry = _face_counts.get(key)
-    if entry is not None and time.monotonic() - entry[1] <= max_age:
+    # Only a large gallery's count is worth remembering: a small one's is an index count of a few
+    # milliseconds, and a remembered one would hide the persons enrolled a moment ago (a newcomer
+    # enrolling a team, then recognizing it, read "0 faces" for up to GALLERY_SIZE_CACHE_SECONDS).
+    if entry is not None and entry[0] >= COUNT_CACHE_MIN_FACES and time.monotonic() - entry[1] <= max_age:
         return entry[0]
     count = session.execute(_GALLERY_FACES, {"gallery_id": gallery_id, "model": model}).scalar_one()
     if len(_face_counts) >= _GALLERY_SIZES_MAX_ENTRIES:

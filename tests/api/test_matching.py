@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -117,3 +118,15 @@ def test_a_small_gallery_counted_earlier_still_finds_people_enrolled_since(db):
     for person_id, face in newcomers.items():
         assert [m.person_id for m in _search(db, gallery, face)][:1] == [person_id]
     assert _search(db, gallery, first_face, size_cache_seconds=0)[0].person_id == first.id
+
+
+def test_a_small_gallerys_face_count_is_never_stale(db):
+    """Enroll a team, then recognize it: the threshold and `gallery_faces` count everyone already
+    (only a large gallery's count is remembered for GALLERY_SIZE_CACHE_SECONDS)."""
+    from domain.matching import gallery_face_count
+
+    gallery = _gallery(db, f"fresh-{uuid.uuid4().hex[:6]}")
+    assert gallery_face_count(db, gallery.id, MODEL, max_age=30) == 0
+    _enroll(db, gallery, "Ada", _unit(np.random.default_rng(1).normal(size=DIM)))
+    db.flush()
+    assert gallery_face_count(db, gallery.id, MODEL, max_age=30) == 1
