@@ -313,9 +313,29 @@ def keep_out_of_git(data_dir: Path) -> None:
         marker.write_text("# This instance's data (make run): never in git.\n*\n")
 
 
+def ports_in_use(settings) -> list[str]:
+    """The ports this instance would serve that something else already holds, each with the
+    variable that moves it (another `make run` holds the same defaults)."""
+    taken = []
+    for variable, port in (("PORT", settings.port), ("FLOWER_PORT", settings.flower_port)):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, port))
+            except OSError:
+                taken.append(f"{variable}={port}")
+    return taken
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
+    settings = get_settings_or_exit()  # a wrong setting stops `make run` here, named, before anything starts
+    if taken := ports_in_use(settings):
+        raise SystemExit(
+            f"faceapi: {' and '.join(taken)} already in use (another make run?): stop it, or give this "
+            "instance other ports and its own DATA_DIR, e.g. DATA_DIR=.data2 PORT=8001 FLOWER_PORT=5556 "
+            "EMBEDDED_REDIS_PORT=6400 make run"
+        )
     keep_out_of_git(get_settings().data_dir)
     services = EmbeddedServices()
     supervisor = Supervisor(services=services)
