@@ -34,16 +34,6 @@ FACE_2 = images.crop(GROUP, (400, 180, 640, 500))
 FACE_3 = images.crop(GROUP, (680, 250, 910, 560))
 
 
-@pytest.fixture(scope="module")
-def server(live_server):
-    return live_server
-
-
-@pytest.fixture()
-def account(server):
-    return make_account("operator")
-
-
 def _env(url: str, email: str | None = None, password: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEAPI_")}
     env.update(FACEAPI_URL=url, PYTHONUNBUFFERED="1", **extra)
@@ -61,29 +51,6 @@ def faceapi(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: f
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture()
-def cli(monkeypatch, capsys):
-    """`faceapi` run in this process (quicker than a process per command; the enroll and failure
-    tests use real processes): returns what a process would, exit code, stdout and stderr."""
-    from faceapi_client.cli import main
-
-    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-        for name in [n for n in os.environ if n.startswith("FACEAPI_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            if name.startswith("FACEAPI_"):
-                monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as finished:
-            code = finished.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:

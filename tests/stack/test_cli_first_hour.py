@@ -4,9 +4,6 @@ says how to name one."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
 from tests.conftest import make_account
@@ -15,24 +12,9 @@ pytest.importorskip("faceapi_client", reason="the SDK is not installed: .venv/bi
 
 
 @pytest.fixture()
-def cli(monkeypatch, capsys):
-    """`faceapi` run in this process, with only the given FACEAPI_* variables."""
-    from faceapi_client.cli import main
-
-    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-        for name in [n for n in os.environ if n.startswith("FACEAPI_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as finished:
-            code = finished.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
+def cli(cli):
+    """conftest's `cli`, with the FACEAPI_* variables as keyword arguments."""
+    return lambda *args, **env: cli(*args, env=env)
 
 
 def test_whoami_with_an_api_key_names_the_key(live_server, cli):

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from tests import images
-from tests.conftest import make_account
 
 faceapi_client = pytest.importorskip(
     "faceapi_client", reason="the SDK is not installed: .venv/bin/pip install -e clients/python"
@@ -19,22 +18,6 @@ from faceapi_client import FaceAPI, errors  # noqa: E402
 
 GROUP = images.group_photo()
 TOM = images.tom_hanks()
-
-
-@pytest.fixture(scope="module")
-def server(live_server):
-    return live_server
-
-
-@pytest.fixture()
-def account(server):
-    return make_account("operator")
-
-
-@pytest.fixture()
-def api(server, account):
-    with FaceAPI(server.url, email=account[0], password=account[1], timeout=60) as client:
-        yield client
 
 
 def _group_faces(api: FaceAPI, gallery: str) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from tests import images
 from tests.conftest import make_account
-from tests.stack.test_cli import _env, cli  # noqa: F401 - `cli`: the fixture that runs `faceapi` in this process
+from tests.stack.test_cli import _env
 
 faceapi_client = pytest.importorskip(
     "faceapi_client", reason="the SDK is not installed: .venv/bin/pip install -e clients/python"
@@ -17,11 +17,6 @@ faceapi_client = pytest.importorskip(
 from faceapi_client import FaceAPI  # noqa: E402
 
 TOM = images.tom_hanks()
-
-
-@pytest.fixture(scope="module")
-def server(live_server):
-    return live_server
 
 
 def test_recognize_many_gives_each_photo_its_faces_and_errors(server):

@@ -40,11 +40,6 @@ FACE_0 = images.crop(GROUP, (0, 170, 260, 490))
 FACE_2 = images.crop(GROUP, (400, 180, 640, 500))
 
 
-@pytest.fixture(scope="module")
-def server(live_server):
-    return live_server
-
-
 @pytest.fixture()
 def operator(server):
     email, password = make_account("operator")

@@ -3,54 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
 from tests import images
-from tests.conftest import make_account
 
 faceapi_client = pytest.importorskip(
     "faceapi_client", reason="the SDK is not installed: .venv/bin/pip install -e clients/python"
 )
-from faceapi_client import FaceAPI, models  # noqa: E402
-from faceapi_client.cli import main  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(live_server):
-    return live_server
+from faceapi_client import models  # noqa: E402
 
 
 @pytest.fixture()
-def account(server):
-    return make_account("operator")
-
-
-@pytest.fixture()
-def api(server, account):
-    with FaceAPI(server.url, email=account[0], password=account[1], timeout=30) as client:
-        yield client
-
-
-@pytest.fixture()
-def cli(server, account, monkeypatch, capsys):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        for name in [n for n in os.environ if n.startswith("FACEAPI_")]:
-            monkeypatch.delenv(name)
-        monkeypatch.setenv("FACEAPI_URL", server.url)
-        monkeypatch.setenv("FACEAPI_EMAIL", account[0])
-        monkeypatch.setenv("FACEAPI_PASSWORD", account[1])
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as finished:
-            code = finished.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
+def cli(server, account, cli):
+    """`faceapi` as `account` (conftest's `cli`, signed in)."""
+    env = {"FACEAPI_URL": server.url, "FACEAPI_EMAIL": account[0], "FACEAPI_PASSWORD": account[1]}
+    return lambda *args: cli(*args, env=env)
 
 
 def test_sdk_detect_and_search(api):

@@ -758,6 +758,10 @@ class FaceAPI:
         )
         return self._submit("/recognize", form, [("image", read_photo(photo))], idempotency_key, wait=wait)
 
+    def _recognition(self, submit: Callable[..., Any], photos: Any, timeout: float, raise_on_failure: bool, **options):
+        """A recognition of one photo or several (submit_recognition or _many), waited for."""
+        return self._submit_and_wait(partial(submit, photos, **options), timeout, raise_on_failure)
+
     def recognize(
         self,
         photo: Photo,
@@ -775,18 +779,11 @@ class FaceAPI:
         """Every face in the photo, largest first, each with its matches best first. A photo
         without a face raises JobFailed `no_face`; an unknown gallery NotFound `gallery_not_found`.
         `source` (a camera or door name) is kept with unmatched faces where recurring unknowns are on."""
-        submit = partial(
-            self.submit_recognition,
-            photo,
-            gallery=gallery,
-            threshold=threshold,
-            top_k=top_k,
-            max_faces=max_faces,
-            webhook_url=webhook_url,
-            idempotency_key=idempotency_key,
-            source=source,
-        )
-        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
+        options = {"threshold": threshold, "top_k": top_k, "max_faces": max_faces, "webhook_url": webhook_url}
+        return self._recognition(  # type: ignore[return-value]
+            self.submit_recognition, photo, timeout, raise_on_failure,
+            gallery=gallery, idempotency_key=idempotency_key, source=source, **options,
+        )  # fmt: skip
 
     def submit_recognition_many(
         self,
@@ -801,14 +798,8 @@ class FaceAPI:
         wait: float = 0,
         source: str | None = None,
     ) -> models.Accepted | models.RecognizeJob:
-        form = _form(
-            gallery=gallery,
-            threshold=threshold,
-            top_k=top_k,
-            max_faces=max_faces,
-            webhook_url=webhook_url,
-            source=source,
-        )
+        fields = {"threshold": threshold, "top_k": top_k, "max_faces": max_faces, "webhook_url": webhook_url}
+        form = _form(gallery=gallery, source=source, **fields)
         parts = [("images", read_photo(photo)) for photo in photos]
         return self._submit("/recognize", form, parts, idempotency_key, wait=wait)
 
@@ -830,18 +821,11 @@ class FaceAPI:
         `result.photos` lists each photo's faces in the order sent; a photo that cannot be read or
         shows no face has its own `error` and does not fail the others (`result.photo_result(i)`
         is photo i as `recognize` would return it). One job, one webhook."""
-        submit = partial(
-            self.submit_recognition_many,
-            photos,
-            gallery=gallery,
-            threshold=threshold,
-            top_k=top_k,
-            max_faces=max_faces,
-            webhook_url=webhook_url,
-            idempotency_key=idempotency_key,
-            source=source,
-        )
-        return self._submit_and_wait(submit, timeout, raise_on_failure)  # type: ignore[return-value]
+        options = {"threshold": threshold, "top_k": top_k, "max_faces": max_faces, "webhook_url": webhook_url}
+        return self._recognition(  # type: ignore[return-value]
+            self.submit_recognition_many, photos, timeout, raise_on_failure,
+            gallery=gallery, idempotency_key=idempotency_key, source=source, **options,
+        )  # fmt: skip
 
     def search(
         self,
