@@ -123,7 +123,19 @@ class Network:
             ip("-n", host.namespace, "link", "set", "lo", "up")
             ip("link", "set", host.cable, "master", self.bridge)
             ip("link", "set", host.cable, "up")
+        self._let_the_bridge_forward()
         return self
+
+    def _forwarding_rule(self, action: str) -> list[str]:
+        return ["iptables", action, "FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+
+    def _let_the_bridge_forward(self) -> None:
+        """Where Docker runs, bridged packets pass iptables' FORWARD chain, whose policy it sets to
+        DROP: the hosts could not reach each other. Our bridge's own traffic is let through."""
+        if shutil.which("iptables") is None:
+            return
+        if subprocess.run(self._forwarding_rule("-I"), capture_output=True).returncode == 0:
+            self.created.append("forwarding")
 
     def cut(self, name: str) -> None:
         """Pull the host's cable: its packets go nowhere, and nothing tells its peers."""
@@ -140,3 +152,5 @@ class Network:
                 subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True)
         if "bridge" in self.created:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        if "forwarding" in self.created:
+            subprocess.run(self._forwarding_rule("-D"), capture_output=True)
