@@ -13,6 +13,7 @@ from tests.system.test_flower import FLOWER_AUTH, _flower_task, _wait_for_flower
 from tests.system.test_outages import stop_postgres
 
 OUTAGE_SECONDS = 8.0
+ITEMS = 30
 
 
 def _retrying(flower: str) -> dict:
@@ -29,8 +30,10 @@ def test_a_job_that_meets_a_database_outage_shows_retry_then_success():
     ) as stack:
         flower = f"http://127.0.0.1:{flower_port}"
         _wait_for_flower_workers(flower)
-        batch_id = stack.batch(6)
-        time.sleep(1.0)
+        # Enough items that some are still queued or running when PostgreSQL stops, even on a quiet
+        # machine where an item takes 60 ms (six were all done within the second the test waited).
+        batch_id = stack.batch(ITEMS)
+        time.sleep(0.3)
         began = time.monotonic()
         stop_postgres(stack)
         retried: dict = {}
@@ -42,7 +45,7 @@ def test_a_job_that_meets_a_database_outage_shows_retry_then_success():
 
         assert retried, f"no task showed RETRY during the outage\n{stack.log_tail()}"
         assert {task["name"] for task in retried.values()} == {"batch_item"}
-        assert (batch["status"], batch["succeeded"]) == ("succeeded", 6), batch
-        assert stack.face_counts(batch) == [1] * 6  # exactly once, retries and all
+        assert (batch["status"], batch["succeeded"]) == ("succeeded", ITEMS), batch
+        assert stack.face_counts(batch) == [1] * ITEMS  # exactly once, retries and all
         for job_id in retried:  # the same id ends as SUCCESS
             assert _flower_task(flower, job_id, "SUCCESS", timeout=30)["uuid"] == job_id
