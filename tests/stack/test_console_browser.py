@@ -217,6 +217,7 @@ def test_enrolling_a_folder_through_the_page(browse, team, gallery, screenshots,
     page = signed_in_page(browse, team["operator"])
     page.get_by_role("link", name="Enroll", exact=True).click()
     page.fill("input[name=gallery]", gallery)
+    page.wait_for_load_state()  # the page's deferred scripts listen
     page.set_input_files("#pick-folder", str(folder))
     page.get_by_text("5 photo(s) of 4 person(s).").wait_for()
     page.check("input[name=consent]")
@@ -275,6 +276,7 @@ def test_choosing_the_face_of_a_multiple_faces_photo(browse, team, gallery, scre
     page = signed_in_page(browse, team["operator"])
     page.goto("/console/enroll")
     page.fill("input[name=gallery]", gallery)
+    page.wait_for_load_state()  # the page's deferred scripts listen
     page.set_input_files("#pick-files", str(photo))
     page.check("input[name=consent]")
     page.click("#enroll-submit")
@@ -296,6 +298,7 @@ def test_recognize_draws_the_right_names_on_the_group_photo(browse, team, galler
     page = signed_in_page(browse, team["operator"])
     page.get_by_role("link", name="Recognize", exact=True).click()
     page.select_option("select[name=gallery]", gallery)
+    page.wait_for_load_state()  # the page's deferred scripts listen
     page.set_input_files("#pick-photo", str(photo))
     page.wait_for_function("() => document.querySelectorAll('#photo .tag').length === 6")
     summary = page.inner_text("#result-summary")

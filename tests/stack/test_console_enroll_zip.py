@@ -23,6 +23,7 @@ def test_choosing_the_face_of_a_multiple_faces_photo_inside_a_zip(browse, team, 
     page = signed_in_page(browse, team["operator"])
     page.goto("/console/enroll")
     page.fill("input[name=gallery]", f"zip-{uuid.uuid4().hex[:6]}")
+    page.wait_for_load_state()  # the page's deferred scripts listen
     page.set_input_files("#pick-files", str(archive))
     page.check("input[name=consent]")
     page.click("#enroll-submit")

@@ -41,6 +41,12 @@
 
   document.getElementById("pick-files").addEventListener("change", (e) => choose(fromInput(e.target)));
   document.getElementById("pick-folder").addEventListener("change", (e) => choose(fromInput(e.target)));
+  // Photos picked before this script ran (it is deferred: a quick pick, or a form the browser
+  // restored on going back) fired their change event with nobody listening: take them now.
+  for (const id of ["pick-folder", "pick-files"]) {
+    const input = document.getElementById(id);
+    if (input.files && input.files.length) choose(fromInput(input));
+  }
 
   // A dropped folder is read with the entries API, recursively.
   function readEntry(entry, path) {

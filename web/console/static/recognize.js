@@ -128,6 +128,7 @@
 
   const picker = document.getElementById("pick-photo");
   picker.addEventListener("change", () => picker.files[0] && recognize(picker.files[0]));
+  if (picker.files[0]) recognize(picker.files[0]); // picked before this deferred script ran
   const drop = document.getElementById("drop");
   ["dragenter", "dragover"].forEach((name) =>
     drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); }));
