@@ -108,7 +108,14 @@ def enqueue(job_id: uuid.UUID, *, task: str, priority: int | None = None) -> Non
     """Send a job's id (never its payload) to the workers as the task `task` (job_task) whose id is
     the job's; `priority` 0 (the default) is taken first. Sending a job again (the reaper) reuses
     the id: a worker runs a job that has already ended as a no-op (jobs.claim_with_inputs)."""
-    app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
+    try:
+        app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
+    except Exception:  # kombu raises many types for a broker that went away
+        # A pooled connection that a broker restart left dead fails the first send after it (a
+        # burst right after Redis came back answered 503 queue_unavailable): drop the pool's
+        # connections and send once more. A message sent twice is harmless (the claim).
+        app().pool.force_close_all()
+        app().send_task(task, args=[str(job_id)], task_id=str(job_id), priority=priority)
 
 
 def send_webhook(object_id: uuid.UUID, delivery_id: str, kind: str, organisation_id: uuid.UUID | None) -> None:
