@@ -124,6 +124,23 @@ def _enrollment_faces(engine, image: bytes, timer: StageTimer, target_face: list
     return _analyze(engine, image, timer, embed_only=1, order=lambda faces: enrollment.target_first(faces, target_face))
 
 
+def _decode_and_detect(engine, image: bytes, timer: StageTimer, max_faces: int):
+    """The photo decoded at the coarsest scale its detector needs, and its faces (largest first)."""
+    with timer("decode"):
+        decoded = decode(image, min_long_side=engine.decode_long_side())
+    with timer("detect"):
+        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    return decoded, faces
+
+
+def _fine_enough(engine, image: bytes, timer: StageTimer, decoded, faces: list):
+    """The photo decoded again, finer, when one of `faces` is too small at its scale for an aligned crop."""
+    if (finer := crop_scale(faces, decoded.scale)) == decoded.scale:
+        return decoded
+    with timer("decode"):
+        return decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+
+
 def _analyze(
     engine,
     image: bytes,
@@ -140,16 +157,11 @@ def _analyze(
     small in that image for its aligned crop is the photo decoded again, finer (crop_scale).
     `order` may reorder the faces detected before the first `embed_only` are embedded.
     """
-    with timer("decode"):
-        decoded = decode(image, min_long_side=engine.decode_long_side())
-    with timer("detect"):
-        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
+    decoded, faces = _decode_and_detect(engine, image, timer, max_faces)
     if order is not None:
         faces = order(faces)
     chosen = faces[:embed_only] if embed_only else faces
-    if (finer := crop_scale(chosen, decoded.scale)) != decoded.scale:
-        with timer("decode"):
-            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+    decoded = _fine_enough(engine, image, timer, decoded, chosen)
     with timer("embed"):
         engine.embed(decoded.bgr, chosen, scale=decoded.scale)
     return faces
@@ -158,13 +170,8 @@ def _analyze(
 def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: int) -> list:
     """Decode, detect and measure each face on its aligned crop (no embedding: nothing is
     compared), and add the 106 landmarks when asked."""
-    with timer("decode"):
-        decoded = decode(image, min_long_side=engine.decode_long_side())
-    with timer("detect"):
-        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
-    if (finer := crop_scale(faces, decoded.scale)) != decoded.scale:
-        with timer("decode"):
-            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+    decoded, faces = _decode_and_detect(engine, image, timer, max_faces)
+    decoded = _fine_enough(engine, image, timer, decoded, faces)
     with timer("measure"):
         engine.assess(decoded.bgr, faces, scale=decoded.scale)
     if landmarks == 106 and faces:
@@ -245,12 +252,7 @@ def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: St
 
 def _detect_and_align(engine, image: bytes, timer: StageTimer, max_faces: int) -> tuple[list, list]:
     """One photo's faces (as `_analyze` finds them) and their aligned crops, not yet embedded."""
-    with timer("decode"):
-        decoded = decode(image, min_long_side=engine.decode_long_side())
-    with timer("detect"):
-        faces = engine.detect(decoded.bgr, max_faces, scale=decoded.scale)
-    if (finer := crop_scale(faces, decoded.scale)) != decoded.scale:
-        with timer("decode"):
-            decoded = decode(image, min_long_side=engine.decode_long_side(), max_scale=finer)
+    decoded, faces = _decode_and_detect(engine, image, timer, max_faces)
+    decoded = _fine_enough(engine, image, timer, decoded, faces)
     with timer("align"):
         return faces, engine.align(decoded.bgr, faces, scale=decoded.scale)
