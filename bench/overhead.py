@@ -170,9 +170,10 @@ def submitter():
     from domain.db import dispose_engine, get_engine, session_scope
     from domain.models import Role
     from web import create_app
-    from workers.pipeline import process_job
+    from workers import pipeline
 
     dispose_engine()
+    process_job = _pipeline_run(pipeline)
     trace = PostgresTrace(get_engine())
     # Trees differ in whether create_account takes the settings (pydantic-settings, issue 13).
     settings = {"settings": get_settings()} if "settings" in inspect.signature(create_account).parameters else {}
@@ -199,6 +200,18 @@ def submitter():
         return response.json["job_id"]
 
     return submit, process_job, trace
+
+
+def _pipeline_run(pipeline):
+    """process_job(job_id) as a task calls it: with the settings and engine it hands down (trees
+    differ in whether the pipeline takes them, issue 25)."""
+    if "context" not in inspect.signature(pipeline.process_job).parameters:
+        return pipeline.process_job
+    from config import get_settings
+    from workers.context import WorkerContext
+
+    context = WorkerContext.of(get_settings())
+    return lambda job_id: pipeline.process_job(job_id, context)
 
 
 @contextlib.contextmanager

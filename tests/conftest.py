@@ -297,7 +297,7 @@ def recognize(client, headers: dict, image: bytes, **fields: str) -> dict:
 def override_settings(**values: str) -> Iterator[None]:
     """Change settings (as environment variables) for the duration of a block: the process's
     (get_settings), the tests' web app's (ProcessSettings) and those of worker code called in this
-    process (deliver, process_job: workers.settings.worker_settings)."""
+    process (the tasks: their app's conf.faceapi_settings)."""
     from config import get_settings
 
     _worker_app_follows_process_settings()

@@ -85,13 +85,14 @@ def runs_jobs(app: Celery | None = None) -> bool:
 @worker_process_init.connect
 def _load_engine_in_child(**_: object) -> None:
     """Build the models once per worker process, after the fork, of the worker app's settings (the
-    engine receives them: it reads no settings of its own), and fresh DB connections."""
+    engine receives them: it reads no settings of its own), and fresh DB connections. The job tasks
+    hand this context (settings and engine) to the pipeline (workers/context.py)."""
     from domain.db import dispose_engine
-    from workers.engine import get_face_engine
+    from workers.context import start_process
 
     dispose_engine()
     if runs_jobs():
-        get_face_engine(celery_app.conf.faceapi_settings)
+        start_process(celery_app)
 
 
 @after_setup_logger.connect

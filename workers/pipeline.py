@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from config import Settings
 from domain import batches, enrollment, jobs, recognition, uploads
 from domain.db import session_scope
 from domain.errors import ServiceError
@@ -20,8 +21,8 @@ from domain.notifications import announce_job_ended, redis_client
 from domain.timing import StageTimer
 from domain.webhooks import start_delivery
 from workers import portability as gallery_jobs
+from workers.context import WorkerContext
 from workers.engine import ModelError, crop_scale
-from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ class Superseded(Exception):
     """A later run claimed the job while this one ran (jobs.finish's claimed_at)."""
 
 
-def process_job(job_id: str) -> ServiceError | None:
-    """Run the job; returns the error it ended with when it ended failed (by this run, or earlier:
-    a message sent again for an ended job), None otherwise."""
+def process_job(job_id: str, context: WorkerContext) -> ServiceError | None:
+    """Run the job with the task's settings and engine; returns the error it ended with when it
+    ended failed (by this run, or earlier: a message sent again for an ended job), None otherwise."""
     job_uuid = uuid.UUID(job_id)
     timer = StageTimer()
     with timer("claim"), session_scope() as session:
@@ -57,7 +58,7 @@ def process_job(job_id: str) -> ServiceError | None:
             with session_scope() as session:
                 # The row as claimed, without reading it again (nothing but a later claim changes it).
                 job = session.merge(claimed, load=False)
-                result = _run(session, job, image, second_image, timer)
+                result = _run(session, job, image, second_image, timer, context)
                 recurring = result.pop(recognition.RECURRING_UNKNOWNS, [])
                 if not jobs.finish(session, job_uuid, result=result, timings=timer.as_ms(), claimed_at=claimed_at):
                     raise Superseded
@@ -83,14 +84,19 @@ def process_job(job_id: str) -> ServiceError | None:
     except Superseded:
         log.warning("job %s was claimed again by a later run while this one ran; this run ends nothing", job_id)
         return None
-    job_ended(job_uuid, claimed.webhook_url, claimed.batch_id, photos_in_redis=in_redis)
+    job_ended(job_uuid, claimed.webhook_url, claimed.batch_id, settings=context.settings, photos_in_redis=in_redis)
     for group_id in recurring if claimed.webhook_url else ():
-        start_delivery(uuid.UUID(group_id), kind="unknown", settings=worker_settings())
+        start_delivery(uuid.UUID(group_id), kind="unknown", settings=context.settings)
     return failure
 
 
 def job_ended(
-    job_id: uuid.UUID, webhook_url: str | None, batch_id: uuid.UUID | None, photos_in_redis: bool = False
+    job_id: uuid.UUID,
+    webhook_url: str | None,
+    batch_id: uuid.UUID | None,
+    *,
+    settings: Settings,
+    photos_in_redis: bool = False,
 ) -> None:
     """After the transaction that ended a job (here, or the reaper's): erase its photos kept in
     Redis (no byte of an ended job's upload is kept), wake its long-polls, send its webhook, and
@@ -99,17 +105,17 @@ def job_ended(
         uploads.drop(redis_client(), job_id)
     announce_job_ended(job_id)
     if webhook_url:
-        start_delivery(job_id, settings=worker_settings())
+        start_delivery(job_id, settings=settings)
     if batch_id:
-        _notify_batch(batch_id)
+        _notify_batch(batch_id, settings)
 
 
-def _notify_batch(batch_id: uuid.UUID) -> None:
+def _notify_batch(batch_id: uuid.UUID, settings: Settings) -> None:
     """Whoever ends a batch's last item closes it and sends the batch webhook (exactly once)."""
     with session_scope() as session:
         due = batches.end_once(session, batch_id)
     if due:
-        start_delivery(batch_id, kind="batch", settings=worker_settings())
+        start_delivery(batch_id, kind="batch", settings=settings)
 
 
 def _largest_face(engine, image: bytes, timer: StageTimer) -> list:
@@ -183,26 +189,33 @@ def _detect(engine, image: bytes, timer: StageTimer, max_faces: int, landmarks: 
     return faces
 
 
-def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | None, timer: StageTimer) -> dict:
+def _run(
+    session: Session,
+    job: Job,
+    image: bytes | None,
+    second_image: bytes | None,
+    timer: StageTimer,
+    context: WorkerContext,
+) -> dict:
     if job.type in gallery_jobs.GALLERY_JOBS:
-        return gallery_jobs.run(session, job, image)  # `image`: an import's archive
+        return gallery_jobs.run(session, job, image, context)  # `image`: an import's archive
     if image is None:
         raise ServiceError("input_missing", "The job's photo is no longer available.")
     sizes = params_of(job, RecognizeParams).photo_sizes if job.type is JobType.recognize else None
     if sizes is not None:
-        return _recognize_photos(session, job, jobs.split_photos(image, sizes), timer)
-    engine = gallery_jobs.engine_for(session, job)  # with the recognizer of the gallery's model
+        return _recognize_photos(session, job, jobs.split_photos(image, sizes), timer, context)
+    engine = gallery_jobs.engine_for(session, job, context)  # with the recognizer of the gallery's model
     if job.type is JobType.enroll:
         sha256 = enrollment.job_photo_hash(job, image)
         if (existing := enrollment.already_enrolled(session, job, sha256)) is not None:
             return existing  # the same photo again: nothing to detect, nothing to add
         faces = _enrollment_faces(engine, image, timer, params_of(job, EnrollParams).target_face)
         with timer("store"):
-            return enrollment.enroll(session, job, faces, engine.model_name, sha256, settings=worker_settings())
+            return enrollment.enroll(session, job, faces, engine.model_name, sha256, settings=context.settings)
     if job.type is JobType.detect:
         asked = params_of(job, DetectParams)
         faces = _detect(engine, image, timer, asked.max_faces, asked.landmarks)
-        gates = asked.quality_gates or worker_settings().enrollment_policy()
+        gates = asked.quality_gates or context.settings.enrollment_policy()
         return detection_result(faces, gates, engine.pack.detector.stem)
     if job.type is JobType.verify:
         faces = _largest_face(engine, image, timer)
@@ -211,7 +224,7 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
             return recognition.verify(session, job, faces, other, engine.model_name)
     faces = _analyze(engine, image, timer, max_faces=params_of(job, RecognizeParams).max_faces)
     with timer("search"):
-        return recognition.recognize(session, job, faces, engine.model_name, worker_settings())
+        return recognition.recognize(session, job, faces, engine.model_name, context.settings)
 
 
 # Faces a recognizer call embeds at once in a recognition of several photos: on a GPU one call's
@@ -219,11 +232,13 @@ def _run(session: Session, job: Job, image: bytes | None, second_image: bytes | 
 EMBED_BATCH = 32
 
 
-def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: StageTimer) -> dict:
+def _recognize_photos(
+    session: Session, job: Job, images: list[bytes], timer: StageTimer, context: WorkerContext
+) -> dict:
     """A recognition of several photos: each photo decoded and detected in turn (only its faces'
     aligned crops are kept), then every face of the job embedded in batches of EMBED_BATCH, then
     searched. A photo refused at submission, unreadable now, or without a face fails only itself."""
-    engine = gallery_jobs.engine_for(session, job)
+    engine = gallery_jobs.engine_for(session, job, context)
     asked = params_of(job, RecognizeParams)
     refused = asked.photo_errors or {}
     photos: list[list | ServiceError] = []
@@ -247,7 +262,7 @@ def _recognize_photos(session: Session, job: Job, images: list[bytes], timer: St
         for start in range(0, len(faces), EMBED_BATCH):
             engine.embed_aligned(faces[start : start + EMBED_BATCH], crops[start : start + EMBED_BATCH])
     with timer("search"):
-        return recognition.recognize_photos(session, job, photos, engine.model_name, worker_settings())
+        return recognition.recognize_photos(session, job, photos, engine.model_name, context.settings)
 
 
 def _detect_and_align(engine, image: bytes, timer: StageTimer, max_faces: int) -> tuple[list, list]:

@@ -18,21 +18,22 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session
 
+from config import Settings
 from domain import portability
 from domain.errors import ServiceError
 from domain.images import decode_bgr
 from domain.models import Job, JobType
-from workers.engine import RECOGNIZER_PREFIXES, FaceEngine, bundled_pack_dir, get_face_engine, sha256_of
-from workers.settings import worker_settings
+from workers.context import WorkerContext
+from workers.engine import RECOGNIZER_PREFIXES, FaceEngine, bundled_pack_dir, sha256_of
 
 log = logging.getLogger(__name__)
 
 GALLERY_JOBS = (JobType.export, JobType.import_, JobType.reembed)
 
 
-def recognizer_files(engine: FaceEngine) -> dict[str, Path]:
+def recognizer_files(engine: FaceEngine, settings: Settings) -> dict[str, Path]:
     """Every recognizer this worker can load, by model name; the engine's own wins a name clash."""
-    directories = [*worker_settings().previous_model_dirs, bundled_pack_dir(), engine.pack.recognizer.parent]
+    directories = [*settings.previous_model_dirs, bundled_pack_dir(), engine.pack.recognizer.parent]
     found: dict[str, Path] = {}
     for directory in directories:
         for path in sorted(Path(directory).glob("*.onnx")):
@@ -60,21 +61,21 @@ def _recognizer(path: Path, threads: int):
     return ArcFaceONNX(str(path), session=session)
 
 
-def recognizer_for(engine: FaceEngine, model: str):
+def recognizer_for(engine: FaceEngine, model: str, settings: Settings):
     """The recognizer of `model`, or None when this worker has no file of it."""
     if model == engine.model_name:
         return engine.recognizer
-    path = recognizer_files(engine).get(model)
-    return None if path is None else _recognizer(path, worker_settings().ort_intra_threads())
+    path = recognizer_files(engine, settings).get(model)
+    return None if path is None else _recognizer(path, settings.ort_intra_threads())
 
 
-def engine_for(session: Session, job: Job) -> FaceEngine:
+def engine_for(session: Session, job: Job, context: WorkerContext) -> FaceEngine:
     """The engine that embeds this job's faces: with the recognizer of the job's gallery's model.
 
     A gallery without a model takes the engine's at its first enrollment. A recognition against a
     gallery whose model this worker cannot load fails `model_unavailable`; an enrollment then uses
     the engine's model (the face joins the gallery's searches once the gallery is re-embedded)."""
-    engine = get_face_engine(worker_settings())
+    engine = context.engine
     model = portability.serving_model(session, job.gallery_id)
     if model is None:
         if job.type is JobType.enroll:
@@ -82,7 +83,7 @@ def engine_for(session: Session, job: Job) -> FaceEngine:
         return engine
     if model == engine.model_name:
         return engine
-    recognizer = recognizer_for(engine, model)
+    recognizer = recognizer_for(engine, model, context.settings)
     if recognizer is None:
         if job.type is JobType.enroll:
             return engine
@@ -110,12 +111,11 @@ def crop_embedder(recognizer) -> portability.Embed:
     return embed
 
 
-def run(session: Session, job: Job, archive: bytes | None) -> dict:
+def run(session: Session, job: Job, archive: bytes | None, context: WorkerContext) -> dict:
     """Run an export, import or re-embedding job."""
-    settings = worker_settings()
-    engine = get_face_engine(settings)
+    settings, engine = context.settings, context.engine
     if job.type is JobType.export:
-        models = {name: {"sha256": _file_sha256(path)} for name, path in recognizer_files(engine).items()}
+        models = {name: {"sha256": _file_sha256(path)} for name, path in recognizer_files(engine, settings).items()}
         return portability.export_gallery(
             session,
             job,
@@ -127,7 +127,7 @@ def run(session: Session, job: Job, archive: bytes | None) -> dict:
         if archive is None:
             raise ServiceError("input_missing", "The job's archive is no longer available.")
         gallery, created, model = portability.import_target(session, job, engine.model_name)
-        recognizer = recognizer_for(engine, model)
+        recognizer = recognizer_for(engine, model, settings)
         return portability.import_gallery(
             session,
             job,

@@ -1,4 +1,8 @@
-"""Celery tasks: thin wrappers that take a job id and hand it to the pipeline."""
+"""Celery tasks: thin wrappers that take a job id and hand it to the pipeline.
+
+The tasks are the worker's entry points, and the only worker code that reads the app's settings
+(`self.app.conf.faceapi_settings`, workers/celery_app.make_celery) and this process's engine
+(workers/context.process_context): what runs below them receives both as arguments."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from celery import Task
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from config import Settings
 from domain import enrollment, gallery_indexes, idempotency, jobs, portability, unknowns, uploads
 from domain.db import get_engine, session_scope
 from domain.errors import ServiceError
@@ -32,9 +37,9 @@ from jobqueue import (
     enqueue,
 )
 from workers.celery_app import celery_app
+from workers.context import process_context
 from workers.pipeline import job_ended
 from workers.pipeline import process_job as run_pipeline
-from workers.settings import worker_settings
 from workers.webhooks import deliver
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,16 @@ def database_answers() -> bool:
         return False
 
 
+def settings_of(task: Task) -> Settings:
+    """The settings of the app running `task` (a test may swap them on this process's app)."""
+    return task.app.conf.faceapi_settings
+
+
+def _app_settings() -> Settings:
+    """The settings of the app the tasks register on, as they are declared (their retry limits)."""
+    return celery_app.conf.faceapi_settings
+
+
 class JobFailed(Exception):
     """The job ended `failed`; raised once its row is final, so that the task shows FAILURE (with
     the job's error code and message) in Flower. An expected outcome (the task's `throws`): never
@@ -77,7 +92,7 @@ def run_job(task: Task, job_id: str) -> None:
     then the job goes back to the queue for the reaper's next pass (jobs.mark_message_lost), not
     left queued silently; after jobs.REQUEUE_AFTER_ERRORS_LIMIT such rounds the reaper fails it."""
     try:
-        failure = run_pipeline(job_id)
+        failure = run_pipeline(job_id, process_context(task.app))
     except OperationalError as error:
         retries = task.request.retries
         if retries < task.max_retries or not database_answers():
@@ -94,7 +109,7 @@ def run_job(task: Task, job_id: str) -> None:
 
 def job_task(name: str):
     """A job's task: one name per kind of job (jobqueue.job_task), the same body (run_job)."""
-    return celery_app.task(bind=True, name=name, max_retries=worker_settings().job_max_retries, throws=(JobFailed,))
+    return celery_app.task(bind=True, name=name, max_retries=_app_settings().job_max_retries, throws=(JobFailed,))
 
 
 @job_task(RECOGNIZE)
@@ -139,7 +154,7 @@ def gallery_task(name: str):
     return celery_app.task(
         bind=True,
         name=name,
-        max_retries=worker_settings().job_max_retries,
+        max_retries=_app_settings().job_max_retries,
         throws=(JobFailed,),
         soft_time_limit=GALLERY_JOB_TIME_LIMIT,
         time_limit=GALLERY_JOB_TIME_LIMIT + 60,
@@ -170,12 +185,12 @@ def process_job(self: Task, job_id: str) -> None:
 
 # Every minute, and what it does is in the worker's log: it sends no task events, so that Flower
 # lists the jobs rather than sixty reaper runs an hour.
-@celery_app.task(name=REAP_JOBS, send_events=False)
-def reap_jobs() -> dict[str, int]:
+@celery_app.task(bind=True, name=REAP_JOBS, send_events=False)
+def reap_jobs(self: Task) -> dict[str, int]:
     """Send again jobs whose message seems lost (each at most once per JOB_REQUEUE_AFTER, and at
     once those a worker gave up on, up to jobs.REQUEUE_AFTER_ERRORS_LIMIT times: then they fail);
     re-queue once, then fail, jobs past their deadline."""
-    settings = worker_settings()
+    settings = settings_of(self)
     with session_scope() as session:
         given_up = jobs.fail_given_up(session)
         stranded = jobs.take_stranded(session, jobs.now() - timedelta(seconds=settings.job_requeue_after))
@@ -192,7 +207,7 @@ def reap_jobs() -> dict[str, int]:
             jobs.REQUEUE_AFTER_ERRORS_LIMIT + 1,
         )
     for job in given_up + timed_out:  # as for any failure: long-polls, webhook, batch
-        job_ended(job.id, job.webhook_url, job.batch_id, photos_in_redis=uploads.in_redis(job))
+        job_ended(job.id, job.webhook_url, job.batch_id, settings=settings, photos_in_redis=uploads.in_redis(job))
     for job_id, task in resend.items():
         enqueue(job_id, task=task)  # idempotent: a job that runs twice stores or answers the same thing
     if stranded or overdue or timed_out:
@@ -210,22 +225,22 @@ def reap_jobs() -> dict[str, int]:
     }
 
 
-@celery_app.task(name=PURGE_JOBS)
-def purge_jobs() -> int:
+@celery_app.task(bind=True, name=PURGE_JOBS)
+def purge_jobs(self: Task) -> int:
     """Delete finished jobs older than JOB_RETENTION_DAYS, Idempotency-Keys older than
     IDEMPOTENCY_KEY_HOURS, and gallery exports whose download time is over."""
-    settings = worker_settings()
+    settings = settings_of(self)
     with session_scope() as session:
         idempotency.purge(session, jobs.now() - timedelta(hours=settings.idempotency_key_hours))
         portability.purge_expired_exports(session)
         return jobs.purge_finished(session, jobs.now() - timedelta(days=settings.job_retention_days))
 
 
-@celery_app.task(name=TEND_UNKNOWNS)
-def tend_unknowns() -> dict[str, int]:
+@celery_app.task(bind=True, name=TEND_UNKNOWNS)
+def tend_unknowns(self: Task) -> dict[str, int]:
     """The recurring-unknowns pools: faces past their gallery's retention are deleted, then each
     pool is re-grouped (domain/unknown_grouping.regroup), one gallery per transaction."""
-    settings = worker_settings()
+    settings = settings_of(self)
     with session_scope() as session:
         purged = unknowns.purge_expired(session)
         galleries = session.execute(select(Gallery.id).where(Gallery.unknowns_enabled.is_(True))).scalars().all()
@@ -246,14 +261,15 @@ INDEX_BUILD_TIME_LIMIT = 6 * 3600
 
 
 @celery_app.task(
+    bind=True,
     name=SYNC_GALLERY_INDEXES,
     soft_time_limit=INDEX_BUILD_TIME_LIMIT,
     time_limit=INDEX_BUILD_TIME_LIMIT + 60,
     acks_late=False,
 )
-def sync_gallery_indexes() -> dict[str, int]:
+def sync_gallery_indexes(self: Task) -> dict[str, int]:
     """Give each large gallery its own HNSW index; drop those no longer needed."""
-    settings = worker_settings()
+    settings = settings_of(self)
     if settings.gallery_index_min_faces <= 0:
         return {"built": 0, "dropped": 0, "skipped": 1}
     return gallery_indexes.sync(
@@ -287,7 +303,7 @@ def deliver_webhook_sent_before(
 
 def deliver_or_fail(task: Task, object_id: str, delivery_id: str, kind: str, organisation_id: str) -> None:
     try:
-        failure = deliver(task, object_id, delivery_id, kind, organisation_id or None)
+        failure = deliver(task, object_id, delivery_id, kind, organisation_id or None, settings=settings_of(task))
     except OperationalError as error:
         # PostgreSQL unreachable (an outage, a restart): the delivery waits for it as jobs do,
         # instead of ending as a failed task with nothing sent. An attempt whose POST went out

@@ -26,13 +26,13 @@ import time
 import uuid
 from functools import lru_cache
 
+from config import Settings
 from domain import unknowns, webhooks
 from domain.batches import batch_document
 from domain.db import session_scope
 from domain.errors import ServiceError
 from domain.jobs import job_document, now
 from domain.models import Batch, Job
-from workers.settings import worker_settings
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 4096
@@ -157,11 +157,17 @@ def _payload(kind: str, object_id: uuid.UUID) -> tuple[str, bytes, str, str, uui
 
 
 def deliver(
-    task, object_id: str, delivery_id: str, kind: str = "job", organisation_id: str | None = None
+    task,
+    object_id: str,
+    delivery_id: str,
+    kind: str = "job",
+    organisation_id: str | None = None,
+    *,
+    settings: Settings,
 ) -> str | None:
-    """One attempt; retried through `task.retry` while attempts are left. Returns why the delivery
-    ended without a 2xx answer, None when it was answered (or there is nothing to deliver)."""
-    settings = worker_settings()
+    """One attempt, under the task's settings; retried through `task.retry` while attempts are left.
+    Returns why the delivery ended without a 2xx answer, None when it was answered (or there is
+    nothing to deliver)."""
     payload = _payload(kind, uuid.UUID(object_id))
     if payload is None:
         if organisation_id:

@@ -55,6 +55,14 @@ def test_only_the_latest_claim_ends_the_job(services):
     assert ending(job_id) == ended
 
 
+def _context_without_model():
+    """The settings a run is handed, without an engine: these tests replace the run's model work (`_run`)."""
+    from config import get_settings
+    from workers.context import WorkerContext
+
+    return WorkerContext(get_settings(), engine=None)
+
+
 def test_a_run_superseded_while_it_ran_ends_nothing_and_keeps_no_effect(services, monkeypatch):
     """process_job: the job is claimed again while this run computes; its result and whatever its
     transaction wrote are rolled back, no notice, webhook or batch end is sent for it."""
@@ -63,7 +71,7 @@ def test_a_run_superseded_while_it_ran_ends_nothing_and_keeps_no_effect(services
     job_id = queued_job()
     effects, notices = [], []
 
-    def run_claimed_again_meanwhile(session, job, image, second_image, timer):
+    def run_claimed_again_meanwhile(session, job, image, second_image, timer, context):
         claim(job_id)  # another worker's claim, committed while this run holds its transaction
         session.execute(update(Job).where(Job.id == job_id).values(params={"effect": "written by the first run"}))
         effects.append(True)
@@ -71,7 +79,7 @@ def test_a_run_superseded_while_it_ran_ends_nothing_and_keeps_no_effect(services
 
     monkeypatch.setattr(pipeline, "_run", run_claimed_again_meanwhile)
     monkeypatch.setattr(pipeline, "announce_job_ended", notices.append)
-    pipeline.process_job(str(job_id))
+    pipeline.process_job(str(job_id), _context_without_model())
     assert effects and not notices
     status, finished_at, result, _ = ending(job_id)
     assert (status, finished_at, result) == (JobStatus.running, None, None)  # the later run's to end
@@ -86,5 +94,5 @@ def test_an_unchallenged_run_ends_its_job(services, monkeypatch):
     notices = []
     monkeypatch.setattr(pipeline, "_run", lambda *_: {"faces": []})
     monkeypatch.setattr(pipeline, "announce_job_ended", notices.append)
-    pipeline.process_job(str(job_id))
+    pipeline.process_job(str(job_id), _context_without_model())
     assert ending(job_id)[:1] == (JobStatus.succeeded,) and notices == [job_id]

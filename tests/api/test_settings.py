@@ -212,16 +212,18 @@ def test_the_web_app_gives_the_domain_its_own_settings(services):
 
 def test_worker_code_reads_the_worker_apps_settings(tmp_path):
     """In a subprocess: importing workers.celery_app builds this process's Celery app. The engine
-    (and the pipeline, the deliveries) take conf.faceapi_settings, not the process's."""
+    is built at the process's start from conf.faceapi_settings, not the process's, and the job
+    tasks hand that context (settings and engine) to the pipeline."""
     code = (
         "from config import load_settings\n"
-        "from workers.celery_app import celery_app\n"
-        "from workers import engine\n"
-        "from workers.celery_app import _load_engine_in_child\n"
+        "from workers.celery_app import _load_engine_in_child, celery_app\n"
+        "from workers.context import process_context\n"
         "settings = load_settings(det_size=320)\n"
         "celery_app.conf.faceapi_settings = settings\n"
         "_load_engine_in_child()  # as worker_process_init calls it in each worker process\n"
-        "assert engine._process_engine.settings is settings\n"
+        "context = process_context(celery_app)\n"
+        "assert context.settings is settings and context.engine.settings is settings\n"
+        "assert process_context(celery_app) is context  # built once, at the start\n"
     )
     environment = {**os.environ, "DATA_DIR": str(tmp_path), "FACEAPI_ENV": "test"}
     ran = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, env=environment, capture_output=True, text=True)

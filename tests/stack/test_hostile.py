@@ -720,13 +720,15 @@ class _Task:
 
 def _deliver(job_id: uuid.UUID, timeout: float = 30) -> tuple[str | None, float]:
     """Run one delivery attempt in a thread: (None, seconds) if it ended, or ('retry...', seconds)."""
+    from config import get_settings
     from workers.webhooks import deliver
 
     outcome: dict = {}
+    settings = get_settings()  # those of the block it runs in (override_settings)
 
     def run():
         try:
-            deliver(_Task(), str(job_id), str(uuid.uuid4()))
+            deliver(_Task(), str(job_id), str(uuid.uuid4()), settings=settings)
             outcome["result"] = None
         except RuntimeError as retry:
             outcome["result"] = str(retry)
@@ -769,7 +771,7 @@ def test_a_huge_answer_is_not_read(operator_account):
     import tracemalloc
 
     import workers.webhooks  # noqa: F401 - imported before the measure, as in a worker
-    from workers.settings import worker_settings
+    from config import get_settings
 
     def flood(conn, number):
         _read_request(conn)
@@ -781,7 +783,7 @@ def test_a_huge_answer_is_not_read(operator_account):
     server = RawServer(flood)
     try:
         job_id, _ = _finished_job_with_webhook(operator_account[0], f"http://127.0.0.1:{server.port}/hook")
-        worker_settings()  # the worker's app too: built before the measure, as in a worker at start
+        get_settings()  # read before the measure, as a worker reads them at start
         tracemalloc.start()
         result, seconds = _deliver(job_id)
         peak = tracemalloc.get_traced_memory()[1]

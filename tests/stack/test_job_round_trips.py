@@ -42,7 +42,9 @@ def _enroll_anchor(client, headers) -> None:
 
 
 def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, monkeypatch):
+    from config import get_settings
     from workers import pipeline
+    from workers.context import WorkerContext
 
     email, _ = make_account("operator")
     with session_scope() as session:
@@ -50,7 +52,7 @@ def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, mo
         job_id = stored_job(session, owner, image=b"the photo").id
     handed: list[bytes | None] = []
 
-    def run(session, job, image, second_image, timer):
+    def run(session, job, image, second_image, timer, context):
         handed.append(image)
         assert job.id == job_id and job.status is JobStatus.running
         return {"faces": []}
@@ -63,7 +65,7 @@ def test_a_run_claims_with_its_photo_and_ends_in_one_statement_each(services, mo
     monkeypatch.setattr(pipeline, "_run", run)
     monkeypatch.setattr(pipeline, "announce_job_ended", lambda _job_id: None)
     with _listening(get_engine(), "before_cursor_execute", record):
-        pipeline.process_job(str(job_id))
+        pipeline.process_job(str(job_id), WorkerContext(get_settings(), engine=None))  # `_run` is replaced
     assert handed == [b"the photo"]
     assert statements == ["UPDATE", "UPDATE"]  # the claim (RETURNING the photo), the end
     with session_scope() as session:

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from config import load_settings
+from config import get_settings, load_settings
 from domain.models import Face, Gallery, Job, JobStatus, Person
 from tests import images
 from tests.conftest import enroll, gallery_of, upload, wait_for_job
 
 
 def test_a_redelivered_enrollment_never_adds_a_second_face(client, operator_headers, db, worker):
+    from workers.context import WorkerContext
     from workers.pipeline import process_job
 
     enrolled = enroll(client, operator_headers, images.tom_hanks(), "Tom Hanks")
@@ -23,7 +24,7 @@ def test_a_redelivered_enrollment_never_adds_a_second_face(client, operator_head
     # The worker died after storing the face but before acknowledging: the job comes back.
     db.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.running, input_image=images.tom_hanks()))
     db.commit()
-    process_job(str(job_id))
+    process_job(str(job_id), WorkerContext.of(get_settings()))
 
     db.expire_all()
     faces = db.execute(select(func.count()).where(Face.person_id == uuid.UUID(enrolled["person_id"]))).scalar_one()
@@ -34,11 +35,12 @@ def test_a_redelivered_enrollment_never_adds_a_second_face(client, operator_head
 
 
 def test_a_finished_job_is_not_run_again(client, operator_headers, db, worker):
+    from workers.context import WorkerContext
     from workers.pipeline import process_job
 
     enrolled = enroll(client, operator_headers, images.tom_hanks(), "Tom Hanks")
     finished = wait_for_job(client, operator_headers, enrolled["job_id"])
-    process_job(enrolled["job_id"])
+    process_job(enrolled["job_id"], WorkerContext.of(get_settings()))
     assert wait_for_job(client, operator_headers, enrolled["job_id"]) == finished
 
 

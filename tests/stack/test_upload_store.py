@@ -52,7 +52,9 @@ def test_in_redis_the_photo_skips_the_wal_gives_the_same_result_and_is_erased_at
 
 
 def test_a_photo_lost_with_its_redis_host_ends_its_job_input_missing(services):
+    from config import get_settings
     from workers import pipeline
+    from workers.context import WorkerContext
 
     email, _ = make_account("operator")
     with session_scope() as session:
@@ -62,7 +64,7 @@ def test_a_photo_lost_with_its_redis_host_ends_its_job_input_missing(services):
     uploads.put(redis_client(), job_id, LARGE, None, ttl=60)
     uploads.drop(redis_client(), job_id)
 
-    error = pipeline.process_job(str(job_id))
+    error = pipeline.process_job(str(job_id), WorkerContext.of(get_settings()))
 
     assert error is not None and error.code == "input_missing"
     with session_scope() as session:

@@ -25,6 +25,8 @@ from stack.embedded import ensure_services
 services = ensure_services()  # the restored DATA_DIR's PostgreSQL, and a Redis of its own
 try:
     from web import create_app
+    from config import get_settings
+    from workers.context import WorkerContext
     from workers.pipeline import process_job
     from tests import images
     from tests.conftest import bearer, login, upload
@@ -35,7 +37,8 @@ try:
                             data={"image": upload(images.another_photo(images.tom_hanks())), "gallery": gallery})
     assert submitted.status_code == 202, submitted.get_json()
     job_id = submitted.get_json()["job_id"]
-    process_job(job_id)  # no worker runs against this database: the pipeline runs here
+    # No worker runs against this database: the pipeline runs here.
+    process_job(job_id, WorkerContext.of(get_settings()))
     print(json.dumps(client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()))
 finally:
     services.stop()

@@ -64,3 +64,33 @@ def test_the_engine_reads_no_settings_of_its_own():
     celery_app -> engine -> settings -> celery_app."""
     imported = _imported_modules(ROOT / "workers" / "engine.py")
     assert not {name for name in imported if name.startswith("workers.")}  # `from workers import quality` only
+
+
+def _reads_the_apps_settings(path: Path) -> list[str]:
+    """What in the file reads settings it was not handed: the worker's Celery app (and through it
+    `conf.faceapi_settings`), or the process's settings (config.get_settings, load_settings)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "config":
+            found += [alias.name for alias in node.names if alias.name in ("get_settings", "load_settings")]
+        elif isinstance(node, ast.ImportFrom) and node.module in ("workers", "workers.celery_app"):
+            found += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if node.module != "workers" or alias.name == "celery_app"
+            ]
+        elif isinstance(node, ast.Attribute) and node.attr == "faceapi_settings":
+            found.append(node.attr)
+    return found
+
+
+def test_worker_code_below_the_tasks_receives_its_settings():
+    """Only the worker's edges read its settings: the Celery app (built from them), the tasks (the
+    entry points) and the process context they hand down (workers/context.py, built at the
+    process's start). The pipeline, deliveries and gallery jobs take them as arguments."""
+    edges = {"celery_app.py", "tasks.py", "context.py"}
+    below = [path for path in sorted((ROOT / "workers").glob("*.py")) if path.name not in edges]
+    assert below
+    readers = {path.name: names for path in below if (names := _reads_the_apps_settings(path))}
+    assert readers == {}
+    assert _reads_the_apps_settings(ROOT / "workers" / "tasks.py")  # the rule sees a reader
