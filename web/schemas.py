@@ -3,9 +3,12 @@ models. flask-openapi3 validates each request against them before the handler ru
 `/api/v1/openapi.json` from the same models, so the document cannot drift from the code.
 
 Limits come from the settings and enum values from the domain (`Role`, `JobStatus`, `JobType`):
-nothing is copied by hand. A model refuses unknown fields (`extra="forbid"`), so a misspelled
-optional field is an error (`unknown_field`, with a suggestion) instead of being ignored.
-Validation failures become the one error document (`web/validation.py`).
+nothing is copied by hand. A limit that is a setting (MAX_TOP_K, a threshold's range, ...) is checked
+against the settings of the app validating the request (web/settings.app_settings), so an app created
+with other settings enforces its own; the OpenAPI document names the setting, not a value. A model
+refuses unknown fields (`extra="forbid"`), so a misspelled optional field is an error
+(`unknown_field`, with a suggestion) instead of being ignored. Validation failures become the one
+error document (`web/validation.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -22,16 +26,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import FileStorage as UploadedFile
 
-from config import get_settings
+from config import env_variable
 from domain.errors import ServiceError
 from domain.idempotency import MAX_KEY_LENGTH
 from domain.json_limits import METADATA_MAX_DEPTH, nesting_depth
 from domain.models import JobStatus, JobType, Role
 from web.pagination import decode_cursor
+from web.settings import app_settings
 
-# The process's settings, read at import: the limits below are in the schemas' fields and so in the
-# OpenAPI document, built once per process; an app created with other settings validates with these.
-SETTINGS = get_settings()
 # C0 and C1 controls (newlines, ANSI escapes: ESC and CSI) and the bidirectional overrides and
 # isolates that make a name display as something else ("Trojan Source").
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -94,10 +96,47 @@ def _metadata_depth(value: Any) -> Any:
 
 
 def _metadata(value: dict) -> dict:
-    limit = SETTINGS.person_metadata_max_bytes
+    limit = app_settings().person_metadata_max_bytes
     if len(json.dumps(value)) > limit:
         raise PydanticCustomError("invalid_field", "metadata must be at most {limit} bytes as JSON.", {"limit": limit})
     return value
+
+
+def _at_most(setting: str) -> AfterValidator:
+    """A value at most the setting `setting` (a field of config.Settings) of the app validating the
+    request; refused with pydantic's own error (`less_than_equal`), so the answer reads as a bound's."""
+
+    def check(value: float) -> float:
+        limit = getattr(app_settings(), setting)
+        if value > limit:
+            raise PydanticCustomError("less_than_equal", "Input should be less than or equal to {le}", {"le": limit})
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_least(setting: str) -> AfterValidator:
+    """A value at least the setting `setting` of the app validating the request (`greater_than_equal`)."""
+
+    def check(value: float) -> float:
+        limit = getattr(app_settings(), setting)
+        if value < limit:
+            raise PydanticCustomError(
+                "greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": limit}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _setting_default(setting: str) -> Callable[[], Any]:
+    """A field's default that is a setting, read from the app validating the request."""
+    return lambda: getattr(app_settings(), setting)
+
+
+def _named(setting: str) -> str:
+    """A setting as the OpenAPI document names it: its environment variable (KeyError: no such setting)."""
+    return env_variable(setting)
 
 
 def _sent_or_unchanged(schema: dict[str, Any]) -> None:
@@ -143,10 +182,16 @@ Force = Annotated[
         "under ENROLL_DUPLICATE_IDENTITY=refuse (audited)"
     ),
 ]
+# A threshold a request or a gallery sets: within MIN_THRESHOLD..MAX_THRESHOLD of the app.
+BoundedThreshold = Annotated[float, Field(allow_inf_nan=False), _at_least("min_threshold"), _at_most("max_threshold")]
+THRESHOLD_RANGE = f"from {_named('min_threshold')} to {_named('max_threshold')} (settings)"
 Threshold = Annotated[
-    Annotated[float, Field(ge=SETTINGS.min_threshold, le=SETTINGS.max_threshold, allow_inf_nan=False)] | None,
+    BoundedThreshold | None,
     BeforeValidator(_blank_is_none),
-    Field(description="cosine similarity at or above which a face matches; default: derived per gallery"),
+    Field(
+        description=f"cosine similarity at or above which a face matches, {THRESHOLD_RANGE}; "
+        "default: derived per gallery"
+    ),
 ]
 Limit = Annotated[int, Field(ge=1, le=200, description="items per page")]
 
@@ -166,7 +211,7 @@ Metadata = Annotated[
     BeforeValidator(_metadata_depth),
     AfterValidator(_metadata),
     Field(
-        description=f"free-form JSON object, at most {SETTINGS.person_metadata_max_bytes} bytes "
+        description=f"free-form JSON object, at most {_named('person_metadata_max_bytes')} bytes "
         f"and {METADATA_MAX_DEPTH} levels of nesting"
     ),
 ]
@@ -212,7 +257,7 @@ def _file_part(value: Any) -> Any:
 
 
 File = Annotated[FileStorage, AfterValidator(_file_part)]
-Image = Annotated[File, Field(description=f"JPEG, PNG or WebP, at most {SETTINGS.max_upload_bytes} bytes")]
+Image = Annotated[File, Field(description=f"JPEG, PNG or WebP, at most {_named('max_upload_bytes')} bytes")]
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -396,8 +441,11 @@ class WebhookSecret(BaseModel):
 
 
 GalleryThreshold = Annotated[
-    Annotated[float, Field(ge=SETTINGS.min_threshold, le=SETTINGS.max_threshold, allow_inf_nan=False)] | None,
-    Field(description="a fixed recognition threshold for this gallery; null: derived from MATCH_FPIR and its size"),
+    BoundedThreshold | None,
+    Field(
+        description=f"a fixed recognition threshold for this gallery, {THRESHOLD_RANGE}; "
+        "null: derived from MATCH_FPIR and its size"
+    ),
 ]
 
 
@@ -637,17 +685,23 @@ UnknownSource = Annotated[
 ]
 
 
+TopK = Annotated[int, Field(ge=1), _at_most("max_top_k")]
+TOP_K = f"at most {_named('max_top_k')}, default {_named('default_top_k')} (settings)"
+MaxFaces = Annotated[int, Field(ge=1), _at_most("max_max_faces")]
+MAX_FACES = f"largest first; at most {_named('max_max_faces')}, default {_named('default_max_faces')} (settings)"
+
+
 class RecognizeForm(Model):
     image: Image | None = None
     images: list[Image] = Field(
         default_factory=list,
-        description=f"instead of `image`: up to {SETTINGS.recognize_max_images} photos in one job"
-        " (RECOGNIZE_MAX_IMAGES), the result's `photos` in the order sent",
+        description=f"instead of `image`: up to {_named('recognize_max_images')} photos in one job"
+        " (a setting), the result's `photos` in the order sent",
     )
     gallery: GalleryName = "default"
     threshold: Threshold = None
-    top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="matches per face")
-    max_faces: int = Field(SETTINGS.default_max_faces, ge=1, le=SETTINGS.max_max_faces, description="largest first")
+    top_k: TopK = Field(default_factory=_setting_default("default_top_k"), description=f"matches per face; {TOP_K}")
+    max_faces: MaxFaces = Field(default_factory=_setting_default("default_max_faces"), description=MAX_FACES)
     webhook_url: WebhookUrl = None
     source: UnknownSource = None
 
@@ -666,7 +720,7 @@ LandmarkCount = Annotated[
 
 class DetectForm(Model):
     image: Image
-    max_faces: int = Field(SETTINGS.default_max_faces, ge=1, le=SETTINGS.max_max_faces, description="largest first")
+    max_faces: MaxFaces = Field(default_factory=_setting_default("default_max_faces"), description=MAX_FACES)
     landmarks: LandmarkCount = None
     webhook_url: WebhookUrl = None
 
@@ -678,7 +732,7 @@ class DetectQuery(WaitQuery):
 class SearchBody(Model):
     face_id: uuid.UUID = Field(description="a stored face (GET /api/v1/persons/{person_id}/faces lists them)")
     gallery: GalleryName | None = Field(None, description="the gallery to search; default: the face's own")
-    top_k: int = Field(SETTINGS.default_top_k, ge=1, le=SETTINGS.max_top_k, description="persons to answer")
+    top_k: TopK = Field(default_factory=_setting_default("default_top_k"), description=f"persons to answer; {TOP_K}")
     threshold: Threshold = None
 
 
@@ -1041,4 +1095,3 @@ class UnknownEnrolled(BaseModel):
     person_id: uuid.UUID
     faces_enrolled: int
     faces_left_out: int = Field(description="faces that did not agree with the group, or past the limit")
-

@@ -210,6 +210,43 @@ def test_the_web_app_gives_the_domain_its_own_settings(services):
     assert recognize(images.no_face_photo(), webhook_url=hook) == (400, "invalid_webhook_url")
 
 
+def test_the_request_schemas_bound_fields_by_the_apps_own_settings(services):
+    """top_k, max_faces and the threshold are bounded, and top_k defaulted, by the settings of the
+    app validating the request, not the process's (MAX_TOP_K 50, MAX_MAX_FACES 100, 0.1..0.95)."""
+    import uuid
+
+    from domain.db import session_scope
+    from domain.models import Job
+    from tests import images
+    from tests.conftest import bearer, login, make_account, upload
+    from web import create_app
+
+    settings = load_settings(max_top_k=3, default_top_k=2, max_max_faces=4, min_threshold=0.5, max_threshold=0.7)
+    client = create_app({"TESTING": True}, settings=settings).test_client()
+    headers = bearer(login(client, *make_account("operator"))["access_token"])
+    assert client.post("/api/v1/galleries", json={"name": "default"}, headers=headers).status_code == 201
+
+    def recognize(**fields: str):
+        form = {"image": upload(images.no_face_photo()), **fields}
+        return client.post("/api/v1/recognize", data=form, headers=headers, content_type="multipart/form-data")
+
+    for fields, message in [
+        ({"top_k": "4"}, "The field 'top_k' is invalid: Input should be less than or equal to 3."),
+        ({"max_faces": "5"}, "The field 'max_faces' is invalid: Input should be less than or equal to 4."),
+        ({"threshold": "0.4"}, "The field 'threshold' is invalid: Input should be greater than or equal to 0.5."),
+        ({"threshold": "0.8"}, "The field 'threshold' is invalid: Input should be less than or equal to 0.7."),
+    ]:
+        refused = recognize(**fields)
+        assert refused.status_code == 400, (fields, refused.get_json())
+        assert refused.get_json()["error"] == {"code": "invalid_field", "message": message}
+    accepted = recognize(top_k="3", max_faces="4", threshold="0.6")
+    assert accepted.status_code == 202, accepted.get_json()
+    defaulted = recognize()
+    assert defaulted.status_code == 202, defaulted.get_json()
+    with session_scope() as session:
+        assert session.get(Job, uuid.UUID(defaulted.get_json()["job_id"])).params["top_k"] == 2
+
+
 def test_worker_code_reads_the_worker_apps_settings(tmp_path):
     """In a subprocess: importing workers.celery_app builds this process's Celery app. The engine
     is built at the process's start from conf.faceapi_settings, not the process's, and the job
