@@ -12,6 +12,13 @@ Production sets ``FACEAPI_ENV=production``, ``DATABASE_URL``, ``REDIS_URL`` and
 
 The processes' entry points (stack/, the web and Celery app factories, gunicorn.conf.py, the
 benches and CLIs) call ``get_settings()``; the code below them gets the settings object passed in.
+
+The fields are declared in sections, one class per concern (``Service``, ``Stores``, ``Web``, ...,
+``SECTIONS``; docs/SETTINGS.md has one table each), which ``Settings`` inherits: a reader finds a
+setting by its concern, and code still reads ``settings.max_top_k``. Sections and not nested models
+(``settings.matching.max_top_k``): pydantic-settings reads a nested model's field from
+``MATCHING__MAX_TOP_K`` (or JSON in ``MATCHING``), so keeping every variable's name, which
+deployments depend on, would take an alias per field, and every reader would change.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -116,24 +123,32 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
         return values
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        frozen=True,
-        env_ignore_empty=True,  # VAR= counts as unset, as in shell scripts and compose files
-        validate_by_name=True,  # Settings(env="test") as well as FACEAPI_ENV
-        extra="forbid",
-    )
+# --- Sections: each declares the settings of one concern (docs/SETTINGS.md has one table each) -----
+
+
+class Service(BaseModel):
+    """What the instance is and where it keeps its data."""
 
     env: str = Field("development", validation_alias="FACEAPI_ENV")  # development | test | production
     data_dir: ResolvedPath = ROOT_DIR / ".data"  # embedded services' data, the development JWT secret
 
-    # Services. None means "start the embedded one" (see stack/embedded.py).
+    @property
+    def is_production(self) -> bool:
+        return self.env not in DEVELOPMENT_ENVS
+
+
+class Stores(BaseModel):
+    """PostgreSQL and Redis. None means "start the embedded one" (see stack/embedded.py)."""
+
     database_url: str | None = None
     redis_url: str | None = None
     embedded_redis_port: Port = 6399
     db_pool_size: Positive = 5  # SQLAlchemy connections per process
 
-    # HTTP
+
+class Web(BaseModel):
+    """The web app's HTTP side."""
+
     host: str = "127.0.0.1"  # bind address of the web app and Flower
     port: Port = 8000
     web_workers: Positive = 2  # gunicorn worker processes
@@ -143,6 +158,13 @@ class Settings(BaseSettings):
     # not a database connection); per organisation enough for 16 clients submitting and waiting.
     wait_max_per_process: Positive = 16
     wait_max_per_organisation: Positive = 32
+    proxy_hops: NonNegative = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
+    cors_origins: CommaList = ()  # allowed origins; none: CORS closed
+
+
+class Monitoring(BaseModel):
+    """Flower, /metrics and the task events they read."""
+
     flower_port: Port = 5555
     flower_basic_auth: str | None = None  # "user:password"; Flower is protected when set
     # GET /metrics needs `Authorization: Bearer <token>` when set (production: set it, or keep
@@ -151,10 +173,11 @@ class Settings(BaseSettings):
     # The workers' task events feed Flower's task views; without Flower they are 3 Redis publishes a job
     # (Flower turns them on in the workers while it runs, whatever this says).
     celery_task_events: bool = True
-    proxy_hops: NonNegative = 0  # reverse proxies in front of the web app whose X-Forwarded-For is trusted
-    cors_origins: CommaList = ()  # allowed origins; none: CORS closed
 
-    # Auth
+
+class Auth(BaseModel):
+    """Tokens, passwords, the first admin and signup."""
+
     jwt_secret_key: str = Field(default_factory=_default_jwt_secret)  # HS256 signing secret
     jwt_access_minutes: Positive = 15
     jwt_refresh_days: Positive = 30
@@ -162,8 +185,14 @@ class Settings(BaseSettings):
     min_password_length: Positive = 10
     admin_email: str | None = None  # the first admin, created at start when there is none
     admin_password: str | None = None
+    # Off outside development: the usual deployment is an organisation's internal service.
+    signup_enabled: bool = Field(default_factory=lambda settings: settings.get("env") in DEVELOPMENT_ENVS)
 
-    # Rate limits (flask-limiter syntax), stored in Redis so all gunicorn workers share them.
+
+class Quotas(BaseModel):
+    """What one client or organisation may ask for: rate limits (flask-limiter syntax, stored in
+    Redis so all gunicorn workers share them), the cost it may have pending, its API keys."""
+
     ratelimit_enabled: bool = True
     ratelimit_login: RateLimit = "10/minute"
     ratelimit_submit: RateLimit = "120/minute"
@@ -177,10 +206,11 @@ class Settings(BaseSettings):
     # Live API keys an organisation may hold: each key has its own rate-limit bucket, so the cap
     # bounds what one organisation can send (10 keys x RATELIMIT_SUBMIT).
     api_keys_max_per_organisation: Positive = 10
-    # Off outside development: the usual deployment is an organisation's internal service.
-    signup_enabled: bool = Field(default_factory=lambda settings: settings.get("env") in DEVELOPMENT_ENVS)
 
-    # Uploads
+
+class Requests(BaseModel):
+    """What one request may carry, and where its photos wait for a worker."""
+
     max_upload_bytes: Positive = 10 * 1024 * 1024
     max_batch_bytes: Positive = 200 * 1024 * 1024  # a whole batch enrollment request
     # Photos one `POST /recognize` may send as `images` parts (one job; each photo counts against
@@ -193,8 +223,13 @@ class Settings(BaseSettings):
     upload_ttl_seconds: Positive = 24 * 3600
     max_image_pixels: Positive = 40_000_000
     min_image_side: Positive = 32
+    person_metadata_max_bytes: Positive = 4096  # a person's free-form `metadata`, as JSON
 
-    # Matching. The threshold is cosine similarity between L2-normalised ArcFace embeddings.
+
+class Matching(BaseModel):
+    """When a face is someone, and how much a recognition answers. The threshold is cosine
+    similarity between L2-normalised ArcFace embeddings."""
+
     # The 1:1 threshold (verify), and the floor of every gallery's open-set threshold; calibrated
     # on LFW: see docs/RECOGNITION.md.
     match_threshold: Similarity = 0.30
@@ -208,6 +243,11 @@ class Settings(BaseSettings):
     max_top_k: Positive = 50
     default_max_faces: Positive = 20
     max_max_faces: Positive = 100
+
+
+class Search(BaseModel):
+    """How pgvector searches a gallery, and the galleries' own indexes."""
+
     # 100: recall@1 0.996 in 6 ms for a 100k gallery with its own index, 0.966 in 11 ms in a 1M
     # shared one (PERFORMANCE.md); 64 gave 0.988 and 0.940. Below 100k faces both are ~1 ms.
     # pgvector accepts 1 to 1000.
@@ -223,7 +263,11 @@ class Settings(BaseSettings):
     gallery_index_interval: Annotated[float, Field(gt=0)] = 600.0
     gallery_index_build_memory: Annotated[str, Field(pattern=r"^\d+\s*(kB|MB|GB|TB)?$")] = "1GB"
 
-    # Quality gates at enrollment (see docs/RECOGNITION.md for how the defaults were chosen).
+
+class Enrollment(BaseModel):
+    """The enrollment rules' limits (see docs/RECOGNITION.md for how the defaults were chosen)."""
+
+    # Quality gates.
     enroll_min_face_size: Pixels = 40.0  # pixels, shorter side of the face box
     enroll_min_det_score: Score = 0.6
     enroll_min_sharpness: Sharpness = 25.0  # variance of the Laplacian on the aligned 112x112 crop
@@ -244,11 +288,23 @@ class Settings(BaseSettings):
     # A face at least this similar to a stored face is that face again (the same photo re-encoded or
     # with bytes appended), not a new photo: docs/RECOGNITION.md has the measurement.
     enroll_same_face_similarity: Similarity = 0.98
-    person_metadata_max_bytes: Positive = 4096  # a person's free-form `metadata`, as JSON
-    # How long an Idempotency-Key is remembered: a client retries for up to a day.
-    idempotency_key_hours: Annotated[int, Field(ge=24)] = 48
 
-    # Engine
+    def enrollment_policy(self) -> dict[str, float]:
+        """The enrollment rules' limits (domain/enrollment.py), stored with each enrollment job
+        when it is submitted, so a job is judged by the policy its submitter saw."""
+        return {
+            "min_face_size": self.enroll_min_face_size,
+            "min_det_score": self.enroll_min_det_score,
+            "min_sharpness": self.enroll_min_sharpness,
+            "max_yaw": self.enroll_max_yaw,
+            "min_consistency": self.enroll_consistency_threshold,
+            "max_second_face_ratio": self.enroll_max_second_face_ratio,
+        }
+
+
+class Engine(BaseModel):
+    """The models a worker loads and how it runs them."""
+
     model_pack_dir: ResolvedPath | None = None  # None: the bundled SCRFD-500M + w600k_mbf pack
     # Directories of recognizers a worker keeps loadable beside MODEL_PACK_DIR's: a gallery embedded
     # with one of them is served by it until it is re-embedded (docs/RECOGNITION.md, "Changing the model").
@@ -261,9 +317,12 @@ class Settings(BaseSettings):
     det_thresh: Annotated[float, Field(gt=0, lt=1)] = 0.5  # detector score threshold
     ort_providers: CommaList = ("CPUExecutionProvider",)  # in order; an unavailable one is an error
     ort_threads: NonNegative = 0  # 0: cores divided by worker processes
-    worker_concurrency: Positive = 2  # Celery worker processes, each with its own engine
 
-    # Jobs
+
+class Jobs(BaseModel):
+    """The workers, a job's limits, the reaper and what is purged when."""
+
+    worker_concurrency: Positive = 2  # Celery worker processes, each with its own engine
     job_soft_time_limit: Positive = 120  # seconds a job may run
     job_max_retries: NonNegative = 10  # retries of a database error while it answers (unreachable: until it is back)
     job_requeue_after: Positive = 600  # seconds a job may stay queued before the reaper sends it again
@@ -277,23 +336,35 @@ class Settings(BaseSettings):
     worker_stall_seconds: Seconds = 180.0
     job_running_deadline: Positive = 600  # seconds running before a job is re-queued (once), then failed `timeout`
     job_retention_days: Positive = 7  # finished jobs and their results are purged after this
+    # How long an Idempotency-Key is remembered: a client retries for up to a day.
+    idempotency_key_hours: Annotated[int, Field(ge=24)] = 48
 
-    # Recurring unknown faces, for galleries that opt in (docs/UNKNOWNS.md): an unmatched face joins the
-    # group whose centroid is at least this similar (chosen on LFW for BCubed purity >= 0.98:
-    # bench/results/unknowns.json), a group is `recurring` (webhook `unknown.recurring`) at this many
-    # sightings, naming a group as a person takes at most this many of its best faces, and the
-    # re-grouping and retention purge run this often (seconds).
+
+class Unknowns(BaseModel):
+    """Recurring unknown faces, for galleries that opt in (docs/UNKNOWNS.md): an unmatched face joins
+    the group whose centroid is at least this similar (chosen on LFW for BCubed purity >= 0.98:
+    bench/results/unknowns.json), a group is `recurring` (webhook `unknown.recurring`) at this many
+    sightings, naming a group as a person takes at most this many of its best faces, and the
+    re-grouping and retention purge run this often (seconds)."""
+
     unknowns_group_threshold: Similarity = 0.35
     unknowns_recurring_sightings: Annotated[int, Field(ge=2)] = 3
     unknowns_enroll_max_faces: Positive = 5
     unknowns_housekeeping_interval: Annotated[float, Field(gt=0)] = 3600.0
 
-    # Gallery portability (docs/EXPORT.md): how long an export's archive may be downloaded (then it is
-    # deleted), and the largest archive an export writes or an import accepts (stored in PostgreSQL).
+
+class Portability(BaseModel):
+    """Gallery export and import (docs/EXPORT.md): how long an export's archive may be downloaded
+    (then it is deleted), and the largest archive an export writes or an import accepts (stored in
+    PostgreSQL)."""
+
     gallery_export_ttl_seconds: Positive = 3600
     gallery_archive_max_bytes: Positive = 512 * 1024 * 1024
 
-    # Webhooks
+
+class Webhooks(BaseModel):
+    """Deliveries of the job, batch and unknown-face events."""
+
     webhook_max_attempts: Positive = 8
     webhook_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0  # exponential backoff with jitter from this base
     webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0  # one attempt's wall-clock deadline
@@ -301,9 +372,64 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: Annotated[CommaList, AfterValidator(lambda hosts: tuple(h.lower() for h in hosts))] = ()
     webhook_max_pending: Positive = 1000  # deliveries (with their retries) under way per organisation
 
-    # Datasets for tests and benchmarks (never copied into the repository)
+
+class Datasets(BaseModel):
+    """Real-photo datasets for tests and benchmarks (never copied into the repository)."""
+
     faces_dataset_dir: ResolvedPath | None = None
     lfw_dir: ResolvedPath | None = None
+
+
+# In the order of docs/SETTINGS.md's tables.
+SECTIONS: tuple[type[BaseModel], ...] = (
+    Service,
+    Stores,
+    Web,
+    Monitoring,
+    Auth,
+    Quotas,
+    Requests,
+    Matching,
+    Search,
+    Enrollment,
+    Engine,
+    Jobs,
+    Unknowns,
+    Portability,
+    Webhooks,
+    Datasets,
+)
+
+
+# The sections are listed last first: pydantic validates the fields of the last base first, and
+# Auth's defaults (JWT_SECRET_KEY, SIGNUP_ENABLED) read Service's FACEAPI_ENV and DATA_DIR.
+class Settings(
+    Datasets,
+    Webhooks,
+    Portability,
+    Unknowns,
+    Jobs,
+    Engine,
+    Enrollment,
+    Search,
+    Matching,
+    Requests,
+    Quotas,
+    Auth,
+    Monitoring,
+    Web,
+    Stores,
+    Service,
+    BaseSettings,
+):
+    """Every setting, one field each (its environment variable is its name), declared by section."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_ignore_empty=True,  # VAR= counts as unset, as in shell scripts and compose files
+        validate_by_name=True,  # Settings(env="test") as well as FACEAPI_ENV
+        extra="forbid",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -316,22 +442,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Arguments, then NAME, then NAME_FILE, then the defaults; no .env file is read.
         return init_settings, env_settings, _SecretFilesSource(settings_cls)
-
-    @property
-    def is_production(self) -> bool:
-        return self.env not in DEVELOPMENT_ENVS
-
-    def enrollment_policy(self) -> dict[str, float]:
-        """The enrollment rules' limits (domain/enrollment.py), stored with each enrollment job
-        when it is submitted, so a job is judged by the policy its submitter saw."""
-        return {
-            "min_face_size": self.enroll_min_face_size,
-            "min_det_score": self.enroll_min_det_score,
-            "min_sharpness": self.enroll_min_sharpness,
-            "max_yaw": self.enroll_max_yaw,
-            "min_consistency": self.enroll_consistency_threshold,
-            "max_second_face_ratio": self.enroll_max_second_face_ratio,
-        }
 
     def ort_intra_threads(self) -> int:
         """Threads per onnxruntime session so that processes x threads matches the cores."""

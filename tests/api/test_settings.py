@@ -59,8 +59,8 @@ def test_every_wrong_variable_is_named_at_once(env):
         load_settings()
     assert str(wrong.value).splitlines() == [
         "PORT: expected at most 65535, got '70000'",
-        "RATELIMIT_LOGIN: expected a rate limit such as '10/minute' or '100 per hour', got 'lots'",
-        "SIGNUP_ENABLED: expected true or false (1/0, yes/no, on/off), got 'maybe'",
+        "SIGNUP_ENABLED: expected true or false (1/0, yes/no, on/off), got 'maybe'",  # Auth
+        "RATELIMIT_LOGIN: expected a rate limit such as '10/minute' or '100 per hour', got 'lots'",  # Quotas
         "MATCH_THRESHOLD: expected a number, got 'high'",
         "GALLERY_INDEX_BUILD_MEMORY: expected a size such as 512MB or 1GB, got '1GB; RESET ALL'",
         "IDEMPOTENCY_KEY_HOURS: expected at least 24, got '12'",
@@ -145,14 +145,44 @@ def test_settings_are_immutable_and_copies_are_made_explicitly():
     assert settings.model_copy(update={"port": 1}).port == 1 and settings.port != 1
 
 
-def test_the_settings_table_names_every_setting_and_no_other():
+def _documented_sections() -> dict[str, set[str]]:
+    """docs/SETTINGS.md's variables under each `## Section` heading."""
+    sections: dict[str, set[str]] = {}
+    for line in (ROOT_DIR / "docs" / "SETTINGS.md").read_text().splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), set())
+        elif line.startswith("| `"):
+            current.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split(" | ")[0]))
+    return sections
+
+
+def test_the_settings_tables_name_every_setting_and_no_other():
     from config import Settings, env_variable
 
-    rows = [line for line in (ROOT_DIR / "docs" / "SETTINGS.md").read_text().splitlines() if line.startswith("| `")]
-    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
+    documented = set().union(*_documented_sections().values())
     settings = {env_variable(field) for field in Settings.model_fields}
-    assert sorted(settings - documented) == [], "settings missing from docs/SETTINGS.md's table"
-    assert sorted(documented - settings) == [], "docs/SETTINGS.md's table names variables config does not read"
+    assert sorted(settings - documented) == [], "settings missing from docs/SETTINGS.md's tables"
+    assert sorted(documented - settings) == [], "docs/SETTINGS.md's tables name variables config does not read"
+
+
+def test_the_settings_tables_follow_the_sections_of_config():
+    """One table per section of config (in its order), each naming exactly that section's settings;
+    every setting is in one section."""
+    from config import SECTIONS, Settings, env_variable
+
+    declared = {section.__name__: {env_variable(field) for field in section.model_fields} for section in SECTIONS}
+    assert _documented_sections() == declared
+    assert list(_documented_sections()) == [section.__name__ for section in SECTIONS]
+    in_sections = [field for section in SECTIONS for field in section.model_fields]
+    assert sorted(in_sections) == sorted(Settings.model_fields)  # each once, none outside a section
+
+
+def test_defaults_that_read_other_settings_see_them():
+    """SIGNUP_ENABLED's and JWT_SECRET_KEY's defaults read FACEAPI_ENV and DATA_DIR, validated first
+    whatever the order of the sections."""
+    assert load_settings(env="development").signup_enabled is True
+    assert load_settings(env="production").signup_enabled is False
+    assert load_settings(env="test").jwt_secret_key
 
 
 def test_the_celery_factory_is_given_its_settings(tmp_path):
