@@ -50,7 +50,9 @@ def serving_model(session: Session, gallery_id: uuid.UUID | None) -> str | None:
     """The model a gallery's searches and enrollments use (None: the worker's own)."""
     if gallery_id is None:
         return None
-    return session.execute(select(Gallery.model).where(Gallery.id == gallery_id)).scalar_one_or_none()
+    # Read on every job: a Core select of the table's column skips the ORM's compile state.
+    galleries = Gallery.__table__.c
+    return session.execute(select(galleries.model).where(galleries.id == gallery_id)).scalar_one_or_none()
 
 
 def pin_model(session: Session, gallery_id: uuid.UUID | None, model: str) -> None:
