@@ -21,6 +21,11 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     gallery: str | None = None  # the gallery's name when the job was sent (for the job document)
+    upload: str | None = None  # "redis": the photos wait in Redis, not in the row (domain/uploads.py)
+
+    def stored(self) -> dict[str, Any]:
+        """The row's `params`: the fields the writer set, so a reader's defaults stay the defaults."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class EnrollParams(_Params):
@@ -74,6 +79,7 @@ class ExportParams(_Params):
 
 class ImportParams(_Params):
     on_conflict: str = "skip"
+    archive_sha256: str | None = None
     source_gallery: str | None = None
     archive_persons: int | None = None
     archive_faces: int | None = None
@@ -97,6 +103,11 @@ _MODELS: dict[JobType, type[_Params]] = {
 
 
 P = TypeVar("P", bound=_Params)
+
+
+def params_model(job_type: JobType) -> type[_Params]:
+    """The params model of a job type (create_job checks that a writer used it)."""
+    return _MODELS[job_type]
 
 
 def params_of(job: Job, model: type[P]) -> P:

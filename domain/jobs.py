@@ -10,7 +10,7 @@ from sqlalchemy import Update, case, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.errors import ServiceError
-from domain.job_params import EnrollParams, params_of
+from domain.job_params import EnrollParams, JobParams, params_model, params_of
 from domain.models import UNFINISHED, Job, JobStatus, JobType
 from jobqueue import job_task
 
@@ -32,7 +32,7 @@ def create_job(
     owner_id: uuid.UUID,
     organisation_id: uuid.UUID,
     image: bytes,
-    params: dict[str, Any],
+    params: JobParams,
     gallery_id: uuid.UUID | None = None,
     person_id: uuid.UUID | None = None,
     second_image: bytes | None = None,
@@ -41,7 +41,12 @@ def create_job(
     api_key_id: uuid.UUID | None = None,
 ) -> Job:
     """A queued job holding the uploaded bytes; the caller checks its organisation's budget
-    (domain/budget.admit), commits, then enqueues its id."""
+    (domain/budget.admit), commits, then enqueues its id. `params` is the job type's model
+    (domain/job_params.py)."""
+    if type(params) is not params_model(job_type):
+        raise TypeError(
+            f"a {job_type.value} job's params are {params_model(job_type).__name__}, not {type(params).__name__}"
+        )
     job = Job(
         id=uuid.uuid4(),
         type=job_type,
@@ -50,7 +55,7 @@ def create_job(
         organisation_id=organisation_id,
         gallery_id=gallery_id,
         person_id=person_id,
-        params=params,
+        params=params.stored(),
         input_image=image,
         input_image_2=second_image,
         webhook_url=webhook_url,

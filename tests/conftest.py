@@ -215,6 +215,7 @@ def gallery_of(session, owner_id: uuid.UUID, name: str):
 def stored_job(session, owner_id: uuid.UUID, *, gallery: str | None = None, image: bytes = b"x", params=None):
     """A queued recognize job written straight to the database, in a new gallery of its owner
     (named `gallery`, else a random name). No message is sent: no worker takes it by itself."""
+    from domain.job_params import RecognizeParams
     from domain.jobs import create_job
     from domain.models import Account, JobType
 
@@ -227,7 +228,7 @@ def stored_job(session, owner_id: uuid.UUID, *, gallery: str | None = None, imag
         organisation_id=organisation_id,
         image=image,
         gallery_id=row.id,
-        params=params or {},
+        params=RecognizeParams(**(params or {})),
     )
 
 

@@ -3,6 +3,8 @@ model, a row without a key reads as its readers always assumed, and unknown keys
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from domain.job_params import (
@@ -59,3 +61,17 @@ def test_unknown_keys_are_kept():
 def test_reading_a_job_as_another_types_params_is_refused():
     with pytest.raises(TypeError, match="recognize job's params are RecognizeParams, not EnrollParams"):
         params_of(_job(JobType.recognize, {}), EnrollParams)
+
+
+def test_a_job_is_written_with_its_types_model_and_only_what_was_set():
+    """create_job takes the job type's model (a dict or another type's model is refused before
+    anything is added), and the row keeps the fields the writer set: readers' defaults stay theirs."""
+    from domain.jobs import create_job
+
+    ids = {"owner_id": uuid.uuid4(), "organisation_id": uuid.uuid4(), "image": b"x"}
+    with pytest.raises(TypeError, match="RecognizeParams, not dict"):
+        create_job(None, job_type=JobType.recognize, params={"top_k": 3}, **ids)
+    with pytest.raises(TypeError, match="EnrollParams, not RecognizeParams"):
+        create_job(None, job_type=JobType.enroll, params=RecognizeParams(top_k=3), **ids)
+    params = RecognizeParams(top_k=3, threshold=None).model_copy(update={"upload": "redis"})
+    assert params.stored() == {"top_k": 3, "threshold": None, "upload": "redis"}

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, undefer
 from domain import audit, budget, gallery_archive
 from domain.callers import Caller
 from domain.errors import NotFound, ServiceError
+from domain.job_params import ExportParams, ImportParams, ReembedParams
 from domain.jobs import create_job, now
 from domain.models import UNFINISHED, Face, Gallery, GalleryExport, Job, JobType
 from web.services.access import check_scope, find_gallery, require_gallery
@@ -36,7 +37,7 @@ def _submit(
     job_type: JobType,
     target: Gallery | None,
     faces: int,
-    params: dict,
+    params: ExportParams | ImportParams | ReembedParams,
     archive: bytes | None = None,
 ) -> Job:
     """Store the job (an import: with its archive), audit it, check the organisation's budget, commit, enqueue."""
@@ -59,7 +60,7 @@ def _submit(
         "gallery",
         target.id if target else None,
         job_id=str(job.id),
-        **params,
+        **params.stored(),
     )
     (priority,) = budget.admit(session, account.organisation_id, [cost], limit=app_settings().org_max_pending_cost)
     _commit_and_enqueue(session, job, priority=priority)
@@ -69,7 +70,7 @@ def _submit(
 def submit_export(session: Session, account: Caller, gallery_name: str) -> Job:
     gallery = require_gallery(session, account, gallery_name)
     faces = _gallery_faces(session, gallery)
-    return _submit(session, account, JobType.export, gallery, faces, {"gallery": gallery.name})
+    return _submit(session, account, JobType.export, gallery, faces, ExportParams(gallery=gallery.name))
 
 
 def submit_import(session: Session, account: Caller, gallery_name: str, archive: bytes, on_conflict: str) -> Job:
@@ -84,14 +85,14 @@ def submit_import(session: Session, account: Caller, gallery_name: str, archive:
     )
     gallery = find_gallery(session, account, gallery_name)
     faces = len(content.manifest.faces())
-    params = {
-        "gallery": gallery_name,
-        "on_conflict": on_conflict,
-        "archive_sha256": gallery_archive.checksum_of(archive),
-        "archive_persons": len(content.manifest.persons),
-        "archive_faces": faces,
-        "source_gallery": content.manifest.gallery.name,
-    }
+    params = ImportParams(
+        gallery=gallery_name,
+        on_conflict=on_conflict,
+        archive_sha256=gallery_archive.checksum_of(archive),
+        archive_persons=len(content.manifest.persons),
+        archive_faces=faces,
+        source_gallery=content.manifest.gallery.name,
+    )
     return _submit(session, account, JobType.import_, gallery, faces, params, archive=archive)
 
 
@@ -108,7 +109,7 @@ def submit_reembed(session: Session, account: Caller, gallery_name: str, skip_mi
             job_id=str(running[0]),
         )
     faces = _gallery_faces(session, gallery)
-    params = {"gallery": gallery.name, "skip_missing": skip_missing}
+    params = ReembedParams(gallery=gallery.name, skip_missing=skip_missing)
     return _submit(session, account, JobType.reembed, gallery, faces, params)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from domain import audit, budget, enrollment, uploads
 from domain.callers import Caller
 from domain.errors import ServiceError
+from domain.job_params import DetectParams, EnrollParams, RecognizeParams, VerifyParams
 from domain.jobs import create_job, joined_photos, task_name
 from domain.models import Gallery, Job, JobType, Person
 from domain.notifications import redis_client
@@ -55,24 +56,24 @@ def enroll_params(
     sha256: str | None = None,
     target_face: list[float] | None = None,
     **item: Any,
-) -> dict[str, Any]:
+) -> EnrollParams:
     """What an enrollment job needs beside its photo: what it created (removed again if it fails:
     domain/enrollment.discard_failed), the photo's hash (with the chosen face's box, if any), the face
     to enroll (`target_face`, else the largest), and the policy in force at submission."""
     settings = app_settings()
     photo_hash = sha256 or enrollment.photo_sha256(image)
-    return {
-        "created_person": created_person,
-        "created_gallery": created_gallery,
-        "force": force,
-        "photo_sha256": enrollment.source_sha256(photo_hash, target_face),
+    return EnrollParams(
+        created_person=created_person,
+        created_gallery=created_gallery,
+        force=force,
+        photo_sha256=enrollment.source_sha256(photo_hash, target_face),
         **({"target_face": target_face} if target_face else {}),
-        "quality_gates": settings.enrollment_policy(),
-        "store_crop": settings.store_face_crops,
-        "duplicate_identity": settings.enroll_duplicate_identity,
-        "same_face_similarity": settings.enroll_same_face_similarity,
+        quality_gates=settings.enrollment_policy(),
+        store_crop=settings.store_face_crops,
+        duplicate_identity=settings.enroll_duplicate_identity,
+        same_face_similarity=settings.enroll_same_face_similarity,
         **item,
-    }
+    )
 
 
 def _submit_enroll_job(
@@ -133,7 +134,7 @@ def _submit_job(
     settings = app_settings()
     in_redis = settings.upload_store == uploads.REDIS  # the photos wait in Redis, not in the row
     if in_redis:
-        job_fields["params"] = {**job_fields.get("params", {}), "upload": uploads.REDIS}
+        job_fields["params"] = job_fields["params"].model_copy(update={"upload": uploads.REDIS})
     job = create_job(
         session,
         owner_id=account.id,
@@ -271,14 +272,14 @@ def submit_recognition(
         photos=photos,
         gallery_id=gallery.id,
         # No threshold: the worker derives the gallery's from MATCH_FPIR (domain/recognition.py).
-        params={
+        params=RecognizeParams(
             **threshold_choice(threshold, gallery.match_threshold),
-            "top_k": top_k,
-            "max_faces": max_faces,
-            "gallery": gallery.name,
+            top_k=top_k,
+            max_faces=max_faces,
+            gallery=gallery.name,
             **pool,
             **(_photo_params(photos) if photos is not None else {}),
-        },
+        ),
     )
 
 
@@ -313,11 +314,11 @@ def submit_detection(
         webhook_url=webhook_url,
         job_type=JobType.detect,
         image=image,
-        params={
-            "max_faces": max_faces,
-            "landmarks": landmarks,
-            "quality_gates": app_settings().enrollment_policy(),
-        },
+        params=DetectParams(
+            max_faces=max_faces,
+            landmarks=landmarks,
+            quality_gates=app_settings().enrollment_policy(),
+        ),
     )
 
 
@@ -342,10 +343,10 @@ def submit_verification(
         gallery_id=person.gallery_id if person else None,
         person_id=person.id if person else None,
         # The 1:1 threshold: a pair question has no gallery (docs/RECOGNITION.md).
-        params={
-            "threshold": threshold if threshold is not None else app_settings().match_threshold,
+        params=VerifyParams(
+            threshold=threshold if threshold is not None else app_settings().match_threshold,
             **({"gallery": person.gallery.name} if person else {}),
-        },
+        ),
     )
 
 
