@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from config import get_settings
 from domain.errors import ServiceError
 from domain.json_limits import METADATA_MAX_DEPTH, nesting_depth
 from domain.models import EMBEDDING_DIM
@@ -156,9 +155,9 @@ def checksum_of(data: bytes) -> str:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def read(data: bytes, *, max_bytes: int, metadata_max_bytes: int | None = None) -> GalleryArchive:
+def read(data: bytes, *, max_bytes: int, metadata_max_bytes: int) -> GalleryArchive:
     """The archive's content, or `invalid_archive` naming the first reason it is refused.
-    `metadata_max_bytes`: a person's metadata limit (PERSON_METADATA_MAX_BYTES unless given)."""
+    `metadata_max_bytes`: a person's metadata limit (PERSON_METADATA_MAX_BYTES)."""
     if len(data) > max_bytes:
         raise invalid("too_large", f"it is {len(data)} bytes; at most {max_bytes} are accepted.", max_bytes=max_bytes)
     _check_checksum(data)
@@ -167,7 +166,7 @@ def read(data: bytes, *, max_bytes: int, metadata_max_bytes: int | None = None) 
             infos = archive.infolist()
             _check_names(infos)
             manifest = _read_manifest(archive, infos)
-            _check_metadata_sizes(manifest, metadata_max_bytes or get_settings().person_metadata_max_bytes)
+            _check_metadata_sizes(manifest, metadata_max_bytes)
             members = _read_members(archive, infos, manifest)
     except zipfile.BadZipFile as error:
         raise invalid("not_a_zip", f"it is not a readable ZIP file ({error}).") from None

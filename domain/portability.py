@@ -229,6 +229,7 @@ def import_gallery(
     model: str,
     embed: Embed | None,
     max_bytes: int,
+    metadata_max_bytes: int,
 ) -> dict[str, Any]:
     """Import the archive's persons and faces into `gallery`, all or nothing (one transaction).
 
@@ -236,7 +237,7 @@ def import_gallery(
     `embed` (None: the worker does not have `model`). Persons are matched by external_id (without
     one: the same name and one of the same photos) and handled by the job's `on_conflict`.
     Importing the same archive again adds nothing."""
-    archive = gallery_archive.read(data, max_bytes=max_bytes)
+    archive = gallery_archive.read(data, max_bytes=max_bytes, metadata_max_bytes=metadata_max_bytes)
     on_conflict = params_of(job, ImportParams).on_conflict
     if created:
         gallery.match_threshold = archive.manifest.gallery.match_threshold

@@ -122,6 +122,7 @@ def run(session: Session, job: Job, archive: bytes | None, context: WorkerContex
             models=models,
             ttl_seconds=settings.gallery_export_ttl_seconds,
             max_bytes=settings.gallery_archive_max_bytes,
+            metadata_max_bytes=settings.person_metadata_max_bytes,
         )
     if job.type is JobType.import_:
         if archive is None:

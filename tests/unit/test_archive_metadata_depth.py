@@ -34,7 +34,9 @@ def test_metadata_nested_too_deeply_refuses_the_archive(depth):
     from domain.errors import ServiceError
 
     with pytest.raises(ServiceError) as refused:
-        gallery_archive.read(_with_metadata(json.dumps(_nested(depth))), max_bytes=10 * 1024 * 1024)
+        gallery_archive.read(
+            _with_metadata(json.dumps(_nested(depth))), max_bytes=10 * 1024 * 1024, metadata_max_bytes=4096
+        )
     assert refused.value.details["reason"] == "bad_manifest"
     assert "persons.0.metadata" in refused.value.message and f"{METADATA_MAX_DEPTH} levels" in refused.value.message
 
@@ -47,5 +49,7 @@ def test_a_manifest_too_deep_to_decode_is_refused():
 def test_metadata_at_the_limit_is_read():
     from domain import gallery_archive
 
-    read = gallery_archive.read(_with_metadata(json.dumps(_nested(METADATA_MAX_DEPTH))), max_bytes=10 * 1024 * 1024)
+    read = gallery_archive.read(
+        _with_metadata(json.dumps(_nested(METADATA_MAX_DEPTH))), max_bytes=10 * 1024 * 1024, metadata_max_bytes=4096
+    )
     assert read.manifest.persons[0].metadata == _nested(METADATA_MAX_DEPTH)

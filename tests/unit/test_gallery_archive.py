@@ -15,6 +15,7 @@ from domain import gallery_archive
 from domain.errors import ServiceError
 
 LIMIT = 10 * 1024 * 1024
+METADATA_LIMIT = 4096  # PERSON_METADATA_MAX_BYTES by default
 
 
 def small_archive(faces: int = 2, crop: bytes = b"\xff\xd8jpeg\xff\xd9") -> bytes:
@@ -53,7 +54,7 @@ def small_archive(faces: int = 2, crop: bytes = b"\xff\xd8jpeg\xff\xd9") -> byte
 
 def refusal(data: bytes, limit: int = LIMIT) -> str:
     with pytest.raises(ServiceError) as refused:
-        gallery_archive.read(data, max_bytes=limit)
+        gallery_archive.read(data, max_bytes=limit, metadata_max_bytes=METADATA_LIMIT)
     assert refused.value.code == "invalid_archive" and refused.value.status == 400
     return refused.value.details["reason"]
 
@@ -79,7 +80,7 @@ def members_of(data: bytes) -> dict[str, bytes]:
 
 def test_an_archive_reads_back_what_was_written():
     data = small_archive()
-    read = gallery_archive.read(data, max_bytes=LIMIT)
+    read = gallery_archive.read(data, max_bytes=LIMIT, metadata_max_bytes=METADATA_LIMIT)
     assert [p.name for p in read.manifest.persons] == ["Ada"]
     assert read.embeddings.shape == (2, 512) and read.embeddings.dtype == np.float32
     assert len(read.crops) == 2
@@ -92,7 +93,7 @@ def test_every_single_byte_altered_is_refused():
         altered = bytearray(data)
         altered[position] ^= 0x01
         with pytest.raises(ServiceError, match="refused"):
-            gallery_archive.read(bytes(altered), max_bytes=LIMIT)
+            gallery_archive.read(bytes(altered), max_bytes=LIMIT, metadata_max_bytes=METADATA_LIMIT)
 
 
 @pytest.mark.parametrize("cut", [1, 70, 200, 1000])
@@ -115,7 +116,9 @@ def test_members_outside_the_format_are_refused_even_when_the_checksum_is_valid(
 def test_another_format_version_is_refused_with_the_supported_one():
     members = members_of(small_archive())
     with pytest.raises(ServiceError) as refused:
-        gallery_archive.read(resealed(members, lambda m: m.update(version=2)), max_bytes=LIMIT)
+        gallery_archive.read(
+            resealed(members, lambda m: m.update(version=2)), max_bytes=LIMIT, metadata_max_bytes=METADATA_LIMIT
+        )
     assert refused.value.details["reason"] == "unsupported_version"
     assert refused.value.details["supported"] == [1]
 
@@ -138,7 +141,7 @@ def test_a_manifest_that_breaks_the_schema_names_the_field():
     members = members_of(small_archive())
     data = resealed(members, lambda m: m["persons"][0].update(name=""))
     with pytest.raises(ServiceError) as refused:
-        gallery_archive.read(data, max_bytes=LIMIT)
+        gallery_archive.read(data, max_bytes=LIMIT, metadata_max_bytes=METADATA_LIMIT)
     assert refused.value.details["reason"] == "bad_manifest"
     assert refused.value.details["field"] == "persons.0.name"
 

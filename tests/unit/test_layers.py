@@ -94,3 +94,13 @@ def test_worker_code_below_the_tasks_receives_its_settings():
     readers = {path.name: names for path in below if (names := _reads_the_apps_settings(path))}
     assert readers == {}
     assert _reads_the_apps_settings(ROOT / "workers" / "tasks.py")  # the rule sees a reader
+
+
+def test_domain_code_receives_its_settings():
+    """domain/ is handed its settings by the web's services and the worker's tasks; only the
+    process's pools read them where they are built: the database engine and the Redis client."""
+    edges = {"db.py", "notifications.py"}
+    below = [path for path in sorted((ROOT / "domain").glob("*.py")) if path.name not in edges]
+    readers = {path.name: names for path in below if (names := _reads_the_apps_settings(path))}
+    assert readers == {}
+    assert _reads_the_apps_settings(ROOT / "domain" / "db.py")  # the rule sees a reader
