@@ -51,8 +51,9 @@ def make_celery(app: Celery | None = None, settings: Settings | None = None) -> 
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         # Tasks cut off by a lost broker connection are re-queued instead of finishing unacknowledged.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # Back on a lost broker connection within 5 s of its return, not 30 (workers/reconnect.py).
-        worker_consumer="workers.reconnect:PromptlyReconnectingConsumer",
+        # Back on a lost broker connection within 5 s of its return, not 30 (workers/reconnect.py),
+        # without crashing as it closes the lost one (workers/redelivery.py).
+        worker_consumer="workers.redelivery:RedeliveringConsumer",
         beat_schedule={
             "reap-jobs": {"task": REAP_JOBS, "schedule": settings.reaper_interval},
             "purge-jobs": {"task": PURGE_JOBS, "schedule": 3600.0},
