@@ -122,7 +122,6 @@ def run(session: Session, job: Job, archive: bytes | None, context: WorkerContex
             models=models,
             ttl_seconds=settings.gallery_export_ttl_seconds,
             max_bytes=settings.gallery_archive_max_bytes,
-            metadata_max_bytes=settings.person_metadata_max_bytes,
         )
     if job.type is JobType.import_:
         if archive is None:
@@ -138,5 +137,6 @@ def run(session: Session, job: Job, archive: bytes | None, context: WorkerContex
             model=model,
             embed=crop_embedder(recognizer) if recognizer is not None else None,
             max_bytes=settings.gallery_archive_max_bytes,
+            metadata_max_bytes=settings.person_metadata_max_bytes,
         )
     return portability.reembed_gallery(session, job, model=engine.model_name, embed=crop_embedder(engine.recognizer))
