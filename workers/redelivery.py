@@ -50,10 +50,17 @@ class RestoreStrandedMessages(bootsteps.StartStopStep):
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.reconnecting = False
+
     def start(self, parent: Any) -> None:
         qos = parent.task_consumer.channel.qos
         if hasattr(qos, "restore_by_tag"):  # the Redis transport (others redeliver by themselves)
-            hand_back_orphans(parent.app, qos)
+            # For the log: at a worker's start, what it finds was held by workers that died.
+            lost_by = "when the broker connection was lost" if self.reconnecting else "by workers that died"
+            hand_back_orphans(parent.app, qos, lost_by)
+        self.reconnecting = True
 
 
 # How long a worker waits for the live workers to say which tasks they hold: the answer comes from
@@ -61,7 +68,7 @@ class RestoreStrandedMessages(bootsteps.StartStopStep):
 HELD_QUERY_SECONDS = 2.0
 
 
-def hand_back_orphans(app: Celery, qos: Any) -> int:
+def hand_back_orphans(app: Celery, qos: Any, lost_by: str = "by workers that died") -> int:
     """Restore the messages in Redis's `unacked` hash that no live worker holds; returns how many.
     Called before this consumer takes anything, so none of them is held by it."""
     try:
@@ -77,7 +84,7 @@ def hand_back_orphans(app: Celery, qos: Any) -> int:
         log.warning("could not hand back messages that no worker holds", exc_info=True)
         return 0
     if orphans:
-        log.warning("handed back %d message(s) that no worker holds (lost connections, dead workers)", len(orphans))
+        log.warning("handed back %d message(s) held %s", len(orphans), lost_by)
     return len(orphans)
 
 
