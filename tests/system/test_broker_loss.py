@@ -167,6 +167,6 @@ def test_a_worker_holding_messages_survives_redis_losses_and_runs_them_all(broke
 
     log = worker.log()
     assert "Unrecoverable error" not in log and "AttributeError" not in log, worker.tail()
-    assert log.count("Connected to redis://") == LOSSES + 1  # the same process reconnected each time
+    assert log.count("Connected to redis://") >= LOSSES + 1  # the same process reconnected each time
     unfinished = [task_id for task_id in sent if f"{NAP}[{task_id}] succeeded" not in log]
     assert not unfinished, worker.tail()
