@@ -8,6 +8,7 @@ child runs in a session of its own, so a terminal's Ctrl-C reaches only this sup
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,15 +99,55 @@ def jobs_wait_in_broker() -> bool | None:
         return None
 
 
+class Check(enum.Enum):
+    """What one check of a worker found: the rule that `make run`'s watchdog and stack.probe (the
+    deployments' liveness probe) share, so that both restart a worker for the same reasons."""
+
+    answers = "answers"
+    stalled = "answers but starts no jobs"
+    silent = "did not answer a ping"
+    unreachable = "cannot be asked: the broker does not answer"
+    cannot_tell = "answers; the database or the broker did not answer the stall check"
+
+
+# Not the worker's fault: restarting it would not help, and jobs that waited out the outage are no
+# sign of a stuck worker (the caller keeps quiet for `stall` seconds after one).
+OUTAGES = (Check.unreachable, Check.cannot_tell)
+FAILED = (Check.stalled, Check.silent)
+
+
+def check_worker(hostname: str, stall: float, up_for: Callable[[], float | None], quiet: bool = False) -> Check:
+    """One check of the worker `hostname`. It fails (`FAILED`) when the worker does not answer a
+    ping while the broker is up, or when it answers but, up for more than `stall` seconds (0:
+    never; `up_for()`), has let jobs wait that long without starting any while their messages wait
+    in the broker (its control channel works, its task consumer does not). `quiet`: just after an
+    outage, when waiting jobs say nothing about the worker."""
+    answered = worker_answers(hostname)
+    if answered is None:
+        return Check.unreachable
+    if not answered:
+        return Check.silent
+    if stall <= 0 or quiet:
+        return Check.answers
+    uptime = up_for()
+    if uptime is None or uptime <= stall:
+        return Check.answers
+    waiting = queue_stalled(stall)
+    if not waiting:
+        return Check.cannot_tell if waiting is None else Check.answers
+    in_broker = jobs_wait_in_broker()
+    if not in_broker:
+        return Check.cannot_tell if in_broker is None else Check.answers
+    return Check.stalled
+
+
 class WorkerWatchdog:
-    """Restarts the worker after `failures` failed checks in a row.
+    """Restarts the worker after `failures` failed checks in a row (`check_worker`).
 
     Celery's consumer can stay dead after the broker restarts ("Error on stopping Hub", or the
     known "worker stops consuming after Redis reconnection"): the process lives on but takes no
-    more messages. A check fails when the worker does not answer a ping while the broker is up,
-    or when it answers but, up for `stall` seconds, has let jobs wait that long without starting
-    any while their messages wait in the broker (its control channel works, its task consumer
-    does not). Jobs that waited out a database or broker outage do not count (see `stalled`).
+    more messages. Jobs that waited out a database or broker outage do not count: no stall is
+    looked for while one lasts nor for `stall` seconds after.
     """
 
     def __init__(self, interval: float, failures: int, hostname: str, grace: float, stall: float = 0):
@@ -117,39 +159,21 @@ class WorkerWatchdog:
         if self.interval <= 0 or time.monotonic() < self.next_check:
             return False
         self.next_check = time.monotonic() + self.interval
-        answered = worker_answers(self.hostname)
-        if answered is None:  # broker down: not the worker's fault
+        quiet = time.monotonic() < self.quiet_until
+        found = check_worker(self.hostname, self.stall, lambda: time.monotonic() - self.started, quiet)
+        if found in OUTAGES:
             self.outage()
+        if found is Check.unreachable:  # broker down: neither a miss nor an answer
             return False
-        self.alive_once = self.alive_once or answered
-        uptime = time.monotonic() - self.started
-        stalled = answered and 0 < self.stall < uptime and self.stalled()
-        if answered and not stalled:
+        self.alive_once = self.alive_once or found is not Check.silent
+        if found not in FAILED:
             self.missed = 0
             return False
-        if not self.alive_once and uptime < self.grace:  # still loading its models
+        if not self.alive_once and time.monotonic() - self.started < self.grace:  # still loading its models
             return False
         self.missed += 1
-        problem = "answers but starts no jobs" if answered else "did not answer a ping"
-        log.warning("worker %s %s (%d/%d)", self.hostname, problem, self.missed, self.failures)
+        log.warning("worker %s %s (%d/%d)", self.hostname, found.value, self.missed, self.failures)
         return self.missed >= self.failures
-
-    def stalled(self) -> bool:
-        """Jobs waited `stall` seconds with none started, and their messages wait in the broker.
-        Not while the database or the broker is down, nor for `stall` seconds after: jobs that
-        waited out an outage are no sign of a stuck worker."""
-        if time.monotonic() < self.quiet_until:
-            return False
-        waiting = queue_stalled(self.stall)
-        if waiting is None:
-            self.outage()
-            return False
-        if not waiting:
-            return False
-        in_broker = jobs_wait_in_broker()
-        if in_broker is None:
-            self.outage()
-        return bool(in_broker)
 
     def outage(self) -> None:
         self.quiet_until = time.monotonic() + self.stall
