@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -333,8 +334,69 @@ def test_app_containers_are_locked_down():
 def test_healthchecks_use_readiness_where_http_is_served():
     services = load_compose()["services"]
     assert "/readyz" in json.dumps(services["web"]["healthcheck"]["test"])
-    assert "inspect ping" in json.dumps(services["worker"]["healthcheck"]["test"])
+    assert "stack.probe" in json.dumps(services["worker"]["healthcheck"]["test"])
     assert "/healthcheck" in json.dumps(services["flower"]["healthcheck"]["test"])
+
+
+# The workers' liveness checks (stack/probe.py): manifest -> the role it probes.
+WORKER_PROBES = {
+    "kubernetes/worker.yaml": "worker",
+    "kubernetes-gpu/worker-gpu.yaml": "worker",
+    "kubernetes/webhooks.yaml": "webhooks",
+}
+
+
+def liveness_probe(manifest: str) -> dict:
+    (deployment,) = [
+        d for d in yaml.safe_load_all((ROOT / "deploy" / manifest).read_text()) if d["kind"] == "Deployment"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container["livenessProbe"]
+
+
+def compose_seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)s", value)
+    assert match, f"{value}: give compose durations in seconds"
+    return float(match.group(1))
+
+
+def test_worker_liveness_is_make_runs_watchdog_rule_at_its_pace():
+    """Kubernetes and compose check the workers with stack.probe (the supervisor's rule, stall
+    included), as often and as many times in a row as the supervisor, and let it finish."""
+    from config import Settings
+    from stack.probe import DEADLINE_SECONDS
+
+    settings = Settings()
+    for manifest, role in WORKER_PROBES.items():
+        probe = liveness_probe(manifest)
+        assert probe["exec"]["command"] == ["python", "-m", "stack.probe", role], manifest
+        assert probe["periodSeconds"] == settings.worker_liveness_interval, manifest
+        assert probe["failureThreshold"] == settings.worker_liveness_failures, manifest
+        assert probe["timeoutSeconds"] >= DEADLINE_SECONDS + 5, manifest  # + python's start in a busy pod
+    for compose in (load_compose(), yaml.safe_load(WORKERS_COMPOSE.read_text())):
+        for role in {"worker", "webhooks"} & set(compose["services"]):
+            check = compose["services"][role]["healthcheck"]
+            assert check["test"] == ["CMD", "python", "-m", "stack.probe", role], role
+            assert compose_seconds(check["interval"]) == settings.worker_liveness_interval, role
+            assert check["retries"] == settings.worker_liveness_failures, role
+            assert compose_seconds(check["timeout"]) >= DEADLINE_SECONDS + 5, role
+
+
+def test_the_probe_passes_an_outage_within_its_deadline():
+    """With the broker and the database unreachable (CONTAINER_ENV's port 9), the probe answers 0
+    (an outage is not the worker's fault) long before a probe's timeout, without the models."""
+    from stack.probe import DEADLINE_SECONDS
+
+    code = (
+        "import runpy, sys; sys.argv = ['probe', 'worker']\n"
+        "try:\n    runpy.run_module('stack.probe', run_name='__main__')\n"
+        f"finally:\n    assert not set({HEAVY_MODULES!r}) & set(sys.modules), 'the probe loads a model'"
+    )
+    started = time.monotonic()
+    result = run_python(code)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broker does not answer" in result.stdout and "no restart" in result.stdout
+    assert time.monotonic() - started < DEADLINE_SECONDS
 
 
 def test_env_example_covers_the_variables_the_compose_files_read():
