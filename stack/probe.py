@@ -74,7 +74,11 @@ def describe(hostname: str, found: Check, stall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.probe",
+        description="Check this host's Celery worker by make run's watchdog rule: exit 1 when the check "
+        "fails, 0 otherwise (a broker or database outage included).",
+    )
     parser.add_argument("role", choices=("worker", "webhooks"), help="the worker's role (stack/serve.py)")
     parser.add_argument(
         "--deadline",

@@ -18,6 +18,7 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -397,6 +398,21 @@ def test_the_probe_passes_an_outage_within_its_deadline():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broker does not answer" in result.stdout and "no restart" in result.stdout
     assert time.monotonic() - started < DEADLINE_SECONDS
+
+
+def test_the_probe_gives_up_on_a_broker_that_hangs_within_its_deadline():
+    """A broker that accepts the connection and never answers (a socket nobody reads) is an
+    outage too: the probe answers 0 at its deadline, before the orchestrator's timeout."""
+    code = "import runpy, sys; sys.argv = ['probe', 'worker', '--deadline', '2']\n"
+    code += "runpy.run_module('stack.probe', run_name='__main__')"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        result = run_python(code, {"REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no answer from the broker or the database in 2 s" in result.stdout
+    assert time.monotonic() - started < 15
 
 
 def test_env_example_covers_the_variables_the_compose_files_read():
