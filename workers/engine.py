@@ -149,6 +149,18 @@ def resolve_landmark_model(settings: Settings) -> Path:
     return path
 
 
+# Crops a recognizer call embeds at once. On a CPU a call of 32 costs about a quarter more a face
+# than calls of 4 (the activations of 32 faces no longer fit the caches: bench/embed_batch.py,
+# PERFORMANCE.md section 12); on an accelerator one call's fixed cost dominates, and large batches win.
+CPU_EMBED_BATCH = 4
+ACCELERATOR_EMBED_BATCH = 32
+
+
+def embed_batch(providers: list[str]) -> int:
+    """How many crops one recognizer call embeds, for the engine's first execution provider."""
+    return CPU_EMBED_BATCH if providers[:1] == ["CPUExecutionProvider"] else ACCELERATOR_EMBED_BATCH
+
+
 def execution_providers(names: tuple[str, ...], threads: int, available: set[str]) -> list:
     """onnxruntime's providers for ORT_PROVIDERS, in order; one this build lacks is an error, never
     a silent CPU fallback. OpenVINO keeps its own thread pool: it gets the sessions'
@@ -278,10 +290,14 @@ class FaceEngine:
         return _aligned_crops(bgr, faces, scale) if faces else []
 
     def embed_aligned(self, faces: list[DetectedFace], crops: list[np.ndarray]) -> None:
-        """Embed aligned crops in one recognizer call (L2-normalised), each into its face."""
+        """Embed aligned crops (L2-normalised), each into its face, in recognizer calls of
+        `embed_batch` crops."""
         if not faces:
             return
-        vectors = self.recognizer.get_feat(crops).astype(np.float32)
+        size = embed_batch(self.providers)
+        vectors = np.concatenate(
+            [self.recognizer.get_feat(crops[start : start + size]) for start in range(0, len(crops), size)]
+        ).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         for face, vector, crop in zip(faces, vectors, crops, strict=True):
             face.embedding = vector

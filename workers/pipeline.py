@@ -227,17 +227,13 @@ def _run(
         return recognition.recognize(session, job, faces, engine.model_name, context.settings)
 
 
-# Faces a recognizer call embeds at once in a recognition of several photos: on a GPU one call's
-# fixed cost dominates; on a CPU a batch costs about what its faces cost one by one (PERFORMANCE.md).
-EMBED_BATCH = 32
-
-
 def _recognize_photos(
     session: Session, job: Job, images: list[bytes], timer: StageTimer, context: WorkerContext
 ) -> dict:
     """A recognition of several photos: each photo decoded and detected in turn (only its faces'
-    aligned crops are kept), then every face of the job embedded in batches of EMBED_BATCH, then
-    searched. A photo refused at submission, unreadable now, or without a face fails only itself."""
+    aligned crops are kept), then every face of the job embedded (in the engine's batches,
+    workers/engine.embed_batch), then searched. A photo refused at submission, unreadable now, or
+    without a face fails only itself."""
     engine = gallery_jobs.engine_for(session, job, context)
     asked = params_of(job, RecognizeParams)
     refused = asked.photo_errors or {}
@@ -259,8 +255,7 @@ def _recognize_photos(
         faces += found
         crops += aligned
     with timer("embed"):
-        for start in range(0, len(faces), EMBED_BATCH):
-            engine.embed_aligned(faces[start : start + EMBED_BATCH], crops[start : start + EMBED_BATCH])
+        engine.embed_aligned(faces, crops)  # in the recognizer calls the engine's provider is best at
     with timer("search"):
         return recognition.recognize_photos(session, job, photos, engine.model_name, context.settings)
 

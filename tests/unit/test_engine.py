@@ -13,7 +13,7 @@ from config import get_settings
 from domain.images import decode, decode_bgr
 from domain.timing import StageTimer
 from tests import images
-from workers.engine import FaceEngine, crop_scale
+from workers.engine import ACCELERATOR_EMBED_BATCH, CPU_EMBED_BATCH, FaceEngine, crop_scale, embed_batch
 
 
 @pytest.mark.parametrize(
@@ -138,3 +138,23 @@ def test_crop_scale_keeps_every_face_large_enough():
     assert crop_scale([face(400), face(300)], 4) == 2  # 75 px at 1/4, 150 at 1/2
     assert crop_scale([face(30)], 4) == 1  # a tiny face gets every pixel there is
     assert crop_scale([], 8) == 8
+
+
+def test_the_recognizer_call_size_follows_the_provider():
+    assert embed_batch(["CPUExecutionProvider"]) == CPU_EMBED_BATCH < ACCELERATOR_EMBED_BATCH
+    assert embed_batch(["CUDAExecutionProvider", "CPUExecutionProvider"]) == ACCELERATOR_EMBED_BATCH
+    assert embed_batch(["OpenVINOExecutionProvider"]) == ACCELERATOR_EMBED_BATCH
+
+
+def test_faces_embedded_in_several_recognizer_calls_get_the_embeddings_of_one_call(engines):
+    """A group photo's six faces on the CPU go through calls of CPU_EMBED_BATCH: each face gets the
+    embedding, crop and quality it gets in one call of all six."""
+    engine, _ = engines
+    bgr = decode_bgr(images.group_photo())
+    faces = engine.detect(bgr)
+    crops = engine.align(bgr, faces)
+    assert len(faces) > CPU_EMBED_BATCH and embed_batch(engine.providers) == CPU_EMBED_BATCH
+    engine.embed_aligned(faces, crops)
+    at_once = np.stack([v / np.linalg.norm(v) for v in engine.recognizer.get_feat(crops).astype(np.float32)])
+    assert np.allclose(np.stack([face.embedding for face in faces]), at_once, atol=1e-5)
+    assert all(face.crop is crop and face.quality is not None for face, crop in zip(faces, crops, strict=True))
