@@ -178,7 +178,7 @@ def reembed(self: Task, job_id: str) -> None:
 
 
 @job_task(PROCESS_JOB)
-def process_job(self: Task, job_id: str) -> None:
+def job_sent_under_the_former_name(self: Task, job_id: str) -> None:
     """Jobs sent before each kind had its own name (still queued across an upgrade)."""
     run_job(self, job_id)
 
