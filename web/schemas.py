@@ -134,6 +134,13 @@ def _setting_default(setting: str) -> Callable[[], Any]:
     return lambda: getattr(app_settings(), setting)
 
 
+def _blank_is_setting(setting: str) -> BeforeValidator:
+    """A field sent blank (Swagger UI's "Try it out" sends an empty form field, `curl -F top_k=`)
+    takes its default, the setting `setting` of the app validating the request, as if left out."""
+    default = _setting_default(setting)
+    return BeforeValidator(lambda value: default() if _blank_is_none(value) is None else value)
+
+
 def _named(setting: str) -> str:
     """A setting as the OpenAPI document names it: its environment variable (KeyError: no such setting)."""
     return env_variable(setting)
@@ -685,9 +692,9 @@ UnknownSource = Annotated[
 ]
 
 
-TopK = Annotated[int, Field(ge=1), _at_most("max_top_k")]
+TopK = Annotated[int, _blank_is_setting("default_top_k"), Field(ge=1), _at_most("max_top_k")]
 TOP_K = f"at most {_named('max_top_k')}, default {_named('default_top_k')} (settings)"
-MaxFaces = Annotated[int, Field(ge=1), _at_most("max_max_faces")]
+MaxFaces = Annotated[int, _blank_is_setting("default_max_faces"), Field(ge=1), _at_most("max_max_faces")]
 MAX_FACES = f"largest first; at most {_named('max_max_faces')}, default {_named('default_max_faces')} (settings)"
 
 
