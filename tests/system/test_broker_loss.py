@@ -18,23 +18,16 @@ port and data, as the supervisor does (stack/run.py). No PostgreSQL and no model
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import redis
-from celery import Celery
 
-from jobqueue import PRIORITY_SEP, PRIORITY_STEPS
 from stack import serve
-from stack.embedded import start_redis
-from tests.conftest import ROOT, free_port
 from tests.system.broker_loss_app import NAP
+from tests.system.redis_processes import Broker, WorkerProcess, temporary_broker
+from tests.system.redis_processes import sender as redis_sender
 
 QUEUE = "naps"
 LOSSES = 3
@@ -43,74 +36,23 @@ NAP_SECONDS = 3.0  # outlives the loss: each nap ends after Redis is back, or wh
 DOWN_SECONDS = 1.0
 
 
-class Broker:
-    """The embedded Redis of a data directory of its own, which the test kills and starts again."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.process, self.url = start_redis(data_dir, self.port)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(15)
-
-    def start(self) -> None:
-        self.process, _ = start_redis(self.data_dir, self.port)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(15)
-
-
 @pytest.fixture
 def broker() -> Iterator[Broker]:
-    data_dir = Path(tempfile.mkdtemp(prefix="faceapi-broker-loss-"))
-    running = Broker(data_dir)
-    try:
+    with temporary_broker("faceapi-broker-loss-") as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
-class Worker:
-    """The worker process and its log."""
+class Worker(WorkerProcess):
+    """The webhooks role's worker on this test's app and queue."""
 
     def __init__(self, broker: Broker):
-        self.log_path = broker.data_dir / "worker.log"
         env = {
             **os.environ,
             "REDIS_URL": broker.url,
             "DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused",  # the naps need no database
             "DATA_DIR": str(broker.data_dir),
         }
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(_worker_command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self) -> str:
-        return self.log()[-6000:]
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, problem: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.process.poll() is None, f"the worker stopped; its log ends:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"{problem}; the worker's log ends:\n{self.tail()}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(broker.data_dir / "worker.log", _worker_command(), env)
 
 
 def _worker_command() -> list[str]:
@@ -131,13 +73,6 @@ def worker(broker: Broker) -> Iterator[Worker]:
         running.stop()
 
 
-def _sender(broker: Broker) -> Celery:
-    app = Celery("broker-loss-test", broker=broker.url)
-    # The worker's own lists (jobqueue.make_app): one per priority step.
-    app.conf.broker_transport_options = {"priority_steps": list(PRIORITY_STEPS), "sep": PRIORITY_SEP}
-    return app
-
-
 def _held(broker: Broker) -> int:
     """Messages taken by a worker and not acknowledged (kombu's `unacked` hash)."""
     try:
@@ -153,7 +88,7 @@ def _queued(broker: Broker) -> int:
 
 
 def test_a_worker_holding_messages_survives_redis_losses_and_runs_them_all(broker, worker):
-    sender = _sender(broker)
+    sender = redis_sender(broker)
     sent = []
     for _ in range(LOSSES):
         with sender.connection_for_write() as connection:

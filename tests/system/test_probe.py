@@ -12,11 +12,9 @@ the orchestrator runs it, in a process of its own, with WORKER_STALL_SECONDS sho
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,32 +27,26 @@ from sqlalchemy import delete, select
 from jobqueue import QUEUE_NAME
 from stack import serve
 from tests.conftest import ROOT, free_port, stored_job
-from tests.system.test_broker_loss import Broker, Worker, _sender
+from tests.system.redis_processes import Broker, WorkerProcess, sender, temporary_broker
 
 STALL_SECONDS = 5
 PROBE_TIMEOUT = 60
 
 
-class StuckWorker(Worker):
+class StuckWorker(WorkerProcess):
     """A worker named worker@<host> that answers pings and takes no job (webhooks queue only)."""
 
     def __init__(self, broker: Broker):
-        self.log_path, self.ready_at = broker.data_dir / "worker.log", 0.0
         env = {**os.environ, "REDIS_URL": broker.url, "DATA_DIR": str(broker.data_dir)}
         command = [*serve.command("webhooks"), "--hostname", "worker@%h"]  # a later option wins
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        super().__init__(broker.data_dir / "worker.log", command, env)
+        self.ready_at = 0.0
 
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
-    data_dir = Path(tempfile.mkdtemp(prefix="faceapi-probe-"))
-    running = Broker(data_dir)
-    try:
+    with temporary_broker("faceapi-probe-") as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +73,7 @@ def waiting_job(services, operator_account, broker: Broker) -> Iterator[uuid.UUI
         job.created_at = now() - timedelta(hours=1)
         session.flush()
         job_id = job.id
-    sender = _sender(broker)
-    sender.send_task("faceapi.recognize", args=[str(job_id)], queue=QUEUE_NAME)
+    sender(broker).send_task("faceapi.recognize", args=[str(job_id)], queue=QUEUE_NAME)
     with broker.client() as client:
         assert client.llen(QUEUE_NAME) >= 1, "the job's message is not in the broker's job queue"
     yield job_id
