@@ -67,6 +67,13 @@ def test_environment(data_dir: Path) -> Iterator[None]:
     """Settings for the whole run, set before anything reads them."""
     from config import get_settings
 
+    # A test module that builds the worker's Celery app (or the job queue's) as it is imported
+    # fixes that app's broker before the tests' Redis exists: every later enqueue in the session
+    # would go to Celery's amqp:// default (test_backup failed so after test_broker_loss was added).
+    assert "workers.celery_app" not in sys.modules, "a test module imported workers.celery_app at collection"
+    queue_app = getattr(sys.modules.get("jobqueue"), "app", None)
+    assert queue_app is None or queue_app.cache_info().currsize == 0, "a test module built jobqueue's app at collection"
+
     for name in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "MODEL_PACK_DIR"):
         os.environ.pop(name, None)
     os.environ.update(

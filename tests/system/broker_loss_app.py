@@ -8,7 +8,7 @@ import time
 
 from workers.celery_app import celery_app
 
-NAP = "tests.nap"
+NAP = "tests.nap"  # test_broker_loss.NAP: that module does not import this one (the comment there says why)
 
 
 @celery_app.task(name=NAP)

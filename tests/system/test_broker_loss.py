@@ -25,11 +25,14 @@ import pytest
 import redis
 
 from stack import serve
-from tests.system.broker_loss_app import NAP
 from tests.system.redis_processes import Broker, WorkerProcess, temporary_broker
 from tests.system.redis_processes import sender as redis_sender
 
 QUEUE = "naps"
+# broker_loss_app's task, named here rather than imported: importing the worker's Celery app at
+# collection would fix this process's settings (and the job queue's broker) before the tests'
+# services exist, and every later test of the session would enqueue to an amqp:// default.
+NAP = "tests.nap"
 LOSSES = 3
 NAPS_PER_LOSS = 4  # of serve.WEBHOOK_THREADS (16): the worker holds these and still waits for more
 NAP_SECONDS = 3.0  # outlives the loss: each nap ends after Redis is back, or while it is down
