@@ -134,11 +134,14 @@ def _setting_default(setting: str) -> Callable[[], Any]:
     return lambda: getattr(app_settings(), setting)
 
 
-def _blank_is_setting(setting: str) -> BeforeValidator:
-    """A field sent blank (Swagger UI's "Try it out" sends an empty form field, `curl -F top_k=`)
-    takes its default, the setting `setting` of the app validating the request, as if left out."""
+def _defaults_to(setting: str) -> tuple[BeforeValidator, Any]:
+    """A field's default: the setting `setting` of the app validating the request, when the field
+    is left out or sent blank (Swagger UI's "Try it out" sends an empty form field, as does
+    `curl -F top_k=`). For an Annotated type's metadata: `Annotated[int, *_defaults_to(...)]`."""
     default = _setting_default(setting)
-    return BeforeValidator(lambda value: default() if _blank_is_none(value) is None else value)
+    return BeforeValidator(lambda value: default() if _blank_is_none(value) is None else value), Field(
+        default_factory=default
+    )
 
 
 def _named(setting: str) -> str:
@@ -692,9 +695,9 @@ UnknownSource = Annotated[
 ]
 
 
-TopK = Annotated[int, _blank_is_setting("default_top_k"), Field(ge=1), _at_most("max_top_k")]
+TopK = Annotated[int, *_defaults_to("default_top_k"), Field(ge=1), _at_most("max_top_k")]
 TOP_K = f"at most {_named('max_top_k')}, default {_named('default_top_k')} (settings)"
-MaxFaces = Annotated[int, _blank_is_setting("default_max_faces"), Field(ge=1), _at_most("max_max_faces")]
+MaxFaces = Annotated[int, *_defaults_to("default_max_faces"), Field(ge=1), _at_most("max_max_faces")]
 MAX_FACES = f"largest first; at most {_named('max_max_faces')}, default {_named('default_max_faces')} (settings)"
 
 
@@ -707,8 +710,8 @@ class RecognizeForm(Model):
     )
     gallery: GalleryName = "default"
     threshold: Threshold = None
-    top_k: TopK = Field(default_factory=_setting_default("default_top_k"), description=f"matches per face; {TOP_K}")
-    max_faces: MaxFaces = Field(default_factory=_setting_default("default_max_faces"), description=MAX_FACES)
+    top_k: TopK = Field(description=f"matches per face; {TOP_K}")
+    max_faces: MaxFaces = Field(description=MAX_FACES)
     webhook_url: WebhookUrl = None
     source: UnknownSource = None
 
@@ -727,7 +730,7 @@ LandmarkCount = Annotated[
 
 class DetectForm(Model):
     image: Image
-    max_faces: MaxFaces = Field(default_factory=_setting_default("default_max_faces"), description=MAX_FACES)
+    max_faces: MaxFaces = Field(description=MAX_FACES)
     landmarks: LandmarkCount = None
     webhook_url: WebhookUrl = None
 
@@ -739,7 +742,7 @@ class DetectQuery(WaitQuery):
 class SearchBody(Model):
     face_id: uuid.UUID = Field(description="a stored face (GET /api/v1/persons/{person_id}/faces lists them)")
     gallery: GalleryName | None = Field(None, description="the gallery to search; default: the face's own")
-    top_k: TopK = Field(default_factory=_setting_default("default_top_k"), description=f"persons to answer; {TOP_K}")
+    top_k: TopK = Field(description=f"persons to answer; {TOP_K}")
     threshold: Threshold = None
 
 
