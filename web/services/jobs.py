@@ -13,7 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from domain import audit, enrollment, uploads
 from domain.callers import Caller
 from domain.errors import ServiceError
-from domain.jobs import finish, job_document
+from domain.jobs import JOBS_TABLE, finish, job_document
 from domain.models import Job, JobStatus, JobType
 from domain.notifications import announce_job_ended, redis_client
 from domain.webhooks import start_delivery
@@ -40,7 +40,7 @@ def reread(session: Session, job: Job) -> None:
     """Read again the columns of the job's row that change as it runs, then end that read's
     transaction (end_read). A Core select of those columns, set as the row's loaded state, costs a
     fraction of the ORM's refresh of the whole row (PERFORMANCE.md, section 12)."""
-    columns = Job.__table__.c
+    columns = JOBS_TABLE.c
     row = session.execute(
         select(*(columns[name] for name in CHANGING_COLUMNS)).where(columns.id == job.id)
     ).one_or_none()
