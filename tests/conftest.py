@@ -54,6 +54,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM a process a test started, and SIGKILL it if it has not exited within `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Iterator[Path]:
     # Not pytest's tmp_path: its rotation of old run directories could remove a live data directory.

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import requests
 
-from tests.conftest import ROOT, bearer, free_port, make_account, stored_job, wait_until_ready
+from tests.conftest import ROOT, bearer, free_port, make_account, stop_process, stored_job, wait_until_ready
 
 LONG_POLLS = 24  # the measurement: 24 `?wait=30` from one account
 SLOW_CONNECTIONS = 20  # the measurement: 20 connections sending headers 1 byte a second
@@ -44,11 +44,7 @@ class Gunicorn:
         wait_until_ready(self.base, directory / "web.log", process=self.process)
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
 
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     login,
     make_account,
     override_settings,
+    stop_process,
     wait_until_ready,
 )
 
@@ -207,11 +208,7 @@ class WebServer:
         self.redis, _ = start_redis(self.directory, self.redis_port)
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         if self.redis.poll() is None:
             self.stop_redis()
         self.log.close()

@@ -17,7 +17,7 @@ from celery import Celery
 
 from jobqueue import PRIORITY_SEP, PRIORITY_STEPS
 from stack.embedded import start_redis
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, stop_process
 
 
 class Broker:
@@ -77,12 +77,7 @@ class WorkerProcess:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def sender(broker: Broker) -> Celery:

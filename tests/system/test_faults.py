@@ -24,7 +24,7 @@ import requests
 
 from stack.embedded import embedded_redis_url
 from tests import images
-from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env, wait_until_ready
+from tests.conftest import ROOT, STACK_ADMIN, free_port, stack_env, stop_process, wait_until_ready
 
 PASSWORD = STACK_ADMIN[1]
 
@@ -125,11 +125,7 @@ class Stack:
         ]
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process, grace=60)
 
 
 def stop_redis(stack: Stack) -> None:
